@@ -1,0 +1,171 @@
+"""LangChain ``BaseCache`` implementations: :class:`ExactCache` and :class:`SemanticCache`.
+
+Use either with ``langchain_core.globals.set_llm_cache(cache)`` or a model's ``cache=``.
+Both are thin: they translate LangChain's ``(prompt, llm_string, generations)`` into the
+core's :class:`~semcache_core.ResponseCache`, which owns keys, TTL, matching and error policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.embeddings import Embeddings
+from langchain_core.outputs import Generation
+
+from langchain_semcache._prompts import split_prompt
+from langchain_semcache._serialization import (
+    count_tokens,
+    generations_from_json,
+    generations_to_json,
+)
+from langchain_semcache.embeddings import LangChainEmbedder
+from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, ResponseCache
+from semcache_core.resilience import ErrorPolicy
+
+
+class _CoreBackedCache(BaseCache):
+    _core: ResponseCache
+
+    @staticmethod
+    def _check(prompt: object, llm_string: object) -> None:
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        if not isinstance(llm_string, str):
+            raise TypeError(f"llm_string must be a str, got {type(llm_string).__name__}")
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        self._check(prompt, llm_string)
+        result = self._core.lookup(llm_string, split_prompt(prompt))
+        return generations_from_json(result.body["value"]) if result.body else None
+
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        self._check(prompt, llm_string)
+        result = await self._core.alookup(llm_string, split_prompt(prompt))
+        return generations_from_json(result.body["value"]) if result.body else None
+
+    def update(
+        self,
+        prompt: str,
+        llm_string: str,
+        return_val: Sequence[Generation],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        """Store ``return_val``; ``ttl`` overrides the cache's default for this entry."""
+        self._check(prompt, llm_string)
+        body = generations_to_json(return_val)
+        self._core.update(
+            llm_string, split_prompt(prompt), body, tokens=count_tokens(return_val), ttl=ttl
+        )
+
+    async def aupdate(
+        self,
+        prompt: str,
+        llm_string: str,
+        return_val: Sequence[Generation],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        self._check(prompt, llm_string)
+        body = generations_to_json(return_val)
+        await self._core.aupdate(
+            llm_string, split_prompt(prompt), body, tokens=count_tokens(return_val), ttl=ttl
+        )
+
+    def clear(self, **kwargs: Any) -> None:
+        """Remove every entry of this cache's namespace (other namespaces are untouched)."""
+        self._core.clear()
+
+    async def aclear(self, **kwargs: Any) -> None:
+        await self._core.aclear()
+
+    def stats(self) -> dict[str, Any]:
+        """Hits, misses, guard rejections, distances, latency and tokens saved (this process)."""
+        return self._core.stats_snapshot()
+
+    @property
+    def backend(self) -> Backend:
+        return self._core.backend
+
+    @property
+    def namespace(self) -> str:
+        return self._core.namespace
+
+
+class ExactCache(_CoreBackedCache):
+    """Serves a response only for the identical prompt and model configuration.
+
+    Args:
+        backend: ``None`` (in-process), a URL (``"sqlite:///cache.db"``, ``"redis://..."``,
+            ``"elasticsearch+https://..."``), a redis/Elasticsearch client, or a semcache
+            ``Backend`` shared with other caches.
+        namespace: isolates this cache; ``clear()`` removes only this namespace.
+        ttl: seconds an entry lives (``None`` = forever); ``update(..., ttl=)`` overrides it.
+        refresh_ttl_on_hit: restart an entry's TTL each time it is served.
+        on_backend_error: ``"warn"`` (default: a failing backend is a miss, the app goes on)
+            or ``"raise"``.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | Any | None = None,
+        *,
+        namespace: str = "semcache-exact",
+        ttl: float | None = None,
+        refresh_ttl_on_hit: bool = False,
+        on_backend_error: ErrorPolicy = "warn",
+    ) -> None:
+        self._core = ResponseCache(
+            backend,
+            namespace=namespace,
+            ttl=ttl,
+            refresh_ttl_on_hit=refresh_ttl_on_hit,
+            on_backend_error=on_backend_error,
+        )
+
+
+class SemanticCache(_CoreBackedCache):
+    """Serves a cached response for a prompt that means the same, not only the identical one.
+
+    A lookup first tries the exact key (no embedding), then embeds the prompt's query (the
+    last human message of a chat, or the whole plain prompt) once and searches the nearest
+    stored query by cosine distance, only among entries with the same ``llm_string``, the same
+    conversation context (system prompt, earlier turns, tools) and the same embedding model.
+    A candidate within ``distance_threshold`` is served unless the trap guard sees that the
+    two prompts differ in negation, numbers, dates, versions, units, names, quoted strings,
+    code identifiers or quantifiers. The vector computed by a missed lookup is reused by the
+    ``update`` that follows it, so a miss costs one embedding call.
+
+    ``distance_threshold`` defaults to :data:`semcache_core.DEFAULT_DISTANCE_THRESHOLD`,
+    measured with all-MiniLM-L6-v2 (see the README). Other arguments as in :class:`ExactCache`.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | Any | None = None,
+        *,
+        embeddings: Embeddings,
+        distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
+        namespace: str = "semcache-semantic",
+        ttl: float | None = None,
+        trap_guard: bool = True,
+        refresh_ttl_on_hit: bool = False,
+        on_backend_error: ErrorPolicy = "warn",
+        embeddings_name: str | None = None,
+    ) -> None:
+        self._core = ResponseCache(
+            backend,
+            namespace=namespace,
+            ttl=ttl,
+            embedder=LangChainEmbedder(embeddings, name=embeddings_name),
+            distance_threshold=distance_threshold,
+            trap_guard=trap_guard,
+            refresh_ttl_on_hit=refresh_ttl_on_hit,
+            on_backend_error=on_backend_error,
+        )
+
+    @property
+    def distance_threshold(self) -> float:
+        return self._core.distance_threshold

@@ -1,0 +1,1 @@
+"""LlamaIndex adapters of semcache (KV store, cached embedding, cached LLM)."""

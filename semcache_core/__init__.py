@@ -1,0 +1,43 @@
+"""semcache core: backends, keys, codecs, semantic matching, TTL, stats and errors.
+
+This package imports neither LangChain nor LlamaIndex; the adapters in
+``langchain_semcache`` and ``llamaindex_semcache`` translate their framework's calls into it.
+"""
+
+from semcache_core.backends import Backend, VectorHit, VectorRecord, connect, known_schemes
+from semcache_core.engine import (
+    DEFAULT_DISTANCE_THRESHOLD,
+    KeyValueCache,
+    LookupResult,
+    Prompt,
+    ResponseCache,
+    persisted_stats,
+)
+from semcache_core.errors import (
+    BackendError,
+    SchemaConflictError,
+    SemcacheError,
+    SemcacheInputError,
+    UnknownBackendError,
+    VectorDimensionError,
+)
+
+__all__ = [
+    "DEFAULT_DISTANCE_THRESHOLD",
+    "Backend",
+    "BackendError",
+    "KeyValueCache",
+    "LookupResult",
+    "Prompt",
+    "ResponseCache",
+    "SchemaConflictError",
+    "SemcacheError",
+    "SemcacheInputError",
+    "UnknownBackendError",
+    "VectorDimensionError",
+    "VectorHit",
+    "VectorRecord",
+    "connect",
+    "known_schemes",
+    "persisted_stats",
+]

@@ -1,0 +1,146 @@
+"""Codecs, in one place: vectors (float32 bytes, base64 text) and cache entries (safe JSON).
+
+Cached data is untrusted input: whatever is in Redis or Elasticsearch may have been written by
+another program, an older version, or an attacker. Entries are therefore plain JSON (never
+pickle) inside a small versioned envelope; decoding never builds an object, it returns
+dicts, lists, strings and numbers. Adapters turn those into framework objects through an
+explicit allowlist (see ``langchain_semcache._serialization``). A corrupt or foreign entry
+decodes to ``None`` with a warning and is treated as a miss.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from semcache_core.errors import SemcacheInputError, VectorDimensionError
+
+logger = logging.getLogger("semcache")
+
+Vector = npt.NDArray[np.float32]
+
+ENTRY_MAGIC = "semcache"
+ENTRY_VERSION = 1
+
+
+def as_vector(values: Sequence[float] | npt.ArrayLike, *, dim: int | None = None) -> Vector:
+    """Validate ``values`` and return them as a 1-D little-endian float32 array.
+
+    Raises ``SemcacheInputError`` for NaN/inf, an empty or zero vector (cosine distance is
+    undefined for it) and ``VectorDimensionError`` when ``dim`` is given and differs.
+    """
+    try:
+        array = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise SemcacheInputError(f"a vector must be a sequence of numbers: {exc}") from exc
+    if array.ndim != 1 or array.size == 0:
+        raise SemcacheInputError(
+            f"a vector must be a non-empty 1-D sequence of numbers, got shape {array.shape}"
+        )
+    if dim is not None and array.size != dim:
+        raise VectorDimensionError(
+            f"vector has dimension {array.size}, but this namespace stores vectors of "
+            f"dimension {dim}; use one embedding model per namespace"
+        )
+    if not np.all(np.isfinite(array)):
+        raise SemcacheInputError("a vector must not contain NaN or infinite values")
+    if not np.any(array):
+        raise SemcacheInputError("a zero vector has no direction; cosine distance is undefined")
+    return array.astype("<f4", copy=False)
+
+
+def normalize(vector: Vector) -> Vector:
+    """Unit-length copy of ``vector`` (cosine distance then is ``1 - dot``)."""
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32)
+
+
+def vector_to_bytes(vector: Vector) -> bytes:
+    """float32 little-endian bytes: the layout Redis vector fields expect."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(raw: bytes, *, dim: int | None = None) -> Vector:
+    """Inverse of :func:`vector_to_bytes`; a length that is not a whole vector is an error."""
+    if len(raw) % 4 or (dim is not None and len(raw) != 4 * dim):
+        raise SemcacheInputError(f"{len(raw)} bytes is not a float32 vector of dimension {dim}")
+    return np.frombuffer(raw, dtype="<f4").copy()
+
+
+def vector_to_base64(vector: Vector) -> str:
+    """base64 text of the float32 bytes (Elasticsearch ``binary`` fields take base64)."""
+    return base64.b64encode(vector_to_bytes(vector)).decode("ascii")
+
+
+def vector_from_base64(text: str, *, dim: int | None = None) -> Vector:
+    """Inverse of :func:`vector_to_base64`."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SemcacheInputError(f"not base64 vector data: {exc}") from exc
+    return vector_from_bytes(raw, dim=dim)
+
+
+def bytes_to_base64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def bytes_from_base64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+def encode_entry(kind: str, body: dict[str, Any]) -> bytes:
+    """Serialize a cache entry: compact JSON with a magic/version/kind envelope.
+
+    ``body`` must hold only JSON types; anything else is a ``TypeError`` naming the field, so
+    a value that cannot round-trip is refused before it is stored.
+    """
+    envelope = {"_": ENTRY_MAGIC, "v": ENTRY_VERSION, "kind": kind, "body": body}
+    try:
+        text = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cache entry of kind {kind!r} is not JSON-serializable: {exc}") from exc
+    return text.encode("utf-8")
+
+
+def decode_entry(raw: bytes | None, kind: str) -> dict[str, Any] | None:
+    """Decode an entry written by :func:`encode_entry`; anything else is a miss with a warning."""
+    if raw is None:
+        return None
+    try:
+        envelope = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        logger.warning("semcache: ignoring a corrupt cache entry (not JSON)")
+        return None
+    if (
+        not isinstance(envelope, dict)
+        or envelope.get("_") != ENTRY_MAGIC
+        or envelope.get("kind") != kind
+        or not isinstance(envelope.get("body"), dict)
+    ):
+        logger.warning("semcache: ignoring a foreign cache entry (expected kind %r)", kind)
+        return None
+    if envelope.get("v") != ENTRY_VERSION:
+        logger.warning("semcache: ignoring a cache entry of unknown version %r", envelope.get("v"))
+        return None
+    body: dict[str, Any] = envelope["body"]
+    return body
+
+
+def validate_ttl(ttl: object, *, name: str = "ttl") -> float | None:
+    """``None`` (no expiry) or a positive number of seconds."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"{name} must be None or a number of seconds, got {type(ttl).__name__}")
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise SemcacheInputError(f"{name} must be a positive number of seconds, got {ttl!r}")
+    return float(ttl)

@@ -1,0 +1,592 @@
+"""The cache policy, written once for every adapter and backend.
+
+:class:`ResponseCache` caches LLM responses (exact, and semantic when given an embedder);
+:class:`KeyValueCache` holds the values of ByteStore/KV adapters. Both take care of keys,
+namespaces, TTL, input validation, stats and backend errors, and delegate storage to a
+:class:`~semcache_core.backends.base.Backend`.
+
+Each operation is written once, as a generator that yields the storage or embedding steps it
+needs (:class:`Step`); :func:`_drive` runs it synchronously and :func:`_adrive` with ``await``,
+so the sync and async paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from semcache_core import keys
+from semcache_core.backends import Backend, VectorRecord, connect
+from semcache_core.codecs import (
+    Vector,
+    as_vector,
+    decode_entry,
+    encode_entry,
+    normalize,
+    validate_ttl,
+)
+from semcache_core.embedder import Embedder
+from semcache_core.errors import BackendError, SemcacheInputError
+from semcache_core.resilience import BackendGuard, ErrorPolicy
+from semcache_core.stats import CacheStats, from_counters
+
+logger = logging.getLogger("semcache")
+
+#: Default cosine-distance threshold of semantic lookups (0 = identical, 2 = opposite).
+#: Chosen from the measurements in ``benchmarks/quality.py`` (see the README): with
+#: all-MiniLM-L6-v2 and the trap guard on, it serves most true paraphrases while keeping the
+#: share of near-miss traps served under 5%. Other embedding models spread distances
+#: differently: run the harness on your model before changing it.
+DEFAULT_DISTANCE_THRESHOLD = 0.2
+MAX_DISTANCE_THRESHOLD = 2.0
+#: Nearest candidates fetched per semantic lookup; the guard may reject the closest ones.
+SEMANTIC_CANDIDATES = 4
+STATS_FLUSH_SECONDS = 5.0
+
+
+def validate_threshold(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"distance_threshold must be a number, got {type(value).__name__}")
+    if not 0.0 <= float(value) <= MAX_DISTANCE_THRESHOLD:
+        raise SemcacheInputError(
+            f"distance_threshold must be a cosine distance between 0 (identical) and 2 "
+            f"(opposite), got {value!r}"
+        )
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A prompt as the core sees it.
+
+    ``text`` is the whole prompt (the exact key). ``query`` is what a semantic lookup compares:
+    the last user turn of a conversation, or the whole text of a plain prompt. ``context`` is
+    everything else (system prompt, tool definitions, earlier turns), canonically serialized:
+    it must match *exactly* for a semantic hit, so it is part of the partition.
+    """
+
+    text: str
+    query: str
+    context: str = ""
+
+    @classmethod
+    def plain(cls, text: str) -> Prompt:
+        return cls(text=text, query=text, context="")
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    body: dict[str, Any] | None
+    outcome: Literal["exact", "semantic", "miss"]
+    distance: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One storage call (``target="backend"``) or embedding (``target="embedder"``)."""
+
+    target: Literal["backend", "embedder"]
+    method: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    fallback: Any = None
+
+
+Flow = Generator[Step, Any, Any]
+
+
+class _Engine:
+    """Shared plumbing: backend, namespace, guard, stats, and the two flow drivers."""
+
+    def __init__(
+        self,
+        backend: Backend | str | Any | None,
+        *,
+        namespace: str,
+        ttl: float | None,
+        on_backend_error: ErrorPolicy,
+        retry_after: float,
+    ) -> None:
+        self.namespace = keys.validate_namespace(namespace)
+        self.ttl = validate_ttl(ttl)
+        self.backend = connect(backend)
+        self.guard = BackendGuard(on_backend_error, retry_after=retry_after)
+        self.stats = CacheStats()
+        self.guard.on_error = lambda: self.stats.add(backend_errors=1)
+        self.embedder: Embedder | None = None
+
+    def _resolve(self, step: Step) -> Any:
+        target = self.backend if step.target == "backend" else self.embedder
+        return getattr(target, step.method)
+
+    def _drive(self, flow: Flow) -> Any:
+        value: Any = None
+        while True:
+            try:
+                step = flow.send(value)
+            except StopIteration as stop:
+                return stop.value
+            method = self._resolve(step)
+            if step.target == "embedder":
+                value = self._embed_guarded(lambda m=method, s=step: m(*s.args, **s.kwargs))
+            else:
+                value = self.guard.call(
+                    step.method,
+                    lambda m=method, s=step: m(*s.args, **s.kwargs),  # type: ignore[misc]
+                    step.fallback,
+                )
+
+    async def _adrive(self, flow: Flow) -> Any:
+        value: Any = None
+        while True:
+            try:
+                step = flow.send(value)
+            except StopIteration as stop:
+                return stop.value
+            method = self._resolve(step)
+            if step.target == "embedder":
+                value = await self._aembed_guarded(method(*step.args, **step.kwargs))
+            else:
+                value = await self.guard.acall(
+                    step.method,
+                    lambda m=method, s=step: m(*s.args, **s.kwargs),  # type: ignore[misc]
+                    step.fallback,
+                )
+
+    def _embed_guarded(self, call: Any) -> Any:
+        try:
+            return call()
+        except (TypeError, SemcacheInputError):
+            raise
+        except Exception as exc:
+            return self._embedding_failed(exc)
+
+    async def _aembed_guarded(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (TypeError, SemcacheInputError):
+            raise
+        except Exception as exc:
+            return self._embedding_failed(exc)
+
+    def _embedding_failed(self, exc: Exception) -> None:
+        if self.guard.policy == "raise":
+            raise BackendError(f"embedding the prompt failed: {exc}") from exc
+        self.stats.add(backend_errors=1)
+        logger.warning("semcache: embedding the prompt failed, treating it as a miss: %s", exc)
+
+    def _maybe_flush(self, *, force: bool = False) -> Flow:
+        deltas = (
+            self.stats.take_all_unflushed()
+            if force
+            else self.stats.take_unflushed(every=STATS_FLUSH_SECONDS)
+        )
+        if deltas:
+            yield Step("backend", "incr_counters", (self.namespace, "stats", deltas))
+
+    # -- shared public API ---------------------------------------------------------------------
+    def stats_snapshot(self) -> dict[str, Any]:
+        """This object's stats (this process only); see :func:`persisted_stats` for totals."""
+        return self.stats.snapshot()
+
+    def flush_stats(self) -> None:
+        self._drive(self._maybe_flush(force=True))
+
+    async def aflush_stats(self) -> None:
+        await self._adrive(self._maybe_flush(force=True))
+
+
+def _as_async_name(name: str) -> str:
+    return "a" + name
+
+
+class ResponseCache(_Engine):
+    """Exact and semantic caching of LLM responses, framework-neutral.
+
+    ``scope`` (e.g. LangChain's ``llm_string``) names the model and its parameters; entries of
+    different scopes never answer each other. Bodies are JSON dicts the adapter builds.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | Any | None = None,
+        *,
+        namespace: str = keys.DEFAULT_NAMESPACE,
+        ttl: float | None = None,
+        embedder: Embedder | None = None,
+        distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
+        trap_guard: bool | Any = True,
+        refresh_ttl_on_hit: bool = False,
+        on_backend_error: ErrorPolicy = "warn",
+        retry_after: float = 5.0,
+    ) -> None:
+        super().__init__(
+            backend,
+            namespace=namespace,
+            ttl=ttl,
+            on_backend_error=on_backend_error,
+            retry_after=retry_after,
+        )
+        self.embedder = embedder
+        self.distance_threshold = validate_threshold(distance_threshold)
+        if refresh_ttl_on_hit and self.ttl is None:
+            raise SemcacheInputError("refresh_ttl_on_hit needs a ttl to refresh to")
+        self.refresh_ttl_on_hit = refresh_ttl_on_hit
+        if embedder is None:
+            self.trap_guard: Any = None  # exact matches need no guard
+        elif trap_guard is True:
+            from semcache_core.guard import TrapGuard
+
+            self.trap_guard = TrapGuard()
+        else:
+            self.trap_guard = trap_guard or None
+        # Vectors computed by a missed lookup, reused by the update that follows it.
+        self._pending: OrderedDict[tuple[str, str], Vector] = OrderedDict()
+        self._pending_lock = threading.Lock()
+
+    @property
+    def semantic(self) -> bool:
+        return self.embedder is not None
+
+    # -- keys ----------------------------------------------------------------------------------
+    def _partition(self, scope: str, prompt: Prompt) -> str:
+        assert self.embedder is not None
+        return keys.partition_key(
+            self.namespace, f"{scope}\x00embedder={self.embedder.name}", prompt.context
+        )
+
+    def _remember_vector(self, partition: str, query: str, vector: Vector) -> None:
+        with self._pending_lock:
+            self._pending[(partition, query)] = vector
+            self._pending.move_to_end((partition, query))
+            while len(self._pending) > 1024:
+                self._pending.popitem(last=False)
+
+    def _take_vector(self, partition: str, query: str) -> Vector | None:
+        with self._pending_lock:
+            return self._pending.pop((partition, query), None)
+
+    # -- flows ---------------------------------------------------------------------------------
+    def _lookup_flow(self, scope: str, prompt: Prompt, *, is_async: bool) -> Flow:
+        started = time.perf_counter()
+        result = yield from self._find(scope, prompt, is_async=is_async)
+        tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
+        outcome = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
+        self.stats.record_lookup(
+            outcome[result.outcome],
+            time.perf_counter() - started,
+            distance=result.distance,
+            tokens=tokens,
+        )
+        yield from self._maybe_flush()
+        return result
+
+    def _find(self, scope: str, prompt: Prompt, *, is_async: bool) -> Flow:
+        name = _as_async_name if is_async else (lambda n: n)
+        ns = self.namespace
+        if not self.semantic:
+            key = keys.exact_entry_key(ns, scope, prompt.text)
+            raw = (yield Step("backend", name("get_many"), (ns, [key]), fallback=[None]))[0]
+            body = decode_entry(raw, "response")
+            if body is None:
+                return LookupResult(None, "miss")
+            if self.refresh_ttl_on_hit:
+                yield Step("backend", name("expire_many"), (ns, [key]), {"ttl": self.ttl})
+            return LookupResult(body, "exact", None)
+
+        partition = self._partition(scope, prompt)
+        entry_id = keys.semantic_entry_id(ns, partition, prompt.query)
+        raw = (
+            yield Step(
+                "backend",
+                name("get_vector_payloads"),
+                (ns, [entry_id]),
+                fallback=[None],
+            )
+        )[0]
+        body = decode_entry(raw, "response")
+        if body is not None and body.get("query") == prompt.query:
+            if self.refresh_ttl_on_hit:
+                yield Step("backend", name("expire_many"), (ns, [entry_id]), {"ttl": self.ttl})
+            return LookupResult(body, "exact", 0.0)
+
+        embedded = yield Step("embedder", name("embed"), (prompt.query,))
+        if embedded is None:
+            return LookupResult(None, "miss")
+        vector = normalize(as_vector(embedded))
+        self._remember_vector(partition, prompt.query, vector)
+        hits = yield Step(
+            "backend",
+            name("search_vectors"),
+            (ns, partition, vector),
+            {"k": SEMANTIC_CANDIDATES, "max_distance": self.distance_threshold},
+            fallback=[],
+        )
+        for hit in hits:
+            body = decode_entry(hit.payload, "response")
+            if body is None or not isinstance(body.get("query"), str):
+                continue
+            if self.trap_guard is not None:
+                verdict = self.trap_guard.check(prompt.query, body["query"])
+                if not verdict.ok:
+                    self.stats.add(guard_rejections=1)
+                    logger.debug(
+                        "semcache: trap guard rejected a hit at distance %.3f: %s",
+                        hit.distance,
+                        verdict.detail,
+                    )
+                    continue
+            if self.refresh_ttl_on_hit:
+                yield Step("backend", name("expire_many"), (ns, [hit.id]), {"ttl": self.ttl})
+            return LookupResult(body, "semantic", hit.distance)
+        return LookupResult(None, "miss")
+
+    def _update_flow(
+        self,
+        scope: str,
+        prompt: Prompt,
+        value: dict[str, Any],
+        *,
+        tokens: float,
+        ttl: float | None,
+        is_async: bool,
+    ) -> Flow:
+        name = _as_async_name if is_async else (lambda n: n)
+        ns = self.namespace
+        entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
+        body: dict[str, Any] = {
+            "value": value,
+            "tokens": tokens,
+            "created": time.time(),
+        }
+        if not self.semantic:
+            payload = encode_entry("response", body)
+            key = keys.exact_entry_key(ns, scope, prompt.text)
+            yield Step("backend", name("set_many"), (ns, [(key, payload)]), {"ttl": entry_ttl})
+        else:
+            partition = self._partition(scope, prompt)
+            body["query"] = prompt.query
+            payload = encode_entry("response", body)
+            vector = self._take_vector(partition, prompt.query)
+            if vector is None:
+                embedded = yield Step("embedder", name("embed"), (prompt.query,))
+                if embedded is None:
+                    return None
+                vector = normalize(as_vector(embedded))
+            record = VectorRecord(
+                keys.semantic_entry_id(ns, partition, prompt.query), vector, payload
+            )
+            yield Step(
+                "backend",
+                name("add_vectors"),
+                (ns, partition, [record]),
+                {"ttl": entry_ttl},
+            )
+        self.stats.add(writes=1)
+        yield from self._maybe_flush()
+        return None
+
+    def _clear_flow(self, *, is_async: bool) -> Flow:
+        name = _as_async_name if is_async else (lambda n: n)
+        yield Step("backend", name("clear"), (self.namespace,))
+        with self._pending_lock:
+            self._pending.clear()
+
+    # -- public API ----------------------------------------------------------------------------
+    def lookup(self, scope: str, prompt: Prompt) -> LookupResult:
+        return self._drive(self._lookup_flow(scope, prompt, is_async=False))  # type: ignore[no-any-return]
+
+    async def alookup(self, scope: str, prompt: Prompt) -> LookupResult:
+        return await self._adrive(self._lookup_flow(scope, prompt, is_async=True))  # type: ignore[no-any-return]
+
+    def update(
+        self,
+        scope: str,
+        prompt: Prompt,
+        value: dict[str, Any],
+        *,
+        tokens: float = 0,
+        ttl: float | None = None,
+    ) -> None:
+        self._drive(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl, is_async=False))
+
+    async def aupdate(
+        self,
+        scope: str,
+        prompt: Prompt,
+        value: dict[str, Any],
+        *,
+        tokens: float = 0,
+        ttl: float | None = None,
+    ) -> None:
+        await self._adrive(
+            self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl, is_async=True)
+        )
+
+    def clear(self) -> None:
+        self._drive(self._clear_flow(is_async=False))
+
+    async def aclear(self) -> None:
+        await self._adrive(self._clear_flow(is_async=True))
+
+
+class KeyValueCache(_Engine):
+    """Bytes by string key in one namespace: the policy behind ByteStore and KV adapters.
+
+    Keys must be ``str`` and values ``bytes``; anything else is a ``TypeError`` raised before
+    anything is written, so a bad batch stores nothing. A failed read returns ``None`` for
+    every key (the caller recomputes); a failed write is skipped (see resilience).
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | Any | None = None,
+        *,
+        namespace: str = keys.DEFAULT_NAMESPACE,
+        ttl: float | None = None,
+        on_backend_error: ErrorPolicy = "warn",
+        retry_after: float = 5.0,
+    ) -> None:
+        super().__init__(
+            backend,
+            namespace=namespace,
+            ttl=ttl,
+            on_backend_error=on_backend_error,
+            retry_after=retry_after,
+        )
+
+    @staticmethod
+    def _check_keys(user_keys: Sequence[str]) -> list[str]:
+        if isinstance(user_keys, (str, bytes)):
+            raise TypeError("keys must be a sequence of str, not a single str/bytes")
+        for key in user_keys:
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be str, got {type(key).__name__}: {key!r}")
+        return [keys.kv_key(key) for key in user_keys]
+
+    @staticmethod
+    def _check_items(items: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        checked: list[tuple[str, bytes]] = []
+        for item in items:
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise TypeError(f"items must be (key, value) pairs, got {item!r}")
+            key, value = item
+            if not isinstance(key, str):
+                raise TypeError(f"keys must be str, got {type(key).__name__}: {key!r}")
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(
+                    f"values must be bytes, got {type(value).__name__} for key {key!r}; "
+                    "encode text first (e.g. value.encode('utf-8'))"
+                )
+            checked.append((keys.kv_key(key), bytes(value)))
+        return checked
+
+    def _mget_flow(self, user_keys: Sequence[str], *, is_async: bool) -> Flow:
+        name = _as_async_name if is_async else (lambda n: n)
+        backend_keys = self._check_keys(user_keys)
+        if not backend_keys:
+            return []
+        values = yield Step(
+            "backend",
+            name("get_many"),
+            (self.namespace, backend_keys),
+            fallback=[None] * len(backend_keys),
+        )
+        found = sum(value is not None for value in values)
+        self.stats.add(kv_hits=found, kv_misses=len(values) - found)
+        yield from self._maybe_flush()
+        return values
+
+    def _mset_flow(
+        self, items: Sequence[tuple[str, bytes]], ttl: float | None, *, is_async: bool
+    ) -> Flow:
+        name = _as_async_name if is_async else (lambda n: n)
+        checked = self._check_items(items)
+        entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
+        if checked:
+            yield Step(
+                "backend",
+                name("set_many"),
+                (self.namespace, checked),
+                {"ttl": entry_ttl},
+            )
+            self.stats.add(writes=len(checked))
+
+    def _mdelete_flow(self, user_keys: Sequence[str], *, is_async: bool) -> Flow:
+        name = _as_async_name if is_async else (lambda n: n)
+        backend_keys = self._check_keys(user_keys)
+        if backend_keys:
+            yield Step("backend", name("delete_many"), (self.namespace, backend_keys))
+
+    def _clear_flow(self, *, is_async: bool) -> Flow:
+        name = _as_async_name if is_async else (lambda n: n)
+        yield Step("backend", name("clear"), (self.namespace,))
+
+    def mget(self, user_keys: Sequence[str]) -> list[bytes | None]:
+        return self._drive(self._mget_flow(user_keys, is_async=False))  # type: ignore[no-any-return]
+
+    async def amget(self, user_keys: Sequence[str]) -> list[bytes | None]:
+        return await self._adrive(self._mget_flow(user_keys, is_async=True))  # type: ignore[no-any-return]
+
+    def mset(self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None) -> None:
+        self._drive(self._mset_flow(items, ttl, is_async=False))
+
+    async def amset(self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None) -> None:
+        await self._adrive(self._mset_flow(items, ttl, is_async=True))
+
+    def mdelete(self, user_keys: Sequence[str]) -> None:
+        self._drive(self._mdelete_flow(user_keys, is_async=False))
+
+    async def amdelete(self, user_keys: Sequence[str]) -> None:
+        await self._adrive(self._mdelete_flow(user_keys, is_async=True))
+
+    def clear(self) -> None:
+        self._drive(self._clear_flow(is_async=False))
+
+    async def aclear(self) -> None:
+        await self._adrive(self._clear_flow(is_async=True))
+
+    def yield_keys(self, prefix: str | None = None) -> Iterator[str]:
+        """User keys starting with ``prefix``; a backend failure ends the iteration early."""
+        prefix = self._prefix(prefix)
+        strip = len(keys.KV_PREFIX)
+        iterator = self.backend.iter_keys(self.namespace, prefix)
+        while True:
+            key = self.guard.call("iter_keys", lambda: next(iterator, None), None)
+            if key is None:
+                return
+            yield key[strip:]
+
+    async def ayield_keys(self, prefix: str | None = None) -> AsyncIterator[str]:
+        prefix = self._prefix(prefix)
+        strip = len(keys.KV_PREFIX)
+        iterator = self.backend.aiter_keys(self.namespace, prefix).__aiter__()
+
+        async def step() -> str | None:
+            try:
+                return await iterator.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        while True:
+            key = await self.guard.acall("iter_keys", step, None)
+            if key is None:
+                return
+            yield key[strip:]
+
+    @staticmethod
+    def _prefix(prefix: str | None) -> str:
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
+        return keys.KV_PREFIX + (prefix or "")
+
+
+def persisted_stats(backend: Backend | str | Any | None, namespace: str) -> dict[str, Any]:
+    """Totals of every process that used ``namespace`` on ``backend`` (as flushed so far)."""
+    engine = connect(backend)
+    return from_counters(engine.get_counters(keys.validate_namespace(namespace), "stats"))

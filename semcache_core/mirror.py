@@ -1,0 +1,187 @@
+"""An in-process numpy mirror of one vector partition, with bounded memory.
+
+Used where the storage cannot search vectors itself (the embedded SQLite backend, plain Redis
+without the Query Engine). The storage stays the source of truth; the mirror only *proposes*
+candidates. Each candidate is verified against the storage before it is served (the record
+must still exist and be unexpired), so a deleted or expired entry is never served even if the
+mirror has not heard about it yet.
+
+Appends are amortised O(1) (capacity doubling); a search is one matrix-vector product over the
+partition's live rows. :class:`MirrorSet` bounds the total number of mirrored rows across
+partitions and drops the least recently searched partitions first; a dropped partition is
+rebuilt from storage on its next search.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from semcache_core.codecs import Vector
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A row the mirror proposes: its storage sequence number, id and cosine distance."""
+
+    seq: int
+    id: str
+    distance: float
+
+
+class PartitionMirror:
+    """Rows of one partition: unit vectors, ids, storage sequence numbers and expiry times."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._vectors: npt.NDArray[np.float32] = np.empty((16, dim), dtype=np.float32)
+        self._expires = np.empty(16, dtype=np.float64)  # +inf = never
+        self._alive = np.zeros(16, dtype=bool)
+        self._seqs: list[int] = []
+        self._ids: list[str] = []
+        self._tags: list[Mapping[str, str]] = []
+        self._row_of_id: dict[str, int] = {}
+        self.size = 0
+        #: Highest storage sequence number seen; catch-up reads only what is newer.
+        self.last_seq = 0
+
+    def append(
+        self,
+        seqs: Sequence[int],
+        ids: Sequence[str],
+        vectors: npt.NDArray[np.float32],
+        expires: Sequence[float | None],
+        tags: Sequence[Mapping[str, str]] | None = None,
+    ) -> None:
+        """Add rows read from storage (in storage order). A re-added id hides its old row."""
+        count = len(ids)
+        if count == 0:
+            return
+        needed = self.size + count
+        if needed > len(self._vectors):
+            capacity = max(needed, 2 * len(self._vectors))
+            self._vectors = _grow(self._vectors, capacity)
+            self._expires = _grow(self._expires, capacity)
+            self._alive = _grow(self._alive, capacity)
+        rows = slice(self.size, needed)
+        self._vectors[rows] = vectors
+        self._expires[rows] = [np.inf if e is None else e for e in expires]
+        self._alive[rows] = True
+        for offset, (seq, entry_id) in enumerate(zip(seqs, ids, strict=True)):
+            previous = self._row_of_id.get(entry_id)
+            if previous is not None:
+                self._alive[previous] = False
+            self._row_of_id[entry_id] = self.size + offset
+            self._seqs.append(seq)
+            self._ids.append(entry_id)
+            self._tags.append(tags[offset] if tags is not None else {})
+        self.size = needed
+        self.last_seq = max(self.last_seq, max(seqs))
+
+    def discard(self, entry_id: str) -> None:
+        """Forget ``entry_id`` (deleted, or found expired or replaced on verification)."""
+        row = self._row_of_id.pop(entry_id, None)
+        if row is not None:
+            self._alive[row] = False
+
+    def discard_seq(self, seq: int, entry_id: str) -> None:
+        """Forget one specific row: the storage no longer has this version of ``entry_id``."""
+        row = self._row_of_id.get(entry_id)
+        if row is not None and self._seqs[row] == seq:
+            self.discard(entry_id)
+
+    def search(
+        self,
+        query: Vector,
+        *,
+        k: int,
+        max_distance: float,
+        now: float,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[Candidate]:
+        """Up to ``k`` live rows within ``max_distance`` of the unit vector ``query``.
+
+        ``tags`` restricts the rows before ranking: only rows whose tags hold every given
+        value are candidates.
+        """
+        if self.size == 0:
+            return []
+        vectors = self._vectors[: self.size]
+        distances = 1.0 - vectors @ query
+        usable = self._alive[: self.size] & (self._expires[: self.size] > now)
+        usable &= distances <= max_distance
+        if tags:
+            wanted = tags.items()
+            usable &= np.fromiter(
+                (wanted <= row_tags.items() for row_tags in self._tags),
+                dtype=bool,
+                count=self.size,
+            )
+        rows = np.flatnonzero(usable)
+        if rows.size == 0:
+            return []
+        if rows.size > k:
+            nearest = np.argpartition(distances[rows], k - 1)[:k]
+            rows = rows[nearest]
+        rows = rows[np.argsort(distances[rows], kind="stable")]
+        return [
+            Candidate(self._seqs[row], self._ids[row], max(0.0, float(distances[row])))
+            for row in rows
+        ]
+
+    @property
+    def live_count(self) -> int:
+        return len(self._row_of_id)
+
+
+def _grow(array: npt.NDArray[np.generic], capacity: int) -> npt.NDArray[np.generic]:
+    grown = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
+class MirrorSet:
+    """Partition mirrors of one client, at most ``max_rows`` rows in all (LRU by partition).
+
+    Memory is about ``max_rows * (4 * dim + ~100)`` bytes: the default 200,000 rows of
+    dimension 384 is ~330 MB at the very most, and only partitions that are searched are held.
+    """
+
+    def __init__(self, *, max_rows: int = 200_000) -> None:
+        if max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        self.max_rows = max_rows
+        self._mirrors: OrderedDict[tuple[str, str], PartitionMirror] = OrderedDict()
+        self.lock = threading.RLock()
+
+    def get(self, namespace: str, partition: str, dim: int) -> PartitionMirror:
+        """The mirror of a partition (new and empty if unknown or of another dimension)."""
+        key = (namespace, partition)
+        mirror = self._mirrors.get(key)
+        if mirror is None or mirror.dim != dim:
+            mirror = PartitionMirror(dim)
+            self._mirrors[key] = mirror
+        self._mirrors.move_to_end(key)
+        return mirror
+
+    def peek(self, namespace: str, partition: str) -> PartitionMirror | None:
+        return self._mirrors.get((namespace, partition))
+
+    def enforce_bound(self) -> None:
+        """Drop least recently used partitions until the row budget holds (keep the newest)."""
+        total = sum(m.size for m in self._mirrors.values())
+        while total > self.max_rows and len(self._mirrors) > 1:
+            _, dropped = self._mirrors.popitem(last=False)
+            total -= dropped.size
+
+    def drop_namespace(self, namespace: str) -> None:
+        for key in [k for k in self._mirrors if k[0] == namespace]:
+            del self._mirrors[key]
+
+    def drop_all(self) -> None:
+        self._mirrors.clear()
