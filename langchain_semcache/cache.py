@@ -85,6 +85,11 @@ class _CoreBackedCache(BaseCache):
         """Hits, misses, guard rejections, distances, latency and tokens saved (this process)."""
         return self._core.stats_snapshot()
 
+    def flush_stats(self) -> None:
+        """Write this process's unflushed counters to the backend now (they are otherwise
+        flushed every few seconds during use), so ``semcache stats`` sees them."""
+        self._core.flush_stats()
+
     @property
     def backend(self) -> Backend:
         return self._core.backend

@@ -1,18 +1,21 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from semcache_core import Backend
-from tests.backends import BACKEND_KINDS, fresh_namespace, make_backend
+from tests.backends import BACKEND_KINDS, ServerPool, fresh_namespace, make_backend
 
 
 @pytest.fixture(scope="session")
-def server_urls() -> dict[str, str]:
-    """URLs of the servers started for this session (kind -> URL)."""
-    return {}
+def server_pool() -> Iterator[ServerPool]:
+    pool = ServerPool()
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
 
 
 @pytest.fixture(params=BACKEND_KINDS)
@@ -21,10 +24,14 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def backend(backend_kind: str, tmp_path: Path, server_urls: dict[str, str]) -> Iterator[Backend]:
-    instance = make_backend(backend_kind, tmp_path, server_urls)
+async def backend(
+    backend_kind: str, tmp_path: Path, server_pool: ServerPool
+) -> AsyncIterator[Backend]:
+    # Async fixture: network backends bind their async clients to the test's event loop,
+    # and aclose() releases both the sync and the async connections.
+    instance = make_backend(backend_kind, tmp_path, server_pool)
     yield instance
-    instance.close()
+    await instance.aclose()
 
 
 @pytest.fixture

@@ -1,0 +1,66 @@
+"""The ``semcache`` command: ``demo`` and ``stats``.
+
+``demo`` lives in ``langchain_semcache.demo`` (it is a LangChain app); it is imported by name
+only when asked for, so the core itself never imports LangChain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from semcache_core.engine import persisted_stats
+
+
+def _demo(args: argparse.Namespace) -> int:
+    demo = importlib.import_module("langchain_semcache.demo")
+    result = demo.run_demo(latency=args.latency)
+    print(json.dumps(result, indent=2) if args.json else demo.format_demo(result))
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    stats = persisted_stats(args.url, args.namespace)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"semcache stats for namespace {args.namespace!r} at {args.url}")
+    for name, value in stats.items():
+        if isinstance(value, dict):
+            print(f"  {name}:")
+            for key, item in value.items():
+                print(f"    {key}: {item}")
+        elif isinstance(value, float):
+            print(f"  {name}: {value:.3f}")
+        else:
+            print(f"  {name}: {value}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    sys.path.insert(0, ".")
+    quality = importlib.import_module("semcache_core.quality")
+    return int(quality.main([args.pairs, *args.rest]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="semcache", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the LangChain demo on the embedded backend")
+    demo.add_argument("--latency", type=float, default=0.4, help="fake LLM latency in seconds")
+    demo.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    demo.set_defaults(run=_demo)
+    stats = sub.add_parser("stats", help="print the persisted stats of a namespace")
+    stats.add_argument("url", help="backend URL, e.g. redis://localhost:6379/0")
+    stats.add_argument("--namespace", required=True)
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(run=_stats)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
