@@ -502,6 +502,21 @@ class KeyValueCache(_Engine):
         if backend_keys:
             yield Step("backend", "delete_many", (self.namespace, backend_keys))
 
+    def _mpop_flow(self, user_keys: Sequence[str]) -> Flow:
+        backend_keys = self._check_keys(user_keys)
+        if not backend_keys:
+            return []
+        values = yield Step(
+            "backend",
+            "get_many",
+            (self.namespace, backend_keys),
+            fallback=[None] * len(backend_keys),
+        )
+        found = [key for key, value in zip(backend_keys, values, strict=True) if value is not None]
+        if found:
+            yield Step("backend", "delete_many", (self.namespace, found))
+        return values
+
     def _clear_flow(self) -> Flow:
         yield Step("backend", "clear", (self.namespace,))
 
@@ -522,6 +537,17 @@ class KeyValueCache(_Engine):
 
     async def amdelete(self, user_keys: Sequence[str]) -> None:
         await self._adrive(self._mdelete_flow(user_keys))
+
+    def mpop(self, user_keys: Sequence[str]) -> list[bytes | None]:
+        """Delete ``user_keys`` and return their values (``None`` for keys that were missing).
+
+        Two round trips (read, then delete the keys found), not atomic. Not counted as hits or
+        misses: it answers "did it exist", e.g. for a KV store's ``delete() -> bool``.
+        """
+        return self._drive(self._mpop_flow(user_keys))  # type: ignore[no-any-return]
+
+    async def ampop(self, user_keys: Sequence[str]) -> list[bytes | None]:
+        return await self._adrive(self._mpop_flow(user_keys))  # type: ignore[no-any-return]
 
     def clear(self) -> None:
         self._drive(self._clear_flow())

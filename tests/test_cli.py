@@ -15,11 +15,10 @@ from semcache_core.cli import main
 def test_demo_shows_hits_misses_and_embedding_cache(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--latency", "0.01", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    outcomes = {row["prompt"]: row["outcome"] for row in result["rows"]}
-    assert outcomes["What is the capital of France?"] == "miss"
-    kinds = {row["kind"]: [] for row in result["rows"]}
+    kinds: dict[str, list[str]] = {row["kind"]: [] for row in result["rows"]}
     for row in result["rows"]:
         kinds[row["kind"]].append(row["outcome"])
+    assert set(kinds["cold"]) == {"miss"}
     assert set(kinds["exact repeat"]) == {"exact hit"}
     assert "semantic hit" in kinds["paraphrase"]
     assert all(outcome.startswith("miss") for outcome in kinds["trap"])

@@ -1,0 +1,424 @@
+"""A LlamaIndex LLM with an exact or semantic response cache in front, on any backend.
+
+:class:`CachedLLM` wraps any LlamaIndex ``LLM`` and is one itself, so it drops into
+``Settings.llm``, ``index.as_query_engine(llm=...)``, chat engines and agents. Every entry point
+(``complete``, ``chat``, their async and streaming forms, and through them ``predict``,
+``structured_predict``, ``chat_with_tools`` ...) is served by the core's
+:class:`~semcache_core.ResponseCache`; a miss calls the wrapped LLM and stores its answer.
+
+What a cached answer is keyed by (the *scope*, see ``_messages.llm_scope``): the wrapped LLM's
+class, its parameters (``model_dump()`` minus callbacks, clients and secret-looking fields), its
+``metadata``, and the call's keyword arguments (tools, ``tool_choice``...), as sorted JSON; and
+the prompt: for ``complete`` the prompt string (plus the ``formatted`` flag), for ``chat`` the
+whole message list. A semantic match (when ``embeddings`` are given) compares only the last user
+message; the system prompt, earlier turns and tool content must be identical.
+
+Streaming: a cached answer is replayed to streaming callers as one chunk (``delta`` = the whole
+text, ``text``/``message`` cumulative as usual). A streamed answer is stored once the stream
+has been consumed to its end without error; a stream abandoned or failed midway stores nothing.
+
+Callbacks and instrumentation events come from the wrapped LLM, so they fire for real model
+calls only (token counters count what is paid for). Callers whose arguments have no canonical
+JSON form (e.g. a Python class as ``response_format``, image bytes in an ``IOBase``) are passed
+through to the wrapped LLM uncached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Sequence
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import LLM, ToolSelection
+from llama_index.core.prompts.base import BasePromptTemplate
+
+from llamaindex_semcache._messages import (
+    Uncacheable,
+    chat_from_json,
+    chat_prompt,
+    chat_to_json,
+    completion_from_json,
+    completion_to_json,
+    count_tokens,
+    llm_scope,
+)
+from llamaindex_semcache.embedding import LlamaIndexEmbedder
+from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
+from semcache_core.embedder import Embedder
+from semcache_core.engine import LookupResult
+from semcache_core.resilience import ErrorPolicy
+
+logger = logging.getLogger("semcache")
+
+Key = tuple[str, Prompt]
+
+
+def _replay_completion(response: CompletionResponse) -> CompletionResponseGen:
+    yield response.model_copy(update={"delta": response.text})
+
+
+async def _areplay_completion(response: CompletionResponse) -> CompletionResponseAsyncGen:
+    yield response.model_copy(update={"delta": response.text})
+
+
+def _replay_chat(response: ChatResponse) -> ChatResponseGen:
+    yield response.model_copy(update={"delta": response.message.content or ""})
+
+
+async def _areplay_chat(response: ChatResponse) -> ChatResponseAsyncGen:
+    yield response.model_copy(update={"delta": response.message.content or ""})
+
+
+class CachedLLM(FunctionCallingLLM):
+    """Any LlamaIndex LLM, served from an exact or semantic cache.
+
+    Args:
+        llm: the LlamaIndex ``LLM`` to wrap (``OpenAI``, ``Anthropic``, a ``CustomLLM`` ...).
+        backend: ``None`` (in-process), a URL (``"sqlite:///cache.db"``, ``"redis://..."``,
+            ``"elasticsearch+https://..."``), a redis/Elasticsearch client or a ``Backend``.
+        namespace: isolates this cache; ``clear()`` removes only this namespace.
+        embeddings: a LlamaIndex ``BaseEmbedding`` (or a semcache ``Embedder``) to serve
+            paraphrases too; ``None`` (default) caches exact prompts only.
+        distance_threshold: cosine distance under which a paraphrase is served (semantic
+            only); see :data:`semcache_core.DEFAULT_DISTANCE_THRESHOLD`.
+        ttl: seconds an entry lives (``None`` = forever).
+        trap_guard: reject near matches that differ in negation, numbers, names... (semantic).
+        on_backend_error: ``"warn"`` (default: a failing backend is a miss) or ``"raise"``.
+
+    ``metadata``, prompt formatting and any attribute this class does not define are those of
+    the wrapped LLM. Function calling (``chat_with_tools``, ``get_tool_calls_from_response``)
+    is delegated to the wrapped LLM when it is a ``FunctionCallingLLM``; the tool schemas it
+    passes to ``chat`` are part of the scope, and tool-call blocks are cached with the answer.
+    """
+
+    llm: SerializeAsAny[LLM] = Field(exclude=True, description="The wrapped LLM.")
+    _cache: ResponseCache = PrivateAttr()
+
+    def __init__(
+        self,
+        llm: LLM,
+        backend: Backend | str | Any | None = None,
+        *,
+        namespace: str = "semcache-llm",
+        embeddings: BaseEmbedding | Embedder | None = None,
+        distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
+        ttl: float | None = None,
+        trap_guard: bool = True,
+        on_backend_error: ErrorPolicy = "warn",
+    ) -> None:
+        if not isinstance(llm, LLM):
+            raise TypeError(f"llm must be a llama_index.core.llms.LLM, got {type(llm).__name__}")
+        embedder: Embedder | None
+        if embeddings is None:
+            embedder = None
+        elif isinstance(embeddings, BaseEmbedding):
+            embedder = LlamaIndexEmbedder(embeddings)
+        elif isinstance(embeddings, Embedder):
+            embedder = embeddings
+        else:
+            raise TypeError(
+                "embeddings must be a LlamaIndex BaseEmbedding or a semcache Embedder, "
+                f"got {type(embeddings).__name__}"
+            )
+        super().__init__(
+            llm=llm,
+            callback_manager=llm.callback_manager,
+            system_prompt=llm.system_prompt,
+            messages_to_prompt=llm.messages_to_prompt,
+            completion_to_prompt=llm.completion_to_prompt,
+            output_parser=llm.output_parser,
+            pydantic_program_mode=llm.pydantic_program_mode,
+            query_wrapper_prompt=llm.query_wrapper_prompt,
+        )
+        self._cache = ResponseCache(
+            backend,
+            namespace=namespace,
+            ttl=ttl,
+            embedder=embedder,
+            distance_threshold=distance_threshold,
+            trap_guard=trap_guard,
+            on_backend_error=on_backend_error,
+        )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SemcacheCachedLLM"
+
+    # -- delegation ----------------------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        # Settings and engines hand the LLM their callback manager; the wrapped LLM is the one
+        # that emits events, so it must get it too.
+        if name == "callback_manager" and "llm" in self.__dict__:
+            self.llm.callback_manager = value
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # type: ignore[misc]
+        except AttributeError:
+            llm = self.__dict__.get("llm")
+            if llm is None or name.startswith("_"):
+                raise
+            return getattr(llm, name)
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return self.llm.metadata
+
+    def _get_prompt(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        return self.llm._get_prompt(prompt, **prompt_args)
+
+    def _get_messages(self, prompt: BasePromptTemplate, **prompt_args: Any) -> list[ChatMessage]:
+        return self.llm._get_messages(prompt, **prompt_args)
+
+    def _parse_output(self, output: str) -> str:
+        return self.llm._parse_output(output)
+
+    def _function_calling_llm(self) -> FunctionCallingLLM:
+        if not isinstance(self.llm, FunctionCallingLLM):
+            raise TypeError(
+                f"the wrapped LLM ({type(self.llm).__name__}) does not support function calling"
+            )
+        return self.llm
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        return self._function_calling_llm()._prepare_chat_with_tools_compat(
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
+            **kwargs,
+        )
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[Any],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        return self._function_calling_llm()._validate_chat_with_tools_response(
+            response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls, **kwargs
+        )
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        return self._function_calling_llm().get_tool_calls_from_response(
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
+        )
+
+    # -- keys and bodies -----------------------------------------------------------------------
+    def _completion_key(self, prompt: Any, formatted: bool, kwargs: dict[str, Any]) -> Key | None:
+        try:
+            if not isinstance(prompt, str):
+                raise Uncacheable(f"prompt must be a str, got {type(prompt).__name__}")
+            scope = llm_scope(self.llm, "complete", kwargs, formatted=bool(formatted))
+            return scope, Prompt.plain(prompt)
+        except Uncacheable as exc:
+            logger.debug("semcache: completion passed through uncached: %s", exc)
+            return None
+
+    def _chat_key(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Key | None:
+        try:
+            return llm_scope(self.llm, "chat", kwargs), chat_prompt(messages)
+        except Uncacheable as exc:
+            logger.debug("semcache: chat passed through uncached: %s", exc)
+            return None
+
+    @staticmethod
+    def _body(response: Any, to_json: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
+        try:
+            return to_json(response)
+        except Uncacheable as exc:
+            logger.debug("semcache: response not cached: %s", exc)
+            return None
+
+    def _store(self, key: Key, response: Any, to_json: Callable[[Any], dict[str, Any]]) -> None:
+        body = self._body(response, to_json)
+        if body is not None:
+            self._cache.update(*key, body, tokens=count_tokens(body))
+
+    async def _astore(
+        self, key: Key, response: Any, to_json: Callable[[Any], dict[str, Any]]
+    ) -> None:
+        body = self._body(response, to_json)
+        if body is not None:
+            await self._cache.aupdate(*key, body, tokens=count_tokens(body))
+
+    @staticmethod
+    def _hit(result: LookupResult, from_json: Callable[[dict[str, Any]], Any]) -> Any:
+        if result.body is None or not isinstance(result.body.get("value"), dict):
+            return None
+        return from_json(result.body["value"])
+
+    def _recorded(
+        self, stream: Generator[Any, None, None], key: Key, to_json: Callable[[Any], Any]
+    ) -> Generator[Any, None, None]:
+        last = None
+        for item in stream:  # an error propagates: nothing is stored
+            last = item
+            yield item
+        if last is not None:  # only reached when the caller consumed the whole stream
+            self._store(key, last, to_json)
+
+    async def _arecorded(
+        self, stream: AsyncIterator[Any], key: Key, to_json: Callable[[Any], Any]
+    ) -> AsyncGenerator[Any, None]:
+        last = None
+        async for item in stream:
+            last = item
+            yield item
+        if last is not None:
+            await self._astore(key, last, to_json)
+
+    # -- completion ----------------------------------------------------------------------------
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        key = self._completion_key(prompt, formatted, kwargs)
+        if key is not None:
+            cached = self._hit(self._cache.lookup(*key), completion_from_json)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+        response = self.llm.complete(prompt, formatted=formatted, **kwargs)
+        if key is not None:
+            self._store(key, response, completion_to_json)
+        return response
+
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        key = self._completion_key(prompt, formatted, kwargs)
+        if key is not None:
+            cached = self._hit(await self._cache.alookup(*key), completion_from_json)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+        response = await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
+        if key is not None:
+            await self._astore(key, response, completion_to_json)
+        return response
+
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        key = self._completion_key(prompt, formatted, kwargs)
+        if key is None:
+            return self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+        cached = self._hit(self._cache.lookup(*key), completion_from_json)
+        if cached is not None:
+            return _replay_completion(cached)
+        stream = self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+        return self._recorded(stream, key, completion_to_json)
+
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        key = self._completion_key(prompt, formatted, kwargs)
+        if key is None:
+            return await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        cached = self._hit(await self._cache.alookup(*key), completion_from_json)
+        if cached is not None:
+            return _areplay_completion(cached)
+        stream = await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
+        return self._arecorded(stream, key, completion_to_json)
+
+    # -- chat ----------------------------------------------------------------------------------
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        key = self._chat_key(messages, kwargs)
+        if key is not None:
+            cached = self._hit(self._cache.lookup(*key), chat_from_json)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+        response = self.llm.chat(messages, **kwargs)
+        if key is not None:
+            self._store(key, response, chat_to_json)
+        return response
+
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        key = self._chat_key(messages, kwargs)
+        if key is not None:
+            cached = self._hit(await self._cache.alookup(*key), chat_from_json)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
+        response = await self.llm.achat(messages, **kwargs)
+        if key is not None:
+            await self._astore(key, response, chat_to_json)
+        return response
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        key = self._chat_key(messages, kwargs)
+        if key is None:
+            return self.llm.stream_chat(messages, **kwargs)
+        cached = self._hit(self._cache.lookup(*key), chat_from_json)
+        if cached is not None:
+            return _replay_chat(cached)
+        stream = self.llm.stream_chat(messages, **kwargs)
+        return self._recorded(stream, key, chat_to_json)
+
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        key = self._chat_key(messages, kwargs)
+        if key is None:
+            return await self.llm.astream_chat(messages, **kwargs)
+        cached = self._hit(await self._cache.alookup(*key), chat_from_json)
+        if cached is not None:
+            return _areplay_chat(cached)
+        stream = await self.llm.astream_chat(messages, **kwargs)
+        return self._arecorded(stream, key, chat_to_json)
+
+    # -- cache management ----------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Exact/semantic hits, misses, guard rejections, distances, tokens saved (this
+        process)."""
+        return self._cache.stats_snapshot()
+
+    def flush_stats(self) -> None:
+        """Write this process's unflushed counters to the backend now."""
+        self._cache.flush_stats()
+
+    def clear(self) -> None:
+        """Remove every entry of this cache's namespace (other namespaces are untouched)."""
+        self._cache.clear()
+
+    async def aclear(self) -> None:
+        await self._cache.aclear()
+
+    @property
+    def cache(self) -> ResponseCache:
+        return self._cache
+
+    @property
+    def backend(self) -> Backend:
+        return self._cache.backend
+
+    @property
+    def namespace(self) -> str:
+        return self._cache.namespace
+
+    @property
+    def distance_threshold(self) -> float:
+        return self._cache.distance_threshold
