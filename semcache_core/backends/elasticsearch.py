@@ -1,0 +1,595 @@
+"""The Elasticsearch backend: values, vectors (kNN) and counters in one index, via the official
+client (``elasticsearch.Elasticsearch`` and ``AsyncElasticsearch``; no hand-written HTTP).
+
+Connecting
+----------
+* ``elasticsearch+http://host:9200`` or ``elasticsearch+https://user:pass@host:9243/my-index``:
+  the path, if any, is the index (or alias) name; the default index is ``semcache``. Options
+  may also be given in the query string (``?refresh=false&request_timeout=5``).
+* ``elasticsearch+https://`` with ``cloud_id=...`` (and ``api_key=...``): Elastic Cloud.
+* ``connect(Elasticsearch(...))`` / ``ElasticsearchBackend.from_client(client)``: a client you
+  built; semcache never closes it. Pass ``async_client=AsyncElasticsearch(...)`` too for the
+  async methods (or pass an ``AsyncElasticsearch`` with ``sync_client=...``). A backend made
+  from one kind of client raises ``SemcacheInputError`` naming the missing client when the
+  other side is called: semcache cannot rebuild your client's credentials and TLS settings.
+  From a URL, semcache owns its clients (one ``AsyncElasticsearch`` per event loop) and
+  ``close()``/``aclose()`` release them.
+
+Options: ``index``; ``refresh`` (below); ``request_timeout`` (seconds, default 2, applied to
+every request semcache makes, on your client too, through ``client.options()``; ``None`` keeps
+the client's own); ``admin_timeout`` (60 s: index creation, clear, purge); ``purge_interval``
+(below); ``num_candidates`` (kNN candidates per shard, default 100); ``page_size`` (1000,
+``iter_keys``); ``vector_index_options`` (``{"type": "hnsw"}``: exact float scores, so a
+threshold means what it means on the other backends; ``int8_hnsw`` saves memory at the cost of
+approximate distances); ``index_settings`` (used when semcache creates the index); for URLs
+``cloud_id``, ``api_key``, ``ca_certs``, ``verify_certs`` and ``client_options`` (any other
+``Elasticsearch()`` keyword). Connection, timeout and server errors raise ``BackendError``.
+
+Layout
+------
+See :mod:`semcache_core.backends._es_ops`: document ids ``<namespace>:<key>`` (values),
+``<namespace>:vec:<id>``, ``<namespace>:ctr:<name>``; a ``dynamic: strict`` mapping with keyword
+``ns``/``kind``/``key``/``part``/``tags``, ``binary`` (base64) ``value`` and ``vector``, an
+``epoch_millis`` date ``expires_at``. The searchable ``dense_vector`` fields are named by their
+dimension, ``knn_384``, and added with ``put_mapping`` when the first vector of that dimension
+arrives: a mapping needs ``dims``, and namespaces using different embedding models can share
+the index. They are excluded from ``_source`` (the base64 ``vector`` is the stored copy). An
+index whose mapping conflicts raises ``SchemaConflictError``. A name that is an alias must
+point to one index; writes then pass ``require_alias=True``.
+
+Refresh
+-------
+Reads by id (``mget``/``get``) are realtime in Elasticsearch; searches see a write only after
+the next refresh (every ``refresh_interval``, 1 s by default). So no write forces a refresh:
+
+* values (``set_many``, ``delete_many``, ``expire_many``) are written without refresh: exact
+  caches and ByteStores read them by id. ``iter_keys`` (and ``clear``) refresh the index once
+  before scanning instead, so a scan lists keys written just before it.
+* vector writes (``add_vectors``, ``delete_vectors``) use the ``refresh`` option, default
+  ``"wait_for"``: the call returns once the next scheduled refresh made the write searchable
+  (it waits up to ``refresh_interval``, but adds no refresh work), so a paraphrase asked right
+  after an update is a semantic hit. ``refresh=False`` makes those writes return at once and
+  searchable within ``refresh_interval`` (a repeated identical prompt is still an exact hit:
+  it is read by id), and ``iter_keys`` then does not refresh either; ``refresh=True`` forces a
+  refresh per vector write (small segments, for tests and tiny indices only).
+
+TTL
+---
+Elasticsearch has no per-document TTL. Each document stores ``expires_at``; reads by id check
+it in Python and searches filter on it, so an expired entry is never returned. Expired
+documents are deleted with ``delete_by_query``: on a write at most every ``purge_interval``
+seconds per process (default 300; ``None`` or 0 disables; the request runs as a server task,
+``wait_for_completion=false``, and its failure never fails the write), with ``clear`` for its
+namespace, and on demand with :meth:`ElasticsearchBackend.purge_expired`.
+
+Sync and async from one source
+------------------------------
+Every operation is written once, as a generator in ``_es_ops`` that yields the client calls it
+needs as data and receives their results. :meth:`ElasticsearchBackend._run` executes those
+calls with the sync client, :meth:`ElasticsearchBackend._arun` awaits them on the async client;
+the public methods are one line each. This is the role unasync plays for langchain-elasticsearch
+(generated sync code), without a generated file that can go stale, and the same pattern as
+``semcache_core.engine``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import operator
+import re
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch, TransportError
+
+from semcache_core.backends._es_ops import (
+    MAX_WINDOW,
+    SCHEMA_ERRORS,
+    Call,
+    Cleanup,
+    Emit,
+    Flow,
+    KeyFlow,
+    Operations,
+    Refresh,
+    Reply,
+    error_of,
+)
+from semcache_core.backends.base import Backend, VectorHit, VectorRecord
+from semcache_core.codecs import Vector
+from semcache_core.errors import BackendError, SchemaConflictError, SemcacheInputError
+
+__all__ = ["DEFAULT_INDEX", "ElasticsearchBackend"]
+
+logger = logging.getLogger("semcache")
+
+T = TypeVar("T")
+C = TypeVar("C", Elasticsearch, AsyncElasticsearch)
+
+DEFAULT_INDEX = "semcache"
+_EMITTED = Reply(0, None)
+_WRITE_APIS = frozenset({"bulk", "update", "indices.create", "indices.put_mapping"})
+# Elasticsearch index names: lowercase, none of these characters, not starting with -_+.
+_INDEX_NAME = re.compile(r'^(?![-_+])[^A-Z\\/*?"<>| ,#:]{1,255}$')
+
+
+class _Clients(Generic[C]):
+    """A client and its per-call variants (timeout, statuses returned instead of raised)."""
+
+    def __init__(
+        self, client: C, request_timeout: float | None, admin_timeout: float | None
+    ) -> None:
+        self.client: C = client
+        self._timeouts = (request_timeout, admin_timeout)
+        self._variants: dict[tuple[bool, tuple[int, ...]], C] = {}
+
+    def get(self, call: Call) -> C:
+        key = (call.admin, call.ignore)
+        variant = self._variants.get(key)
+        if variant is None:
+            options: dict[str, Any] = {}
+            timeout = self._timeouts[1] if call.admin else self._timeouts[0]
+            if timeout is not None:
+                options["request_timeout"] = timeout
+            if call.ignore:
+                options["ignore_status"] = call.ignore
+            # options() returns a copy sharing the connection pool; the original is unchanged.
+            variant = self.client.options(**options) if options else self.client
+            self._variants[key] = variant
+        return variant
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _parse_refresh(text: str) -> Refresh:
+    if text.strip().lower() == "wait_for":
+        return "wait_for"
+    return _parse_bool(text)
+
+
+def _parse_optional_float(text: str) -> float | None:
+    return None if text.strip().lower() in ("", "none", "null") else float(text)
+
+
+_QUERY_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "index": str,
+    "refresh": _parse_refresh,
+    "request_timeout": _parse_optional_float,
+    "admin_timeout": _parse_optional_float,
+    "purge_interval": _parse_optional_float,
+    "num_candidates": int,
+    "page_size": int,
+    "cloud_id": str,
+    "api_key": str,
+    "ca_certs": str,
+    "verify_certs": _parse_bool,
+}
+_CONNECTION_OPTIONS = ("cloud_id", "api_key", "ca_certs", "verify_certs")
+
+
+def _positive(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise SemcacheInputError(f"{name} must be a positive number, got {value!r}")
+
+
+class ElasticsearchBackend(Backend):
+    """Values, vectors and counters in an Elasticsearch index (see the module docstring)."""
+
+    schemes = ("elasticsearch+http", "elasticsearch+https")
+
+    def __init__(
+        self,
+        client: Elasticsearch | None = None,
+        *,
+        async_client: AsyncElasticsearch | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+        index: str = DEFAULT_INDEX,
+        refresh: Refresh = "wait_for",
+        request_timeout: float | None = 2.0,
+        admin_timeout: float | None = 60.0,
+        purge_interval: float | None = 300.0,
+        num_candidates: int = 100,
+        page_size: int = 1000,
+        vector_index_options: Mapping[str, Any] | None = None,
+        index_settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(index, str) or not _INDEX_NAME.match(index) or index in (".", ".."):
+            raise SemcacheInputError(
+                f"invalid Elasticsearch index name {index!r}: use lowercase letters, digits "
+                "and '-', '_', '.', not starting with '-', '_' or '+'"
+            )
+        if refresh not in (True, False, "wait_for"):
+            raise SemcacheInputError(f"refresh must be True, False or 'wait_for', got {refresh!r}")
+        _positive("request_timeout", request_timeout, optional=True)
+        _positive("admin_timeout", admin_timeout, optional=True)
+        if purge_interval is not None and purge_interval != 0:
+            _positive("purge_interval", purge_interval)
+        for name, number in (("num_candidates", num_candidates), ("page_size", page_size)):
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise SemcacheInputError(f"{name} must be an int, got {number!r}")
+            if not 1 <= number <= MAX_WINDOW:
+                raise SemcacheInputError(f"{name} must be between 1 and {MAX_WINDOW}")
+        if client_kwargs is not None and (client is not None or async_client is not None):
+            raise SemcacheInputError("pass either client objects or client_kwargs, not both")
+        if client_kwargs is None and client is None and async_client is None:
+            raise SemcacheInputError(
+                "ElasticsearchBackend needs a URL (connect('elasticsearch+http://host:9200')), "
+                "an Elasticsearch/AsyncElasticsearch client, or client_kwargs"
+            )
+        if client is not None and not isinstance(client, Elasticsearch):
+            raise TypeError(f"client must be an Elasticsearch client, got {type(client).__name__}")
+        if async_client is not None and not isinstance(async_client, AsyncElasticsearch):
+            raise TypeError(
+                f"async_client must be an AsyncElasticsearch client, got "
+                f"{type(async_client).__name__}"
+            )
+        self._timeouts = (request_timeout, admin_timeout)
+        self._client_kwargs = dict(client_kwargs) if client_kwargs is not None else None
+        self._owned_sync: Elasticsearch | None = None
+        if self._client_kwargs is not None:
+            try:
+                client = self._owned_sync = Elasticsearch(**self._client_kwargs)
+            except (TypeError, ValueError) as exc:
+                raise SemcacheInputError(f"invalid Elasticsearch client options: {exc}") from exc
+        self._sync = None if client is None else _Clients(client, *self._timeouts)
+        self._async = None if async_client is None else _Clients(async_client, *self._timeouts)
+        self._async_by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, _Clients[AsyncElasticsearch]
+        ] = weakref.WeakKeyDictionary()
+        self._ops = Operations(
+            index=index,
+            refresh=refresh,
+            purge_interval=purge_interval or None,
+            num_candidates=num_candidates,
+            page_size=page_size,
+            vector_index_options=vector_index_options or {"type": "hnsw"},
+            index_settings=index_settings,
+        )
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> ElasticsearchBackend:
+        """``elasticsearch+http(s)://[user:pass@]host[:port][/index][?option=value...]``."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise SemcacheInputError(f"malformed Elasticsearch URL {url!r}: {exc}") from exc
+        scheme = parts.scheme.lower()
+        if scheme not in cls.schemes:
+            raise SemcacheInputError(
+                f"malformed Elasticsearch URL {url!r}: the scheme must be "
+                "'elasticsearch+http' or 'elasticsearch+https'"
+            )
+        for name, text in parse_qsl(parts.query, keep_blank_values=True):
+            parser = _QUERY_OPTIONS.get(name)
+            if parser is None:
+                raise SemcacheInputError(
+                    f"unknown option {name!r} in Elasticsearch URL {url!r}; known: "
+                    f"{', '.join(sorted(_QUERY_OPTIONS))}"
+                )
+            if name in options:
+                raise SemcacheInputError(f"option {name!r} given both in the URL and as keyword")
+            try:
+                options[name] = parser(text)
+            except ValueError as exc:
+                raise SemcacheInputError(f"bad value for {name!r} in {url!r}: {exc}") from exc
+        index = unquote(parts.path).strip("/")
+        if index:
+            if "index" in options:
+                raise SemcacheInputError("the index is given both in the URL path and as option")
+            options["index"] = index
+        client_kwargs: dict[str, Any] = {"max_retries": 1, "retry_on_timeout": False}
+        client_kwargs.update(options.pop("client_options", None) or {})
+        for name in _CONNECTION_OPTIONS:
+            if name in options:
+                client_kwargs[name] = options.pop(name)
+        host = parts.hostname
+        if host and "cloud_id" in client_kwargs:
+            raise SemcacheInputError("give either a host in the URL or cloud_id, not both")
+        if host:
+            host = f"[{host}]" if ":" in host else host
+            http = scheme.split("+", 1)[1]
+            client_kwargs["hosts"] = [f"{http}://{host}:{port or 9200}"]
+        elif "cloud_id" not in client_kwargs:
+            raise SemcacheInputError(
+                f"malformed Elasticsearch URL {url!r}: give a host "
+                "('elasticsearch+https://host:9200') or the cloud_id option"
+            )
+        if parts.username is not None:
+            client_kwargs["basic_auth"] = (unquote(parts.username), unquote(parts.password or ""))
+        timeout = options.get("request_timeout", 2.0)
+        if timeout is not None:
+            client_kwargs.setdefault("request_timeout", timeout)
+        return cls(client_kwargs=client_kwargs, **options)
+
+    @classmethod
+    def from_client(cls, client: Any, **options: Any) -> ElasticsearchBackend:
+        """Wrap a client you own (never closed by semcache); see the module docstring."""
+        if isinstance(client, AsyncElasticsearch):
+            return cls(options.pop("sync_client", None), async_client=client, **options)
+        if isinstance(client, Elasticsearch):
+            return cls(client, **options)
+        raise TypeError(
+            f"expected an Elasticsearch or AsyncElasticsearch client, got {type(client).__name__}"
+        )
+
+    @property
+    def index(self) -> str:
+        """The index (or alias) name."""
+        return self._ops.index
+
+    @property
+    def is_alias(self) -> bool:
+        """Whether the name is an alias (known after the first call)."""
+        return self._ops.is_alias
+
+    # -- the drivers -----------------------------------------------------------------------
+    def _sync_clients(self) -> _Clients[Elasticsearch]:
+        if self._sync is None:
+            raise SemcacheInputError(
+                "this Elasticsearch backend was made from an AsyncElasticsearch client only, so "
+                "its sync methods cannot run: pass sync_client=Elasticsearch(...) to from_client "
+                "(or client= to the constructor), or connect with a URL"
+            )
+        return self._sync
+
+    def _async_clients(self) -> _Clients[AsyncElasticsearch]:
+        if self._async is not None:
+            return self._async
+        if self._client_kwargs is None:
+            raise SemcacheInputError(
+                "this Elasticsearch backend was made from a sync Elasticsearch client only, so "
+                "its async methods cannot run: pass async_client=AsyncElasticsearch(...) to "
+                "from_client, or connect with a URL"
+            )
+        # Clients built from a URL: one per event loop (aiohttp sessions belong to a loop).
+        loop = asyncio.get_running_loop()
+        clients = self._async_by_loop.get(loop)
+        if clients is None:
+            clients = _Clients(AsyncElasticsearch(**self._client_kwargs), *self._timeouts)
+            self._async_by_loop[loop] = clients
+        return clients
+
+    def _failure(self, call: Call, exc: Exception) -> Exception:
+        where = f"Elasticsearch {call.api} on {self._ops.index!r}"
+        if isinstance(exc, ApiError):
+            error_type, reason = error_of(exc.body) if isinstance(exc.body, Mapping) else ("", "")
+            if error_type == "index_not_found_exception":
+                self._ops.forget_index()
+            message = (
+                f"{where} failed (HTTP {exc.meta.status}): "
+                f"{error_type or type(exc).__name__}: {reason or exc.message}"
+            )
+            if error_type in SCHEMA_ERRORS and call.api in _WRITE_APIS:
+                return SchemaConflictError(message)
+            return BackendError(message)
+        return BackendError(f"{where} failed: {type(exc).__name__}: {exc}")
+
+    def _call(self, call: Call) -> Reply:
+        method = operator.attrgetter(call.api)(self._sync_clients().get(call))
+        try:
+            response = method(**call.kwargs)
+        except (ApiError, TransportError) as exc:
+            if call.soft:
+                logger.debug("semcache: Elasticsearch %s failed (ignored): %s", call.api, exc)
+                return Reply(0, None)
+            raise self._failure(call, exc) from exc
+        return Reply(response.meta.status, response.body)
+
+    async def _acall(self, call: Call) -> Reply:
+        method = operator.attrgetter(call.api)(self._async_clients().get(call))
+        try:
+            response = await method(**call.kwargs)
+        except (ApiError, TransportError) as exc:
+            if call.soft:
+                logger.debug("semcache: Elasticsearch %s failed (ignored): %s", call.api, exc)
+                return Reply(0, None)
+            raise self._failure(call, exc) from exc
+        return Reply(response.meta.status, response.body)
+
+    def _run(self, flow: Flow[T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(self._call(call))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(await self._acall(call))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def _iterate(self, flow: KeyFlow, cleanup: Cleanup) -> Iterator[str]:
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, Emit):
+                    yield from step.items
+                    step = flow.send(_EMITTED)
+                else:
+                    step = flow.send(self._call(step))
+        except StopIteration:
+            return
+        finally:
+            flow.close()
+            for call in cleanup.calls:
+                self._call(call)
+
+    async def _aiterate(self, flow: KeyFlow, cleanup: Cleanup) -> AsyncIterator[str]:
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, Emit):
+                    for item in step.items:
+                        yield item
+                    step = flow.send(_EMITTED)
+                else:
+                    step = flow.send(await self._acall(step))
+        except StopIteration:
+            return
+        finally:
+            flow.close()
+            for call in cleanup.calls:
+                await self._acall(call)
+
+    # -- values ----------------------------------------------------------------------------
+    def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        return self._run(self._ops.get_many(namespace, keys))
+
+    async def aget_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        return await self._arun(self._ops.get_many(namespace, keys))
+
+    def set_many(
+        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        self._run(self._ops.set_many(namespace, items, ttl))
+
+    async def aset_many(
+        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        await self._arun(self._ops.set_many(namespace, items, ttl))
+
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        self._run(self._ops.delete_many(namespace, keys))
+
+    async def adelete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        await self._arun(self._ops.delete_many(namespace, keys))
+
+    def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
+        cleanup = Cleanup()
+        return self._iterate(self._ops.iter_keys(namespace, prefix, cleanup), cleanup)
+
+    def aiter_keys(self, namespace: str, prefix: str = "") -> AsyncIterator[str]:
+        cleanup = Cleanup()
+        return self._aiterate(self._ops.iter_keys(namespace, prefix, cleanup), cleanup)
+
+    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
+        self._run(self._ops.expire_many(namespace, keys, ttl))
+
+    async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
+        await self._arun(self._ops.expire_many(namespace, keys, ttl))
+
+    # -- vectors ---------------------------------------------------------------------------
+    def add_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        records: Sequence[VectorRecord],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        self._run(self._ops.add_vectors(namespace, partition, records, ttl))
+
+    async def aadd_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        records: Sequence[VectorRecord],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        await self._arun(self._ops.add_vectors(namespace, partition, records, ttl))
+
+    def search_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        vector: Vector,
+        *,
+        k: int,
+        max_distance: float,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[VectorHit]:
+        return self._run(
+            self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
+        )
+
+    async def asearch_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        vector: Vector,
+        *,
+        k: int,
+        max_distance: float,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[VectorHit]:
+        return await self._arun(
+            self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
+        )
+
+    def get_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
+        return self._run(self._ops.get_vector_payloads(namespace, ids))
+
+    async def aget_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
+        return await self._arun(self._ops.get_vector_payloads(namespace, ids))
+
+    def delete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
+        self._run(self._ops.delete_vectors(namespace, ids))
+
+    async def adelete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
+        await self._arun(self._ops.delete_vectors(namespace, ids))
+
+    # -- namespace-wide --------------------------------------------------------------------
+    def clear(self, namespace: str) -> None:
+        self._run(self._ops.clear(namespace))
+
+    async def aclear(self, namespace: str) -> None:
+        await self._arun(self._ops.clear(namespace))
+
+    def incr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
+        self._run(self._ops.incr_counters(namespace, name, deltas))
+
+    async def aincr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
+        await self._arun(self._ops.incr_counters(namespace, name, deltas))
+
+    def get_counters(self, namespace: str, name: str) -> dict[str, float]:
+        return self._run(self._ops.get_counters(namespace, name))
+
+    async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
+        return await self._arun(self._ops.get_counters(namespace, name))
+
+    def purge_expired(self, namespace: str | None = None) -> int:
+        """Delete expired entries now (of ``namespace``, or all); returns how many."""
+        return self._run(self._ops.purge_expired(namespace))
+
+    async def apurge_expired(self, namespace: str | None = None) -> int:
+        return await self._arun(self._ops.purge_expired(namespace))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the clients semcache built from a URL (a client you passed stays open).
+
+        Async clients can only be closed from their event loop: use :meth:`aclose` there.
+        """
+        if self._owned_sync is not None:
+            self._owned_sync.close()
+        for loop in list(self._async_by_loop):
+            if loop.is_closed():
+                self._async_by_loop.pop(loop, None)
+
+    async def aclose(self) -> None:
+        clients = self._async_by_loop.pop(asyncio.get_running_loop(), None)
+        if clients is not None:
+            await clients.client.close()
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ElasticsearchBackend(index={self._ops.index!r})"
