@@ -1,4 +1,4 @@
-"""The ``semcache`` command: ``demo`` and ``stats``.
+"""The ``semcache`` command: ``demo``, ``stats`` and ``eval``.
 
 ``demo`` lives in ``langchain_semcache.demo`` (it is a LangChain app); it is imported by name
 only when asked for, so the core itself never imports LangChain.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import sys
 from collections.abc import Sequence
 
 from semcache_core.engine import persisted_stats
@@ -41,9 +40,9 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    sys.path.insert(0, ".")
-    quality = importlib.import_module("semcache_core.quality")
-    return int(quality.main([args.pairs, *args.rest]))
+    from semcache_core.quality import main as quality_main
+
+    return quality_main(args.rest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats.add_argument("--namespace", required=True)
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=_stats)
+    evaluate = sub.add_parser(
+        "eval",
+        help="semantic-hit quality over labelled pairs (semcache eval --help for options)",
+        add_help=False,
+    )
+    evaluate.add_argument("rest", nargs=argparse.REMAINDER)
+    evaluate.set_defaults(run=_eval)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -43,7 +43,7 @@ logger = logging.getLogger("semcache")
 #: all-MiniLM-L6-v2 and the trap guard on, it serves most true paraphrases while keeping the
 #: share of near-miss traps served under 5%. Other embedding models spread distances
 #: differently: run the harness on your model before changing it.
-DEFAULT_DISTANCE_THRESHOLD = 0.2
+DEFAULT_DISTANCE_THRESHOLD = 0.12
 MAX_DISTANCE_THRESHOLD = 2.0
 #: Nearest candidates fetched per semantic lookup; the guard may reject the closest ones.
 SEMANTIC_CANDIDATES = 4

