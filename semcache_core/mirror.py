@@ -179,6 +179,10 @@ class MirrorSet:
             _, dropped = self._mirrors.popitem(last=False)
             total -= dropped.size
 
+    def drop(self, namespace: str, partition: str) -> None:
+        """Forget one partition's mirror (it is rebuilt from storage on its next search)."""
+        self._mirrors.pop((namespace, partition), None)
+
     def drop_namespace(self, namespace: str) -> None:
         for key in [k for k in self._mirrors if k[0] == namespace]:
             del self._mirrors[key]

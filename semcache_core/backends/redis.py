@@ -1,0 +1,568 @@
+"""The Redis backend: plain Redis (OSS 6+, Valkey, ElastiCache) or Redis with the Query Engine.
+
+Connect with a URL (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS,
+``unix:///path/to/redis.sock?db=0``; redis-py parses it) or with a redis-py client. Clients
+the backend creates get ``socket_timeout``/``socket_connect_timeout`` of 1 s, one retry
+without backoff, and a blocking pool of ``max_connections=100`` where a caller waits up to
+``pool_timeout=1`` s for a free connection (all configurable; ``redis_options`` passes any
+other redis-py setting), so a dead server costs about a second and the engine turns the
+failure into a miss. Every redis-py error (connection refused, timeout, an error reply) is
+raised as :class:`~semcache_core.errors.BackendError`. Async clients are bound to the event
+loop that first used them; a new loop (``asyncio.run`` called again) gets a new client.
+
+**Clients passed in.** ``RedisBackend.from_client(client, async_client=None, ...)`` accepts a
+``redis.Redis`` and/or a ``redis.asyncio.Redis``. When only one kind is given, the other one
+is built on first use from the given client's connection settings (host/port or unix socket,
+db, credentials, TLS settings, timeouts, protocol); if those cannot be reproduced (Sentinel,
+custom connection classes) the first call of the missing side raises a
+:class:`~semcache_core.errors.SemcacheInputError` that says to pass both clients. Clients the
+user passed are never closed; clients the backend built are closed by :meth:`close` (sync)
+and :meth:`aclose` (both). Redis Cluster clients are refused (multi-key commands).
+
+**Key layout** (``SCAN`` shows it as is; ``<ns>`` is the namespace, which cannot contain ``:``)::
+
+    <ns>:kv:<user key>       values of ByteStore / KV adapters (SET ... PX ttl)
+    <ns>:llm:<hash>          exact LLM entries
+    <ns>:vec:<id>            semantic entries: HASH of vector, payload, partition, tags, version
+    <ns>:vlog:<partition>    plain-Redis path only: STREAM of the partition's writes
+    <ns>:vmeta:<partition>   plain-Redis path only: compaction threshold and epoch
+    <ns>:vlock:<partition>   plain-Redis path only: compaction lock (expires)
+    <ns>:vdim                dimension of the namespace's vectors
+    <ns>:stats:<name>        persisted counters (HASH, HINCRBYFLOAT)
+    <ns>:idx                 Query Engine path only: the index name (not a key)
+
+``clear(ns)`` drops the index and UNLINKs ``<ns>:*`` in SCAN pages; other namespaces, even
+``<ns>x``, are untouched (the pattern includes the colon). No FLUSHDB, ever.
+
+**Semantic search**, chosen at connect time (``vector_search="auto"``, the default, probes
+``MODULE LIST`` and ``FT._LIST``; ``"query-engine"`` requires it; ``"mirror"`` never uses
+it). The resolved mode is :attr:`RedisBackend.vector_search`; if the server is unreachable
+when the backend is created, it is resolved on the first vector operation.
+
+* *Query Engine* (RediSearch >= 2.4: Redis Stack, Redis 8): one index per namespace
+  (``<ns>:idx``, HNSW, COSINE, FLOAT32, dimension of the first vector, created lazily) over
+  the ``<ns>:vec:`` hashes. The partition and every tag are indexed as TAG tokens (hex
+  digests of the partition / of ``name``+``value``, so any value works without query
+  escaping, case folding or whitespace trimming), and the query is
+  ``(@ptag:{p} @ttag:{t}...)=>[KNN k @vector $vec]`` with DIALECT 2: the KNN runs only over
+  matching entries. Distances are recomputed from the returned vectors exactly as the mirror
+  and the embedded backend compute them (float32 ``1 - v.q``), so one threshold gives one
+  decision everywhere. TTLs are ``PEXPIRE`` on the hashes; Redis drops expired hashes from the
+  index. An existing index whose schema differs raises ``SchemaConflictError`` (a different
+  dimension: ``IndexDimensionError``, which is also a ``VectorDimensionError``) unless
+  ``recreate_index=True``, which drops and recreates it once per backend.
+* *Mirror* (plain Redis): Redis stays the source of truth. A Lua script (so the server must
+  allow ``EVAL``/``EVALSHA``, as Redis OSS, Valkey and ElastiCache do) writes each record
+  atomically: ``XADD`` to the partition's log stream ``<ns>:vlog:<partition>`` (id, vector,
+  tags), then the record's hash with the log entry id as its version, and its TTL. Each client
+  keeps a numpy mirror of the partitions it searches (:mod:`semcache_core.mirror`) and, in the
+  same round trip that checks the dimension, reads only the log entries after its offset (the
+  last entry id it has). Candidates are verified with one ``HMGET`` round trip: the hash must
+  exist (Redis expires it), carry the same version and the same partition, else the row is
+  dropped from the mirror and the search repeats; deleted, replaced and expired entries are
+  never served. *Compaction:* the write script elects one writer (a lock key with a 60 s
+  expiry) when a log holds at least 1024 entries and twice its live count at the last
+  compaction; that writer ``XDEL``\\s the entries whose hash is gone or has another version,
+  then bumps the log's epoch so every client rebuilds its mirror from the shorter log once.
+  Entry ids never change, so readers keep their offsets. A log (and its meta hash) carries
+  the TTL of its longest-lived entry, so the logs of abandoned partitions expire with their
+  entries. *Memory bound:* at most ``max_mirror_rows`` rows (default 200,000; about
+  ``rows * (4 * dim + 100)`` bytes) per client: partitions beyond the budget are dropped least
+  recently searched first (and rebuilt when searched again); a partition whose log is longer
+  than the budget is mirrored from its newest ``max_mirror_rows / 2`` entries and rebuilt that
+  way whenever it outgrows the budget (older entries cannot be semantic hits on that client;
+  a miss is always safe). Rows count until the log's next compaction or a failed
+  verification removes them, so dead rows are bounded too. Redis holds each vector twice
+  (hash and log). All clients of one namespace should use the same mode (``"auto"`` does
+  that by itself); a Query Engine client also indexes what mirror clients wrote, not the
+  other way round.
+
+**One source for sync and async.** Every operation is written once in
+:mod:`semcache_core.backends._redis_ops` as a generator that yields the commands of each
+round trip and receives their replies; :meth:`RedisBackend._run` executes the rounds with the
+sync client and :meth:`RedisBackend._arun` with the async one. The public methods below are
+one-line adapters. A failed round is thrown into the generator, so an operation can handle a
+failure itself (a failed log compaction does not fail the write that triggered it). This
+keeps one copy of every piece of logic without a code generator (generated sync code needs
+a build step, drifts when someone edits the wrong copy, and gives tracebacks into generated
+files), and it makes the round trips of each operation explicit: one ``MGET`` for a batch
+get; one pipeline for a batch set (``SET ... PX``), delete, expire or counter update; one for
+a mirror catch-up plus search, and one more to verify candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.client import NEVER_DECODE
+from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry
+
+from semcache_core.backends import _redis_ops as ops
+from semcache_core.backends._redis_ops import IndexDimensionError, Op, Round, VectorSearchMode
+from semcache_core.backends.base import Backend, VectorHit, VectorRecord
+from semcache_core.codecs import Vector
+from semcache_core.errors import BackendError, SemcacheInputError
+
+__all__ = ["IndexDimensionError", "RedisBackend"]
+
+T = TypeVar("T")
+
+# Binary values must stay bytes even on a client built with decode_responses=True.
+_RAW: dict[str, Any] = {NEVER_DECODE: []}
+
+# Connection settings copied from a user's client when the backend builds the other kind.
+_COPIED_SETTINGS = (
+    "db",
+    "username",
+    "password",
+    "credential_provider",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "socket_keepalive_options",
+    "client_name",
+    "protocol",
+    "encoding",
+    "encoding_errors",
+    "decode_responses",
+    "health_check_interval",
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_path",
+    "ssl_ca_data",
+    "ssl_check_hostname",
+    "ssl_password",
+    "ssl_min_version",
+    "ssl_ciphers",
+)
+
+
+class RedisBackend(Backend):
+    """Values, vectors and counters in Redis (see the module docstring)."""
+
+    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        client: redis.Redis | None = None,
+        async_client: redis.asyncio.Redis | None = None,
+        vector_search: VectorSearchMode = "auto",
+        recreate_index: bool = False,
+        max_mirror_rows: int = 200_000,
+        socket_timeout: float | None = 1.0,
+        socket_connect_timeout: float | None = 1.0,
+        retries: int = 1,
+        max_connections: int = 100,
+        pool_timeout: float | None = 1.0,
+        redis_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if url is None and client is None and async_client is None:
+            raise SemcacheInputError("RedisBackend needs a URL or a redis-py client")
+        if max_mirror_rows < 1:
+            raise SemcacheInputError(f"max_mirror_rows must be >= 1, got {max_mirror_rows!r}")
+        if retries < 0:
+            raise SemcacheInputError(f"retries must be >= 0, got {retries!r}")
+        self._url = url
+        self._options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            **dict(redis_options or {}),
+        }
+        self._retries = retries
+        self._pool_limits = {"max_connections": max_connections, "timeout": pool_timeout}
+        self._client = client
+        self._async_client = async_client
+        self._owns_client = False
+        self._owns_async_client = False
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._ops = ops.RedisOperations(
+            vector_search=vector_search,
+            recreate_index=recreate_index,
+            max_mirror_rows=max_mirror_rows,
+        )
+        self._clients_lock = threading.Lock()
+        if url is not None:
+            try:
+                self._sync_client()
+            except (ValueError, TypeError) as exc:
+                raise SemcacheInputError(f"malformed Redis URL {_redact(url)!r}: {exc}") from exc
+        # Resolve the search mode now when a sync client is at hand; an unreachable server
+        # is not an error here (a cache must not stop the application from starting).
+        if self._client is not None and self._ops.mode is None:
+            with contextlib.suppress(BackendError):
+                self._run(self._ops.resolve_mode())
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBackend:
+        return cls(url=url, **options)
+
+    @classmethod
+    def from_client(cls, client: Any, **options: Any) -> RedisBackend:
+        """Wrap a ``redis.Redis`` or ``redis.asyncio.Redis`` (pass the other as ``client=`` /
+        ``async_client=`` to give both); semcache never closes them."""
+        if isinstance(client, redis.asyncio.Redis):
+            return cls(async_client=client, **options)
+        if isinstance(client, redis.Redis):
+            return cls(client=client, **options)
+        raise TypeError(
+            f"expected a redis.Redis or redis.asyncio.Redis client, got "
+            f"{type(client).__module__}.{type(client).__name__}"
+            + (" (Redis Cluster is not supported)" if "cluster" in type(client).__module__ else "")
+        )
+
+    @property
+    def vector_search(self) -> str:
+        """``"query-engine"`` or ``"mirror"``; ``"auto"`` until the server has answered."""
+        return self._ops.mode or self._ops.requested_mode
+
+    def _retry(self, *, sync: bool) -> Any:
+        if sync:
+            return Retry(NoBackoff(), self._retries)
+        return AsyncRetry(NoBackoff(), self._retries)
+
+    def _sync_client(self) -> redis.Redis:
+        if self._client is None:
+            with self._clients_lock:
+                if self._client is None:
+                    if self._url is not None:
+                        template = redis.Redis.from_url(
+                            self._url, retry=self._retry(sync=True), **self._options
+                        )
+                    else:
+                        assert self._async_client is not None
+                        settings = _settings_of(self._async_client, redis.Redis)
+                        template = redis.Redis(retry=self._retry(sync=True), **settings)
+                    self._client = redis.Redis(
+                        connection_pool=_blocking_pool(
+                            template, redis.BlockingConnectionPool, self._pool_limits
+                        )
+                    )
+                    self._owns_client = True
+        return self._client
+
+    def _async(self) -> redis.asyncio.Redis:
+        loop = asyncio.get_running_loop()
+        if self._owns_async_client and self._async_loop is not loop:
+            # asyncio connections belong to the loop that opened them: a client built in an
+            # earlier loop (asyncio.run called again) is unusable, and its loop is gone.
+            self._async_client = None
+            self._owns_async_client = False
+        if self._async_client is None:
+            self._async_loop = loop
+            if self._url is not None:
+                template = redis.asyncio.Redis.from_url(
+                    self._url, retry=self._retry(sync=False), **self._options
+                )
+            else:
+                assert self._client is not None
+                settings = _settings_of(self._client, redis.asyncio.Redis)
+                template = redis.asyncio.Redis(retry=self._retry(sync=False), **settings)
+            self._async_client = redis.asyncio.Redis(
+                connection_pool=_blocking_pool(
+                    template, redis.asyncio.BlockingConnectionPool, self._pool_limits
+                )
+            )
+            self._owns_async_client = True
+        return self._async_client
+
+    # -- the two drivers -------------------------------------------------------------------------
+    def _run(self, op: Op[T]) -> T:
+        """Run an operation with the sync client, one pipeline per round.
+
+        A failed round is thrown into the operation, which may handle it (or not: then it
+        propagates to the caller).
+        """
+        replies: Any = None
+        error: BackendError | None = None
+        while True:
+            try:
+                round_ = op.send(replies) if error is None else op.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            try:
+                replies, error = self._execute(round_), None
+            except BackendError as exc:
+                replies, error = None, exc
+
+    async def _arun(self, op: Op[T]) -> T:
+        """Run an operation with the async client; same protocol as :meth:`_run`."""
+        replies: Any = None
+        error: BackendError | None = None
+        while True:
+            try:
+                round_ = op.send(replies) if error is None else op.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            try:
+                replies, error = await self._aexecute(round_), None
+            except BackendError as exc:
+                replies, error = None, exc
+
+    def _execute(self, round_: Round) -> list[Any]:
+        client = self._sync_client()
+        try:
+            if len(round_.commands) == 1:
+                try:
+                    return [client.execute_command(*round_.commands[0], **_RAW)]
+                except ResponseError as exc:
+                    if round_.tolerate:
+                        return [exc]
+                    raise
+            pipe = client.pipeline(transaction=False)
+            for command in round_.commands:
+                pipe.execute_command(*command, **_RAW)
+            return list(pipe.execute(raise_on_error=not round_.tolerate))
+        except (RedisError, OSError) as exc:
+            raise _backend_error(round_, exc) from exc
+
+    async def _aexecute(self, round_: Round) -> list[Any]:
+        client = self._async()
+        try:
+            if len(round_.commands) == 1:
+                try:
+                    return [await client.execute_command(*round_.commands[0], **_RAW)]
+                except ResponseError as exc:
+                    if round_.tolerate:
+                        return [exc]
+                    raise
+            pipe = client.pipeline(transaction=False)
+            for command in round_.commands:
+                pipe.execute_command(*command, **_RAW)
+            return list(await pipe.execute(raise_on_error=not round_.tolerate))
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise _backend_error(round_, exc) from exc
+
+    # -- values ----------------------------------------------------------------------------------
+    def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        return self._run(self._ops.get_many(namespace, keys))
+
+    async def aget_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        return await self._arun(self._ops.get_many(namespace, keys))
+
+    def set_many(
+        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        self._run(self._ops.set_many(namespace, items, ttl))
+
+    async def aset_many(
+        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        await self._arun(self._ops.set_many(namespace, items, ttl))
+
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        self._run(self._ops.delete_many(namespace, keys))
+
+    async def adelete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        await self._arun(self._ops.delete_many(namespace, keys))
+
+    def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
+        # SCAN may return a key twice (rehashing); the seen set keeps the output unique.
+        seen: set[str] = set()
+        cursor = 0
+        while True:
+            cursor, keys = self._run(self._ops.scan_page(namespace, prefix, cursor))
+            for key in keys:
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+            if cursor == 0:
+                return
+
+    async def aiter_keys(self, namespace: str, prefix: str = "") -> AsyncIterator[str]:
+        seen: set[str] = set()
+        cursor = 0
+        while True:
+            cursor, keys = await self._arun(self._ops.scan_page(namespace, prefix, cursor))
+            for key in keys:
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+            if cursor == 0:
+                return
+
+    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
+        self._run(self._ops.expire_many(namespace, keys, ttl))
+
+    async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
+        await self._arun(self._ops.expire_many(namespace, keys, ttl))
+
+    # -- vectors ---------------------------------------------------------------------------------
+    def add_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        records: Sequence[VectorRecord],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        self._run(self._ops.add_vectors(namespace, partition, records, ttl))
+
+    async def aadd_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        records: Sequence[VectorRecord],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        await self._arun(self._ops.add_vectors(namespace, partition, records, ttl))
+
+    def search_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        vector: Vector,
+        *,
+        k: int,
+        max_distance: float,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[VectorHit]:
+        return self._run(
+            self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
+        )
+
+    async def asearch_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        vector: Vector,
+        *,
+        k: int,
+        max_distance: float,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[VectorHit]:
+        return await self._arun(
+            self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
+        )
+
+    def get_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
+        return self._run(self._ops.get_vector_payloads(namespace, ids))
+
+    async def aget_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
+        return await self._arun(self._ops.get_vector_payloads(namespace, ids))
+
+    def delete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
+        self._run(self._ops.delete_vectors(namespace, ids))
+
+    async def adelete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
+        await self._arun(self._ops.delete_vectors(namespace, ids))
+
+    # -- namespace-wide --------------------------------------------------------------------------
+    def clear(self, namespace: str) -> None:
+        self._run(self._ops.clear(namespace))
+
+    async def aclear(self, namespace: str) -> None:
+        await self._arun(self._ops.clear(namespace))
+
+    def incr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
+        self._run(self._ops.incr_counters(namespace, name, deltas))
+
+    async def aincr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
+        await self._arun(self._ops.incr_counters(namespace, name, deltas))
+
+    def get_counters(self, namespace: str, name: str) -> dict[str, float]:
+        return self._run(self._ops.get_counters(namespace, name))
+
+    async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
+        return await self._arun(self._ops.get_counters(namespace, name))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the sync client if the backend created it. Async code should call
+        :meth:`aclose`, which also closes the async client the backend created."""
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client.connection_pool.disconnect()
+            self._client = None
+            self._owns_client = False
+        self._ops.forget()
+
+    async def aclose(self) -> None:
+        if self._owns_async_client and self._async_client is not None:
+            await self._async_client.aclose()
+            await self._async_client.connection_pool.disconnect()
+            self._async_client = None
+            self._owns_async_client = False
+        self.close()
+
+    def __repr__(self) -> str:
+        where = _redact(self._url) if self._url else "client"
+        return f"RedisBackend({where!r}, vector_search={self.vector_search!r})"
+
+
+def _backend_error(round_: Round, exc: BaseException) -> BackendError:
+    names = sorted({str(command[0]) for command in round_.commands})
+    detail = str(exc) or type(exc).__name__
+    return BackendError(f"Redis {'/'.join(names)} failed: {detail}")
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return (
+        f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else f"{scheme}{sep}{user}@{host}"
+    )
+
+
+def _blocking_pool(template: Any, pool_class: type[Any], limits: Mapping[str, Any]) -> Any:
+    """A blocking pool with the connection settings of ``template`` (which opened nothing).
+
+    Callers beyond ``max_connections`` wait up to ``timeout`` for a free connection instead
+    of failing at once (redis-py's default pool raises "Too many connections").
+    """
+    pool = template.connection_pool
+    return pool_class(connection_class=pool.connection_class, **limits, **pool.connection_kwargs)
+
+
+def _settings_of(client: Any, target: type[Any]) -> dict[str, Any]:
+    """Constructor arguments of ``target`` that reach the same server as ``client``."""
+    pool = getattr(client, "connection_pool", None)
+    connection_class = getattr(pool, "connection_class", None)
+    kind = getattr(connection_class, "__name__", "")
+    module = getattr(connection_class, "__module__", "")
+    if (
+        pool is None
+        or not module.startswith("redis.")
+        or kind
+        not in (
+            "Connection",
+            "SSLConnection",
+            "UnixDomainSocketConnection",
+        )
+    ):
+        raise SemcacheInputError(
+            f"cannot build a {target.__module__}.{target.__name__} client from the given "
+            f"client's connection settings ({module}.{kind}); pass both clients: "
+            "RedisBackend.from_client(sync_client, async_client=async_client)"
+        )
+    given: dict[str, Any] = dict(pool.connection_kwargs)
+    settings: dict[str, Any] = {}
+    if kind == "UnixDomainSocketConnection":
+        settings["unix_socket_path"] = given["path"]
+    else:
+        settings["host"] = given.get("host", "localhost")
+        settings["port"] = given.get("port", 6379)
+        if kind == "SSLConnection":
+            settings["ssl"] = True
+    settings.update({name: given[name] for name in _COPIED_SETTINGS if name in given})
+    accepted = inspect.signature(target.__init__).parameters
+    return {name: value for name, value in settings.items() if name in accepted}
