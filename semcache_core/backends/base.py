@@ -25,7 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from semcache_core.codecs import Vector
 
@@ -270,3 +270,129 @@ class InProcessAsyncMixin:
 
     async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
         return self.get_counters(namespace, name)  # type: ignore[attr-defined,no-any-return]
+
+
+class OperationBackend(Backend):
+    """A network backend whose operations are each written once, as generators.
+
+    ``self._ops`` builds, for every protocol method, a generator that yields the storage calls
+    it needs as plain data and receives their replies (sans I/O). ``_run`` drives one with the
+    sync client and ``_arun`` with the async client, so the sync and async sides cannot drift
+    apart; this class maps the protocol onto those generators once for every such backend.
+    ``iter_keys``/``aiter_keys`` stream pages and stay with each backend.
+    """
+
+    _ops: Any
+
+    @abstractmethod
+    def _run(self, operation: Any) -> Any:
+        """Drive ``operation`` to completion with the sync client."""
+
+    @abstractmethod
+    async def _arun(self, operation: Any) -> Any:
+        """Drive ``operation`` to completion with the async client."""
+
+    def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        return self._run(self._ops.get_many(namespace, keys))  # type: ignore[no-any-return]
+
+    async def aget_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
+        return await self._arun(self._ops.get_many(namespace, keys))  # type: ignore[no-any-return]
+
+    def set_many(
+        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        self._run(self._ops.set_many(namespace, items, ttl))
+
+    async def aset_many(
+        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> None:
+        await self._arun(self._ops.set_many(namespace, items, ttl))
+
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        self._run(self._ops.delete_many(namespace, keys))
+
+    async def adelete_many(self, namespace: str, keys: Sequence[str]) -> None:
+        await self._arun(self._ops.delete_many(namespace, keys))
+
+    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
+        self._run(self._ops.expire_many(namespace, keys, ttl))
+
+    async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
+        await self._arun(self._ops.expire_many(namespace, keys, ttl))
+
+    def add_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        records: Sequence[VectorRecord],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        self._run(self._ops.add_vectors(namespace, partition, records, ttl))
+
+    async def aadd_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        records: Sequence[VectorRecord],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        await self._arun(self._ops.add_vectors(namespace, partition, records, ttl))
+
+    def search_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        vector: Vector,
+        *,
+        k: int,
+        max_distance: float,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[VectorHit]:
+        operation = self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
+        return self._run(operation)  # type: ignore[no-any-return]
+
+    async def asearch_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        vector: Vector,
+        *,
+        k: int,
+        max_distance: float,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[VectorHit]:
+        operation = self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
+        return await self._arun(operation)  # type: ignore[no-any-return]
+
+    def get_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
+        return self._run(self._ops.get_vector_payloads(namespace, ids))  # type: ignore[no-any-return]
+
+    async def aget_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
+        operation = self._ops.get_vector_payloads(namespace, ids)
+        return await self._arun(operation)  # type: ignore[no-any-return]
+
+    def delete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
+        self._run(self._ops.delete_vectors(namespace, ids))
+
+    async def adelete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
+        await self._arun(self._ops.delete_vectors(namespace, ids))
+
+    def clear(self, namespace: str) -> None:
+        self._run(self._ops.clear(namespace))
+
+    async def aclear(self, namespace: str) -> None:
+        await self._arun(self._ops.clear(namespace))
+
+    def incr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
+        self._run(self._ops.incr_counters(namespace, name, deltas))
+
+    async def aincr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
+        await self._arun(self._ops.incr_counters(namespace, name, deltas))
+
+    def get_counters(self, namespace: str, name: str) -> dict[str, float]:
+        return self._run(self._ops.get_counters(namespace, name))  # type: ignore[no-any-return]
+
+    async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
+        return await self._arun(self._ops.get_counters(namespace, name))  # type: ignore[no-any-return]

@@ -79,7 +79,7 @@ import logging
 import operator
 import re
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -98,8 +98,7 @@ from semcache_core.backends._es_ops import (
     Reply,
     error_of,
 )
-from semcache_core.backends.base import Backend, VectorHit, VectorRecord
-from semcache_core.codecs import Vector
+from semcache_core.backends.base import OperationBackend
 from semcache_core.errors import BackendError, SchemaConflictError, SemcacheInputError
 
 __all__ = ["DEFAULT_INDEX", "ElasticsearchBackend"]
@@ -184,7 +183,7 @@ def _positive(name: str, value: object, *, optional: bool = False) -> None:
         raise SemcacheInputError(f"{name} must be a positive number, got {value!r}")
 
 
-class ElasticsearchBackend(Backend):
+class ElasticsearchBackend(OperationBackend):
     """Values, vectors and counters in an Elasticsearch index (see the module docstring)."""
 
     schemes = ("elasticsearch+http", "elasticsearch+https")
@@ -450,27 +449,6 @@ class ElasticsearchBackend(Backend):
                 await self._acall(call)
 
     # -- values ----------------------------------------------------------------------------
-    def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        return self._run(self._ops.get_many(namespace, keys))
-
-    async def aget_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        return await self._arun(self._ops.get_many(namespace, keys))
-
-    def set_many(
-        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        self._run(self._ops.set_many(namespace, items, ttl))
-
-    async def aset_many(
-        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        await self._arun(self._ops.set_many(namespace, items, ttl))
-
-    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        self._run(self._ops.delete_many(namespace, keys))
-
-    async def adelete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        await self._arun(self._ops.delete_many(namespace, keys))
 
     def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
         cleanup = Cleanup()
@@ -480,91 +458,9 @@ class ElasticsearchBackend(Backend):
         cleanup = Cleanup()
         return self._aiterate(self._ops.iter_keys(namespace, prefix, cleanup), cleanup)
 
-    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
-        self._run(self._ops.expire_many(namespace, keys, ttl))
-
-    async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
-        await self._arun(self._ops.expire_many(namespace, keys, ttl))
-
     # -- vectors ---------------------------------------------------------------------------
-    def add_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        self._run(self._ops.add_vectors(namespace, partition, records, ttl))
-
-    async def aadd_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        await self._arun(self._ops.add_vectors(namespace, partition, records, ttl))
-
-    def search_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]:
-        return self._run(
-            self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
-        )
-
-    async def asearch_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]:
-        return await self._arun(
-            self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
-        )
-
-    def get_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
-        return self._run(self._ops.get_vector_payloads(namespace, ids))
-
-    async def aget_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
-        return await self._arun(self._ops.get_vector_payloads(namespace, ids))
-
-    def delete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
-        self._run(self._ops.delete_vectors(namespace, ids))
-
-    async def adelete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
-        await self._arun(self._ops.delete_vectors(namespace, ids))
 
     # -- namespace-wide --------------------------------------------------------------------
-    def clear(self, namespace: str) -> None:
-        self._run(self._ops.clear(namespace))
-
-    async def aclear(self, namespace: str) -> None:
-        await self._arun(self._ops.clear(namespace))
-
-    def incr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
-        self._run(self._ops.incr_counters(namespace, name, deltas))
-
-    async def aincr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
-        await self._arun(self._ops.incr_counters(namespace, name, deltas))
-
-    def get_counters(self, namespace: str, name: str) -> dict[str, float]:
-        return self._run(self._ops.get_counters(namespace, name))
-
-    async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
-        return await self._arun(self._ops.get_counters(namespace, name))
 
     def purge_expired(self, namespace: str | None = None) -> int:
         """Delete expired entries now (of ``namespace``, or all); returns how many."""

@@ -96,7 +96,7 @@ import asyncio
 import contextlib
 import inspect
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import redis
@@ -109,8 +109,7 @@ from redis.retry import Retry
 
 from semcache_core.backends import _redis_ops as ops
 from semcache_core.backends._redis_ops import IndexDimensionError, Op, Round, VectorSearchMode
-from semcache_core.backends.base import Backend, VectorHit, VectorRecord
-from semcache_core.codecs import Vector
+from semcache_core.backends.base import OperationBackend
 from semcache_core.errors import BackendError, SemcacheInputError
 
 __all__ = ["IndexDimensionError", "RedisBackend"]
@@ -149,7 +148,7 @@ _COPIED_SETTINGS = (
 )
 
 
-class RedisBackend(Backend):
+class RedisBackend(OperationBackend):
     """Values, vectors and counters in Redis (see the module docstring)."""
 
     schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
@@ -348,27 +347,6 @@ class RedisBackend(Backend):
             raise _backend_error(round_, exc) from exc
 
     # -- values ----------------------------------------------------------------------------------
-    def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        return self._run(self._ops.get_many(namespace, keys))
-
-    async def aget_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        return await self._arun(self._ops.get_many(namespace, keys))
-
-    def set_many(
-        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        self._run(self._ops.set_many(namespace, items, ttl))
-
-    async def aset_many(
-        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        await self._arun(self._ops.set_many(namespace, items, ttl))
-
-    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        self._run(self._ops.delete_many(namespace, keys))
-
-    async def adelete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        await self._arun(self._ops.delete_many(namespace, keys))
 
     def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
         # SCAN may return a key twice (rehashing); the seen set keeps the output unique.
@@ -395,91 +373,9 @@ class RedisBackend(Backend):
             if cursor == 0:
                 return
 
-    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
-        self._run(self._ops.expire_many(namespace, keys, ttl))
-
-    async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
-        await self._arun(self._ops.expire_many(namespace, keys, ttl))
-
     # -- vectors ---------------------------------------------------------------------------------
-    def add_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        self._run(self._ops.add_vectors(namespace, partition, records, ttl))
-
-    async def aadd_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        await self._arun(self._ops.add_vectors(namespace, partition, records, ttl))
-
-    def search_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]:
-        return self._run(
-            self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
-        )
-
-    async def asearch_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]:
-        return await self._arun(
-            self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
-        )
-
-    def get_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
-        return self._run(self._ops.get_vector_payloads(namespace, ids))
-
-    async def aget_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
-        return await self._arun(self._ops.get_vector_payloads(namespace, ids))
-
-    def delete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
-        self._run(self._ops.delete_vectors(namespace, ids))
-
-    async def adelete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
-        await self._arun(self._ops.delete_vectors(namespace, ids))
 
     # -- namespace-wide --------------------------------------------------------------------------
-    def clear(self, namespace: str) -> None:
-        self._run(self._ops.clear(namespace))
-
-    async def aclear(self, namespace: str) -> None:
-        await self._arun(self._ops.clear(namespace))
-
-    def incr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
-        self._run(self._ops.incr_counters(namespace, name, deltas))
-
-    async def aincr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
-        await self._arun(self._ops.incr_counters(namespace, name, deltas))
-
-    def get_counters(self, namespace: str, name: str) -> dict[str, float]:
-        return self._run(self._ops.get_counters(namespace, name))
-
-    async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
-        return await self._arun(self._ops.get_counters(namespace, name))
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
