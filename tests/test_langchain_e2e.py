@@ -93,7 +93,9 @@ def test_semantic_cache_compares_last_turn_only_within_same_context(
         HumanMessage("What is the capital of France?"),
     ]
     model.invoke(pirate)
-    model.invoke([SystemMessage("Answer like a pirate."), HumanMessage("what's the capital city of France?")])
+    model.invoke(
+        [SystemMessage("Answer like a pirate."), HumanMessage("what's the capital city of France?")]
+    )
     assert model.calls == 1
     model.invoke(
         [SystemMessage("Answer formally."), HumanMessage("What is the capital of France?")]
