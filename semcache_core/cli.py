@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sys
 from collections.abc import Sequence
 
 from semcache_core.engine import persisted_stats
@@ -39,13 +40,13 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from semcache_core.quality import main as quality_main
-
-    return quality_main(args.rest)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["eval"]:
+        # The harness owns its options (and --help); hand them over untouched.
+        from semcache_core.quality import main as quality_main
+
+        return quality_main(arguments[1:])
     parser = argparse.ArgumentParser(prog="semcache", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the LangChain demo on the embedded backend")
@@ -57,14 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats.add_argument("--namespace", required=True)
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=_stats)
-    evaluate = sub.add_parser(
-        "eval",
-        help="semantic-hit quality over labelled pairs (semcache eval --help for options)",
-        add_help=False,
+    sub.add_parser(
+        "eval", help="semantic-hit quality over labelled pairs (semcache eval --help for options)"
     )
-    evaluate.add_argument("rest", nargs=argparse.REMAINDER)
-    evaluate.set_defaults(run=_eval)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     return int(args.run(args))
 
 

@@ -498,7 +498,7 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> li
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="semcache eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("pairs", nargs="?", default=str(DEFAULT_PAIRS))
     parser.add_argument("--embedder", choices=("minilm", "hash"), default="minilm")
     parser.add_argument("--out", default=str(DEFAULT_OUT))

@@ -9,6 +9,7 @@ import pytest
 from langchain_core.outputs import Generation
 
 from langchain_semcache import ExactCache
+from semcache_core import DEFAULT_DISTANCE_THRESHOLD
 from semcache_core.cli import main
 
 
@@ -54,3 +55,28 @@ async def test_stats_flush_from_async_path(tmp_path: Path) -> None:
     await core.alookup("llm", Prompt.plain("p"))
     await core.aflush_stats()
     assert persisted_stats(url, "app")["misses"] == 1
+
+
+def test_eval_runs_the_harness(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {
+            "a": "What is the capital of France?",
+            "b": "capital of France?",
+            "same_answer": True,
+            "category": "paraphrase",
+        },
+        {
+            "a": "Is Python 3 fast?",
+            "b": "Is Python 2 fast?",
+            "same_answer": False,
+            "category": "version",
+        },
+    ]
+    pairs.write_text("\n".join(json.dumps(row) for row in rows))
+    out = tmp_path / "out"
+    assert main(["eval", str(pairs), "--embedder", "hash", "--out", str(out)]) == 0
+    assert "recommended threshold" in capsys.readouterr().out
+    report = json.loads((out / "quality.json").read_text())
+    assert report["threshold"] == DEFAULT_DISTANCE_THRESHOLD
+    assert (out / "quality.md").read_text().startswith("# Semantic hit quality")
