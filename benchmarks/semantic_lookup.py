@@ -1,0 +1,551 @@
+"""3. Semantic lookup at 1k / 10k / 100k entries, embedding time excluded."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks.context import (
+    ELASTICSEARCH,
+    EMBEDDED,
+    REDIS,
+    REDIS_QE,
+    BenchContext,
+    module_available,
+)
+from benchmarks.harness import (
+    Contender,
+    Samples,
+    Section,
+    Skip,
+    Target,
+    fmt_ratio,
+    fmt_time,
+    ratio,
+    round_robin,
+    time_once,
+)
+from benchmarks.workloads import DIM, PrecomputedEmbedder, chat_generation, near, unit_vectors
+from semcache_core import (
+    DEFAULT_DISTANCE_THRESHOLD,
+    Prompt,
+    ResponseCache,
+    VectorHit,
+    VectorRecord,
+)
+from semcache_core.codecs import encode_entry
+from semcache_core.engine import SEMANTIC_CANDIDATES
+from semcache_core.keys import semantic_entry_id
+
+TITLE = "3. Semantic lookup (embedding excluded) at 1k / 10k / 100k entries"
+SCOPE = "bench-llm-string"
+LOAD_BATCH = 1000
+FLOOR = "numpy brute force (floor)"
+KINDS = (EMBEDDED, REDIS, REDIS_QE, ELASTICSEARCH)
+#: A contender slower than this (median lookup) at one size is not loaded at the next.
+TOO_SLOW_S = 0.1
+#: Share of near queries that must find their own entry for a latency target to count.
+MIN_FOUND = 0.99
+
+
+@dataclass
+class Workload:
+    size: int
+    vectors: npt.NDArray[np.float32]
+    stored: list[str]
+    payloads: list[bytes]
+    targets: npt.NDArray[np.int64]  # index of the stored entry each near query is close to
+    near_texts: list[str]
+    far_texts: list[str]
+    near_vectors: npt.NDArray[np.float32]
+    embedder: PrecomputedEmbedder
+
+    @property
+    def queries(self) -> int:
+        return len(self.near_texts)
+
+
+@dataclass
+class Result:
+    contender: str
+    backend: str
+    hit: Samples | None = None
+    miss: Samples | None = None
+    search: Samples | None = None
+    load_s: float | None = None
+    first_search_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def run(ctx: BenchContext) -> Section:
+    section = Section(
+        key="semantic",
+        title=TITLE,
+        description=(
+            f"Dimension {DIM}, random unit vectors, all entries in one partition (same model, "
+            "no conversation context: the whole cache is searched). Near queries are stored "
+            "vectors plus noise (cosine distance ≈ 0.03, a hit); far queries are random (a "
+            "miss). `lookup` is semcache's core `ResponseCache.lookup` with an embedder that "
+            "returns precomputed vectors (exact-key probe, vector search, verification, payload "
+            f"decode; trap guard off; threshold {DEFAULT_DISTANCE_THRESHOLD}); `search_vectors` "
+            "is the backend call alone. The floor is numpy over the same matrix "
+            "(`argmin(1 - M @ q)`). GPTCache: `gptcache.adapter.api.get` on sqlite + faiss "
+            "(IndexFlatL2, its defaults: top_k=1), threshold set to the same cosine distance. "
+            f"Entries are loaded with `add_vectors` in batches of {LOAD_BATCH:,} (on Elasticsearch "
+            "through a second backend with a long request timeout and no refresh per batch, "
+            "then one refresh); `load` is that time, `first search` the first query after "
+            "loading (it builds the client mirror where there is one); servers are left to "
+            "finish background indexing before timing. A load that would exceed "
+            f"{ctx.sizes.load_budget_s:.0f} s (projected from the previous size, or measured) "
+            "is skipped. `correct`: share of near queries answered with their own "
+            "entry, plus far queries answered as misses."
+        ),
+        columns=[
+            "contender",
+            "backend",
+            "entries",
+            "n",
+            "lookup hit: median",
+            "p99",
+            "× floor",
+            "lookup miss: median",
+            "search_vectors: median",
+            "correct",
+            "load",
+            "first search",
+        ],
+    )
+    all_results: dict[int, list[Result]] = {}
+    rates: dict[str, tuple[int, float]] = {}  # backend -> (entries, seconds) of its last load
+    slow: dict[str, str] = {}  # backend -> why larger sizes are not worth timing
+    for size in ctx.sizes.semantic_sizes:
+        results = _run_size(ctx, section, size, rates, slow)
+        all_results[size] = results
+        for result in results:
+            if result.hit and result.hit.n and result.hit.median > TOO_SLOW_S:
+                slow[result.backend] = (
+                    f"not loaded: a lookup took {fmt_time(result.hit.median)} (median) at "
+                    f"{size:,} entries already; larger sizes are not timed (run time)"
+                )
+    _targets(ctx, section, all_results)
+    section.notes.extend(
+        [
+            (
+                "Random vectors are the hardest case for an approximate (HNSW) index: no cluster "
+                "structure leads its greedy search to the right region, so the Query Engine's "
+                "recall at its default `EF_RUNTIME` (10) is lower here than with real embeddings. "
+                "`correct` shows it; a latency target only counts with ≥ 99% found."
+            ),
+            (
+                "The Elasticsearch server of this run is the `noida-db` stand-in (it answers the "
+                "Elasticsearch 8 API); its kNN cost is its own, not Elasticsearch's."
+            ),
+            (
+                "Every call finds CPU caches as the other, interleaved contenders left them (a 10k "
+                "mirror is 15 MB, 100k is 150 MB): these are not hot-loop numbers "
+                "(`benchmarks/profiles.py semantic` prints those)."
+            ),
+        ]
+    )
+    return section
+
+
+def _workload(size: int, queries: int) -> Workload:
+    vectors = unit_vectors(size, seed=size)
+    rng = np.random.default_rng(size + 1)
+    targets = rng.choice(size, size=min(queries, size), replace=False)
+    near_vectors = near(vectors[targets], seed=size + 2)
+    far_vectors = unit_vectors(len(targets), seed=size + 3)
+    stored = [f"stored question number {i}" for i in range(size)]
+    near_texts = [f"a paraphrase of question number {int(t)}" for t in targets]
+    far_texts = [f"an unrelated question {j}" for j in range(len(targets))]
+    lookup = dict(zip(near_texts, near_vectors, strict=True))
+    lookup.update(zip(far_texts, far_vectors, strict=True))
+    # One generation body shared by every entry; only the query differs (as in real entries).
+    from langchain_core.load import dumpd
+
+    value = {"generations": [dumpd(chat_generation(1))]}
+    created = time.time()
+    payloads = [
+        encode_entry("response", {"value": value, "tokens": 180, "created": created, "query": text})
+        for text in stored
+    ]
+    return Workload(
+        size=size,
+        vectors=vectors,
+        stored=stored,
+        payloads=payloads,
+        targets=targets,
+        near_texts=near_texts,
+        far_texts=far_texts,
+        near_vectors=near_vectors,
+        embedder=PrecomputedEmbedder(lookup),
+    )
+
+
+def _run_size(
+    ctx: BenchContext,
+    section: Section,
+    size: int,
+    rates: dict[str, tuple[int, float]],
+    slow: dict[str, str],
+) -> list[Result]:
+    work = _workload(size, ctx.sizes.semantic_queries)
+    q = work.queries
+    contenders: list[Contender] = []
+    results: list[Result] = [Result(FLOOR, "numpy")]
+    cleanups: list[Callable[[], object]] = []
+
+    def floor_search(i: int) -> int:
+        return int(np.argmin(1.0 - work.vectors @ work.near_vectors[i % q]))
+
+    contenders.append(
+        Contender(f"{FLOOR} hit", floor_search, lambda i, r: r == work.targets[i % q])
+    )
+
+    for kind in KINDS:
+        result = Result("semcache", kind)
+        try:
+            if kind in slow:
+                raise Skip(slow[kind])
+            _check_projection(ctx, kind, size, rates)
+            cache, backend, namespace, partition = _load_semcache(ctx, kind, work, result)
+            rates[kind] = (size, result.load_s or 0.0)
+        except Skip as exc:
+            section.add_skip("semcache", str(exc), backend=kind, entries=f"{size:,}")
+            continue
+        results.append(result)
+        cleanups.append(functools.partial(backend.clear, namespace))
+        ids = [semantic_entry_id(namespace, partition, text) for text in work.stored]
+        contenders.extend(
+            _semcache_contenders(kind, work, cache, backend, namespace, partition, ids)
+        )
+
+    gpt = Result("GPTCache (sqlite + faiss)", "in-process")
+    try:
+        if gpt.backend in slow:
+            raise Skip(slow[gpt.backend])
+        _check_projection(ctx, "gptcache", size, rates)
+        get, close = _load_gptcache(ctx, work, gpt)
+        rates["gptcache"] = (size, gpt.load_s or 0.0)
+    except Skip as exc:
+        section.add_skip(gpt.contender, str(exc), backend=gpt.backend, entries=f"{size:,}")
+    else:
+        results.append(gpt)
+        cleanups.append(close)
+        answers = [f"answer {int(t)}" for t in work.targets]
+        contenders.append(
+            Contender(
+                f"{gpt.contender} hit",
+                lambda i: get(work.near_texts[i % q]),
+                lambda i, r: r == answers[i % q],
+            )
+        )
+        contenders.append(
+            Contender(
+                f"{gpt.contender} miss",
+                lambda i: get(work.far_texts[i % q]),
+                lambda _i, r: r is None,
+            )
+        )
+
+    ctx.wait_idle()  # servers may still be indexing what was loaded
+    iterations = q if size < 100_000 else max(q // 2, 10)
+    samples = round_robin(contenders, iterations, warmup=3, budget_s=ctx.sizes.budget_s)
+    for result in results:
+        name = result.contender if result.contender != "semcache" else f"semcache {result.backend}"
+        result.hit = samples.get(f"{name} hit")
+        result.miss = samples.get(f"{name} miss")
+        result.search = samples.get(f"{name} search")
+    for cleanup in cleanups:
+        with contextlib.suppress(Exception):
+            cleanup()
+
+    floor = results[0].hit
+    for result in results:
+        _add_row(section, result, size, floor)
+    return results
+
+
+def _check_projection(
+    ctx: BenchContext, kind: str, size: int, rates: dict[str, tuple[int, float]]
+) -> None:
+    """Skip a load the previous size says cannot fit the load budget."""
+    if kind not in rates:
+        return
+    entries, seconds = rates[kind]
+    projected = seconds * size / entries
+    if projected > ctx.sizes.load_budget_s:
+        raise Skip(
+            f"not loaded: {entries:,} entries took {seconds:.1f} s, so {size:,} would take "
+            f"≈ {projected:.0f} s (budget {ctx.sizes.load_budget_s:.0f} s)"
+        )
+
+
+def _load_semcache(
+    ctx: BenchContext, kind: str, work: Workload, result: Result
+) -> tuple[ResponseCache, Any, str, str]:
+    backend = ctx.semcache_backend(kind)
+    # Bulk loading is not what is measured: on Elasticsearch, load through a second backend
+    # without the default 2 s request timeout and without waiting for a refresh per batch,
+    # then refresh once. Lookups use `backend`, with semcache's defaults.
+    loader = (
+        ctx.semcache_backend(kind, request_timeout=120, refresh=False)
+        if kind == ELASTICSEARCH
+        else backend
+    )
+    namespace = ctx.namespace("sem")
+    cache = ResponseCache(backend, namespace=namespace, embedder=work.embedder, trap_guard=False)
+    try:
+        partition = cache._partition(SCOPE, Prompt.plain(work.near_texts[0]))
+    except AttributeError as exc:
+        raise Skip(f"ResponseCache has no _partition any more: {exc}") from exc
+    started = time.perf_counter()
+    for start in range(0, work.size, LOAD_BATCH):
+        stop = min(start + LOAD_BATCH, work.size)
+        records = [
+            VectorRecord(
+                semantic_entry_id(namespace, partition, work.stored[i]),
+                work.vectors[i],
+                work.payloads[i],
+            )
+            for i in range(start, stop)
+        ]
+        try:
+            loader.add_vectors(namespace, partition, records)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                backend.clear(namespace)
+            raise Skip(f"add_vectors failed: {type(exc).__name__}: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        if elapsed > ctx.sizes.load_budget_s and stop < work.size:
+            projected = elapsed * work.size / stop
+            with contextlib.suppress(Exception):
+                backend.clear(namespace)
+            raise Skip(
+                f"loading capped: {stop:,} of {work.size:,} entries took {elapsed:.0f} s "
+                f"(≈ {projected:.0f} s projected, budget {ctx.sizes.load_budget_s:.0f} s)"
+            )
+    if kind == ELASTICSEARCH:
+        ctx.es_client().indices.refresh(index="_all")
+    result.load_s = time.perf_counter() - started
+    ctx.wait_idle()
+    result.first_search_s = time_once(
+        lambda: backend.search_vectors(
+            namespace,
+            partition,
+            work.near_vectors[0],
+            k=SEMANTIC_CANDIDATES,
+            max_distance=DEFAULT_DISTANCE_THRESHOLD,
+        )
+    )
+    return cache, backend, namespace, partition
+
+
+def _semcache_contenders(
+    kind: str,
+    work: Workload,
+    cache: ResponseCache,
+    backend: Any,
+    namespace: str,
+    partition: str,
+    ids: list[str],
+) -> list[Contender]:
+    q = work.queries
+    near_prompts = [Prompt.plain(text) for text in work.near_texts]
+    far_prompts = [Prompt.plain(text) for text in work.far_texts]
+    expected = [work.stored[int(t)] for t in work.targets]
+    expected_ids = [ids[int(t)] for t in work.targets]
+
+    def hit_ok(i: int, result: Any) -> bool:
+        return bool(
+            result.outcome == "semantic"
+            and result.body is not None
+            and result.body.get("query") == expected[i % q]
+        )
+
+    def search(i: int) -> Any:
+        return backend.search_vectors(
+            namespace,
+            partition,
+            work.near_vectors[i % q],
+            k=SEMANTIC_CANDIDATES,
+            max_distance=DEFAULT_DISTANCE_THRESHOLD,
+        )
+
+    name = f"semcache {kind}"
+    return [
+        Contender(f"{name} hit", lambda i: cache.lookup(SCOPE, near_prompts[i % q]), hit_ok),
+        Contender(
+            f"{name} miss",
+            lambda i: cache.lookup(SCOPE, far_prompts[i % q]),
+            lambda _i, r: getattr(r, "outcome", None) == "miss",
+        ),
+        Contender(
+            f"{name} search",
+            search,
+            lambda i, r: bool(r) and cast("list[VectorHit]", r)[0].id == expected_ids[i % q],
+        ),
+    ]
+
+
+class _Closed:
+    """Stands in for GPTCache's data manager once closed (its atexit hook calls close())."""
+
+    def close(self) -> None:
+        return None
+
+
+def _load_gptcache(
+    ctx: BenchContext, work: Workload, result: Result
+) -> tuple[Callable[[str], Any], Callable[[], None]]:
+    for module in ("gptcache", "faiss"):
+        # GPTCache pip-installs what it misses at import time: check first, never trigger it.
+        if not module_available(module):
+            raise Skip(f"`{module}` is not installed (pip install gptcache faiss-cpu)")
+    if not module_available("sqlalchemy"):
+        raise Skip("`sqlalchemy` (GPTCache's sqlite store) is not installed")
+    try:
+        from gptcache import Cache, Config
+        from gptcache.adapter.api import get
+        from gptcache.manager import CacheBase, VectorBase, get_data_manager
+        from gptcache.processor.pre import get_prompt
+        from gptcache.similarity_evaluation.distance import SearchDistanceEvaluation
+    except Exception as exc:
+        raise Skip(f"GPTCache does not import: {type(exc).__name__}: {exc}") from exc
+
+    directory = ctx.tmpdir / f"gptcache-{work.size}"
+    directory.mkdir()
+    vectors = work.embedder.vectors
+    try:
+        manager = get_data_manager(
+            CacheBase("sqlite", sql_url=f"sqlite:///{directory / 'cache.db'}"),
+            VectorBase("faiss", dimension=DIM, index_path=str(directory / "faiss.index")),
+            max_size=work.size + 1000,  # its default (1000) would evict
+        )
+        cache = Cache()
+        # Squared L2 of unit vectors is 2 x cosine distance; rank = 4 - d2 must be >= 4 x t.
+        threshold = 1.0 - 2.0 * DEFAULT_DISTANCE_THRESHOLD / 4.0
+        cache.init(
+            pre_embedding_func=get_prompt,
+            embedding_func=lambda text, **_: vectors[text],
+            data_manager=manager,
+            similarity_evaluation=SearchDistanceEvaluation(),
+            config=Config(similarity_threshold=threshold),
+        )
+        started = time.perf_counter()
+        batch = 5000
+        for start in range(0, work.size, batch):
+            stop = min(start + batch, work.size)
+            manager.import_data(
+                questions=work.stored[start:stop],
+                answers=[f"answer {i}" for i in range(start, stop)],
+                embedding_datas=[work.vectors[i] for i in range(start, stop)],
+                session_ids=[None] * (stop - start),
+            )
+            elapsed = time.perf_counter() - started
+            if elapsed > ctx.sizes.load_budget_s and stop < work.size:
+                raise Skip(
+                    f"loading capped: {stop:,} of {work.size:,} entries took {elapsed:.0f} s"
+                )
+        result.load_s = time.perf_counter() - started
+        result.first_search_s = time_once(lambda: get(work.near_texts[0], cache_obj=cache))
+    except Skip:
+        raise
+    except Exception as exc:
+        raise Skip(f"GPTCache failed here: {type(exc).__name__}: {exc}") from exc
+
+    def close() -> None:
+        with contextlib.suppress(Exception):
+            manager.close()
+        cache.data_manager = _Closed()  # type: ignore[assignment]
+
+    return (lambda text: get(text, cache_obj=cache)), close
+
+
+def _add_row(section: Section, result: Result, size: int, floor: Samples | None) -> None:
+    hit, miss, search = result.hit, result.miss, result.search
+    errors = [s.error for s in (hit, miss, search) if s is not None and s.error]
+    if errors:
+        section.add_skip(
+            result.contender, f"error: {errors[0]}", backend=result.backend, entries=f"{size:,}"
+        )
+        return
+    checked = sum(s.checked for s in (hit, miss, search) if s is not None)
+    correct = sum(s.correct for s in (hit, miss, search) if s is not None)
+    r = ratio(hit.median, floor.median) if hit and floor and result.contender != FLOOR else None
+    section.add(
+        {
+            "contender": result.contender,
+            "backend": result.backend,
+            "entries": size,
+            "lookup_hit": hit.as_json() if hit else None,
+            "lookup_miss": miss.as_json() if miss else None,
+            "search_vectors": search.as_json() if search else None,
+            "ratio_hit_to_floor": r,
+            "correct_rate": correct / checked if checked else None,
+            "load_s": result.load_s,
+            "first_search_s": result.first_search_s,
+        },
+        contender=result.contender,
+        backend=result.backend,
+        entries=f"{size:,}",
+        n=str(hit.n) if hit else "–",
+        p99=fmt_time(hit.p99) if hit else "–",
+        correct=f"{correct / checked:.0%}" if checked else "–",
+        load="–" if result.load_s is None else fmt_time(result.load_s),
+        **{
+            "lookup hit: median": fmt_time(hit.median) if hit else "–",
+            "× floor": "floor" if result.contender == FLOOR else fmt_ratio(r),
+            "lookup miss: median": fmt_time(miss.median) if miss else "–",
+            "search_vectors: median": fmt_time(search.median) if search else "–",
+            "first search": fmt_time(result.first_search_s),
+        },
+    )
+
+
+def _targets(ctx: BenchContext, section: Section, results: dict[int, list[Result]]) -> None:
+    wanted = [
+        (10_000, EMBEDDED, 1e-3),
+        (10_000, REDIS, 1e-3),
+        (10_000, REDIS_QE, 1e-3),
+        (100_000, REDIS_QE, 3e-3),
+    ]
+    for size, kind, limit in wanted:
+        name = f"Semantic lookup at {size // 1000}k entries, {kind}"
+        limit_text = f"≤ {limit * 1e3:g} ms median"
+        if size not in results:
+            section.targets.append(
+                Target.skipped(name, limit_text, f"{size:,} entries not run (--quick)")
+            )
+            continue
+        found = next((r for r in results[size] if r.backend == kind), None)
+        if found is None or found.hit is None or found.hit.error:
+            reason = section.skip_reason(backend=kind, entries=f"{size:,}") or "not run"
+            section.targets.append(Target.skipped(name, limit_text, reason))
+            continue
+        median = found.hit.median
+        search = found.search.median if found.search else float("nan")
+        found_rate = found.hit.correct_rate or 0.0
+        detail = f"p10 {fmt_time(found.hit.p10)}, p99 {fmt_time(found.hit.p99)}"
+        if found_rate < MIN_FOUND:
+            detail = (
+                f"fast enough, but only {found_rate:.0%} of near queries found their entry "
+                f"(a fast wrong answer does not count); {detail}"
+            )
+        section.targets.append(
+            Target.check(
+                name,
+                limit_text,
+                f"{fmt_time(median)} (search_vectors alone {fmt_time(search)})",
+                median <= limit and found_rate >= MIN_FOUND,
+                detail,
+            )
+        )
