@@ -745,3 +745,28 @@ def test_url_forms_and_options() -> None:
             ElasticsearchBackend.from_url(url)
     with pytest.raises(SemcacheInputError, match="page_size"):
         ElasticsearchBackend.from_url("elasticsearch+http://localhost", page_size=0)
+
+
+def test_large_batches_are_split_into_bounded_bulk_requests(
+    make: Callable[..., ElasticsearchBackend], namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch too large for one request (Elasticsearch caps bodies at 100 MB by default,
+    and a huge body outlives the request timeout) is sent as several bulk requests, and
+    every value arrives."""
+    from semcache_core.backends import _es_ops
+
+    monkeypatch.setattr(_es_ops, "BULK_MAX_BYTES", 64 * 1024)
+    backend = make()
+    sent: list[int] = []
+    original = backend._ops._bulk
+
+    def counting_bulk(operations: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+        sent.append(len(operations))
+        return original(operations, *args, **kwargs)
+
+    monkeypatch.setattr(backend._ops, "_bulk", counting_bulk)
+    items = [(f"kv:{i}", bytes([i % 256]) * 4096) for i in range(100)]
+    backend.set_many(namespace, items)
+    assert len(sent) > 1
+    assert sum(sent) == 2 * len(items)
+    assert backend.get_many(namespace, [key for key, _ in items]) == [v for _, v in items]

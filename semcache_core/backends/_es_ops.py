@@ -139,6 +139,27 @@ def vector_mapping(dim: int, vector_index_options: Mapping[str, Any]) -> dict[st
     }
 
 
+#: Bulk bodies are cut at about this many bytes (see ``_send_bulk``).
+BULK_MAX_BYTES = 16 * 1024 * 1024
+#: A bulk body larger than this gets the admin timeout instead of the request timeout.
+BULK_LARGE_BYTES = 1024 * 1024
+
+
+def _estimated_bytes(line: dict[str, Any]) -> int:
+    """Rough JSON size of a bulk line: its strings, plus ~12 bytes per vector component."""
+    total = 64
+    for value in line.values():
+        if isinstance(value, str):
+            total += len(value) + 8
+        elif isinstance(value, list):
+            total += 12 * len(value)
+        elif isinstance(value, dict):
+            total += _estimated_bytes(value)
+        else:
+            total += 16
+    return total
+
+
 # -- the steps a flow yields -------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -452,10 +473,55 @@ class Operations:
         noida-db refuses ``require_alias`` with the alias in the path (see the tests)."""
         return {op: {"_index": self.index, "_id": document_id, **extra}}
 
-    def _bulk(self, operations: list[dict[str, Any]], refresh: Refresh | None = None) -> Call:
+    def _bulk(
+        self,
+        operations: list[dict[str, Any]],
+        refresh: Refresh | None = None,
+        *,
+        admin: bool = False,
+    ) -> Call:
         kwargs = self._write_kwargs(refresh)
         del kwargs["index"]
-        return Call("bulk", {**kwargs, "operations": operations})
+        return Call("bulk", {**kwargs, "operations": operations}, admin=admin)
+
+    def _send_bulk(
+        self,
+        operations: list[dict[str, Any]],
+        refresh: Refresh | None = None,
+        tolerate: Iterable[int] = (),
+    ) -> Flow[None]:
+        """Send ``operations`` as one bulk request, or several when the body would be large.
+
+        Elasticsearch refuses request bodies over ``http.max_content_length`` (100 MB by
+        default), and a large body cannot finish within the short request timeout: batches
+        are cut at :data:`BULK_MAX_BYTES` (a 1,000-key ByteStore batch of embeddings stays one
+        request), and a body over :data:`BULK_LARGE_BYTES` gets the admin timeout. Only the
+        last request carries ``refresh``: refreshing once makes every earlier one visible.
+        """
+        batches: list[tuple[list[dict[str, Any]], int]] = []
+        batch: list[dict[str, Any]] = []
+        size = 0
+        index = 0
+        while index < len(operations):
+            action = operations[index]
+            # A delete action has no source line; every other action has one.
+            width = 1 if "delete" in action else 2
+            item = operations[index : index + width]
+            item_size = sum(_estimated_bytes(part) for part in item)
+            if batch and size + item_size > BULK_MAX_BYTES:
+                batches.append((batch, size))
+                batch, size = [], 0
+            batch += item
+            size += item_size
+            index += width
+        if batch:
+            batches.append((batch, size))
+        for number, (body, body_size) in enumerate(batches, start=1):
+            last = number == len(batches)
+            reply = yield self._bulk(
+                body, refresh if last else None, admin=body_size > BULK_LARGE_BYTES
+            )
+            self._check_bulk(reply, tolerate=tolerate)
 
     def _check_bulk(self, reply: Reply, tolerate: Iterable[int] = ()) -> None:
         """Raise for the first failed item whose status is not tolerated."""
@@ -619,8 +685,7 @@ class Operations:
             return
         yield from self.ensure_index()
         # No refresh: values are read by id (realtime); iter_keys refreshes before scanning.
-        reply = yield self._bulk(operations)
-        self._check_bulk(reply)
+        yield from self._send_bulk(operations)
         yield from self._maybe_purge()
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> Flow[None]:
@@ -631,8 +696,7 @@ class Operations:
         if not operations:
             return
         yield from self.ensure_index()
-        reply = yield self._bulk(operations)
-        self._check_bulk(reply, tolerate=(404,))
+        yield from self._send_bulk(operations, tolerate=(404,))
 
     def iter_keys(self, namespace: str, prefix: str, cleanup: Cleanup) -> KeyFlow:
         validate_namespace(namespace)
@@ -726,9 +790,8 @@ class Operations:
             operations += [self._action("index", self._vector_id(namespace, key), **guard), source]
         if not operations:
             return
-        reply = yield self._bulk(operations)
         # 409: rewritten meanwhile (the newer write has its own TTL); 404: deleted meanwhile.
-        self._check_bulk(reply, tolerate=(404, 409))
+        yield from self._send_bulk(operations, tolerate=(404, 409))
 
     # -- vectors ---------------------------------------------------------------------------
     @staticmethod
@@ -799,8 +862,8 @@ class Operations:
                 source["expires_at"] = expires_at
             operations += [self._action("index", record_id), source]
         # A semantic lookup must see this write: the configured refresh applies here.
-        reply = yield self._bulk(operations, self.refresh)
-        self._check_bulk(reply, tolerate=(409,))  # 409: the meta document exists already
+        # 409: the meta document exists already.
+        yield from self._send_bulk(operations, self.refresh, tolerate=(409,))
         self._namespace_dims[namespace] = dim
         yield from self._maybe_purge()
 
@@ -891,8 +954,7 @@ class Operations:
             return
         yield from self.ensure_index()
         # A search right after must not find them: the configured refresh applies here.
-        reply = yield self._bulk(operations, self.refresh)
-        self._check_bulk(reply, tolerate=(404,))
+        yield from self._send_bulk(operations, self.refresh, tolerate=(404,))
 
     # -- namespace-wide --------------------------------------------------------------------
     def clear(self, namespace: str) -> Flow[None]:
