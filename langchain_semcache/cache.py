@@ -21,12 +21,17 @@ from langchain_semcache._serialization import (
     generations_to_json,
 )
 from langchain_semcache.embeddings import LangChainEmbedder
-from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, ResponseCache
+from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
 from semcache_core.resilience import ErrorPolicy
 
 
 class _CoreBackedCache(BaseCache):
     _core: ResponseCache
+
+    @staticmethod
+    def _prompt(prompt: str) -> Prompt:
+        """The core's view of a prompt; an exact cache keys by the whole text only."""
+        return Prompt.plain(prompt)
 
     @staticmethod
     def _check(prompt: object, llm_string: object) -> None:
@@ -37,12 +42,12 @@ class _CoreBackedCache(BaseCache):
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         self._check(prompt, llm_string)
-        result = self._core.lookup(llm_string, split_prompt(prompt))
+        result = self._core.lookup(llm_string, self._prompt(prompt))
         return generations_from_json(result.body["value"]) if result.body else None
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         self._check(prompt, llm_string)
-        result = await self._core.alookup(llm_string, split_prompt(prompt))
+        result = await self._core.alookup(llm_string, self._prompt(prompt))
         return generations_from_json(result.body["value"]) if result.body else None
 
     def update(
@@ -57,7 +62,7 @@ class _CoreBackedCache(BaseCache):
         self._check(prompt, llm_string)
         body = generations_to_json(return_val)
         self._core.update(
-            llm_string, split_prompt(prompt), body, tokens=count_tokens(return_val), ttl=ttl
+            llm_string, self._prompt(prompt), body, tokens=count_tokens(return_val), ttl=ttl
         )
 
     async def aupdate(
@@ -71,7 +76,7 @@ class _CoreBackedCache(BaseCache):
         self._check(prompt, llm_string)
         body = generations_to_json(return_val)
         await self._core.aupdate(
-            llm_string, split_prompt(prompt), body, tokens=count_tokens(return_val), ttl=ttl
+            llm_string, self._prompt(prompt), body, tokens=count_tokens(return_val), ttl=ttl
         )
 
     def clear(self, **kwargs: Any) -> None:
@@ -170,6 +175,11 @@ class SemanticCache(_CoreBackedCache):
             refresh_ttl_on_hit=refresh_ttl_on_hit,
             on_backend_error=on_backend_error,
         )
+
+    @staticmethod
+    def _prompt(prompt: str) -> Prompt:
+        # The last human turn is compared; the rest of the conversation must match exactly.
+        return split_prompt(prompt)
 
     @property
     def distance_threshold(self) -> float:

@@ -252,3 +252,32 @@ def test_sqlite_entries_survive_across_processes(tmp_path: Path) -> None:
             timeout=60,
         )
     assert done.stdout.strip() == "from process one"
+
+
+@pytest.mark.parametrize("walk", ["cached-reviver", "public-load"])
+def test_both_deserialization_paths_agree_and_refuse_other_classes(
+    walk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_semcache import _serialization
+
+    if walk == "public-load":
+        monkeypatch.setattr(_serialization, "_REVIVE", None)
+    generations = [
+        ChatGeneration(
+            message=AIMessage(content="x", tool_calls=[{"name": "f", "args": {}, "id": "1"}])
+        ),
+        Generation(text="plain", generation_info={"lc": "a user dict with an lc key"}),
+    ]
+    body = _serialization.generations_to_json(generations)
+    assert _serialization.generations_from_json(body) == generations
+    hostile = {
+        "generations": [
+            {
+                "lc": 1,
+                "type": "constructor",
+                "id": ["langchain", "llms", "openai", "OpenAI"],
+                "kwargs": {},
+            }
+        ]
+    }
+    assert _serialization.generations_from_json(hostile) is None

@@ -59,6 +59,8 @@ COMPACT_FLOOR = 1024
 COMPACT_LOCK_MS = 60_000
 #: Extra nearest candidates fetched beyond ``k``: some may fail verification.
 EXTRA_CANDIDATES = 4
+#: Lower bound of the HNSW candidate list per KNN query (``EF_RUNTIME``).
+HNSW_EF_RUNTIME = 100
 #: Re-searches allowed after candidates failed verification, before settling for fewer hits.
 MAX_VERIFY_ROUNDS = 8
 
@@ -402,6 +404,9 @@ class RedisOperations:
     def get_many(self, namespace: str, keys: Sequence[str]) -> Op[list[bytes | None]]:
         if not keys:
             return []
+        if len(keys) == 1:  # the exact-cache lookup: GET is a little cheaper than MGET
+            value = yield from one(("GET", value_key(namespace, keys[0])))
+            return [None if value is None else bytes(value)]
         values = yield from one(("MGET", *(value_key(namespace, k) for k in keys)))
         return [None if v is None else bytes(v) for v in values]
 
@@ -674,10 +679,14 @@ class RedisOperations:
         # Pre-filter: the KNN runs only over entries of the partition holding every tag.
         terms = [f"@ptag:{{{partition_token(partition)}}}"]
         terms += [f"@ttag:{{{tag_token(n, v)}}}" for n, v in sorted((tags or {}).items())]
-        query = f"({' '.join(terms)})=>[KNN $K @vector $BLOB AS __dist]"
+        # EF_RUNTIME: RediSearch's default (10) lets the HNSW graph miss a near entry in large
+        # partitions (measured: 40% of near queries found at 100k); a miss is no wrong answer
+        # but a paid LLM call. Small partitions are searched exhaustively either way.
+        query = f"({' '.join(terms)})=>[KNN $K @vector $BLOB EF_RUNTIME $EF AS __dist]"
         command: Command = (
             "FT.SEARCH", index_name(namespace), query,
-            "PARAMS", 4, "K", wanted, "BLOB", np.asarray(vector, dtype="<f4").tobytes(),
+            "PARAMS", 6, "K", wanted, "EF", max(HNSW_EF_RUNTIME, 10 * wanted),
+            "BLOB", np.asarray(vector, dtype="<f4").tobytes(),
             "SORTBY", "__dist", "ASC",
             "RETURN", 2, "payload", "vector",
             "LIMIT", 0, wanted,
