@@ -123,7 +123,8 @@ class ScriptCall:
 
 # Writes vector records atomically: checks/sets the namespace's dimension, appends each record
 # to its partition's log (XADD: the entry id is the record's version), replaces the record's
-# hash (vector, payload, partition, tag tokens, version) with its TTL, keeps the log alive at
+# hash with its TTL (Query Engine path: vector, payload, partition, tag tokens, for the index;
+# log path: payload, partition, version only, the vector living in the log), keeps the log alive at
 # least as long as its longest-lived entry, and elects one writer to compact an overgrown log.
 # KEYS: dim, log, meta, lock, hash...   ARGV: dim, ttl_ms (0 = none), use_log, partition,
 # partition token, compact floor, lock ms, then per record: id, vector, payload, tags json,
@@ -144,9 +145,15 @@ for i = 5, #KEYS do
     ver = redis.call('XADD', KEYS[2], '*', 'id', ARGV[b], 'vector', ARGV[b + 1], 'tags', ARGV[b + 3])
   end
   redis.call('DEL', KEYS[i])
-  redis.call('HSET', KEYS[i], 'vector', ARGV[b + 1], 'payload', ARGV[b + 2],
-    'partition', ARGV[4], 'ptag', ARGV[5], 'tags', ARGV[b + 3], 'ver', ver)
-  if ARGV[b + 4] ~= '' then redis.call('HSET', KEYS[i], 'ttag', ARGV[b + 4]) end
+  if use_log then
+    -- The log holds the vector and tags the mirrors read; the hash keeps what verification
+    -- and exact lookups read, so a vector is not stored twice.
+    redis.call('HSET', KEYS[i], 'payload', ARGV[b + 2], 'partition', ARGV[4], 'ver', ver)
+  else
+    redis.call('HSET', KEYS[i], 'vector', ARGV[b + 1], 'payload', ARGV[b + 2],
+      'partition', ARGV[4], 'ptag', ARGV[5], 'tags', ARGV[b + 3], 'ver', ver)
+    if ARGV[b + 4] ~= '' then redis.call('HSET', KEYS[i], 'ttag', ARGV[b + 4]) end
+  end
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
 if not use_log then return {'ok', 0, 0} end
