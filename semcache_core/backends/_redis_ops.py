@@ -686,9 +686,9 @@ class RedisOperations:
         # Pre-filter: the KNN runs only over entries of the partition holding every tag.
         terms = [f"@ptag:{{{partition_token(partition)}}}"]
         terms += [f"@ttag:{{{tag_token(n, v)}}}" for n, v in sorted((tags or {}).items())]
-        # EF_RUNTIME: RediSearch's default (10) lets the HNSW graph miss a near entry in large
-        # partitions (measured at 100k random vectors: 40% of near queries found at 10, 98% at 100); a miss is no wrong answer
-        # but a paid LLM call. Small partitions are searched exhaustively either way.
+        # EF_RUNTIME: with RediSearch's default (10) the HNSW graph misses near entries of
+        # large partitions (100k random vectors: 40% of near queries found; 98% at 100). A miss
+        # is no wrong answer, but a paid LLM call. Small partitions are searched exhaustively.
         query = f"({' '.join(terms)})=>[KNN $K @vector $BLOB EF_RUNTIME $EF AS __dist]"
         command: Command = (
             "FT.SEARCH", index_name(namespace), query,
