@@ -604,27 +604,3 @@ def test_new_event_loop_per_call(redis_url: str, namespace: str) -> None:
         backend.clear(namespace)
     finally:
         backend.close()
-
-
-def test_large_partitions_use_batches_and_stay_exact(
-    kind: str, redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A partition that is most of the index is searched with HYBRID_POLICY BATCHES, a small
-    one with RediSearch's own choice; both return the same nearest entries."""
-    if kind != "redis-qe":
-        pytest.skip("Query Engine only")
-    from semcache_core.backends import _redis_ops
-
-    monkeypatch.setattr(_redis_ops, "BATCHES_MIN_ENTRIES", 10)
-    backend = RedisBackend.from_url(redis_url)
-    try:
-        big = [VectorRecord(f"b{i}", at_distance(0.02 * i), f"b{i}".encode()) for i in range(30)]
-        backend.add_vectors(namespace, "big", big)
-        backend.add_vectors(namespace, "small", [VectorRecord("s0", unit(1), b"s0")])
-        assert nearest(backend, namespace, "big", unit(1), k=2) == [("b0", b"b0"), ("b1", b"b1")]
-        assert nearest(backend, namespace, "small", unit(1)) == [("s0", b"s0")]
-        decisions = {part: use for (ns, part), (_, use) in backend._ops._batches.items()}
-        assert decisions == {"big": True, "small": False}
-    finally:
-        backend.clear(namespace)
-        backend.close()

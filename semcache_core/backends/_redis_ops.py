@@ -61,14 +61,6 @@ COMPACT_LOCK_MS = 60_000
 EXTRA_CANDIDATES = 4
 #: Lower bound of the HNSW candidate list per KNN query (``EF_RUNTIME``).
 HNSW_EF_RUNTIME = 200
-#: A partition at least this large and at least this share of its index is searched with
-#: ``HYBRID_POLICY BATCHES`` (walk the HNSW graph, keep the partition's entries). Otherwise
-#: RediSearch chooses, and for a filter it picks an exhaustive scan of the partition: right for
-#: small partitions, ~3x slower than BATCHES for a 10k-entry one (see benchmarks/profiles.py).
-BATCHES_MIN_ENTRIES = 2_000
-BATCHES_MIN_SHARE = 0.2
-#: Seconds a partition's size estimate is trusted before it is counted again.
-PARTITION_SIZE_TTL = 30.0
 #: Re-searches allowed after candidates failed verification, before settling for fewer hits.
 MAX_VERIFY_ROUNDS = 8
 
@@ -390,8 +382,6 @@ class RedisOperations:
         self._indexes: dict[str, int] = {}  # namespace -> dimension of its checked index
         self._recreated: set[str] = set()
         self._state = threading.Lock()
-        # (namespace, partition) -> (when counted, search it with HYBRID_POLICY BATCHES?)
-        self._batches: dict[tuple[str, str], tuple[float, bool]] = {}
 
     # -- search mode ---------------------------------------------------------------------------
     def resolve_mode(self) -> Op[Literal["query-engine", "mirror"]]:
@@ -682,44 +672,6 @@ class RedisOperations:
             if index_dim is not None and index_dim != dim:
                 raise _dimension_error(namespace, dim, index_dim, adding=True)
 
-    def _use_batches(self, namespace: str, partition: str) -> Op[bool]:
-        """Whether the partition is large enough, in entries and share of the index, for
-        ``HYBRID_POLICY BATCHES``; counted at most every ``PARTITION_SIZE_TTL`` seconds."""
-        key = (namespace, partition)
-        now = time.monotonic()
-        with self._state:
-            known = self._batches.get(key)
-        if known is not None and now - known[0] < PARTITION_SIZE_TTL:
-            return known[1]
-        index = index_name(namespace)
-        counts = yield Round(
-            (
-                (
-                    "FT.SEARCH",
-                    index,
-                    f"@ptag:{{{partition_token(partition)}}}",
-                    "LIMIT",
-                    0,
-                    0,
-                    "DIALECT",
-                    2,
-                ),
-                ("FT.SEARCH", index, "*", "LIMIT", 0, 0, "DIALECT", 2),
-            ),
-            tolerate=True,
-        )
-        batches = False
-        if not any(_is_error(reply) for reply in counts):
-            in_partition, in_index = (_total_results(reply) for reply in counts)
-            batches = (
-                in_partition >= BATCHES_MIN_ENTRIES and in_partition >= BATCHES_MIN_SHARE * in_index
-            )
-        with self._state:
-            if len(self._batches) > 10_000:  # bound the memo: a few bytes per partition
-                self._batches.clear()
-            self._batches[key] = (now, batches)
-        return batches
-
     def _index_search(
         self,
         namespace: str,
@@ -737,10 +689,7 @@ class RedisOperations:
         # EF_RUNTIME: with RediSearch's default (10) the HNSW graph misses near entries of
         # large partitions (100k random vectors: 40% of near queries found; 98% at 100). A miss
         # is no wrong answer, but a paid LLM call. Small partitions are searched exhaustively.
-        policy = (
-            " HYBRID_POLICY BATCHES" if (yield from self._use_batches(namespace, partition)) else ""
-        )
-        query = f"({' '.join(terms)})=>[KNN $K @vector $BLOB EF_RUNTIME $EF{policy} AS __dist]"
+        query = f"({' '.join(terms)})=>[KNN $K @vector $BLOB EF_RUNTIME $EF AS __dist]"
         command: Command = (
             "FT.SEARCH", index_name(namespace), query,
             "PARAMS", 6, "K", wanted, "EF", max(HNSW_EF_RUNTIME, 10 * wanted),
@@ -1048,13 +997,6 @@ def _search_results(reply: Any, namespace: str) -> list[tuple[str, dict[str, Any
         for i in range(1, len(reply) - 1, 2):
             results.append((_text(reply[i])[strip:], pairs(reply[i + 1])))
     return results
-
-
-def _total_results(reply: Any) -> int:
-    """The match count of an FT.SEARCH reply (RESP2 list or RESP3 map)."""
-    if isinstance(reply, dict):
-        return int(pairs(reply).get("total_results", 0))
-    return int(reply[0])
 
 
 def _rank(
