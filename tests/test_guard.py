@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -250,18 +249,6 @@ def test_unicode_and_odd_inputs_do_not_crash(guard: TrapGuard) -> None:
     for a in odd:
         for b in odd:
             assert isinstance(guard.check(a, b), GuardVerdict)
-
-
-def test_guard_is_fast(guard: TrapGuard) -> None:
-    pairs = [(a, b) for _, a, b in REJECT] + ACCEPT
-    for a, b in pairs:  # warm the cache
-        guard.check(a, b)
-    started = time.perf_counter()
-    for _ in range(10):
-        for a, b in pairs:
-            guard.check(a, b)
-    per_pair = (time.perf_counter() - started) / (10 * len(pairs))
-    assert per_pair < 1e-3, f"{per_pair * 1e6:.0f} µs per pair with warm features"
 
 
 # -- the labelled set ----------------------------------------------------------------------
