@@ -72,7 +72,8 @@ def vector_from_bytes(raw: bytes, *, dim: int | None = None) -> Vector:
     """Inverse of :func:`vector_to_bytes`; a length that is not a whole vector is an error."""
     if len(raw) % 4 or (dim is not None and len(raw) != 4 * dim):
         raise SemcacheInputError(f"{len(raw)} bytes is not a float32 vector of dimension {dim}")
-    return np.frombuffer(raw, dtype="<f4").copy()
+    vector: Vector = np.frombuffer(raw, dtype="<f4").copy()
+    return vector
 
 
 def vector_to_base64(vector: Vector) -> str:
