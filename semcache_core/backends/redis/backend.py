@@ -55,6 +55,7 @@ import contextlib
 import inspect
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 import redis
@@ -239,42 +240,17 @@ class RedisBackend(Backend):
     # -- the transport ---------------------------------------------------------------------------
     def execute(self, step: Step) -> list[Any]:
         round_ = _round(step)
-        client = self._sync_client()
         try:
-            if len(round_.commands) == 1:
-                try:
-                    execute_command: Callable[..., Any] = client.execute_command
-                    return [execute_command(*round_.commands[0], **_RAW)]
-                except ResponseError as exc:
-                    if round_.tolerate:
-                        return [exc]
-                    raise
-            pipe = client.pipeline(transaction=False)
-            queue: Callable[..., Any] = pipe.execute_command
-            for command in round_.commands:
-                queue(*command, **_RAW)
-            return list(pipe.execute(raise_on_error=not round_.tolerate))
+            return round_.replies(_request(self._sync_client(), round_)())
         except (RedisError, OSError) as exc:
-            raise _backend_error(round_, exc) from exc
+            return _settle(round_, exc)
 
     async def aexecute(self, step: Step) -> list[Any]:
         round_ = _round(step)
-        client = self._async()
         try:
-            if len(round_.commands) == 1:
-                try:
-                    aexecute_command: Callable[..., Any] = client.execute_command
-                    return [await aexecute_command(*round_.commands[0], **_RAW)]
-                except ResponseError as exc:
-                    if round_.tolerate:
-                        return [exc]
-                    raise
-            pipe = client.pipeline(transaction=False)
-            for command in round_.commands:
-                pipe.execute_command(*command, **_RAW)
-            return list(await pipe.execute(raise_on_error=not round_.tolerate))
+            return round_.replies(await _request(self._async(), round_)())
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            raise _backend_error(round_, exc) from exc
+            return _settle(round_, exc)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -298,6 +274,24 @@ class RedisBackend(Backend):
     def __repr__(self) -> str:
         where = _redact(self._url) if self._url else "client"
         return f"RedisBackend({where!r}, vector_search={self.vector_search!r})"
+
+
+def _request(client: Any, round_: Round) -> Callable[[], Any]:
+    """What sends ``round_`` on ``client`` (sync or asyncio): a single command directly (a
+    little cheaper than a pipeline of one), else a pipeline (``transaction=False``)."""
+    if len(round_.commands) == 1:
+        return partial(client.execute_command, *round_.commands[0], **_RAW)
+    pipe = client.pipeline(transaction=False)
+    for command in round_.commands:
+        pipe.execute_command(*command, **_RAW)
+    return partial(pipe.execute, raise_on_error=not round_.tolerate)
+
+
+def _settle(round_: Round, exc: BaseException) -> list[Any]:
+    """A failed command's error as its reply when the round tolerates it, else BackendError."""
+    if round_.tolerate and isinstance(exc, ResponseError):
+        return [exc]
+    raise _backend_error(round_, exc) from exc
 
 
 def _round(step: Step) -> Round:

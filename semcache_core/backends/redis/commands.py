@@ -30,6 +30,10 @@ class Round(Step):
     commands: Sequence[Command]
     tolerate: bool = False
 
+    def replies(self, sent: Any) -> list[Any]:
+        """The replies in command order, from what the client returned for this round."""
+        return [sent] if len(self.commands) == 1 else list(sent)
+
 
 def one(command: Command, *, tolerate: bool = False) -> Flow[Any]:
     """A single command as a flow."""
