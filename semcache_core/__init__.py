@@ -9,7 +9,6 @@ from semcache_core.engine import (
     DEFAULT_DISTANCE_THRESHOLD,
     KeyValueCache,
     LookupResult,
-    Prompt,
     ResponseCache,
     persisted_stats,
 )
@@ -21,6 +20,7 @@ from semcache_core.errors import (
     UnknownBackendError,
     VectorDimensionError,
 )
+from semcache_core.prompt import Prompt, Turn
 
 __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
@@ -33,6 +33,7 @@ __all__ = [
     "SchemaConflictError",
     "SemcacheError",
     "SemcacheInputError",
+    "Turn",
     "UnknownBackendError",
     "VectorDimensionError",
     "VectorHit",

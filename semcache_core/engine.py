@@ -35,6 +35,7 @@ from semcache_core.codecs import (
 from semcache_core.embedder import Embedder
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, run
+from semcache_core.prompt import Prompt
 from semcache_core.resilience import BackendGuard, ErrorPolicy
 from semcache_core.stats import CacheStats, from_counters
 
@@ -61,25 +62,6 @@ def validate_threshold(value: object) -> float:
             f"(opposite), got {value!r}"
         )
     return float(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Prompt:
-    """A prompt as the core sees it.
-
-    ``text`` is the whole prompt (the exact key). ``query`` is what a semantic lookup compares:
-    the last user turn of a conversation, or the whole text of a plain prompt. ``context`` is
-    everything else (system prompt, tool definitions, earlier turns), canonically serialized:
-    it must match *exactly* for a semantic hit, so it is part of the partition.
-    """
-
-    text: str
-    query: str
-    context: str = ""
-
-    @classmethod
-    def plain(cls, text: str) -> Prompt:
-        return cls(text=text, query=text, context="")
 
 
 @dataclass(frozen=True, slots=True)

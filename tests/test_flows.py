@@ -149,3 +149,20 @@ def test_exact_lookup_flow_and_the_circuit_breaker() -> None:
     assert cache.lookup("model", prompt).outcome == "miss"
     assert len(backend.transport.steps) == 2
     assert cache.stats_snapshot()["backend_errors"] == 1
+
+
+def test_one_chat_splitting_rule_for_every_framework() -> None:
+    from semcache_core import Turn
+
+    def turn(is_user: bool, text: str) -> Turn:
+        return Turn(is_user, text, rest={"extra": 1}, whole={"user": is_user, "text": text})
+
+    split = Prompt.from_turns("T", [turn(False, "be brief"), turn(True, "hi"), turn(False, "ok")])
+    assert (split.text, split.query) == ("T", "hi")
+    assert split.context == (
+        '{"after":[{"text":"ok","user":false}],"before":[{"text":"be brief","user":false}],'
+        '"last_user":{"extra":1}}'
+    )
+    # No user turn, or a last user turn without text: only the identical conversation matches.
+    for turns in ([turn(False, "system only")], [turn(True, "first"), turn(True, "  ")]):
+        assert Prompt.from_turns("T", turns) == Prompt("T", "T", "T")

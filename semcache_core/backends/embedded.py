@@ -33,7 +33,7 @@ import numpy as np
 
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import Backend, KeyPage, Operations, VectorHit, VectorRecord
-from semcache_core.codecs import Vector
+from semcache_core.codecs import Vector, canonical_json
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step
 from semcache_core.mirror import Candidate, MirrorSet, verified_search
@@ -200,7 +200,7 @@ class EmbeddedOperations(Operations):
                 partition,
                 np.asarray(record.vector, dtype="<f4").tobytes(),
                 record.payload,
-                json.dumps(dict(record.tags), sort_keys=True),
+                canonical_json(dict(record.tags)),
                 expires_at,
             )
             for record in records

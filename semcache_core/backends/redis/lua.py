@@ -5,7 +5,6 @@ Valkey and ElastiCache do)."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from semcache_core.backends.redis.keys import (
     tag_token,
     vector_key,
 )
+from semcache_core.codecs import canonical_json
 from semcache_core.flow import Flow
 
 #: Records per EVAL of the write script (bounds the size of one command).
@@ -174,7 +174,7 @@ def _record_args(record: VectorRecord) -> list[Any]:
         record.id,
         np.asarray(record.vector, dtype="<f4").tobytes(),
         bytes(record.payload),
-        json.dumps(tags, sort_keys=True, ensure_ascii=False),
+        canonical_json(tags),
         tokens,
     ]
 
