@@ -7,7 +7,6 @@ This package imports neither LangChain nor LlamaIndex; the adapters in
 from semcache_core.backends import Backend, VectorHit, VectorRecord, connect, known_schemes
 from semcache_core.engine import (
     DEFAULT_DISTANCE_THRESHOLD,
-    KeyValueCache,
     LookupResult,
     ResponseCache,
     persisted_stats,
@@ -20,6 +19,7 @@ from semcache_core.errors import (
     UnknownBackendError,
     VectorDimensionError,
 )
+from semcache_core.kv import KeyValueCache
 from semcache_core.prompt import Prompt, Turn
 
 __all__ = [

@@ -13,17 +13,17 @@ so the two paths cannot drift apart.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from semcache_core import keys
 from semcache_core.backends import Backend, VectorHit, VectorRecord, connect
-from semcache_core.backends.base import KeyPage, KeyScan
 from semcache_core.codecs import (
     Vector,
     as_vector,
@@ -40,6 +40,7 @@ from semcache_core.resilience import BackendGuard, ErrorPolicy
 from semcache_core.stats import CacheStats, from_counters
 
 logger = logging.getLogger("semcache")
+R = TypeVar("R")
 
 #: Default cosine-distance threshold of semantic lookups (0 = identical, 2 = opposite).
 #: Chosen from the measurements in ``benchmarks/quality.py`` (see the README): with
@@ -72,37 +73,63 @@ class LookupResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseCodec(Generic[R]):
+    """How a framework's responses are cached by :meth:`ResponseCache.get_or_create`.
+
+    ``encode``: a response as a JSON object, ``None`` when it cannot be cached; ``decode``: a
+    cached object back into a response, ``None`` when it does not rebuild (cached data is
+    untrusted: a miss); ``tokens``: what the response cost (for the stats).
+    """
+
+    encode: Callable[[R], dict[str, Any] | None]
+    decode: Callable[[dict[str, Any]], R | None]
+    tokens: Callable[[dict[str, Any]], float] = lambda body: 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Create(Step):
+    """Call the model on a miss: ``produce()`` returns the response (or, async, an awaitable)."""
+
+    produce: Callable[[], Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Embed(Step):
     """Embed ``text`` with the engine's embedder: the one step kind that is not storage."""
 
     text: str
 
 
-class _EngineTransport:
+class EngineTransport:
     """Routes a flow's steps: :class:`Embed` to the embedder, the rest to the backend.
 
     The circuit breaker wraps every backend step (``guard.check``). A failed step is thrown
     back into the flow, which applies the error policy (:meth:`BackendGuard.shield`,
-    :meth:`_Engine._embed`).
+    :meth:`CacheEngine._embed`).
     """
 
-    def __init__(self, engine: _Engine) -> None:
+    def __init__(self, engine: CacheEngine) -> None:
         self._engine = engine
 
     def execute(self, step: Step) -> Any:
+        if isinstance(step, Create):
+            return step.produce()
         if isinstance(step, Embed):
             return self._engine.require_embedder().embed(step.text)
         self._engine.guard.check()
         return self._engine.backend.execute(step)
 
     async def aexecute(self, step: Step) -> Any:
+        if isinstance(step, Create):
+            produced = step.produce()
+            return await produced if inspect.isawaitable(produced) else produced
         if isinstance(step, Embed):
             return await self._engine.require_embedder().aembed(step.text)
         self._engine.guard.check()
         return await self._engine.backend.aexecute(step)
 
 
-class _Engine:
+class CacheEngine:
     """Shared plumbing: backend, namespace, guard, stats, and the engine's transport."""
 
     def __init__(
@@ -122,7 +149,7 @@ class _Engine:
         self.stats = CacheStats()
         self.guard.on_error = lambda: self.stats.add(backend_errors=1)
         self.embedder: Embedder | None = None
-        self.transport = _EngineTransport(self)
+        self.transport = EngineTransport(self)
 
     def require_embedder(self) -> Embedder:
         if self.embedder is None:
@@ -165,7 +192,7 @@ class _Engine:
         await arun(self._maybe_flush(force=True), self.transport)
 
 
-class ResponseCache(_Engine):
+class ResponseCache(CacheEngine):
     """Exact and semantic caching of LLM responses, framework-neutral.
 
     ``scope`` (e.g. LangChain's ``llm_string``) names the model and its parameters; entries of
@@ -345,6 +372,27 @@ class ResponseCache(_Engine):
         yield from self._maybe_flush()
         return None
 
+    def _read_through(
+        self, scope: str, prompt: Prompt, produce: Callable[[], Any], codec: ResponseCodec[R]
+    ) -> Flow[R]:
+        """Serve from the cache, or create the response, store it and return it."""
+        result = yield from self._lookup_flow(scope, prompt)
+        if result.body is not None and isinstance(result.body.get("value"), dict):
+            cached = codec.decode(result.body["value"])
+            if cached is not None:
+                return cached
+        response: R = yield Create(produce)
+        yield from self._store_flow(scope, prompt, response, codec)
+        return response
+
+    def _store_flow(
+        self, scope: str, prompt: Prompt, response: R, codec: ResponseCodec[R]
+    ) -> Flow[None]:
+        body = codec.encode(response)
+        if body is not None:
+            tokens = codec.tokens(body)
+            yield from self._update_flow(scope, prompt, body, tokens=tokens, ttl=None)
+
     def _clear_flow(self) -> Flow[None]:
         yield from self.guard.shield("clear", self.ops.clear(self.namespace), None)
         with self._pending_lock:
@@ -379,162 +427,35 @@ class ResponseCache(_Engine):
     ) -> None:
         await arun(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl), self.transport)
 
-    def clear(self) -> None:
-        run(self._clear_flow(), self.transport)
+    def get_or_create(
+        self, scope: str, prompt: Prompt, create: Callable[[], R], codec: ResponseCodec[R]
+    ) -> R:
+        """The cached response for ``prompt``, else ``create()``'s, stored (read-through)."""
+        return run(self._read_through(scope, prompt, create, codec), self.transport)
 
-    async def aclear(self) -> None:
-        await arun(self._clear_flow(), self.transport)
-
-
-class KeyValueCache(_Engine):
-    """Bytes by string key in one namespace: the policy behind ByteStore and KV adapters.
-
-    Keys must be ``str`` and values ``bytes``; anything else is a ``TypeError`` raised before
-    anything is written, so a bad batch stores nothing. A failed read returns ``None`` for
-    every key (the caller recomputes); a failed write is skipped (see resilience).
-    """
-
-    def __init__(
+    async def aget_or_create(
         self,
-        backend: Backend | str | Any | None = None,
-        *,
-        namespace: str = keys.DEFAULT_NAMESPACE,
-        ttl: float | None = None,
-        on_backend_error: ErrorPolicy = "warn",
-        retry_after: float = 5.0,
+        scope: str,
+        prompt: Prompt,
+        create: Callable[[], Awaitable[R]],
+        codec: ResponseCodec[R],
+    ) -> R:
+        return await arun(self._read_through(scope, prompt, create, codec), self.transport)
+
+    def store(self, scope: str, prompt: Prompt, response: R, codec: ResponseCodec[R]) -> None:
+        """Store ``response`` (e.g. a stream's last chunk, once it was consumed)."""
+        run(self._store_flow(scope, prompt, response, codec), self.transport)
+
+    async def astore(
+        self, scope: str, prompt: Prompt, response: R, codec: ResponseCodec[R]
     ) -> None:
-        super().__init__(
-            backend,
-            namespace=namespace,
-            ttl=ttl,
-            on_backend_error=on_backend_error,
-            retry_after=retry_after,
-        )
-
-    @staticmethod
-    def _check_keys(user_keys: Sequence[str]) -> list[str]:
-        if isinstance(user_keys, (str, bytes)):
-            raise TypeError("keys must be a sequence of str, not a single str/bytes")
-        for key in user_keys:
-            if not isinstance(key, str):
-                raise TypeError(f"keys must be str, got {type(key).__name__}: {key!r}")
-        return [keys.kv_key(key) for key in user_keys]
-
-    @staticmethod
-    def _check_items(items: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-        checked: list[tuple[str, bytes]] = []
-        for item in items:
-            if not isinstance(item, tuple) or len(item) != 2:
-                raise TypeError(f"items must be (key, value) pairs, got {item!r}")
-            key, value = item
-            if not isinstance(key, str):
-                raise TypeError(f"keys must be str, got {type(key).__name__}: {key!r}")
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise TypeError(
-                    f"values must be bytes, got {type(value).__name__} for key {key!r}; "
-                    "encode text first (e.g. value.encode('utf-8'))"
-                )
-            checked.append((keys.kv_key(key), bytes(value)))
-        return checked
-
-    def _mget_flow(self, user_keys: Sequence[str]) -> Flow[list[bytes | None]]:
-        backend_keys = self._check_keys(user_keys)
-        if not backend_keys:
-            return []
-        missing: list[bytes | None] = [None] * len(backend_keys)
-        read = self.ops.get_many(self.namespace, backend_keys)
-        values = yield from self.guard.shield("get_many", read, missing)
-        found = sum(value is not None for value in values)
-        self.stats.add(kv_hits=found, kv_misses=len(values) - found)
-        yield from self._maybe_flush()
-        return values
-
-    def _mset_flow(self, items: Sequence[tuple[str, bytes]], ttl: float | None) -> Flow[None]:
-        checked = self._check_items(items)
-        entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
-        if checked:
-            write = self.ops.set_many(self.namespace, checked, ttl=entry_ttl)
-            yield from self.guard.shield("set_many", write, None)
-            self.stats.add(writes=len(checked))
-
-    def _mdelete_flow(self, user_keys: Sequence[str]) -> Flow[None]:
-        backend_keys = self._check_keys(user_keys)
-        if backend_keys:
-            delete = self.ops.delete_many(self.namespace, backend_keys)
-            yield from self.guard.shield("delete_many", delete, None)
-
-    def _mpop_flow(self, user_keys: Sequence[str]) -> Flow[list[bytes | None]]:
-        backend_keys = self._check_keys(user_keys)
-        if not backend_keys:
-            return []
-        missing: list[bytes | None] = [None] * len(backend_keys)
-        read = self.ops.get_many(self.namespace, backend_keys)
-        values = yield from self.guard.shield("get_many", read, missing)
-        found = [key for key, value in zip(backend_keys, values, strict=True) if value is not None]
-        if found:
-            delete = self.ops.delete_many(self.namespace, found)
-            yield from self.guard.shield("delete_many", delete, None)
-        return values
-
-    def _clear_flow(self) -> Flow[None]:
-        yield from self.guard.shield("clear", self.ops.clear(self.namespace), None)
-
-    def mget(self, user_keys: Sequence[str]) -> list[bytes | None]:
-        return run(self._mget_flow(user_keys), self.transport)
-
-    async def amget(self, user_keys: Sequence[str]) -> list[bytes | None]:
-        return await arun(self._mget_flow(user_keys), self.transport)
-
-    def mset(self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None) -> None:
-        run(self._mset_flow(items, ttl), self.transport)
-
-    async def amset(self, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None) -> None:
-        await arun(self._mset_flow(items, ttl), self.transport)
-
-    def mdelete(self, user_keys: Sequence[str]) -> None:
-        run(self._mdelete_flow(user_keys), self.transport)
-
-    async def amdelete(self, user_keys: Sequence[str]) -> None:
-        await arun(self._mdelete_flow(user_keys), self.transport)
-
-    def mpop(self, user_keys: Sequence[str]) -> list[bytes | None]:
-        """Delete ``user_keys`` and return their values (``None`` for keys that were missing).
-
-        Two round trips (read, then delete the keys found), not atomic. Not counted as hits or
-        misses: it answers "did it exist", e.g. for a KV store's ``delete() -> bool``.
-        """
-        return run(self._mpop_flow(user_keys), self.transport)
-
-    async def ampop(self, user_keys: Sequence[str]) -> list[bytes | None]:
-        return await arun(self._mpop_flow(user_keys), self.transport)
+        await arun(self._store_flow(scope, prompt, response, codec), self.transport)
 
     def clear(self) -> None:
         run(self._clear_flow(), self.transport)
 
     async def aclear(self) -> None:
         await arun(self._clear_flow(), self.transport)
-
-    def _key_page(self, scan: KeyScan) -> Flow[KeyPage | None]:
-        return (yield from self.guard.shield("iter_keys", scan.next_page(), None))
-
-    def yield_keys(self, prefix: str | None = None) -> Iterator[str]:
-        """User keys starting with ``prefix``; a backend failure ends the iteration early."""
-        scan = KeyScan(self.ops, self.namespace, self._prefix(prefix))
-        while not scan.finished:
-            for key in scan.take(run(self._key_page(scan), self.transport)):
-                yield key[len(keys.KV_PREFIX) :]
-
-    async def ayield_keys(self, prefix: str | None = None) -> AsyncIterator[str]:
-        scan = KeyScan(self.ops, self.namespace, self._prefix(prefix))
-        while not scan.finished:
-            for key in scan.take(await arun(self._key_page(scan), self.transport)):
-                yield key[len(keys.KV_PREFIX) :]
-
-    @staticmethod
-    def _prefix(prefix: str | None) -> str:
-        if prefix is not None and not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str or None, got {type(prefix).__name__}")
-        return keys.KV_PREFIX + (prefix or "")
 
 
 def persisted_stats(backend: Backend | str | Any | None, namespace: str) -> dict[str, Any]:
