@@ -41,6 +41,10 @@ from semcache_core.stats import CacheStats, from_counters
 
 logger = logging.getLogger("semcache")
 R = TypeVar("R")
+#: A response entry's value: a JSON object the adapter builds.
+Body = dict[str, Any]
+#: A lifetime in seconds; ``None`` = never expires.
+Ttl = float | None
 
 #: Default cosine-distance threshold of semantic lookups (0 = identical, 2 = opposite).
 #: Chosen from the measurements in ``benchmarks/quality.py`` (see the README): with
@@ -134,12 +138,12 @@ class CacheEngine:
 
     def __init__(
         self,
-        backend: Backend | str | Any | None,
+        backend: Backend | str | Any | None = None,
         *,
-        namespace: str,
-        ttl: float | None,
-        on_backend_error: ErrorPolicy,
-        retry_after: float,
+        namespace: str = keys.DEFAULT_NAMESPACE,
+        ttl: float | None = None,
+        on_backend_error: ErrorPolicy = "warn",
+        retry_after: float = 5.0,
     ) -> None:
         self.namespace = keys.validate_namespace(namespace)
         self.ttl = validate_ttl(ttl)
@@ -406,24 +410,12 @@ class ResponseCache(CacheEngine):
         return await arun(self._lookup_flow(scope, prompt), self.transport)
 
     def update(
-        self,
-        scope: str,
-        prompt: Prompt,
-        value: dict[str, Any],
-        *,
-        tokens: float = 0,
-        ttl: float | None = None,
+        self, scope: str, prompt: Prompt, value: Body, *, tokens: float = 0, ttl: Ttl = None
     ) -> None:
         run(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl), self.transport)
 
     async def aupdate(
-        self,
-        scope: str,
-        prompt: Prompt,
-        value: dict[str, Any],
-        *,
-        tokens: float = 0,
-        ttl: float | None = None,
+        self, scope: str, prompt: Prompt, value: Body, *, tokens: float = 0, ttl: Ttl = None
     ) -> None:
         await arun(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl), self.transport)
 

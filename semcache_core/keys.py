@@ -91,6 +91,21 @@ def kv_key(user_key: str) -> str:
     return KV_PREFIX + user_key
 
 
+def embedding_key(model_key: str, identity: str, kind: str, text: str) -> str:
+    """Key of a cached embedding (LlamaIndex ``CachedEmbedding``): a readable model prefix,
+    the kind of text (``query``/``text``), and a hash of the model identity, kind and text."""
+    return f"{model_key}/{kind}/{stable_hash(identity, kind, text)}"
+
+
+def collection_prefix(collection: str) -> str:
+    """Key prefix of a KV collection (LlamaIndex ``BackendKVStore``): ``%`` and ``/`` are
+    percent-escaped, so the first unescaped ``/`` ends the collection and no collection is
+    a prefix of another."""
+    if not isinstance(collection, str):
+        raise TypeError(f"collection must be a str, got {type(collection).__name__}")
+    return collection.replace("%", "%25").replace("/", "%2F") + "/"
+
+
 def vector_key(entry_id: str) -> str:
     """The key (within a namespace) of the vector record ``entry_id``."""
     return VECTOR_PREFIX + entry_id

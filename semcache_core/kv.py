@@ -7,15 +7,12 @@ backend's operations, the public sync and async methods are ``run``/``arun`` of 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
 
 from semcache_core import keys
-from semcache_core.backends import Backend
-from semcache_core.backends.base import KeyPage, KeyScan
+from semcache_core.backends.base import KeyPage, KeyScan, checked_keys
 from semcache_core.codecs import validate_ttl
 from semcache_core.engine import CacheEngine
 from semcache_core.flow import Flow, arun, run
-from semcache_core.resilience import ErrorPolicy
 
 
 class KeyValueCache(CacheEngine):
@@ -23,34 +20,13 @@ class KeyValueCache(CacheEngine):
 
     Keys must be ``str`` and values ``bytes``; anything else is a ``TypeError`` raised before
     anything is written, so a bad batch stores nothing. A failed read returns ``None`` for
-    every key (the caller recomputes); a failed write is skipped (see resilience).
+    every key (the caller recomputes); a failed write is skipped (see resilience). Options
+    are those of :class:`~semcache_core.engine.CacheEngine`.
     """
-
-    def __init__(
-        self,
-        backend: Backend | str | Any | None = None,
-        *,
-        namespace: str = keys.DEFAULT_NAMESPACE,
-        ttl: float | None = None,
-        on_backend_error: ErrorPolicy = "warn",
-        retry_after: float = 5.0,
-    ) -> None:
-        super().__init__(
-            backend,
-            namespace=namespace,
-            ttl=ttl,
-            on_backend_error=on_backend_error,
-            retry_after=retry_after,
-        )
 
     @staticmethod
     def _check_keys(user_keys: Sequence[str]) -> list[str]:
-        if isinstance(user_keys, (str, bytes)):
-            raise TypeError("keys must be a sequence of str, not a single str/bytes")
-        for key in user_keys:
-            if not isinstance(key, str):
-                raise TypeError(f"keys must be str, got {type(key).__name__}: {key!r}")
-        return [keys.kv_key(key) for key in user_keys]
+        return [keys.kv_key(key) for key in checked_keys(user_keys)]
 
     @staticmethod
     def _check_items(items: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -69,13 +45,17 @@ class KeyValueCache(CacheEngine):
             checked.append((keys.kv_key(key), bytes(value)))
         return checked
 
+    def _read(self, backend_keys: list[str]) -> Flow[list[bytes | None]]:
+        """The values of ``backend_keys``; all ``None`` when the backend failed."""
+        missing: list[bytes | None] = [None] * len(backend_keys)
+        read = self.ops.get_many(self.namespace, backend_keys)
+        return (yield from self.guard.shield("get_many", read, missing))
+
     def _mget_flow(self, user_keys: Sequence[str]) -> Flow[list[bytes | None]]:
         backend_keys = self._check_keys(user_keys)
         if not backend_keys:
             return []
-        missing: list[bytes | None] = [None] * len(backend_keys)
-        read = self.ops.get_many(self.namespace, backend_keys)
-        values = yield from self.guard.shield("get_many", read, missing)
+        values = yield from self._read(backend_keys)
         found = sum(value is not None for value in values)
         self.stats.add(kv_hits=found, kv_misses=len(values) - found)
         yield from self._maybe_flush()
@@ -99,9 +79,7 @@ class KeyValueCache(CacheEngine):
         backend_keys = self._check_keys(user_keys)
         if not backend_keys:
             return []
-        missing: list[bytes | None] = [None] * len(backend_keys)
-        read = self.ops.get_many(self.namespace, backend_keys)
-        values = yield from self.guard.shield("get_many", read, missing)
+        values = yield from self._read(backend_keys)
         found = [key for key, value in zip(backend_keys, values, strict=True) if value is not None]
         if found:
             delete = self.ops.delete_many(self.namespace, found)

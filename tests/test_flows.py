@@ -166,3 +166,13 @@ def test_one_chat_splitting_rule_for_every_framework() -> None:
     # No user turn, or a last user turn without text: only the identical conversation matches.
     for turns in ([turn(False, "system only")], [turn(True, "first"), turn(True, "  ")]):
         assert Prompt.from_turns("T", turns) == Prompt("T", "T", "T")
+
+
+def test_a_missing_extra_is_an_import_error_naming_it() -> None:
+    from semcache_core.extras import require
+
+    with pytest.raises(ImportError, match=r"pip install 'semcache\[redis\]'"):
+        require("semcache_no_such_module", extra="redis", what="the Redis backend")
+    with pytest.raises(ImportError, match=r"semcache\[llamaindex\]"):
+        require("semcache_no_such_package.core", extra="llamaindex")
+    require("numpy", extra="core")  # present: no error

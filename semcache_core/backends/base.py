@@ -62,6 +62,27 @@ class VectorHit:
 
 
 @dataclass(frozen=True, slots=True)
+class VectorWrite:
+    """A checked ``add_vectors``: ``records`` share dimension ``dim``; TTL in milliseconds."""
+
+    partition: str
+    records: Sequence[VectorRecord]
+    dim: int
+    ttl_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSearch:
+    """A checked ``search_vectors``: ``k >= 1``; ``tags`` restrict before ranking."""
+
+    partition: str
+    vector: Vector
+    k: int
+    max_distance: float
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPage:
     """One page of a key scan; ``cursor`` continues it, ``None`` when the scan is complete."""
 
@@ -69,7 +90,7 @@ class KeyPage:
     cursor: str | None
 
 
-def _checked_keys(keys: Sequence[str]) -> list[str]:
+def checked_keys(keys: Sequence[str]) -> list[str]:
     if isinstance(keys, (str, bytes)):
         raise TypeError("keys must be a sequence of str, not a single str/bytes")
     for key in keys:
@@ -94,7 +115,7 @@ class Operations(ABC):
     # -- values --------------------------------------------------------------------------
     def get_many(self, namespace: str, keys: Sequence[str]) -> Flow[list[bytes | None]]:
         """Values (or vector payloads, for ``vec:`` keys) in order; ``None`` when missing."""
-        namespace, keys = keyspace.validate_namespace(namespace), _checked_keys(keys)
+        namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
         return self._get_many(namespace, keys) if keys else done([])
 
     def set_many(
@@ -104,7 +125,7 @@ class Operations(ABC):
         namespace = keyspace.validate_namespace(namespace)
         checked: list[tuple[str, bytes]] = []
         for key, value in items:
-            _checked_keys([key])
+            checked_keys([key])
             if keyspace.is_reserved(key):
                 raise SemcacheInputError(
                     f"value key {key!r} uses a kind {self.label} backend reserves for its own "
@@ -117,12 +138,12 @@ class Operations(ABC):
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> Flow[None]:
         """Delete values and vector records by key; missing keys are not an error."""
-        namespace, keys = keyspace.validate_namespace(namespace), _checked_keys(keys)
+        namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
         return self._delete_many(namespace, list(dict.fromkeys(keys))) if keys else done(None)
 
     def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> Flow[None]:
         """Reset the TTL of existing values and vector records (refresh on hit)."""
-        namespace, keys = keyspace.validate_namespace(namespace), _checked_keys(keys)
+        namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
         ms = keyspace.ttl_ms(ttl)
         assert ms is not None
         return self._expire_many(namespace, list(dict.fromkeys(keys)), ms) if keys else done(None)
@@ -149,9 +170,11 @@ class Operations(ABC):
             return done(None)
         dim = keyspace.single_dimension(records)
         for record in records:
-            _checked_keys([record.id])
+            checked_keys([record.id])
             _checked_tags(record.tags)
-        return self._add_vectors(namespace, partition, records, dim, keyspace.ttl_ms(ttl))
+        return self._add_vectors(
+            namespace, VectorWrite(partition, records, dim, keyspace.ttl_ms(ttl))
+        )
 
     def search_vectors(
         self,
@@ -167,9 +190,8 @@ class Operations(ABC):
         namespace = keyspace.validate_namespace(namespace)
         if k < 1:
             return done([])
-        return self._search_vectors(
-            namespace, partition, vector, k, max_distance, _checked_tags(tags or {})
-        )
+        search = VectorSearch(partition, vector, k, max_distance, _checked_tags(tags or {}))
+        return self._search_vectors(namespace, search)
 
     # -- namespace-wide ------------------------------------------------------------------
     def clear(self, namespace: str) -> Flow[None]:
@@ -205,25 +227,10 @@ class Operations(ABC):
     def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]: ...
 
     @abstractmethod
-    def _add_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        dim: int,
-        ttl_ms: int | None,
-    ) -> Flow[None]: ...
+    def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]: ...
 
     @abstractmethod
-    def _search_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        k: int,
-        max_distance: float,
-        tags: dict[str, str],
-    ) -> Flow[list[VectorHit]]: ...
+    def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]: ...
 
     @abstractmethod
     def _clear(self, namespace: str) -> Flow[None]: ...

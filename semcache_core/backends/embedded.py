@@ -32,8 +32,15 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from semcache_core import keys as keyspace
-from semcache_core.backends.base import Backend, KeyPage, Operations, VectorHit, VectorRecord
-from semcache_core.codecs import Vector, canonical_json
+from semcache_core.backends.base import (
+    Backend,
+    KeyPage,
+    Operations,
+    VectorHit,
+    VectorSearch,
+    VectorWrite,
+)
+from semcache_core.codecs import canonical_json
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step
 from semcache_core.mirror import Candidate, MirrorSet, verified_search
@@ -183,14 +190,8 @@ class EmbeddedOperations(Operations):
             sql = "INSERT OR IGNORE INTO vec_dim (ns, dim) VALUES (?, ?)"
             yield Write([(sql, (namespace, dim))])
 
-    def _add_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        dim: int,
-        ttl_ms: int | None,
-    ) -> Flow[None]:
+    def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]:
+        partition, records, dim, ttl_ms = write.partition, write.records, write.dim, write.ttl_ms
         yield from self._check_dim(namespace, dim, register=True)
         expires_at = _expiry(ttl_ms)
         rows = [
@@ -207,15 +208,9 @@ class EmbeddedOperations(Operations):
         ]
         yield Write([(_INSERT_VECTOR, row) for row in rows])
 
-    def _search_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        k: int,
-        max_distance: float,
-        tags: dict[str, str],
-    ) -> Flow[list[VectorHit]]:
+    def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+        partition, vector, k = search.partition, search.vector, search.k
+        max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
         yield from self._check_dim(namespace, dim, register=False)
         with self.mirrors.lock:

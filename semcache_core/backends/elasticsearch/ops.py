@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from semcache_core import keys as keyspace
-from semcache_core.backends.base import KeyPage, Operations, VectorHit, VectorRecord
+from semcache_core.backends.base import (
+    KeyPage,
+    Operations,
+    VectorHit,
+    VectorSearch,
+    VectorWrite,
+)
 from semcache_core.backends.elasticsearch.bulk import BulkWriter
 from semcache_core.backends.elasticsearch.calls import Call, Reply, error_of
 from semcache_core.backends.elasticsearch.schema import (
@@ -35,7 +41,7 @@ from semcache_core.backends.elasticsearch.schema import (
     now_ms,
     vector_field,
 )
-from semcache_core.codecs import Vector, bytes_to_base64, vector_from_base64, vector_to_base64
+from semcache_core.codecs import bytes_to_base64, vector_from_base64, vector_to_base64
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow
 
@@ -280,14 +286,8 @@ class ElasticsearchOperations(BulkWriter, Operations):
             raise keyspace.dimension_error(namespace, dim, stored)
         return False
 
-    def _add_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        dim: int,
-        ttl_ms: int | None,
-    ) -> Flow[None]:
+    def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]:
+        partition, records, dim, ttl_ms = write.partition, write.records, write.dim, write.ttl_ms
         key_bytes(partition, "partition")
         ids = [self._vector_id(namespace, record.id) for record in records]
         yield from self.ensure_index()
@@ -319,15 +319,9 @@ class ElasticsearchOperations(BulkWriter, Operations):
         self._namespace_dims[namespace] = dim
         yield from self._maybe_purge()
 
-    def _search_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        k: int,
-        max_distance: float,
-        tags: dict[str, str],
-    ) -> Flow[list[VectorHit]]:
+    def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+        partition, vector, k = search.partition, search.vector, search.k
+        max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
         yield from self.ensure_index()
         yield from self._namespace_dim(namespace, dim)

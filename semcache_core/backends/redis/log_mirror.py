@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import logging
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from semcache_core import keys as keyspace
-from semcache_core.backends.base import VectorHit, VectorRecord
+from semcache_core.backends.base import VectorHit, VectorSearch, VectorWrite
 from semcache_core.backends.redis.commands import (
     Command,
     Round,
@@ -55,7 +55,6 @@ from semcache_core.backends.redis.lua import (
     write_records,
 )
 from semcache_core.backends.redis.strategy import VectorStrategy
-from semcache_core.codecs import Vector
 from semcache_core.errors import BackendError
 from semcache_core.flow import Flow
 from semcache_core.mirror import Candidate, MirrorSet, PartitionMirror, verified_search
@@ -77,16 +76,10 @@ class LogMirrorSearch(VectorStrategy):
         # The log epoch each mirror was built at (a compaction bumps it: the mirror rebuilds).
         self._epochs: weakref.WeakKeyDictionary[PartitionMirror, int] = weakref.WeakKeyDictionary()
 
-    def add(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        dim: int,
-        ttl_ms: int | None,
-    ) -> Flow[None]:
+    def add(self, namespace: str, write: VectorWrite) -> Flow[None]:
+        partition = write.partition
         compact = yield from write_records(
-            namespace, partition, records, dim, ttl_ms, use_log=True, compact_floor=COMPACT_FLOOR
+            namespace, write, use_log=True, compact_floor=COMPACT_FLOOR
         )
         if compact:
             try:
@@ -97,15 +90,9 @@ class LogMirrorSearch(VectorStrategy):
                     "semcache: compacting %s failed: %s", log_key(namespace, partition), exc
                 )
 
-    def search(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str],
-    ) -> Flow[list[VectorHit]]:
+    def search(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+        partition, vector, k = search.partition, search.vector, search.k
+        max_distance, tags = search.max_distance, search.tags
         mirror = yield from self._catch_up(namespace, partition, int(vector.shape[0]))
         if mirror is None:
             return []

@@ -13,7 +13,7 @@ import numpy as np
 from redis.exceptions import NoScriptError
 
 from semcache_core import keys as keyspace
-from semcache_core.backends.base import VectorRecord
+from semcache_core.backends.base import VectorRecord, VectorWrite
 from semcache_core.backends.redis.commands import Command, Round, as_text, is_error, refused
 from semcache_core.backends.redis.keys import (
     dim_key,
@@ -180,16 +180,10 @@ def _record_args(record: VectorRecord) -> list[Any]:
 
 
 def write_records(
-    namespace: str,
-    partition: str,
-    records: Sequence[VectorRecord],
-    dim: int,
-    ttl_ms: int | None,
-    *,
-    use_log: bool,
-    compact_floor: int = 0,
+    namespace: str, write: VectorWrite, *, use_log: bool, compact_floor: int = 0
 ) -> Flow[bool]:
     """Write ``records`` with :data:`WRITE_VECTORS`; True when this writer should compact."""
+    partition, records, dim = write.partition, write.records, write.dim
     rows = [_record_args(record) for record in records]
     keys = [
         dim_key(namespace),
@@ -202,7 +196,7 @@ def write_records(
         chunk = range(start, min(start + WRITE_CHUNK, len(records)))
         args: list[Any] = [
             dim,
-            ttl_ms or 0,
+            write.ttl_ms or 0,
             "1" if use_log else "0",
             partition,
             partition_token(partition),

@@ -9,11 +9,10 @@ when the server first answers (``vector_search="auto"`` probes ``MODULE LIST`` a
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import Literal
 
 from semcache_core import keys as keyspace
-from semcache_core.backends.base import KeyPage, Operations, VectorHit, VectorRecord
+from semcache_core.backends.base import KeyPage, Operations, VectorHit, VectorSearch, VectorWrite
 from semcache_core.backends.redis.commands import (
     Command,
     Round,
@@ -34,7 +33,6 @@ from semcache_core.backends.redis.log_mirror import LogMirrorSearch
 from semcache_core.backends.redis.lua import EXPIRE_VECTORS, ScriptCall, run_commands
 from semcache_core.backends.redis.query_engine import QueryEngineSearch
 from semcache_core.backends.redis.strategy import VectorStrategy
-from semcache_core.codecs import Vector
 from semcache_core.errors import SemcacheInputError
 from semcache_core.flow import Flow
 from semcache_core.mirror import MirrorSet
@@ -162,28 +160,13 @@ class RedisOperations(Operations):
         yield from run_commands(commands)
 
     # -- vectors ---------------------------------------------------------------------------------
-    def _add_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        dim: int,
-        ttl_ms: int | None,
-    ) -> Flow[None]:
+    def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]:
         strategy = yield from self.resolve_strategy()
-        yield from strategy.add(namespace, partition, records, dim, ttl_ms)
+        yield from strategy.add(namespace, write)
 
-    def _search_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        k: int,
-        max_distance: float,
-        tags: dict[str, str],
-    ) -> Flow[list[VectorHit]]:
+    def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
         strategy = yield from self.resolve_strategy()
-        return (yield from strategy.search(namespace, partition, vector, k, max_distance, tags))
+        return (yield from strategy.search(namespace, search))
 
     # -- counters --------------------------------------------------------------------------------
     def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:

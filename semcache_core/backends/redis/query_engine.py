@@ -16,12 +16,11 @@ existing index whose schema differs raises ``SchemaConflictError`` (a different 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from semcache_core.backends.base import VectorHit, VectorRecord
+from semcache_core.backends.base import VectorHit, VectorSearch, VectorWrite
 from semcache_core.backends.redis.commands import (
     Command,
     Round,
@@ -68,16 +67,9 @@ class QueryEngineSearch(VectorStrategy):
         self._recreated: set[str] = set()
         self._state = threading.Lock()
 
-    def add(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        dim: int,
-        ttl_ms: int | None,
-    ) -> Flow[None]:
-        yield from self._ensure_index(namespace, dim, create=True, adding=True)
-        yield from write_records(namespace, partition, records, dim, ttl_ms, use_log=False)
+    def add(self, namespace: str, write: VectorWrite) -> Flow[None]:
+        yield from self._ensure_index(namespace, write.dim, create=True, adding=True)
+        yield from write_records(namespace, write, use_log=False)
 
     def drop_namespace(self, namespace: str) -> None:
         with self._state:
@@ -164,15 +156,9 @@ class QueryEngineSearch(VectorStrategy):
             if index_dim is not None and index_dim != dim:
                 raise _dimension_error(namespace, dim, index_dim, adding=True)
 
-    def search(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str],
-    ) -> Flow[list[VectorHit]]:
+    def search(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+        partition, vector, k = search.partition, search.vector, search.k
+        max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
         wanted = k + EXTRA_CANDIDATES
         # Pre-filter: the KNN runs only over entries of the partition holding every tag.

@@ -11,10 +11,8 @@ refreshes do not depend on the strategy.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
 
-from semcache_core.backends.base import VectorHit, VectorRecord
-from semcache_core.codecs import Vector
+from semcache_core.backends.base import VectorHit, VectorSearch, VectorWrite
 from semcache_core.flow import Flow
 
 
@@ -22,25 +20,10 @@ class VectorStrategy(ABC):
     """Writes and searches of vector records; everything else is strategy-independent."""
 
     @abstractmethod
-    def add(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        dim: int,
-        ttl_ms: int | None,
-    ) -> Flow[None]: ...
+    def add(self, namespace: str, write: VectorWrite) -> Flow[None]: ...
 
     @abstractmethod
-    def search(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str],
-    ) -> Flow[list[VectorHit]]: ...
+    def search(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]: ...
 
     @abstractmethod
     def drop_namespace(self, namespace: str) -> None:
