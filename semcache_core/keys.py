@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/]{1,128}$")
 DEFAULT_NAMESPACE = "semcache"
+_VALID_NAMESPACES: set[str] = set()
 
 
 def validate_namespace(namespace: object) -> str:
@@ -31,6 +32,8 @@ def validate_namespace(namespace: object) -> str:
     The character set excludes ``:`` (our key separator: namespace ``a`` must never clear the
     keys of namespace ``a:b``), glob characters (Redis ``SCAN MATCH``) and whitespace.
     """
+    if type(namespace) is str and namespace in _VALID_NAMESPACES:
+        return namespace  # every operation validates: remember the ones already checked
     from semcache_core.errors import SemcacheInputError
 
     if not isinstance(namespace, str):
@@ -40,6 +43,8 @@ def validate_namespace(namespace: object) -> str:
             f"invalid namespace {namespace!r}: use 1 to 128 characters from "
             "letters, digits, '_', '.', '-' and '/' (no ':', spaces or glob characters)"
         )
+    if len(_VALID_NAMESPACES) < 4096:
+        _VALID_NAMESPACES.add(namespace)
     return namespace
 
 
