@@ -176,3 +176,28 @@ def test_a_missing_extra_is_an_import_error_naming_it() -> None:
     with pytest.raises(ImportError, match=r"semcache\[llamaindex\]"):
         require("semcache_no_such_package.core", extra="llamaindex")
     require("numpy", extra="core")  # present: no error
+
+
+def test_get_or_create_reads_through_in_one_flow() -> None:
+    from semcache_core.engine import ResponseCodec
+    from semcache_core.testing import FedTransport as _Fed
+
+    codec: ResponseCodec[str] = ResponseCodec(
+        encode=lambda text: {"text": text},
+        decode=lambda body: body.get("text"),
+        tokens=lambda body: 7.0,
+    )
+    backend = FedBackend([None], [True])  # the lookup's GET misses; then the SET
+    cache = ResponseCache(backend, namespace="app")
+    calls: list[str] = []
+
+    def create() -> str:
+        calls.append("model")
+        return "answer"
+
+    assert cache.get_or_create("m", Prompt.plain("q"), create, codec) == "answer"
+    assert calls == ["model"]
+    get, put = backend.transport.steps
+    assert [c[0] for c in get.commands] == ["GET"]  # type: ignore[attr-defined]
+    assert [c[0] for c in put.commands] == ["SET"]  # type: ignore[attr-defined]
+    assert isinstance(backend.transport, _Fed) and not backend.transport.replies

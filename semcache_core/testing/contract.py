@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from semcache_core import keys
 from semcache_core.backends.base import Backend, VectorRecord
 from semcache_core.codecs import as_vector, normalize
 from semcache_core.errors import VectorDimensionError
@@ -180,6 +181,17 @@ class BackendContract:
         time.sleep(0.6)
         assert backend.search_vectors(namespace, "p", unit(1), k=3, max_distance=0.5) == []
         assert backend.get_vector_payloads(namespace, ["t"]) == [None]
+
+    def test_vector_records_are_addressed_by_their_key(
+        self, backend: Backend, namespace: str
+    ) -> None:
+        backend.set_many(namespace, [("kv:x", b"value")])
+        backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"record")], ttl=60)
+        both = ["kv:x", keys.vector_key("x"), keys.vector_key("none")]
+        assert backend.get_many(namespace, both) == [b"value", b"record", None]
+        backend.expire_many(namespace, [keys.vector_key("x")], ttl=0.3)
+        time.sleep(0.6)
+        assert backend.get_many(namespace, both) == [b"value", None, None]
 
     def test_vector_dimension_mismatch_is_clear_error(
         self, backend: Backend, namespace: str

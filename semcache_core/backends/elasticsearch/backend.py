@@ -45,7 +45,7 @@ the next refresh (every ``refresh_interval``, 1 s by default). So no write force
 * values (``set_many``, ``delete_many``, ``expire_many``) are written without refresh: exact
   caches and ByteStores read them by id. ``iter_keys`` (and ``clear``) refresh the index once
   before scanning instead, so a scan lists keys written just before it.
-* vector writes (``add_vectors``, ``delete_vectors``) use the ``refresh`` option, default
+* vector writes (``add_vectors``, and ``delete_many`` of ``vec:`` keys) use the ``refresh`` option, default
   ``"wait_for"``: the call returns once the next scheduled refresh made the write searchable
   (it waits up to ``refresh_interval``, but adds no refresh work), so a paraphrase asked right
   after an update is a semantic hit. ``refresh=False`` makes those writes return at once and
