@@ -238,21 +238,23 @@ class IndexSchema:
         properties = self._properties(reply.body)
         missing = self._check_properties(properties)
         if missing:
-            put = yield Call(
-                "indices.put_mapping",
-                {"index": self.index, "properties": missing},
-                ignore=(400,),
-                admin=True,
-            )
-            if put.status == 400:
-                error_type, reason = error_of(put.body)
-                raise SchemaConflictError(
-                    f"Elasticsearch index {self.index!r} lacks semcache's fields "
-                    f"{sorted(missing)} and refuses them: {error_type}: {reason}"
-                )
+            refused = f"Elasticsearch index {self.index!r} lacks semcache's fields {sorted(missing)} and refuses them"
+            yield from self._put_mapping(missing, refused)
             properties = {**properties, **missing}
         self._fields = properties
         self._ready = True
+
+    def _put_mapping(self, properties: dict[str, Any], refused: str) -> Flow[None]:
+        """Add ``properties`` to the mapping; ``SchemaConflictError(refused: ...)`` if refused."""
+        put = yield Call(
+            "indices.put_mapping",
+            {"index": self.index, "properties": properties},
+            ignore=(400,),
+            admin=True,
+        )
+        if put.status == 400:
+            error_type, reason = error_of(put.body)
+            raise SchemaConflictError(f"{refused}: {error_type}: {reason}")
 
     def _properties(self, body: Any) -> dict[str, Any]:
         mappings = [entry.get("mappings", {}) for entry in dict(body).values()]
@@ -311,18 +313,8 @@ class IndexSchema:
         found = self._fields.get(name)
         if found is None:
             spec = vector_mapping(dim, self.vector_index_options)
-            put = yield Call(
-                "indices.put_mapping",
-                {"index": self.index, "properties": {name: spec}},
-                ignore=(400,),
-                admin=True,
-            )
-            if put.status == 400:
-                error_type, reason = error_of(put.body)
-                raise SchemaConflictError(
-                    f"cannot add the vector field {name!r} to Elasticsearch index "
-                    f"{self.index!r}: {error_type}: {reason}"
-                )
+            refused = f"cannot add the vector field {name!r} to Elasticsearch index {self.index!r}"
+            yield from self._put_mapping({name: spec}, refused)
             self._fields[name] = spec
         else:
             self._check_vector_field(name, found, dim)
