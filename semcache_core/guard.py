@@ -91,7 +91,7 @@ The rules, and why each one is tolerant where it is
 What it does not catch: differences that are only lexical ("bake bread" / "bake cake",
 "largest" / "smallest", "git merge" / "git rebase"), word order ("Is A faster than B" /
 "Is B faster than A"), and names typed in lower case outside :data:`TECH_NAMES`. Those are
-left to the distance threshold (the ``lexical`` category of ``benchmarks/data/pairs.jsonl``
+left to the distance threshold (the ``lexical`` category of ``benchmarks/data/tuning_pairs.jsonl``
 measures them). It never calls a model: extraction is a few dozen regular expressions per
 prompt (about 0.1–0.2 ms the first time a prompt is seen), cached per string with an LRU; a
 check between two known prompts takes about 15 µs.

@@ -4,7 +4,7 @@
                   [--threshold T] [--max-trap-rate 0.05]
     python benchmarks/quality.py ...        (the same, from a checkout)
 
-Reads labelled prompt pairs (``benchmarks/data/pairs.jsonl`` of the checkout by default: ``a``, ``b``,
+Reads labelled prompt pairs (``benchmarks/data/tuning_pairs.jsonl`` of the checkout by default: ``a``, ``b``,
 ``same_answer``, ``category``), embeds every prompt once (unit vectors), and computes the
 cosine distance ``1 - cos`` (0 = identical, 2 = opposite, as the cache uses) of each pair. A
 pair is *served* at threshold ``t`` when its distance is ``<= t`` and, with the guard, when the
@@ -53,7 +53,7 @@ from semcache_core.models import MiniLMEmbedder
 
 # In a checkout: the project's labelled set and the results folder next to the package.
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PAIRS = ROOT / "benchmarks" / "data" / "pairs.jsonl"
+DEFAULT_PAIRS = ROOT / "benchmarks" / "data" / "tuning_pairs.jsonl"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 #: The sweep: 0.02 to 0.60 in steps of 0.02 (cosine distance).
 THRESHOLDS: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(1, 31))

@@ -1,5 +1,5 @@
 """The trap guard: near-miss rejections with the right reason, paraphrases accepted, and the
-labelled set of ``benchmarks/data/pairs.jsonl`` (schema, balance, guard alone)."""
+labelled set of ``benchmarks/data/tuning_pairs.jsonl`` (schema, balance, guard alone)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from semcache_core.guard import CHECKS, GuardVerdict, TrapGuard, extract_features
 
 ROOT = Path(__file__).resolve().parent.parent
-PAIRS = ROOT / "benchmarks" / "data" / "pairs.jsonl"
+PAIRS = ROOT / "benchmarks" / "data" / "tuning_pairs.jsonl"
 #: Trap categories the guard checks; ``lexical`` traps (content-word swaps: "bake bread" /
 #: "bake a cake") are in the set to calibrate the distance threshold, which is what stops them.
 GUARD_CATEGORIES = set(CHECKS)
