@@ -83,7 +83,7 @@ def extract_features(text: str) -> Features:
         phrasal=negation.phrasal(sequence),
         relations=roles.relations(sequence),
         roles=roles.roles(sequence),
-        qualifiers=qualifiers.qualifiers(low),
+        qualifiers=qualifiers.qualifiers(sequence),
         constraints=qualifiers.constraints(sequence, classified),
         intents=intent.intents(sequence),
     )

@@ -42,7 +42,7 @@ _ANY = "|".join(f"(?:{p})" for p in _LOOSE + _STRICT)
 _SEP = r"[\s,.:;!?\-–—…)]"
 _START_STRICT_RE = re.compile(rf"^\s*(?:{_ANY})\s*[,.:;!?\-–—…]+{_SEP}*", re.I)
 _START_LOOSE_RE = re.compile(rf"^\s*(?:{'|'.join(f'(?:{p})' for p in _LOOSE)})\s+", re.I)
-_END_RE = re.compile(rf"(?<=[.?!,;:)])\s*(?:{_ANY})\s*[.!?,;:]*\s*$", re.I)
+_TAIL_RE = re.compile(rf"\s*(?:{_ANY})\s*[.!?,;:]*\s*", re.I)
 _END_ALONE_RE = re.compile(rf"^\s*(?:{_ANY})\s*[.!?,;:]*\s*$", re.I)
 # Emoji and pictographs, dingbats, variation selectors, joiners; emoticons like :) and :-(
 _EMOJI_RE = re.compile(
@@ -51,6 +51,18 @@ _EMOJI_RE = re.compile(
 )
 _REPEATED_PUNCT_RE = re.compile(r"([?!.,])[?!.,]*(?:\s*\1)*")
 _SPACES_RE = re.compile(r"\s+")
+
+
+def _strip_tail(text: str) -> str:
+    """Drop a padding phrase after the last break ("...? thanks!!"), matched on that tail only
+    (a search over the whole prompt would try every position)."""
+    body = text.rstrip(" .!?,;:")
+    cut = max(body.rfind(c) for c in ".?!,;:)")
+    if cut < 0 or len(text) - cut > 80:
+        return text
+    if _TAIL_RE.fullmatch(text, cut + 1):
+        return text[: cut + 1]
+    return text
 
 
 @lru_cache(maxsize=8192)
@@ -67,7 +79,7 @@ def strip_padding(text: str) -> str:
         before = text
         text = _START_STRICT_RE.sub("", text, count=1)
         text = _START_LOOSE_RE.sub("", text, count=1) if text == before else text
-        text = _END_RE.sub("", text, count=1)
+        text = _strip_tail(text)
         if text == before:
             break
     text = text.strip(" ,;:-–—")

@@ -175,22 +175,29 @@ def word_classes(tokens: list[Token], out: Collector) -> None:
 
 
 @cache
-def _qualifier_re() -> tuple[re.Pattern[str], dict[str, tuple[str, str]]]:
-    values: dict[str, tuple[str, str]] = {}
+def _qualifier_index() -> dict[str, list[tuple[tuple[str, ...], tuple[str, str]]]]:
+    """First word -> [(phrase words, (group, value))], longest phrases first."""
+    index: dict[str, list[tuple[tuple[str, ...], tuple[str, str]]]] = {}
     for key, phrases_ in lexicon.table("qualifiers.tsv", "|").items():
         group, value = key.split("/", 1)
         for phrase in phrases_:
-            values[phrase.lower()] = (group, value)
-    alternatives = sorted(values, key=len, reverse=True)
-    pattern = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in alternatives) + r")\b")
-    return pattern, values
+            words = tuple(phrase.lower().replace("-", " ").split())
+            index.setdefault(words[0], []).append((words, (group, value)))
+    for entries in index.values():
+        entries.sort(key=lambda e: -len(e[0]))
+    return index
 
 
-def qualifiers(low: str) -> frozenset[tuple[str, str]]:
-    """(group, value) of every audience or qualifier phrase (hyphens read as spaces)."""
-    pattern, values = _qualifier_re()
-    text = low.replace("-", " ")
-    return frozenset(values[m.group(0)] for m in pattern.finditer(text))
+def qualifiers(sequence: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+    """(group, value) of every audience or qualifier word or phrase."""
+    index = _qualifier_index()
+    found = set()
+    for i, word in enumerate(sequence):
+        for words, value in index.get(word, ()):
+            if sequence[i + 1 : i + len(words)] == words[1:]:
+                found.add(value)
+                break
+    return frozenset(found)
 
 
 def constraints(
