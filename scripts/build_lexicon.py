@@ -3,7 +3,7 @@
     apt-get install wordnet-base          # Debian/Ubuntu: WordNet 3.0 under /usr/share/wordnet
     python scripts/build_lexicon.py [--wordnet /usr/share/wordnet]
 
-Writes three files, committed with the package so that nothing is read from WordNet (or the
+Writes four files, committed with the package so that nothing is read from WordNet (or the
 network) at run time:
 
 ``antonyms.tsv``
@@ -19,6 +19,12 @@ network) at run time:
     ``form<TAB>lemma ...`` for every inflected form of a lemma of ``antonyms.tsv``: plurals,
     verb forms (-s, -ed, -ing, WordNet's irregular ``*.exc`` forms), comparatives and
     superlatives (-er/-est for short adjectives, irregular ones from ``adj.exc``).
+``noun_kinds.tsv``
+    ``noun<TAB>s<synset> ... p<hypernym> ...`` for single-word nouns: the synsets of their
+    first four senses (the first sense only for nouns untagged in WordNet's sense counts) and
+    the hypernyms one and two levels up. The
+    ``lexical`` check rejects one noun swapped for another kind of the same thing (tea /
+    coffee, guitar / piano) and lets synonyms (shared synset) through.
 ``prefix_false_friends.txt``
     Words that *look* like a negating prefix plus a word but are not its negation
     ("inform"/"form", "discover"/"cover", "install"/"stall"): a WordNet lemma with a prefix
@@ -41,6 +47,9 @@ DATA = ROOT / "semcache_core" / "guard" / "data"
 POS_FILES = {"n": "noun", "v": "verb", "a": "adj", "r": "adv"}
 #: Indirect antonyms come only from satellites with at most this many senses in WordNet.
 MAX_SATELLITE_SENSES = 2
+#: A hypernym shared by more frequent nouns than this is too general to make two nouns kinds
+#: of one thing.
+MAX_KIND_NOUNS = 60
 PREFIXES = ("non", "un", "in", "im", "il", "ir", "dis")
 #: Gloss words that mark a prefixed word as the negation of its stem.
 NEGATIVE_GLOSS = re.compile(
@@ -211,6 +220,45 @@ def build_false_friends(wordnet: Path, antonyms: dict[str, set[str]]) -> set[str
     return friends
 
 
+def build_noun_kinds(wordnet: Path, max_senses: int = 4) -> dict[str, list[str]]:
+    """Noun lemma -> ``s<offset>`` for its synsets and ``p<offset>`` for their
+    hypernyms one and two levels up (first ``max_senses`` senses: WordNet orders senses by
+    frequency). Two nouns that share a ``p`` but no ``s`` are kinds of one thing (tea /
+    coffee: beverages); sharing an ``s`` they are synonyms (refrigerator / fridge)."""
+    synsets = parse_data(wordnet / "data.noun")
+
+    def parents(offset: str) -> set[str]:
+        return {t for sym, t, _, _ in synsets[offset][1] if sym in ("@", "@i") and t in synsets}
+
+    kinds: dict[str, list[str]] = {}
+    for line in (wordnet / "index.noun").read_text(encoding="latin-1").splitlines():
+        if line.startswith("  "):
+            continue
+        parts = line.split()
+        lemma, pointer_count = parts[0], int(parts[3])
+        tagged = int(parts[5 + pointer_count])
+        offsets = [o + "n" for o in parts[6 + pointer_count :]][: max_senses if tagged else 1]
+        if not lemma.isalpha():
+            continue
+        own = {o for o in offsets if o in synsets}
+        up = set()
+        for offset in own:
+            first = parents(offset)
+            up |= first
+            for parent in first:
+                up |= parents(parent)
+        kinds[lemma] = sorted("s" + o[:-1] for o in own) + sorted("p" + o[:-1] for o in up)
+    # A parent over many frequent nouns ("communication", "abstraction") relates nothing.
+    counts: dict[str, int] = defaultdict(int)
+    for values in kinds.values():
+        for value in values:
+            counts[value] += 1
+    return {
+        lemma: [v for v in values if v[0] == "s" or counts[v] <= MAX_KIND_NOUNS]
+        for lemma, values in kinds.items()
+    }
+
+
 def read_exclusions(path: Path) -> set[frozenset[str]]:
     pairs = set()
     if path.exists():
@@ -239,13 +287,17 @@ def main() -> int:
     lines = [f"{f}\t{' '.join(sorted(ls))}" for f, ls in sorted(inflections.items())]
     (args.out / "inflections.tsv").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
 
+    kinds = build_noun_kinds(args.wordnet)
+    lines = [f"{w}\t{' '.join(k)}" for w, k in sorted(kinds.items())]
+    (args.out / "noun_kinds.tsv").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+
     friends = build_false_friends(args.wordnet, antonyms)
     (args.out / "prefix_false_friends.txt").write_text(
         header + "\n".join(sorted(friends)) + "\n", encoding="utf-8"
     )
     print(
         f"{len(antonyms)} lemmas with antonyms, {len(inflections)} inflected forms, "
-        f"{len(friends)} prefix false friends -> {args.out}"
+        f"{len(kinds)} nouns with kinds, {len(friends)} prefix false friends -> {args.out}"
     )
     return 0
 

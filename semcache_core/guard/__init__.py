@@ -14,7 +14,8 @@ ordered registry of named checks (:data:`CHECKS`), one module per family:
 - :mod:`~semcache_core.guard.qualifiers`: ``quantifier``, ``scope``, ``audience``,
   ``qualifier``, ``constraint``;
 - :mod:`~semcache_core.guard.roles`: ``role``, ``direction``;
-- :mod:`~semcache_core.guard.intent`: ``intent``.
+- :mod:`~semcache_core.guard.intent`: ``intent``;
+- :mod:`~semcache_core.guard.lexical`: ``lexical`` (one noun for a sibling noun: tea / coffee).
 
 Every rejection names its check and the differing words (:class:`GuardVerdict`);
 :meth:`TrapGuard.explain` returns the verdict of every check. Lexicons are data files in
@@ -23,8 +24,8 @@ Before comparing, both prompts go through :func:`strip_padding` (greetings, than
 emoji), which the engine should also apply to a query before embedding it.
 
 The guard never calls a model. What it does not catch: content-word swaps that no lexicon
-relates ("bake bread" / "bake a cake", "git merge" / "git rebase"); those are left to the
-distance threshold (the ``lexical`` category of the tuning set measures them).
+relates, or inside a reworded question ("git merge" / "git rebase", "boil" / "steam"); those
+are left to the distance threshold (the ``lexical`` category of the tuning set measures them).
 """
 
 from semcache_core.guard.features import extract_features

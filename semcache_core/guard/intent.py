@@ -3,8 +3,9 @@
 The same document, account or order with another task: proofread / rewrite / translate /
 summarize, cancel / pause, reset / change, refund / exchange. ``data/intents.tsv`` maps verbs
 and phrases to a task; the first word of an entry matches its inflections ("summarizing",
-"cancelled"). Two prompts that each name a task, and no task in common, differ; a prompt
-that names no task ("What is a Roth IRA?") never differs here.
+"cancelled"). Two prompts that each name a task the other does not, differ ("resume" the
+noun may be a task of both); a prompt that names no task ("What is a Roth IRA?") never
+differs here.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def intents(sequence: tuple[str, ...]) -> frozenset[str]:
 
 
 def intent_differs(a: Features, b: Features) -> str | None:
-    if a.intents and b.intents and not (a.intents & b.intents):
-        return f"tasks differ: {fmt(a.intents)} vs {fmt(b.intents)}"
+    only_a, only_b = a.intents - b.intents, b.intents - a.intents
+    if only_a and only_b:
+        return f"tasks differ: {fmt(only_a)} vs {fmt(only_b)}"
     return None

@@ -15,10 +15,9 @@ checks.
     A prefixed negation against its stem: un-, non-, in-/im-/il-/ir-, dis-, anti- ("insured" /
     "uninsured", "reversible" / "irreversible", "smoker" / "non-smoker", "subscribe" /
     "unsubscribe"), and -less against -ful ("harmless" / "harmful"). The stem must be a word
-    of the other prompt, at least three letters, and the prefixed word not a false friend
-    (``data/prefix_false_friends.txt``, from WordNet: "inform", "discover", "install"); words
-    like "under", "uniform", "index" never qualify because their remainder is no word of the
-    other prompt.
+    of the other prompt, at least four letters, and the prefixed word not a false friend
+    (``data/prefix_false_friends.txt``, from WordNet: "inform", "discover", "invaluable", and
+    the curated ``prefix_false_friends_curated.txt``: "under", "uniform", "index", "install").
 ``phrasal``
     Curated phrasal and technical opposites (``data/phrasal_opposites.tsv``: speed up / slow
     down, log in / log out, turn on / off, upload / download, encrypt / decrypt ...). The verb
@@ -163,10 +162,12 @@ def antonym_differs(a: Features, b: Features) -> str | None:
 
 def _negated_stem(word: str) -> str | None:
     """The stem a prefixed or -less word negates, if it looks like one."""
-    if word in lexicon.words("prefix_false_friends.txt"):
+    if word in lexicon.words("prefix_false_friends.txt") or word in lexicon.words(
+        "prefix_false_friends_curated.txt"
+    ):
         return None
     for prefix in _PREFIXES:
-        if word.startswith(prefix) and len(word) - len(prefix) >= 3:
+        if word.startswith(prefix) and len(word) - len(prefix) >= 4:
             return word[len(prefix) :]
     return None
 

@@ -277,11 +277,15 @@ def constraint_differs(a: Features, b: Features) -> str | None:
         vocabulary_y = y.words | y.lemmas
         stems_y = frozenset(w[:5] for w in vocabulary_y)
         stems_x = frozenset(w[:5] for w in x.words | x.lemmas)
-        groups_y = {g for g, _ in y.constraints}
+        # y's own conditions, reworded or other: a clause of y in the same group that x
+        # does not repeat ("with little money" / "on a small budget")
+        counterparts = {
+            g for g, c in y.constraints if c and not all(w[:5] in stems_x for w in c)
+        } | {g for g, c in y.constraints if not c}
         # y says nothing that x does not: x is y plus something
         addition = all(w[:5] in stems_x for w in y.words if w not in _FUNCTION_WORDS)
         for group, clause in x.constraints:
-            if group in groups_y or not clause:
+            if group in counterparts or not clause:
                 continue
             novel = [w for w in clause if not _present(w, stems_y, vocabulary_y)]
             if novel and (

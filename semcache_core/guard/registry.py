@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from semcache_core.guard import intent, names, negation, numeric, qualifiers, roles
+from semcache_core.guard import intent, lexical, names, negation, numeric, qualifiers, roles
 from semcache_core.guard.features import extract_features
 from semcache_core.guard.padding import strip_padding
 from semcache_core.guard.tokens import Features
@@ -40,15 +40,16 @@ REGISTRY: tuple[Check, ...] = (
     Check("entity", names.entity_differs),
     Check("quantifier", qualifiers.quantifier_differs),
     Check("scope", qualifiers.scope_differs),
-    Check("antonym", negation.antonym_differs),
-    Check("morphological", negation.morphological_differs),
-    Check("phrasal", negation.phrasal_differs),
     Check("role", roles.role_differs),
+    Check("phrasal", negation.phrasal_differs),
+    Check("morphological", negation.morphological_differs),
+    Check("antonym", negation.antonym_differs),
     Check("direction", roles.direction_differs),
     Check("audience", qualifiers.audience_differs),
     Check("qualifier", qualifiers.qualifier_differs),
     Check("intent", intent.intent_differs),
     Check("constraint", qualifiers.constraint_differs),
+    Check("lexical", lexical.lexical_differs),
 )
 #: The names of the checks, in order.
 CHECKS: tuple[str, ...] = tuple(c.name for c in REGISTRY)
