@@ -111,21 +111,30 @@ def phrasal(sequence: tuple[str, ...]) -> frozenset[tuple[int, int]]:
     index = _phrase_index()
     found = set()
     for i, word in enumerate(sequence):
-        for form in base_forms(word):
-            for pair, side, phrase in index.get(form, ()):
-                if len(phrase) == 1 or _particles_follow(sequence, i, phrase[1:]):
-                    found.add((pair, side))
+        entries = [e for form in base_forms(word) for e in index.get(form, ())]
+        # the particle right after the verb wins ("switch on roaming on my phone" is not
+        # also "switch ... off"); a particle further on only when none is adjacent
+        adjacent = {
+            (pair, side)
+            for pair, side, phrase in entries
+            if len(phrase) == 1 or sequence[i + 1 : i + len(phrase)] == phrase[1:]
+        }
+        found |= adjacent
+        if not any(len(p) > 1 for pair, side, p in entries if (pair, side) in adjacent):
+            found |= {
+                (pair, side)
+                for pair, side, phrase in entries
+                if len(phrase) == 2 and _particle_later(sequence, i, phrase[1])
+            }
     return frozenset(found)
 
 
-def _particles_follow(sequence: tuple[str, ...], i: int, rest: tuple[str, ...]) -> bool:
-    window = sequence[i + 1 : i + 1 + 3 + len(rest)]
+def _particle_later(sequence: tuple[str, ...], i: int, particle: str) -> bool:
+    """ "turn the lights off": the particle up to three words after the verb, same clause."""
+    window = sequence[i + 1 : i + 5]
     if "|" in window:
         window = window[: window.index("|")]
-    if tuple(window[: len(rest)]) == rest:
-        return True
-    # "turn the lights off": a single particle up to three words later
-    return len(rest) == 1 and rest[0] in window
+    return particle in window
 
 
 # -- checks ------------------------------------------------------------------------------------

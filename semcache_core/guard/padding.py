@@ -45,9 +45,15 @@ _START_LOOSE_RE = re.compile(rf"^\s*(?:{'|'.join(f'(?:{p})' for p in _LOOSE)})\s
 _TAIL_RE = re.compile(rf"\s*(?:{_ANY})\s*[.!?,;:]*\s*", re.I)
 _END_ALONE_RE = re.compile(rf"^\s*(?:{_ANY})\s*[.!?,;:]*\s*$", re.I)
 # Emoji and pictographs, dingbats, variation selectors, joiners; emoticons like :) and :-(
-_EMOJI_RE = re.compile(
+_EMOJI = (
     "[\U0001f000-\U0001faff\U00002600-\U000027bf\U0001f900-\U0001f9ff\u2b00-\u2bff"
     "\ufe0e\ufe0f\u200d\u20e3]+|(?<!\\w)[:;=8][-']?[)(dpDP/\\\\|]+(?!\\w)|<3"
+)
+# Emoji as decoration: at the start or the end, or next to sentence punctuation. An emoji
+# inside the question ('what does "🙃" mean?') is what is asked about and stays.
+_EMOJI_RE = re.compile(
+    rf"^\s*(?:(?:{_EMOJI})\s*)+|(?:\s*(?:{_EMOJI}))+\s*$|(?<=[.?!,])\s*(?:(?:{_EMOJI})\s*)+"
+    rf"|(?:\s*(?:{_EMOJI}))+(?=\s*[.?!,])"
 )
 _REPEATED_PUNCT_RE = re.compile(r"([?!.,])[?!.,]*(?:\s*\1)*")
 _SPACES_RE = re.compile(r"\s+")
@@ -73,6 +79,7 @@ def strip_padding(text: str) -> str:
     original = text
     text = unicodedata.normalize("NFKC", text)
     text = _EMOJI_RE.sub(" ", text)
+    text = _EMOJI_RE.sub(" ", text.strip())
     text = _REPEATED_PUNCT_RE.sub(r"\1", text)
     text = _SPACES_RE.sub(" ", text).strip()
     for _ in range(6):  # a few layers: "hey, sorry, quick q: ..."

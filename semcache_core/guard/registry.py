@@ -9,6 +9,7 @@ by the most specific reason ("versions differ" before "order around 'to' differs
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -71,11 +72,14 @@ class GuardVerdict:
 _OK = GuardVerdict(True, None)
 
 
+_PUNCTUATION = str.maketrans("", "", string.punctuation + "¿¡…“”‘’«»")
+
+
 def _same_after_padding(new_prompt: str, cached_prompt: str) -> bool:
+    """The same prompt but for padding, case, punctuation and spacing."""
+
     def key(text: str) -> str:
-        return " ".join(
-            "".join(c for c in strip_padding(text).casefold() if c.isalnum() or c.isspace()).split()
-        )
+        return " ".join(strip_padding(text).casefold().translate(_PUNCTUATION).split())
 
     return key(new_prompt) == key(cached_prompt)
 
