@@ -30,8 +30,8 @@ The recommended threshold (:func:`recommend_threshold`) serves the most true par
 with the guard, the traps as a whole are served at most ``--max-trap-rate`` (3%) of the time
 and no single trap category more than ``--max-category-rate`` (8%), one sweep step (0.02)
 below that edge as margin. The guard's cost per candidate pair is reported as the median (and
-p90) of per-pair timings, cold (both prompts new to the feature cache, as for a new query
-against a stored prompt the first time) and warm (both seen). The per-category cap matters: the guard rejects almost every trap
+p90) of per-pair timings: both prompts new to the feature cache, only the new one (the
+stored prompt's features cached, as in a lookup), and both seen. The per-category cap matters: the guard rejects almost every trap
 of the kinds it checks, so the pooled rate alone would let the threshold grow to the end of
 the sweep. What the threshold must hold back are the near-misses the guard cannot see
 (category ``lexical``: "bake bread" / "bake a cake"), and those are a minority of the traps.
@@ -294,6 +294,7 @@ def evaluate(
             "guard_microseconds_median_cold": guard_timing["median_cold"],
             "guard_microseconds_p90_cold": guard_timing["p90_cold"],
             "guard_microseconds_median_warm": guard_timing["median_warm"],
+            "guard_microseconds_median_one_new": guard_timing["median_one_new"],
         },
         "details": details,
     }
@@ -307,6 +308,7 @@ def _timed_verdicts(
     if guard is None:
         return [None] * len(pairs), {
             "total_seconds": 0.0, "median_cold": None, "p90_cold": None, "median_warm": None,
+            "median_one_new": None,
         }  # fmt: skip
     extract_features.cache_clear()
     strip_padding.cache_clear()
@@ -319,11 +321,21 @@ def _timed_verdicts(
         started = clock()
         guard.check(p.a, p.b)
         warm.append((clock() - started) / 1e3)
+    # one prompt new, the other seen: a lookup against stored prompts already in the cache
+    extract_features.cache_clear()
+    strip_padding.cache_clear()
+    one_new = []
+    for p in pairs:
+        extract_features(p.b)
+        started = clock()
+        guard.check(p.a, p.b)
+        one_new.append((clock() - started) / 1e3)
     return verdicts, {
         "total_seconds": sum(cold) / 1e6,
         "median_cold": float(np.median(cold)),
         "p90_cold": float(np.percentile(cold, 90)),
         "median_warm": float(np.median(warm)),
+        "median_one_new": float(np.median(one_new)),
     }
 
 
@@ -378,9 +390,10 @@ def _guard_cost(result: dict[str, Any]) -> str:
     if timing.get("guard_microseconds_median_cold") is None:
         return "No guard."
     return (
-        f"Guard cost per candidate pair: median {timing['guard_microseconds_median_cold']:.0f} µs"
-        f" cold (p90 {timing['guard_microseconds_p90_cold']:.0f} µs), median "
-        f"{timing['guard_microseconds_median_warm']:.0f} µs warm (both prompts seen before)."
+        f"Guard cost per candidate pair (median): {timing['guard_microseconds_median_cold']:.0f} µs"
+        f" with both prompts new (p90 {timing['guard_microseconds_p90_cold']:.0f} µs), "
+        f"{timing['guard_microseconds_median_one_new']:.0f} µs with the stored prompt seen "
+        f"before (a lookup), {timing['guard_microseconds_median_warm']:.0f} µs with both seen."
     )
 
 

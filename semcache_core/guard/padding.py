@@ -38,6 +38,12 @@ def _patterns() -> tuple[list[str], list[str]]:
 
 
 _LOOSE, _STRICT = _patterns()
+#: Every word the padding phrases are made of: a prompt whose first word (and whose last
+#: segment) has none of them skips the phrase regexes, the common case.
+_PADDING_WORDS = frozenset(
+    w for p in _LOOSE + _STRICT for w in re.findall(r"[a-z]+", p) if len(w) > 1 or w == "q"
+)
+_WORD_RE = re.compile(r"[a-z]+")
 _ANY = "|".join(f"(?:{p})" for p in _LOOSE + _STRICT)
 _SEP = r"[\s,.:;!?\-–—…)]"
 _START_STRICT_RE = re.compile(rf"^\s*(?:{_ANY})\s*[,.:;!?\-–—…]+{_SEP}*", re.I)
@@ -66,6 +72,8 @@ def _strip_tail(text: str) -> str:
     cut = max(body.rfind(c) for c in ".?!,;:)")
     if cut < 0 or len(text) - cut > 80:
         return text
+    if not any(w in _PADDING_WORDS for w in _WORD_RE.findall(text[cut:].lower())):
+        return text
     if _TAIL_RE.fullmatch(text, cut + 1):
         return text[: cut + 1]
     return text
@@ -78,14 +86,17 @@ def strip_padding(text: str) -> str:
     whitespace if nothing but padding is left (an empty prompt stays what it was)."""
     original = text
     text = unicodedata.normalize("NFKC", text)
-    text = _EMOJI_RE.sub(" ", text)
-    text = _EMOJI_RE.sub(" ", text.strip())
+    if not text.isascii() or any(c in text for c in ":;=<"):  # emoji or an emoticon
+        text = _EMOJI_RE.sub(" ", text)
+        text = _EMOJI_RE.sub(" ", text.strip())
     text = _REPEATED_PUNCT_RE.sub(r"\1", text)
     text = _SPACES_RE.sub(" ", text).strip()
     for _ in range(6):  # a few layers: "hey, sorry, quick q: ..."
         before = text
-        text = _START_STRICT_RE.sub("", text, count=1)
-        text = _START_LOOSE_RE.sub("", text, count=1) if text == before else text
+        first = _WORD_RE.match(text[:12].lower().lstrip(" !¡¿?.,:;-"))
+        if first is not None and first.group(0) in _PADDING_WORDS:
+            text = _START_STRICT_RE.sub("", text, count=1)
+            text = _START_LOOSE_RE.sub("", text, count=1) if text == before else text
         text = _strip_tail(text)
         if text == before:
             break

@@ -96,10 +96,47 @@ _CONTRACTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bi'm\b|\bim\b", "I"),
     )
 )
+#: The contractions above that users type without an apostrophe ("dont", "cant", "im").
+_BARE_CONTRACTION_RE = re.compile(
+    r"\b(?:wont|cant|cannot|(?:do|does|did|is|are|was|were|has|have|had|should|could|would"
+    r"|must|need)nt|im)\b",
+    re.I,
+)
 # All aliases in one alternation (one pass instead of one per alias); at a given position the
 # first entry that matches wins, so "Node.js" is Node.js before "js" can be JavaScript.
 _ALIAS_RE = re.compile("|".join(f"(?P<a{i}>{pattern})" for i, (pattern, _) in enumerate(ALIASES)))
 _ALIAS_REPLACEMENTS: dict[str, str] = {f"a{i}": repl for i, (_, repl) in enumerate(ALIASES)}
+
+
+def _alias_words() -> frozenset[str]:
+    """The literal words of the alias patterns ("[Nn]ode" -> "node"): a prompt with none of
+    them (and no "U.S."-style dots, "+" or "#") skips the alias regex, which tries every
+    alternative at every position."""
+    words = set()
+    for pattern, _ in ALIASES:
+        text = re.sub(r"\[([A-Za-z])([A-Za-z])\]", lambda m: m.group(1).lower(), pattern)
+        text = re.sub(r"\\.", " ", text)
+        found = re.findall(r"[a-z0-9]+", text.lower())
+        # the first word of each alternative is enough ("united" for "United States of America")
+        words |= {w for w in found if len(w) >= 2}
+    # words that never start an alias and are common: an alias starts with another word
+    return frozenset(words) - _wordset(
+        "of one two city code war web language models learning services platform cloud "
+        "studio ii america states kingdom nations emirates angeles francisco zealand york"
+    )
+
+
+_ALIAS_WORDS = _alias_words()
+_ALIAS_HINT_RE = re.compile(r"[A-Z]\.[A-Z]|[+#]|\.[Nn][Ee][Tt]\b")
+_ALNUM_RE = re.compile(r"[a-z0-9]+")
+
+
+def _may_have_alias(text: str) -> bool:
+    return bool(
+        _ALIAS_WORDS.intersection(_ALNUM_RE.findall(text.lower())) or _ALIAS_HINT_RE.search(text)
+    )
+
+
 _ABBREVIATIONS_RE = re.compile(r"\b(?:e\.g|i\.e|etc|vs|approx|incl)\.(?=\s|$)", re.I)
 _SPEED_RE = re.compile(r"\b(km|mi|m)\s?/\s?(h|hr|s)\b", re.I)
 _SQUARE_RE = re.compile(
@@ -257,10 +294,12 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
     words = re.findall(r"[A-Za-z]{2,}", text)
     if len(words) >= 3 and sum(w.isupper() for w in words) >= 0.6 * len(words):
         text = text.lower()  # SHOUTING: capitals carry no information
-    for pattern, replacement in _CONTRACTIONS:
-        text = pattern.sub(replacement, text)
+    if "'" in text or _BARE_CONTRACTION_RE.search(text):
+        for pattern, replacement in _CONTRACTIONS:
+            text = pattern.sub(replacement, text)
     text = _ABBREVIATIONS_RE.sub(lambda m: m.group(0)[:-1].replace(".", ""), text)
-    text = _ALIAS_RE.sub(lambda m: _ALIAS_REPLACEMENTS[m.lastgroup or ""], text)
+    if _may_have_alias(text):
+        text = _ALIAS_RE.sub(lambda m: _ALIAS_REPLACEMENTS[m.lastgroup or ""], text)
     text = _PERCENT_RE.sub("percent", text)
     text = _SPEED_RE.sub(
         lambda m: (
