@@ -56,6 +56,7 @@ _SCOPE_WORDS: dict[str, str] = {
     "solely": "ONLY",
     "exclusively": "ONLY",
     "except": "EXCEPT",
+    "besides": "EXCEPT",
     "excluding": "EXCEPT",
     "excluded": "EXCEPT",
     "exclude": "EXCEPT",
@@ -123,7 +124,7 @@ _PHRASES: tuple[tuple[str, str | None, str | None], ...] = (
     (r"no one", "quantifier", "NONE"),
     (r"other than|apart from|aside from|except for", "scope", "EXCEPT"),
     (r"prior to|earlier than", "scope", "BEFORE"),
-    (r"later than", "scope", "AFTER"),
+    (r"later than|past (?=(?:the|its|their|my|your|his|her|our) )", "scope", "AFTER"),
     (r"up until", "scope", "UNTIL"),
     (
         (
