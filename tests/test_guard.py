@@ -152,6 +152,8 @@ REJECT: list[tuple[str, str, str]] = [
     ),
     ("phrasal", "How to import bookmarks into Firefox", "How to export bookmarks from Firefox"),
     ("phrasal", "How do I mute a channel in Discord?", "How do I unmute a channel in Discord?"),
+    ("phrasal", "When should I ramp up the dose?", "When should I ramp down the dose?"),
+    ("phrasal", "Can I plug in the charger overnight?", "Can I plug out the charger overnight?"),
     # roles
     ("role", "What does a mortgage lender check?", "What does a mortgage borrower check?"),
     (

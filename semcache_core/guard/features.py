@@ -81,6 +81,7 @@ def extract_features(text: str) -> Features:
         lemmas=frozenset(lemma for w in words for lemma in lemmas(w)),
         negated=negation.negated_words(sequence),
         phrasal=negation.phrasal(sequence),
+        particles=negation.particle_verbs(sequence),
         relations=roles.relations(sequence),
         roles=roles.roles(sequence),
         qualifiers=qualifiers.qualifiers(sequence),

@@ -20,9 +20,10 @@ checks.
     the curated ``prefix_false_friends_curated.txt``: "under", "uniform", "index", "install").
 ``phrasal``
     Curated phrasal and technical opposites (``data/phrasal_opposites.tsv``: speed up / slow
-    down, log in / log out, turn on / off, upload / download, encrypt / decrypt ...). The verb
-    matches its inflections; the particle may follow within three words ("turn the lights
-    off").
+    down, warm up / cool down, upload / download, encrypt / decrypt ...). The verb matches its
+    inflections; the particle may follow within three words ("turn the lights off"). And by
+    rule, any verb with the opposite particle right after it: up / down, in / out, on / off
+    ("ramp up" / "ramp down", "plug in" / "plug out").
 """
 
 from __future__ import annotations
@@ -104,6 +105,29 @@ def _phrase_index() -> dict[str, list[tuple[int, int, tuple[str, ...]]]]:
         for side, phrase in enumerate(pair):
             index.setdefault(phrase[0], []).append((i, side, phrase))
     return index
+
+
+#: Particles whose swap reverses a phrasal verb, whatever the verb ("scale up" / "scale
+#: down", "plug in" / "plug out", "switch on" / "switch off").
+_PARTICLE_OPPOSITES = {
+    "up": "down",
+    "down": "up",
+    "in": "out",
+    "out": "in",
+    "on": "off",
+    "off": "on",
+}
+
+
+def particle_verbs(sequence: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+    """(verb, particle) for every word followed by an opposable particle: "ramp up"."""
+    found = set()
+    for i in range(len(sequence) - 1):
+        particle = sequence[i + 1]
+        if particle in _PARTICLE_OPPOSITES and sequence[i] != "|" and len(sequence[i]) > 2:
+            for form in base_forms(sequence[i]):
+                found.add((form, particle))
+    return frozenset(found)
 
 
 def phrasal(sequence: tuple[str, ...]) -> frozenset[tuple[int, int]]:
@@ -202,6 +226,11 @@ def morphological_differs(a: Features, b: Features) -> str | None:
 
 
 def phrasal_differs(a: Features, b: Features) -> str | None:
+    only_b = b.particles - a.particles
+    for verb, particle in sorted(a.particles - b.particles):
+        opposite = _PARTICLE_OPPOSITES[particle]
+        if (verb, opposite) in only_b:
+            return f"opposite phrases: {verb + ' ' + particle!r} vs {verb + ' ' + opposite!r}"
     table = _phrase_table()
     for pair, side in sorted(a.phrasal - b.phrasal):
         if (pair, 1 - side) in b.phrasal - a.phrasal:

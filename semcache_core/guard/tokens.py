@@ -212,6 +212,7 @@ class Features:
     #: Words right after a negation ("not visible"): not an opposite of "hidden".
     negated: frozenset[str] = field(default=frozenset(), repr=False)
     phrasal: frozenset[tuple[int, int]] = frozenset()
+    particles: frozenset[tuple[str, str]] = frozenset()
     relations: frozenset[tuple[str, str]] = frozenset()
     roles: tuple[str, ...] = ()
     qualifiers: frozenset[tuple[str, str]] = frozenset()
