@@ -244,6 +244,7 @@ REJECT: list[tuple[str, str, str]] = [
         "How long does pasta take to cook?",
         "How long does pasta take to cook at high altitude?",
     ),
+    ("constraint", "How do I reheat rice?", "How do I reheat rice in a microwave?"),
     (
         "constraint",
         "Can I get a visa on arrival in Thailand?",
@@ -342,6 +343,8 @@ ACCEPT: list[tuple[str, str]] = [
     ("How do I read a file line by line in Python?", "Python: read a file one line at a time"),
     ("Is it unsafe to eat raw cookie dough?", "Is it not safe to eat raw cookie dough?"),
     ("What's a good gift for my boss?", "Gift ideas for my boss?"),
+    ("How do I say hello in Japanese?", "What's the Japanese word for hello?"),
+    ("Explain recursion in simple terms", "Explain recursion"),
 ]
 
 
