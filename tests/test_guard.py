@@ -78,6 +78,7 @@ REJECT: list[tuple[str, str, str]] = [
     ("entity", "Is TCP reliable?", "Is UDP reliable?"),
     ("entity", "Does the iPhone have USB-C?", "Does the Pixel have USB-C?"),
     ("entity", "Train times from Boston to New York", "Train times from New York to Boston"),
+    ("entity", "Visa rules for Gambia", "Visa rules for Zambia"),
     ("quoted", 'What does "carpe diem" mean?', 'What does "carpe noctem" mean?'),
     ("quoted", "What's the plural of 'octopus'?", "What's the plural of 'platypus'?"),
     ("quoted", "Translate “good morning” to French", "Translate “good night” to French"),
@@ -345,6 +346,10 @@ ACCEPT: list[tuple[str, str]] = [
     ("What's a good gift for my boss?", "Gift ideas for my boss?"),
     ("How do I say hello in Japanese?", "What's the Japanese word for hello?"),
     ("Explain recursion in simple terms", "Explain recursion"),
+    # typos
+    ("How do I install Pyhton on Windows?", "How do I install Python on Windows?"),
+    ("How tall is Mount Everst?", "How tall is Mount Everest?"),
+    ("Can I take ibuprofen with alchohol?", "Can I take ibuprofen with alcohol?"),
 ]
 
 

@@ -8,8 +8,8 @@ that appears *unquoted* (as whole words) on the other is not a difference: quoti
 prompt is fine. ``entity``: capitalized words that do not start a sentence, acronyms, mixed
 case names ("iPhone"), technology names typed in lower case (``data/tech_names.txt``), and the
 first word of a sentence unless it is a common word (``data/common_words.txt``). A name on one
-side that appears as any word of the other side is not a difference (sentence-initial
-capitals, lower-case typing). Routes must go the same way ("from Paris to London" / "from
+side that appears as any word of the other side, or a letter added, dropped or swapped with
+its neighbour away from one (six letters or more: "Pyhton"), is not a difference. Routes must go the same way ("from Paris to London" / "from
 London to Paris").
 """
 
@@ -26,6 +26,7 @@ from semcache_core.guard.tokens import (
     Token,
     ascii_lower,
     fmt,
+    near_word,
     swapped,
 )
 
@@ -115,7 +116,13 @@ def _named_in(entity: str, other: Features) -> bool:
     ("Flights ..." / "... the flight")."""
     if len(entity) < 2:
         return False
-    return entity in other.words or bool(base_forms(entity) & (other.words | other.lemmas))
+    return (
+        entity in other.words
+        or bool(base_forms(entity) & (other.words | other.lemmas))
+        # "Pyhton" / "Python"; not a changed letter, nor short names: "Gambia" / "Zambia",
+        # "React" / "Preact", "MySQL" / "MSSQL" are other names
+        or near_word(entity, other.words, min_length=6, substitution=False)
+    )
 
 
 def entity_differs(a: Features, b: Features) -> str | None:

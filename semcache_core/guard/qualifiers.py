@@ -35,7 +35,15 @@ from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.negation import NEGATION_WORDS
-from semcache_core.guard.tokens import Collector, Features, Token, ascii_lower, consume, fmt
+from semcache_core.guard.tokens import (
+    Collector,
+    Features,
+    Token,
+    ascii_lower,
+    consume,
+    fmt,
+    near_word,
+)
 
 _FUNCTION_WORDS = lexicon.words("function_words.txt")
 
@@ -270,7 +278,7 @@ def qualifier_differs(a: Features, b: Features) -> str | None:
 
 
 def _present(word: str, stems: frozenset[str], words: frozenset[str]) -> bool:
-    return word in words or word[:5] in stems
+    return word in words or word[:5] in stems or near_word(word, words)
 
 
 def constraint_differs(a: Features, b: Features) -> str | None:

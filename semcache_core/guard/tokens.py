@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from semcache_core.guard import lexicon
 
@@ -363,6 +364,30 @@ def tokenize(text: str) -> list[Token]:
         tokens.append(Token(kind, value, ascii_lower(value), match.start(), match.end(), initial))
         initial = False
     return tokens
+
+
+def one_typo_apart(x: str, y: str, *, min_length: int = 5, substitution: bool = True) -> bool:
+    """Whether two words of ``min_length`` letters or more differ by one typo: a letter added,
+    dropped, changed (if ``substitution``), or two neighbours swapped ("pyhton" / "python",
+    "pregant" / "pregnant")."""
+    if x == y:
+        return True
+    if min(len(x), len(y)) < min_length or abs(len(x) - len(y)) > 1:
+        return False
+    if len(x) == len(y):
+        diff = [i for i in range(len(x)) if x[i] != y[i]]
+        return (substitution and len(diff) == 1) or (
+            len(diff) == 2 and diff[1] == diff[0] + 1 and x[diff[0]] == y[diff[1]]
+            and x[diff[1]] == y[diff[0]]
+        )  # fmt: skip
+    short, long_ = (x, y) if len(x) < len(y) else (y, x)
+    i = next((k for k in range(len(short)) if short[k] != long_[k]), len(short))
+    return short[i:] == long_[i + 1 :]
+
+
+def near_word(word: str, vocabulary: Iterable[str], **strictness: Any) -> bool:
+    """Whether ``vocabulary`` has ``word`` or a word one typo away from it."""
+    return any(one_typo_apart(word, other, **strictness) for other in vocabulary)
 
 
 def consume(tokens: list[Token], start: int, end: int) -> None:
