@@ -17,7 +17,7 @@ from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.negation import base_forms
-from semcache_core.guard.tokens import Features
+from semcache_core.guard.tokens import Features, one_typo_apart
 
 _FUNCTION_WORDS = lexicon.words("function_words.txt")
 
@@ -49,8 +49,8 @@ def lexical_differs(a: Features, b: Features) -> str | None:
     if pair is None:
         return None
     x, y = pair
-    if x[:4] == y[:4]:
-        return None  # an inflection or a typo ("knife" / "knives", "pasword")
+    if x[:4] == y[:4] or one_typo_apart(x, y):
+        return None  # an inflection or a typo ("knife" / "knives", "pasword", "chiken")
     synsets_x, parents_x = _kinds(x)
     synsets_y, parents_y = _kinds(y)
     if synsets_x & synsets_y or not parents_x & parents_y:
