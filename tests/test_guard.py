@@ -104,6 +104,13 @@ REJECT: list[tuple[str, str, str]] = [
         "Which planets have at most two moons?",
     ),
     ("quantifier", "Which cereals have no added sugar?", "Which cereals have added sugar?"),
+    ("quantifier", "Do cats always land on their feet?", "Do cats sometimes land on their feet?"),
+    ("quantifier", "Why does my cat rarely drink water?", "Why does my cat drink water?"),
+    (
+        "negation",
+        "Why does my car fail to start in the cold?",
+        "Why does my car start in the cold?",
+    ),
     ("quantifier", "What jobs pay over $100,000?", "What jobs pay under $100,000?"),
     ("scope", "What should I eat before a workout?", "What should I eat after a workout?"),
     (

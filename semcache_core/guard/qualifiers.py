@@ -4,7 +4,8 @@
 ``quantifier``
     Groups compared as sets: ALL (all, every, each...), NONE (no, none, nobody...), MOST, FEW,
     LEAST, AT_LEAST/AT_MOST (at least, no more than...), MORE/LESS (more than, over 50, under
-    18). "some", "any", "a few", "many", "a lot of" mark no group; superlatives ("the most
+    18), and how often: ALWAYS, SOMETIMES, RARELY (rarely, seldom, hardly); "usually",
+    "often", "typically" are hedges and mark nothing. "some", "any", "a few", "many", "a lot of" mark no group; superlatives ("the most
     popular") are not quantifiers.
 ``scope``
     ONLY, EXCEPT, INCLUDING, BEFORE, AFTER, UNTIL, WITHOUT and PER (per, a day, daily ...),
@@ -56,6 +57,11 @@ _QUANTIFIER_WORDS: dict[str, str] = {
     "majority": "MOST",
     "few": "FEW",
     "fewest": "LEAST",
+    # how often: "always" / "sometimes" / "rarely" ask different things; "usually", "often",
+    # "typically" mark nothing (a hedge: "the usual weather" is "the typical weather")
+    "always": "ALWAYS",
+    **dict.fromkeys(["sometimes", "occasionally"], "SOMETIMES"),
+    **dict.fromkeys(["rarely", "seldom", "hardly", "barely", "scarcely"], "RARELY"),
     "least": "LEAST",
 }
 
@@ -101,7 +107,11 @@ _PHRASES: tuple[tuple[str, str | None, str | None], ...] = (
         None,
         None,
     ),
-    (r"no longer|not anymore", "negation", "NEG"),
+    (
+        r"no longer|not anymore|fail(?:s|ed|ing)? to|refus(?:e|es|ed|ing) to|lack(?:s|ed|ing)?",
+        "negation",
+        "NEG",
+    ),
     (
         (
             r"no (?:more|greater|higher) than|not more than|at most|at the most"
