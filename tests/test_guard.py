@@ -353,6 +353,7 @@ ACCEPT: list[tuple[str, str]] = [
     ("What's a good gift for my boss?", "Gift ideas for my boss?"),
     ("How do I say hello in Japanese?", "What's the Japanese word for hello?"),
     ("Explain recursion in simple terms", "Explain recursion"),
+    ("how 2 get wine out of carpet", "How do I get wine out of carpet?"),
     # typos
     ("How do I install Pyhton on Windows?", "How do I install Python on Windows?"),
     ("How tall is Mount Everst?", "How tall is Mount Everest?"),
@@ -613,6 +614,7 @@ def test_guard_alone_on_the_second_tuning_file(guard: TrapGuard) -> None:
         ("Hello, good morning! What is a 401k? Best regards", "What is a 401k?"),
         ("HOW DO I GET RED WINE OUT OF A CARPET", "how do i get red wine out of a carpet"),
         ("  What is DNS?  ", "What is DNS?"),
+        ("Heyyy, how do I boil an egg? thanksss!", "how do I boil an egg?"),
     ],
 )
 def test_strip_padding(padded: str, plain: str) -> None:

@@ -225,6 +225,10 @@ def _numbers(tokens: list[Token], out: Collector) -> dict[int, str]:
             ends[i] = value
             i += 1
             continue
+        if token.kind == "num" and _is_texting_to(tokens, i):
+            token.used = True  # "how 2 get wine out": "2" is "to"
+            i += 1
+            continue
         if token.kind == "num":
             raw = token.text.replace(",", "")
             token.used = True
@@ -315,6 +319,21 @@ def _numbers(tokens: list[Token], out: Collector) -> dict[int, str]:
             continue
         i += 1
     return ends
+
+
+_TEXTING_TO_BEFORE = _wordset("how way ways want wants need needs going wanna able")
+
+
+def _is_texting_to(tokens: list[Token], index: int) -> bool:
+    """A "2" written for "to" between a word like "how" and a word: "how 2 get ..."."""
+    if tokens[index].text != "2" or index == 0 or index + 1 >= len(tokens):
+        return False
+    before, after = tokens[index - 1], tokens[index + 1]
+    return (
+        before.low in _TEXTING_TO_BEFORE
+        and after.kind == "word"
+        and after.low not in (_UNIT_WORDS.keys() | _SCALES.keys())
+    )
 
 
 def _parse_number_words(tokens: list[Token], start: int) -> tuple[int, float]:

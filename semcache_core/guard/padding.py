@@ -44,6 +44,14 @@ _PADDING_WORDS = frozenset(
     w for p in _LOOSE + _STRICT for w in re.findall(r"[a-z]+", p) if len(w) > 1 or w == "q"
 )
 _WORD_RE = re.compile(r"[a-z]+")
+_STRETCHED_RE = re.compile(r"(.)\1+$")
+
+
+def _padding_word(word: str) -> bool:
+    """A word padding phrases are made of, stretched or not ("heyyy", "thanksss")."""
+    return word in _PADDING_WORDS or _STRETCHED_RE.sub(r"\1", word) in _PADDING_WORDS
+
+
 _ANY = "|".join(f"(?:{p})" for p in _LOOSE + _STRICT)
 _SEP = r"[\s,.:;!?\-–—…)]"
 _START_STRICT_RE = re.compile(rf"^\s*(?:{_ANY})\s*[,.:;!?\-–—…]+{_SEP}*", re.I)
@@ -72,7 +80,7 @@ def _strip_tail(text: str) -> str:
     cut = max(body.rfind(c) for c in ".?!,;:)")
     if cut < 0 or len(text) - cut > 80:
         return text
-    if not any(w in _PADDING_WORDS for w in _WORD_RE.findall(text[cut:].lower())):
+    if not any(_padding_word(w) for w in _WORD_RE.findall(text[cut:].lower())):
         return text
     if _TAIL_RE.fullmatch(text, cut + 1):
         return text[: cut + 1]
@@ -94,7 +102,7 @@ def strip_padding(text: str) -> str:
     for _ in range(6):  # a few layers: "hey, sorry, quick q: ..."
         before = text
         first = _WORD_RE.match(text[:12].lower().lstrip(" !¡¿?.,:;-"))
-        if first is not None and first.group(0) in _PADDING_WORDS:
+        if first is not None and _padding_word(first.group(0)):
             text = _START_STRICT_RE.sub("", text, count=1)
             text = _START_LOOSE_RE.sub("", text, count=1) if text == before else text
         text = _strip_tail(text)
