@@ -156,7 +156,8 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float64)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return vectors / norms
+    unit: np.ndarray = vectors / norms
+    return unit
 
 
 def evaluate(
@@ -217,7 +218,9 @@ def evaluate(
             "traps_served_guard": _rate(traps_guard, n_traps),
             "precision_guard": _precision(true_guard, traps_guard),
             "traps_served_guard_by_category": by_category,
-            "worst_trap_category_guard": max(by_category.values(), default=None),
+            "worst_trap_category_guard": max(
+                (v for v in by_category.values() if v is not None), default=None
+            ),
         }
 
     sweep = [row(t) for t in thresholds]

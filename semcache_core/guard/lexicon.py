@@ -20,7 +20,7 @@ __all__ = ["antonyms", "lemmas", "table", "words"]
 
 
 def _lines(name: str) -> list[str]:
-    text = resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath("data").joinpath(name).read_text(encoding="utf-8")
     out = []
     for line in text.splitlines():
         if line.startswith("#"):

@@ -80,7 +80,7 @@ def base_forms(word: str) -> frozenset[str]:
 
 def negated_words(sequence: tuple[str, ...]) -> frozenset[str]:
     """Words within two words after a negation ("not visible", "not very safe")."""
-    out = set()
+    out: set[str] = set()
     for i, word in enumerate(sequence):
         if word in _NEGATORS:
             out.update(w for w in sequence[i + 1 : i + 3] if w != "|")

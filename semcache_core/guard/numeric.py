@@ -211,18 +211,18 @@ def _numbers(tokens: list[Token], out: Collector) -> dict[int, str]:
             continue
         if token.kind == "time":
             hours, _, rest = token.text.partition(":")
-            value = f"{int(hours)}:{rest}"  # "09:30" = "9:30"
-            out.number(value, "date")
+            clock = f"{int(hours)}:{rest}"  # "09:30" = "9:30"
+            out.number(clock, "date")
             token.used = True
-            ends[i] = value
+            ends[i] = clock
             i += 1
             continue
         if token.kind == "frac":
             top, bottom = (int(p) for p in token.text.split("/"))
-            value = _num_str(top / bottom) if bottom else token.text
-            out.number(value, "number")
+            fraction = _num_str(top / bottom) if bottom else token.text
+            out.number(fraction, "number")
             token.used = True
-            ends[i] = value
+            ends[i] = fraction
             i += 1
             continue
         if token.kind == "num" and _is_texting_to(tokens, i):
@@ -288,9 +288,9 @@ def _numbers(tokens: list[Token], out: Collector) -> dict[int, str]:
                 i += 1
                 continue
             token.used = True
-            value = _ORDINALS[token.low]
-            if value != 1 or _near_month(tokens, i):  # "first" is soft, like "one"
-                out.number(str(value), "date" if _near_month(tokens, i) else "number")
+            ordinal = _ORDINALS[token.low]
+            if ordinal != 1 or _near_month(tokens, i):  # "first" is soft, like "one"
+                out.number(str(ordinal), "date" if _near_month(tokens, i) else "number")
             i += 1
             continue
         if token.kind == "word" and (token.low in _NUMBER_WORDS or token.low in ("a", "an")):

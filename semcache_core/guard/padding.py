@@ -25,7 +25,7 @@ __all__ = ["strip_padding"]
 
 
 def _patterns() -> tuple[list[str], list[str]]:
-    text = resources.files(__package__).joinpath("data", "padding.txt").read_text("utf-8")
+    text = resources.files(__package__).joinpath("data").joinpath("padding.txt").read_text("utf-8")
     loose, strict = [], []
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
