@@ -635,6 +635,25 @@ def embed_with_progress(
     return np.concatenate(chunks) if chunks else np.zeros((0, 1))
 
 
+def _cached_embed(texts: list[str], embed: Embed, name: str, path: str | None) -> np.ndarray:
+    """Embed ``texts``, reusing the vectors an earlier run stored at ``path`` (an ``.npz`` of
+    texts and vectors for one embedder); only new texts are embedded, and the file is updated."""
+    known: dict[str, np.ndarray] = {}
+    if path and Path(path).exists():
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["embedder"]) == name:
+                known = dict(zip((str(t) for t in stored["texts"]), stored["vectors"]))
+    missing = [t for t in texts if t not in known]
+    if missing:
+        fresh = embed_with_progress(missing, embed, label=f"embedding ({name})")
+        known.update(zip(missing, fresh))
+        if path:
+            keys = sorted(known)
+            np.savez(path, texts=np.array(keys), vectors=np.stack([known[k] for k in keys]),
+                     embedder=np.array(name))  # fmt: skip
+    return np.stack([known[t] for t in texts])
+
+
 def _parse_sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[str]]:
     sets: dict[str, list[str]] = {}
     for path in paths:
@@ -691,6 +710,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-category-rate", type=float, default=MAX_CATEGORY_RATE)
     parser.add_argument("--no-guard", action="store_true", help="evaluate the distance alone")
     parser.add_argument(
+        "--embed-cache",
+        metavar="PATH.npz",
+        help="reuse embeddings stored there by an earlier run (keyed by text and embedder)",
+    )
+    parser.add_argument(
         "--no-padding",
         action="store_true",
         help="embed the raw prompts (default: strip_padding first, as the engine does)",
@@ -710,7 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = sorted({t for pairs in sets.values() for p in pairs for t in (p.a, p.b)})
     embedded = sorted({prepare(t) for t in texts})
     started = time.perf_counter()
-    vectors = embed_with_progress(embedded, embed, label=f"embedding ({name})")
+    vectors = _cached_embed(embedded, embed, name, args.embed_cache)
     embed_seconds = time.perf_counter() - started
     row_of = {t: i for i, t in enumerate(embedded)}
 

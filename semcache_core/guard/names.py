@@ -90,7 +90,13 @@ def _appears(item: str, text: str) -> bool:
 
 
 def _missing_items(mine: frozenset[str], theirs: frozenset[str], their_text: str) -> set[str]:
-    return {item for item in mine - theirs if not _appears(item, their_text)}
+    return {
+        item
+        for item in mine - theirs
+        if not _appears(item, their_text)
+        # "'out of network'" / "out-of-network": hyphens for spaces
+        and not _appears(item.replace("-", " "), their_text.replace("-", " "))
+    }
 
 
 def quoted_differs(a: Features, b: Features) -> str | None:
@@ -122,6 +128,20 @@ def _named_in(entity: str, other: Features) -> bool:
         # "Pyhton" / "Python"; not a changed letter, nor short names: "Gambia" / "Zambia",
         # "React" / "Preact", "MySQL" / "MSSQL" are other names
         or near_word(entity, other.words, min_length=6, substitution=False)
+        or any(_demonym(entity, w) for w in other.words)
+    )
+
+
+_DEMONYM_ENDINGS = ("n", "an", "ian", "ese", "ish", "i")
+
+
+def _demonym(place: str, word: str) -> bool:
+    """ "Canada" / "Canadian", "Australia" / "Australian", "Japan" / "Japanese": the adjective
+    of a place name of five letters or more, by its ending ("Austrian" is not "Australia")."""
+    if len(place) < 5 or not word.startswith(place[:4]):
+        return False
+    return any(
+        word in (place + e, place[:-1] + e) for e in _DEMONYM_ENDINGS
     )
 
 

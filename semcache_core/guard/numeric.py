@@ -520,8 +520,11 @@ def unit_differs(a: Features, b: Features) -> str | None:
         dims_a.setdefault(dim, set()).add(unit)
     for dim, unit in b.units:
         dims_b.setdefault(dim, set()).add(unit)
+    asked = {u for _, u in a.targets} if not b.targets else set()
+    asked |= {u for _, u in b.targets} if not a.targets else set()
     for dim in sorted(dims_a.keys() & dims_b.keys()):
-        if dims_a[dim] != dims_b[dim]:
+        # a unit one prompt only asks for ("how many hours per day" / "how much a day")
+        if dims_a[dim] != dims_b[dim] and not (dims_a[dim] ^ dims_b[dim]) <= asked:
             return f"{dim} units differ: {fmt(dims_a[dim])} vs {fmt(dims_b[dim])}"
     per_a: dict[str, set[str]] = {}
     per_b: dict[str, set[str]] = {}

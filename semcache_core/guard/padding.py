@@ -41,7 +41,7 @@ _LOOSE, _STRICT = _patterns()
 #: Every word the padding phrases are made of: a prompt whose first word (and whose last
 #: segment) has none of them skips the phrase regexes, the common case.
 _PADDING_WORDS = frozenset(
-    w for p in _LOOSE + _STRICT for w in re.findall(r"[a-z]+", p) if len(w) > 1 or w == "q"
+    w for p in _LOOSE + _STRICT for w in re.findall(r"[a-z]+", p) if len(w) > 1 or w in ("q", "i")
 )
 _WORD_RE = re.compile(r"[a-z]+")
 _STRETCHED_RE = re.compile(r"(.)\1+$")

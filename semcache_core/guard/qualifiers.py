@@ -207,6 +207,22 @@ def _qualifier_index() -> dict[str, list[tuple[tuple[str, ...], tuple[str, str]]
     return index
 
 
+#: Words after which a one-word qualifier is a preposition, not a modifier ("outside the
+#: box", "inside an app" are no "outdoor" / "indoor").
+_DETERMINERS = frozenset("the a an my your our their his her its this that these those".split())
+
+
+@cache
+def _value_words() -> dict[tuple[str, str], frozenset[str]]:
+    """(group, value) -> its one-word phrases, for typo tolerance ("begginers")."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for entries in _qualifier_index().values():
+        for words, value in entries:
+            if len(words) == 1:
+                out.setdefault(value, set()).add(words[0])
+    return {k: frozenset(v) for k, v in out.items()}
+
+
 def qualifiers(sequence: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     """(group, value) of every audience or qualifier word or phrase."""
     index = _qualifier_index()
@@ -214,9 +230,14 @@ def qualifiers(sequence: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     for i, word in enumerate(sequence):
         for words, value in index.get(word, ()):
             if sequence[i + 1 : i + len(words)] == words[1:]:
+                if len(words) == 1 and sequence[i + 1 : i + 2] in _DETERMINER_SLICES:
+                    break
                 found.add(value)
                 break
     return frozenset(found)
+
+
+_DETERMINER_SLICES = [(d,) for d in _DETERMINERS]
 
 
 def constraints(
@@ -256,10 +277,52 @@ def quantifier_differs(a: Features, b: Features) -> str | None:
     return None
 
 
+#: Time-scope groups: one prompt's "before"/"after"/"until" against nothing in the other is
+#: usually the same question put another way ("how early should I arrive for a flight" /
+#: "... arrive before a flight"); it differs when the other prompt sets another time frame.
+_TEMPORAL = frozenset(["BEFORE", "AFTER", "UNTIL"])
+_TIME_FRAMES = frozenset(["within", "during", "while", "inside"])
+_AT_TIME = frozenset(["on", "by", "at", "in"])
+_TIME_NOUNS = frozenset(
+    "day days week weeks month months year years night time date morning evening hour hours "
+    "minute minutes arrival departure end start beginning weekend deadline".split()
+)
+
+
+def _adds_to(x: Features, y: Features) -> bool:
+    """Whether ``x`` says everything ``y`` says and more: ``y``'s content words all occur in
+    ``x`` ("cancel my contract" / "cancel my contract before the term ends")."""
+    stems_x = frozenset(w[:5] for w in x.words | x.lemmas)
+    return all(w[:5] in stems_x for w in y.words if w not in _FUNCTION_WORDS)
+
+
+def _time_frame(f: Features) -> bool:
+    """Whether ``f`` sets a time frame of its own: a time-scope word, "within"/"during", or
+    "on/by/at/in (the) <time noun>" ("on the day of arrival")."""
+    if f.scopes & _TEMPORAL or f.words & _TIME_FRAMES:
+        return True
+    seq = f.sequence
+    for i, word in enumerate(seq[:-1]):
+        if word in _AT_TIME:
+            nxt = seq[i + 2] if seq[i + 1] in ("the", "a", "an") and i + 2 < len(seq) else seq[i + 1]
+            if nxt in _TIME_NOUNS:
+                return True
+    return False
+
+
 def scope_differs(a: Features, b: Features) -> str | None:
-    if a.scopes != b.scopes:
-        return f"scope words differ: {fmt(a.scopes - b.scopes)} vs {fmt(b.scopes - a.scopes)}"
-    return None
+    if a.scopes == b.scopes:
+        return None
+    only_a, only_b = a.scopes - b.scopes, b.scopes - a.scopes
+    x, y = (a, b) if only_a else (b, a)
+    if (
+        (only_a | only_b) <= _TEMPORAL
+        and not (only_a and only_b)
+        and not _time_frame(y)
+        and not _adds_to(x, y)
+    ):
+        return None
+    return f"scope words differ: {fmt(only_a)} vs {fmt(only_b)}"
 
 
 def _groups_differ(a: Features, b: Features, audience: bool) -> str | None:
@@ -272,11 +335,37 @@ def _groups_differ(a: Features, b: Features, audience: bool) -> str | None:
         vb = {v for g, v in qb if g == group}
         if group.endswith("?") and not (va and vb):
             continue  # a "?" group differs only when both prompts name a value
+        if not (va and vb) and _misspelt(a if va else b, b if va else a, group, va | vb):
+            continue  # "for begginers" / "for beginners"
         if va != vb:
             return (
                 f"{group.split('-', 1)[-1].rstrip('?')} differs: {fmt(va - vb)} vs {fmt(vb - va)}"
             )
     return None
+
+
+def _misspelt(x: Features, y: Features, group: str, values: set[str]) -> bool:
+    """Whether ``y`` writes each of ``x``'s ``values`` with a typo (one letter off)."""
+    table = _value_words()
+    others = [w for w in y.words - x.words if len(w) >= 5]
+    return bool(others) and all(
+        any(_typo(w, word) for w in others for word in table.get((group, v), ())) for v in values
+    )
+
+
+def _typo(x: str, y: str) -> bool:
+    """One typo apart, or two for words of 8 letters or more ("begginers" / "beginners")."""
+    if near_word(x, (y,)):
+        return True
+    if min(len(x), len(y)) < 8 or abs(len(x) - len(y)) > 2 or x[:2] != y[:2]:
+        return False
+    previous = list(range(len(y) + 1))
+    for i, cx in enumerate(x, 1):
+        current = [i]
+        for j, cy in enumerate(y, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (cx != cy)))
+        previous = current
+    return previous[-1] <= 2
 
 
 def audience_differs(a: Features, b: Features) -> str | None:

@@ -160,8 +160,31 @@ def _content_forms(f: Features) -> set[str]:
     return {_singular(w) for w in f.words} | set(f.lemmas)
 
 
+#: The speaker as a participant ("my employer sues me" / "I sue my employer"): subject and
+#: object pronouns are one participant; possessives only qualify the next noun.
+_SELF = frozenset(["i", "me", "myself"])
+_POSSESSIVES = frozenset(["my", "your", "our", "their", "his", "her", "its"])
+
+
 def _content(f: Features) -> list[str]:
-    return [w for w in f.sequence if w != "|" and w not in _FUNCTION_WORDS]
+    return [
+        "SELF" if w in _SELF else w
+        for w in f.sequence
+        if w in _SELF or (w != "|" and w not in _FUNCTION_WORDS and w not in _POSSESSIVES)
+    ]
+
+
+def _relation_between(f: Features, x: str, y: str) -> bool:
+    """Whether a relational word stands between the first ``x`` and the next ``y`` of ``f``
+    ("roll my 401k into an IRA": "into" between "401k" and "ira")."""
+    seq = ["SELF" if w in _SELF else w for w in f.sequence]
+    if x not in seq:
+        return False
+    i = seq.index(x)
+    rest = seq[i + 1 :]
+    if y not in rest:
+        return False
+    return any(w in RELATIONAL for w in rest[: rest.index(y)])
 
 
 def swapped_words(a: Features, b: Features) -> tuple[str, str] | None:
@@ -177,7 +200,9 @@ def swapped_words(a: Features, b: Features) -> tuple[str, str] | None:
         i, j = diff
         # adjacent words trading places are a compound reworded ("Python list" / "list in
         # Python", "oil change" / "change the oil"); far apart, a clause moved
-        if 2 <= j - i <= 3 and ca[i] == cb[j] and ca[j] == cb[i]:
+        if ca[i] == cb[j] and ca[j] == cb[i] and (
+            2 <= j - i <= 3 or (j - i == 1 and _relation_between(a, ca[i], ca[j]))
+        ):
             return ca[i], ca[j]
     return None
 
