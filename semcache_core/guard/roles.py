@@ -174,17 +174,16 @@ def _content(f: Features) -> list[str]:
     ]
 
 
-def _relation_between(f: Features, x: str, y: str) -> bool:
-    """Whether a relational word stands between the first ``x`` and the next ``y`` of ``f``
-    ("roll my 401k into an IRA": "into" between "401k" and "ira")."""
+def _relations_between(f: Features, x: str, y: str) -> set[str]:
+    """The relational words between the first ``x`` and the next ``y`` of ``f`` ("roll my
+    401k into an IRA": "into" between "k" and "ira")."""
     seq = ["SELF" if w in _SELF else w for w in f.sequence]
     if x not in seq:
-        return False
-    i = seq.index(x)
-    rest = seq[i + 1 :]
+        return set()
+    rest = seq[seq.index(x) + 1 :]
     if y not in rest:
-        return False
-    return any(w in RELATIONAL for w in rest[: rest.index(y)])
+        return set()
+    return {w for w in rest[: rest.index(y)] if w in RELATIONAL}
 
 
 def swapped_words(a: Features, b: Features) -> tuple[str, str] | None:
@@ -201,7 +200,13 @@ def swapped_words(a: Features, b: Features) -> tuple[str, str] | None:
         # adjacent words trading places are a compound reworded ("Python list" / "list in
         # Python", "oil change" / "change the oil"); far apart, a clause moved
         if ca[i] == cb[j] and ca[j] == cb[i] and (
-            2 <= j - i <= 3 or (j - i == 1 and _relation_between(a, ca[i], ca[j]))
+            2 <= j - i <= 3
+            # neighbours swap around the same relational word: "401k into an IRA" / "IRA
+            # into a 401k" (not "get my dog to stop" / "stop my dog from")
+            or (
+                j - i == 1
+                and _relations_between(a, ca[i], ca[j]) & _relations_between(b, ca[j], ca[i])
+            )
         ):
             return ca[i], ca[j]
     return None

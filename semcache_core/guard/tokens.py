@@ -299,24 +299,37 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
     if "'" in text or _BARE_CONTRACTION_RE.search(text):
         for pattern, replacement in _CONTRACTIONS:
             text = pattern.sub(replacement, text)
-    text = _ABBREVIATIONS_RE.sub(lambda m: m.group(0)[:-1].replace(".", ""), text)
+    if "." in text:
+        text = _ABBREVIATIONS_RE.sub(lambda m: m.group(0)[:-1].replace(".", ""), text)
     if _may_have_alias(text):
         text = _ALIAS_RE.sub(lambda m: _ALIAS_REPLACEMENTS[m.lastgroup or ""], text)
-    text = _PERCENT_RE.sub("percent", text)
-    text = _SPEED_RE.sub(
-        lambda m: (
-            " mph "
-            if m.group(1).lower() == "mi"
-            else (" kph " if m.group(1).lower() == "km" else " mps ")
-        ),
-        text,
-    )
+    if "cent" in text:
+        text = _PERCENT_RE.sub("percent", text)
+    if "/" in text:
+        text = _SPEED_RE.sub(
+            lambda m: (
+                " mph "
+                if m.group(1).lower() == "mi"
+                else (" kph " if m.group(1).lower() == "km" else " mps ")
+            ),
+            text,
+        )
 
     def square(match: re.Match[str]) -> str:
         unit = (match.group(1) or match.group(2)).lower()
         return " sq" + {"f": "ft", "m": "m", "k": "km"}.get(unit[0], "mi") + " "
 
-    text = _SQUARE_RE.sub(square, text)
+    low = text.lower()
+    if "sq" in low or "²" in text or "2" in text:
+        text = _SQUARE_RE.sub(square, text)
+    if not any(c.isdigit() for c in text):
+        # the passes below all need a digit, but for "Q" quarters, hyphens and degrees
+        if "-" in text:
+            text = _SHORT_HYPHEN_RE.sub(r"\1\2", text)
+        if "°" in text or "º" in text or "deg" in low:
+            text = _DEGREES_RE.sub(_degree, text)
+            text = _BARE_DEGREES_RE.sub(" ", text)
+        return text, quoted, code, dates
 
     def decade(match: re.Match[str]) -> str:
         short, full = match.group(1), match.group(2)
@@ -340,14 +353,13 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
     text = _LETTERS_DIGITS_RE.sub(r"\1 \2", text)
     text = _DIGITS_LETTERS_RE.sub(r"\1 \2", text)
     text = _DIGITS_SYMBOL_RE.sub(r"\1 \2", text)
-    text = _DEGREES_RE.sub(
-        lambda m: (
-            " " + {"c": "celsius", "f": "fahrenheit", "k": "kelvin"}[m.group(1)[0].lower()] + " "
-        ),
-        text,
-    )
+    text = _DEGREES_RE.sub(_degree, text)
     text = _BARE_DEGREES_RE.sub(" ", text)
     return text, quoted, code, dates
+
+
+def _degree(match: re.Match[str]) -> str:
+    return " " + {"c": "celsius", "f": "fahrenheit", "k": "kelvin"}[match.group(1)[0].lower()] + " "
 
 
 def tokenize(text: str) -> list[Token]:
