@@ -189,7 +189,7 @@ def evaluate(
     b = vectors[[index[p.b] for p in pairs]]
     distances = np.clip(1.0 - np.sum(a * b, axis=1), 0.0, 2.0)
 
-    verdicts, guard_timing = _timed_verdicts(pairs, guard)
+    verdicts, guard_timing = _timed_verdicts(pairs, guard, a @ b.T)
     guard_seconds = guard_timing["total_seconds"]
     ok = np.array([v is None or v.ok for v in verdicts])
     same = np.array([p.same_answer for p in pairs])
@@ -298,20 +298,21 @@ def evaluate(
             "guard_microseconds_p90_cold": guard_timing["p90_cold"],
             "guard_microseconds_median_warm": guard_timing["median_warm"],
             "guard_microseconds_median_one_new": guard_timing["median_one_new"],
+            "guard_microseconds_median_lookup4": guard_timing["median_lookup4"],
         },
         "details": details,
     }
 
 
 def _timed_verdicts(
-    pairs: Sequence[Pair], guard: TrapGuard | None
+    pairs: Sequence[Pair], guard: TrapGuard | None, similarity: np.ndarray | None = None
 ) -> tuple[list[Any], dict[str, Any]]:
     """The guard's verdict on every pair, and per-pair timings in µs: cold (feature caches
     cleared first, so both prompts are extracted) and warm (the same check again)."""
     if guard is None:
         return [None] * len(pairs), {
             "total_seconds": 0.0, "median_cold": None, "p90_cold": None, "median_warm": None,
-            "median_one_new": None,
+            "median_one_new": None, "median_lookup4": None,
         }  # fmt: skip
     extract_features.cache_clear()
     strip_padding.cache_clear()
@@ -333,7 +334,24 @@ def _timed_verdicts(
         started = clock()
         guard.check(p.a, p.b)
         one_new.append((clock() - started) / 1e3)
+    # a whole lookup: the new prompt against its pair's stored prompt and the three other
+    # stored prompts nearest to it (the engine fetches 4 candidates), the new prompt's
+    # features extracted once; the time divided by the candidates checked
+    lookup4: list[float] = []
+    if similarity is not None and len(pairs) >= 4:
+        extract_features.cache_clear()
+        strip_padding.cache_clear()
+        for p in pairs:
+            extract_features(p.b)
+        for i, p in enumerate(pairs):
+            order = [j for j in np.argsort(-similarity[i])[:4] if j != i][:3]
+            stored = [p.b, *(pairs[j].b for j in order)]
+            started = clock()
+            for s in stored:
+                guard.check(p.a, s)
+            lookup4.append((clock() - started) / 1e3 / len(stored))
     return verdicts, {
+        "median_lookup4": float(np.median(lookup4)) if lookup4 else None,
         "total_seconds": sum(cold) / 1e6,
         "median_cold": float(np.median(cold)),
         "p90_cold": float(np.percentile(cold, 90)),
@@ -396,8 +414,14 @@ def _guard_cost(result: dict[str, Any]) -> str:
         f"Guard cost per candidate pair (median): {timing['guard_microseconds_median_cold']:.0f} µs"
         f" with both prompts new (p90 {timing['guard_microseconds_p90_cold']:.0f} µs), "
         f"{timing['guard_microseconds_median_one_new']:.0f} µs with the stored prompt seen "
-        f"before (a lookup), {timing['guard_microseconds_median_warm']:.0f} µs with both seen."
+        f"before (a one-candidate lookup), {timing['guard_microseconds_median_warm']:.0f} µs "
+        f"with both seen; {_us(timing.get('guard_microseconds_median_lookup4'))} per candidate in"
+        " a lookup of 4 candidates (the new prompt's features extracted once per lookup)."
     )
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} µs"
 
 
 def render_markdown(result: dict[str, Any], *, title: str = "Semantic hit quality") -> str:
@@ -642,11 +666,11 @@ def _cached_embed(texts: list[str], embed: Embed, name: str, path: str | None) -
     if path and Path(path).exists():
         with np.load(path, allow_pickle=False) as stored:
             if str(stored["embedder"]) == name:
-                known = dict(zip((str(t) for t in stored["texts"]), stored["vectors"]))
+                known = dict(zip((str(t) for t in stored["texts"]), stored["vectors"], strict=True))
     missing = [t for t in texts if t not in known]
     if missing:
         fresh = embed_with_progress(missing, embed, label=f"embedding ({name})")
-        known.update(zip(missing, fresh))
+        known.update(zip(missing, fresh, strict=True))
         if path:
             keys = sorted(known)
             np.savez(path, texts=np.array(keys), vectors=np.stack([known[k] for k in keys]),

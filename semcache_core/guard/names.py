@@ -128,7 +128,7 @@ def _named_in(entity: str, other: Features) -> bool:
         # "Pyhton" / "Python"; not a changed letter, nor short names: "Gambia" / "Zambia",
         # "React" / "Preact", "MySQL" / "MSSQL" are other names
         or near_word(entity, other.words, min_length=6, substitution=False)
-        or any(_demonym(entity, w) for w in other.words)
+        or any(_demonym(entity, w) or _demonym(w, entity) for w in other.words)
     )
 
 
@@ -140,9 +140,7 @@ def _demonym(place: str, word: str) -> bool:
     of a place name of five letters or more, by its ending ("Austrian" is not "Australia")."""
     if len(place) < 5 or not word.startswith(place[:4]):
         return False
-    return any(
-        word in (place + e, place[:-1] + e) for e in _DEMONYM_ENDINGS
-    )
+    return any(word in (place + e, place[:-1] + e) for e in _DEMONYM_ENDINGS)
 
 
 def entity_differs(a: Features, b: Features) -> str | None:

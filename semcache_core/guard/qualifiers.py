@@ -209,7 +209,24 @@ def _qualifier_index() -> dict[str, list[tuple[tuple[str, ...], tuple[str, str]]
 
 #: Words after which a one-word qualifier is a preposition, not a modifier ("outside the
 #: box", "inside an app" are no "outdoor" / "indoor").
-_DETERMINERS = frozenset("the a an my your our their his her its this that these those".split())
+_DETERMINERS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "my",
+        "your",
+        "our",
+        "their",
+        "his",
+        "her",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+    ]
+)
 
 
 @cache
@@ -284,8 +301,32 @@ _TEMPORAL = frozenset(["BEFORE", "AFTER", "UNTIL"])
 _TIME_FRAMES = frozenset(["within", "during", "while", "inside"])
 _AT_TIME = frozenset(["on", "by", "at", "in"])
 _TIME_NOUNS = frozenset(
-    "day days week weeks month months year years night time date morning evening hour hours "
-    "minute minutes arrival departure end start beginning weekend deadline".split()
+    [
+        "day",
+        "days",
+        "week",
+        "weeks",
+        "month",
+        "months",
+        "year",
+        "years",
+        "night",
+        "time",
+        "date",
+        "morning",
+        "evening",
+        "hour",
+        "hours",
+        "minute",
+        "minutes",
+        "arrival",
+        "departure",
+        "end",
+        "start",
+        "beginning",
+        "weekend",
+        "deadline",
+    ]
 )
 
 
@@ -304,7 +345,9 @@ def _time_frame(f: Features) -> bool:
     seq = f.sequence
     for i, word in enumerate(seq[:-1]):
         if word in _AT_TIME:
-            nxt = seq[i + 2] if seq[i + 1] in ("the", "a", "an") and i + 2 < len(seq) else seq[i + 1]
+            nxt = (
+                seq[i + 2] if seq[i + 1] in ("the", "a", "an") and i + 2 < len(seq) else seq[i + 1]
+            )
             if nxt in _TIME_NOUNS:
                 return True
     return False

@@ -199,13 +199,17 @@ def swapped_words(a: Features, b: Features) -> tuple[str, str] | None:
         i, j = diff
         # adjacent words trading places are a compound reworded ("Python list" / "list in
         # Python", "oil change" / "change the oil"); far apart, a clause moved
-        if ca[i] == cb[j] and ca[j] == cb[i] and (
-            2 <= j - i <= 3
-            # neighbours swap around the same relational word: "401k into an IRA" / "IRA
-            # into a 401k" (not "get my dog to stop" / "stop my dog from")
-            or (
-                j - i == 1
-                and _relations_between(a, ca[i], ca[j]) & _relations_between(b, ca[j], ca[i])
+        if (
+            ca[i] == cb[j]
+            and ca[j] == cb[i]
+            and (
+                2 <= j - i <= 3
+                # neighbours swap around the same relational word: "401k into an IRA" / "IRA
+                # into a 401k" (not "get my dog to stop" / "stop my dog from")
+                or (
+                    j - i == 1
+                    and _relations_between(a, ca[i], ca[j]) & _relations_between(b, ca[j], ca[i])
+                )
             )
         ):
             return ca[i], ca[j]
