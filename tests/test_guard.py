@@ -837,7 +837,7 @@ GENERAL_ACCEPT: list[tuple[str, str]] = [
     # place names and their adjectives
     (
         "Do I need a visa for a stopover in Japan?",
-        "Do I need a visa if I am changing planes at a Japanese airport?",
+        "Do I need a visa for a stopover at a Japanese airport?",
     ),
     # hyphenated and quoted forms of one phrase
     (
