@@ -53,8 +53,11 @@ def _names(tokens: list[Token], text: str, title_case: bool, out: Collector) -> 
             "_" in word.strip("_")
             or "." in word
             or called
-            or _CAMEL_RE.fullmatch(word)
-            or _PASCAL_CODE_RE.fullmatch(word)
+            # both need a capital: an all-lower-case word (most words) skips them
+            or (
+                not word.islower()
+                and (_CAMEL_RE.fullmatch(word) or _PASCAL_CODE_RE.fullmatch(word))
+            )
         ):
             if re.search(r"[^\W\d_]", word):
                 out.code.add(ascii_lower(word))

@@ -29,7 +29,7 @@ checks.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.tokens import Features
@@ -132,12 +132,20 @@ def particle_verbs(sequence: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     return frozenset(found)
 
 
+@lru_cache(maxsize=65536)
+def _entries(word: str) -> tuple[tuple[int, int, tuple[str, ...]], ...]:
+    """The phrase entries a word may start, in any of its base forms (cached per word)."""
+    index = _phrase_index()
+    return tuple(e for form in base_forms(word) for e in index.get(form, ()))
+
+
 def phrasal(sequence: tuple[str, ...]) -> frozenset[tuple[int, int]]:
     """(pair index, side) of every curated phrasal opposite in the prompt."""
-    index = _phrase_index()
     found = set()
     for i, word in enumerate(sequence):
-        entries = [e for form in base_forms(word) for e in index.get(form, ())]
+        entries = _entries(word)
+        if not entries:
+            continue
         # the particle right after the verb wins ("switch on roaming on my phone" is not
         # also "switch ... off"); a particle further on only when none is adjacent
         adjacent = {

@@ -159,7 +159,9 @@ _PHRASES: tuple[tuple[str, str | None, str | None], ...] = (
 def phrases(text: str, tokens: list[Token], out: Collector) -> None:
     """Multi-word quantifier, scope and negation phrases, and fillers that hide their words."""
     low = ascii_lower(text)
-    for pattern, check, group in _PHRASE_RES:
+    for pattern, check, group, anchors in _PHRASE_RES:
+        if anchors is not None and not any(a in low for a in anchors):
+            continue  # none of the pattern's literal words: it cannot match (the common case)
         for match in pattern.finditer(low):
             if any(t.used for t in tokens if match.start() <= t.start < match.end()):
                 continue
@@ -172,8 +174,77 @@ def phrases(text: str, tokens: list[Token], out: Collector) -> None:
             consume(tokens, match.start(), match.end())
 
 
-_PHRASE_RES: tuple[tuple[re.Pattern[str], str | None, str | None], ...] = tuple(
-    (re.compile(rf"\b(?:{pattern})\b"), check, group) for pattern, check, group in _PHRASES
+def _drop_lookarounds(pattern: str) -> str:
+    """``pattern`` without its lookaround groups and escapes (they consume no letters)."""
+    out, depth_skip, depth = [], 0, 0
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            out.append(" ")
+            continue
+        if c == "(":
+            depth += 1
+            if not depth_skip and pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+                depth_skip = depth
+        elif c == ")":
+            if depth_skip == depth:
+                depth_skip = 0
+                depth -= 1
+                i += 1
+                continue
+            depth -= 1
+        if not depth_skip:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+_ITEM_RE = re.compile(r"\(\?:([a-z |]+)\)([?*]?)|([a-z]+)([?*]?)")
+
+
+def _anchors(pattern: str) -> tuple[str, ...] | None:
+    """Literal words one of which every match of ``pattern`` contains: for each top-level
+    alternative its most specific required word or word group ("no (?:more|greater) than" ->
+    "than", "(?:or|and) (?:less|fewer)" -> "less", "fewer"); None if an alternative has none.
+    A prompt with none of them skips the pattern."""
+    pattern = _drop_lookarounds(pattern)
+    alternatives, depth, start = [], 0, 0
+    for i, c in enumerate(pattern):
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            alternatives.append(pattern[start:i])
+            start = i + 1
+    alternatives.append(pattern[start:])
+    out: list[str] = []
+    for alternative in alternatives:
+        best: list[str] = []
+        for m in _ITEM_RE.finditer(alternative):
+            group, group_opt, word, word_opt = m.groups()
+            if group is not None:
+                if group_opt:
+                    continue
+                words = [w.strip() for w in group.split("|")]
+            else:
+                words = [word[:-1] if word_opt else word]
+            if any(len(w) < 2 for w in words):
+                continue
+            if not best or min(map(len, words)) > min(map(len, best)):
+                best = words
+        if not best:
+            return None
+        out.extend(best)
+    return tuple(out)
+
+
+_PHRASE_RES: tuple[tuple[re.Pattern[str], str | None, str | None, tuple[str, ...] | None], ...]
+_PHRASE_RES = tuple(
+    (re.compile(rf"\b(?:{pattern})\b"), check, group, _anchors(pattern))
+    for pattern, check, group in _PHRASES
 )
 
 

@@ -174,7 +174,7 @@ _TOKEN_RE = re.compile(
 _SENTENCE_END = frozenset(".?!;:\n|")
 
 
-@dataclass
+@dataclass(slots=True)
 class Token:
     kind: str
     text: str
