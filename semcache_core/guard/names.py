@@ -68,7 +68,7 @@ def _names(tokens: list[Token], text: str, title_case: bool, out: Collector) -> 
             entity = True
         elif len(word) >= 2 and word.isupper():
             entity = word not in ("I", "OK", "AM", "PM")
-        elif any(c.isupper() for c in word[1:]) and word[0].isalpha():
+        elif word[1:] != word[1:].lower() and word[0].isalpha():  # a capital after the first
             entity = True
         elif word[0].isupper():
             # Sentence-initial (or title-cased) words are names unless they are common words.

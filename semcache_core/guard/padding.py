@@ -44,6 +44,7 @@ _PADDING_WORDS = frozenset(
     w for p in _LOOSE + _STRICT for w in re.findall(r"[a-z]+", p) if len(w) > 1 or w in ("q", "i")
 )
 _WORD_RE = re.compile(r"[a-z]+")
+_LETTERS_RE = re.compile(r"[A-Za-z]{2,}")
 _STRETCHED_RE = re.compile(r"(.)\1+$")
 
 
@@ -111,7 +112,7 @@ def strip_padding(text: str) -> str:
     text = text.strip(" ,;:-–—")
     if not text or _END_ALONE_RE.fullmatch(text):
         return original.strip()
-    words = re.findall(r"[A-Za-z]{2,}", text)
+    words = _LETTERS_RE.findall(text)
     if len(words) >= 3 and sum(w.isupper() for w in words) >= 0.6 * len(words):
         text = text.lower()  # SHOUTING: capitals carry no information
     return text

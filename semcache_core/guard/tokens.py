@@ -138,6 +138,8 @@ def _may_have_alias(text: str) -> bool:
     )
 
 
+_DIGIT_RE = re.compile(r"\d")
+_LETTERS_RE = re.compile(r"[A-Za-z]{2,}")
 _ABBREVIATIONS_RE = re.compile(r"\b(?:e\.g|i\.e|etc|vs|approx|incl)\.(?=\s|$)", re.I)
 _SPEED_RE = re.compile(r"\b(km|mi|m)\s?/\s?(h|hr|s)\b", re.I)
 _SQUARE_RE = re.compile(
@@ -293,7 +295,7 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
 
     text = _QUOTE_RE.sub(quote, text)
     text = text.replace("’", "'").replace("‘", "'")
-    words = re.findall(r"[A-Za-z]{2,}", text)
+    words = _LETTERS_RE.findall(text)
     if len(words) >= 3 and sum(w.isupper() for w in words) >= 0.6 * len(words):
         text = text.lower()  # SHOUTING: capitals carry no information
     if "'" in text or _BARE_CONTRACTION_RE.search(text):
@@ -322,7 +324,7 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
     low = text.lower()
     if "sq" in low or "²" in text or "2" in text:
         text = _SQUARE_RE.sub(square, text)
-    if not any(c.isdigit() for c in text):
+    if not _DIGIT_RE.search(text):
         # the passes below all need a digit, but for "Q" quarters, hyphens and degrees
         if "-" in text:
             text = _SHORT_HYPHEN_RE.sub(r"\1\2", text)
