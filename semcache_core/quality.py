@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD
-from semcache_core.guard import CHECKS, TrapGuard, extract_features, strip_padding
+from semcache_core.guard import CHECKS, TrapGuard, clear_caches, extract_features, strip_padding
 from semcache_core.models import MiniLMEmbedder
 
 # In a checkout: the project's labelled set and the results folder next to the package.
@@ -314,8 +314,7 @@ def _timed_verdicts(
             "total_seconds": 0.0, "median_cold": None, "p90_cold": None, "median_warm": None,
             "median_one_new": None, "median_lookup4": None,
         }  # fmt: skip
-    extract_features.cache_clear()
-    strip_padding.cache_clear()
+    clear_caches()
     verdicts, cold, warm = [], [], []
     clock = time.perf_counter_ns
     for p in pairs:
@@ -326,8 +325,7 @@ def _timed_verdicts(
         guard.check(p.a, p.b)
         warm.append((clock() - started) / 1e3)
     # one prompt new, the other seen: a lookup against stored prompts already in the cache
-    extract_features.cache_clear()
-    strip_padding.cache_clear()
+    clear_caches()
     one_new = []
     for p in pairs:
         extract_features(p.b)
@@ -339,8 +337,7 @@ def _timed_verdicts(
     # features extracted once; the time divided by the candidates checked
     lookup4: list[float] = []
     if similarity is not None and len(pairs) >= 4:
-        extract_features.cache_clear()
-        strip_padding.cache_clear()
+        clear_caches()
         for p in pairs:
             extract_features(p.b)
         for i, p in enumerate(pairs):

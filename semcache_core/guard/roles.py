@@ -19,7 +19,7 @@ compared by the ``entity`` and ``unit`` checks, from the pairs extracted here).
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.tokens import Collector, Features, Token
@@ -62,6 +62,18 @@ def _singular(word: str) -> str:
     if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
         return word[:-1]
     return word
+
+
+@lru_cache(maxsize=8192)
+def _singulars(words: frozenset[str]) -> frozenset[str]:
+    """The singular of every word (cached per prompt's word set: a stored prompt is compared
+    with many queries)."""
+    return frozenset(_singular(w) for w in words)
+
+
+def clear_caches() -> None:
+    """Forget the per-prompt caches of this module."""
+    _singulars.cache_clear()
 
 
 def _is_role(word: str) -> bool:
@@ -156,8 +168,8 @@ def directions(
 # -- checks ------------------------------------------------------------------------------------
 
 
-def _content_forms(f: Features) -> set[str]:
-    return {_singular(w) for w in f.words} | set(f.lemmas)
+def _content_forms(f: Features) -> frozenset[str]:
+    return _singulars(f.words) | f.lemmas
 
 
 #: The speaker as a participant ("my employer sues me" / "I sue my employer"): subject and
@@ -249,8 +261,8 @@ def _ee_partner(x: str, y: str) -> bool:
 
 
 def role_differs(a: Features, b: Features) -> str | None:
-    only_a = {_singular(w) for w in a.words} - {_singular(w) for w in b.words}
-    only_b = {_singular(w) for w in b.words} - {_singular(w) for w in a.words}
+    singular_a, singular_b = _singulars(a.words), _singulars(b.words)
+    only_a, only_b = singular_a - singular_b, singular_b - singular_a
     partners = role_partners()
     for x in sorted(only_a):
         for y in sorted(only_b):
