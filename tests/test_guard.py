@@ -836,8 +836,8 @@ GENERAL_ACCEPT: list[tuple[str, str]] = [
     ("Chess openings for begginers", "Chess openings for beginners"),
     # place names and their adjectives
     (
-        "Do I need a visa for a stopover in Japan?",
-        "Do I need a visa for a stopover at a Japanese airport?",
+        "What is the tipping etiquette in Japan?",
+        "What is Japanese tipping etiquette?",
     ),
     # hyphenated and quoted forms of one phrase
     (
