@@ -816,7 +816,28 @@ GENERAL_REJECT: list[tuple[str, str, str]] = [
     ("How many ounces is 3 kg?", "How many ounces is 3 lb?", "unit"),
 ]
 
+GENERAL_REJECT += [
+    # a bare time is no context sentence; "total" against "per"
+    ("What is the weather in Rome?", "Next month: what is the weather in Rome?", "date"),
+    ("What's the price per night at the hostel?", "What's the total price at the hostel?", "scope"),
+    # curated groups and units
+    ("Write onboarding tips for new staff", "Write onboarding tips for new customers", "audience"),
+    (
+        "Is 2,000 calories enough for a teenager?",
+        "Is 2,000 kilojoules enough for a teenager?",
+        "unit",
+    ),
+]
+
 GENERAL_ACCEPT: list[tuple[str, str]] = [
+    # context about the asker, then the same question; a sign-off with a name
+    ("Hi! Moving house next month. How do I redirect my post?", "How do I redirect my post?"),
+    ("How do I renew a passport? Kind regards, Tom", "How do I renew a passport?"),
+    # "per"/"each" in one rewording only
+    ("How much water does a cat need each day?", "How much water should a cat drink?"),
+    # a doubled letter typed once; the lower-case country
+    ("How do I delete a Facebok account", "How do I delete a Facebook account?"),
+    ("is tipping expected in the us", "Is tipping expected in the United States?"),
     # greetings by time of day, "thx in advance", "could you tell me / explain how"
     ("Afternoon! How do I descale a kettle? Cheers", "How do I descale a kettle?"),
     ("Hi, how do I clean a cast iron pan? Thx in advance", "How do I clean a cast iron pan?"),

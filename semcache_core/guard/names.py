@@ -132,7 +132,19 @@ def _named_in(entity: str, other: Features) -> bool:
         # "React" / "Preact", "MySQL" / "MSSQL" are other names
         or near_word(entity, other.words, min_length=6, substitution=False)
         or any(_demonym(entity, w) or _demonym(w, entity) for w in other.words)
+        or any(_undoubled(entity, w) or _undoubled(w, entity) for w in other.words)
     )
+
+
+def _undoubled(short: str, long_: str) -> bool:
+    """ "Gogle" / "Google", "Facebok" / "Facebook": a doubled letter typed once (the typo
+    that is no other name; "React" / "Preact" adds a letter that is not doubled)."""
+    if len(long_) != len(short) + 1 or len(short) < 4:
+        return False
+    for i in range(1, len(long_)):
+        if long_[i] == long_[i - 1] and long_[:i] + long_[i + 1 :] == short:
+            return True
+    return False
 
 
 _DEMONYM_ENDINGS = ("n", "an", "ian", "ese", "ish", "i")

@@ -70,6 +70,11 @@ _EMOJI_RE = re.compile(
     rf"^\s*(?:(?:{_EMOJI})\s*)+|(?:\s*(?:{_EMOJI}))+\s*$|(?<=[.?!,])\s*(?:(?:{_EMOJI})\s*)+"
     rf"|(?:\s*(?:{_EMOJI}))+(?=\s*[.?!,])"
 )
+# A sign-off with a name after the question: "... visa? Kind regards, Maria"
+_SIGNOFF_NAME_RE = re.compile(
+    r"(?<=[.?!])\s*(?i:(?:(?:best|kind|warm|many) )?(?:regards|wishes|thanks|cheers))\s*,?\s*"
+    r"[A-Z][a-z]+\.?\s*$"
+)
 _REPEATED_PUNCT_RE = re.compile(r"([?!.,])[?!.,]*(?:\s*\1)*")
 _SPACES_RE = re.compile(r"\s+")
 
@@ -99,6 +104,8 @@ def strip_padding(text: str) -> str:
         text = _EMOJI_RE.sub(" ", text)
         text = _EMOJI_RE.sub(" ", text.strip())
     text = _REPEATED_PUNCT_RE.sub(r"\1", text)
+    if "," in text[-40:]:
+        text = _SIGNOFF_NAME_RE.sub("", text)
     text = _SPACES_RE.sub(" ", text).strip()
     for _ in range(6):  # a few layers: "hey, sorry, quick q: ..."
         before = text

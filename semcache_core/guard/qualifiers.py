@@ -102,7 +102,7 @@ _PHRASES: tuple[tuple[str, str | None, str | None], ...] = (
         (
             r"how (?:many|much)|a little|a lot(?! of)|a bit|at all|after all|first of all"
             r"|each other|one another|all right|or not|not sure|not only|no matter|no problem"
-            r"|no worries|a few|a couple of|several|some of"
+            r"|no worries|a few|a couple of|several|some of|all over the place"
         ),
         None,
         None,
@@ -374,6 +374,9 @@ def quantifier_differs(a: Features, b: Features) -> str | None:
 #: usually the same question put another way ("how early should I arrive for a flight" /
 #: "... arrive before a flight"); it differs when the other prompt sets another time frame.
 _TEMPORAL = frozenset(["BEFORE", "AFTER", "UNTIL"])
+#: What a one-sided "per" ("per person", "each night") is contrasted with when it changes the
+#: answer: "the total cost" / "the cost per person".
+_TOTALS = frozenset(["total", "whole", "entire", "overall", "altogether", "combined", "sum"])
 _TIME_FRAMES = frozenset(["within", "during", "while", "inside"])
 _AT_TIME = frozenset(["on", "by", "at", "in"])
 _TIME_NOUNS = frozenset(
@@ -434,6 +437,8 @@ def scope_differs(a: Features, b: Features) -> str | None:
         return None
     only_a, only_b = a.scopes - b.scopes, b.scopes - a.scopes
     x, y = (a, b) if only_a else (b, a)
+    if only_a ^ only_b == {"PER"} and not (only_a and only_b) and not y.words & _TOTALS:
+        return None  # "how much sleep each night" / "how many hours of sleep"; not "total"
     if (
         (only_a | only_b) <= _TEMPORAL
         and not (only_a and only_b)

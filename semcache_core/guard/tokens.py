@@ -38,7 +38,13 @@ COMMON_WORDS: frozenset[str] = lexicon.words("common_words.txt")
 #: Surface forms mapped to one spelling before anything else, as (regex, replacement). Each
 #: entry is a name users really write in several ways; keep this table short and obvious.
 ALIASES: tuple[tuple[str, str], ...] = (
-    (r"\bU\.S\.A\.?|\bU\.S\.(?!\w)|\bUnited States(?: of America)?\b|\bUSA\b|\bUS\b", "USA"),
+    (
+        (
+            r"\bU\.S\.A\.?|\bU\.S\.(?!\w)|\bUnited States(?: of America)?\b|\bUSA\b|\bUS\b"
+            r"|(?<=\b[Ii]n the )us\b"  # "in the us": the country, typed in lower case
+        ),
+        "USA",
+    ),
     (r"\bU\.K\.|\bUnited Kingdom\b|\b(?:Great )?Britain\b|\bUK\b", "UK"),
     (r"\bEuropean Union\b|\bE\.U\.", "EU"),
     (r"\bUnited Nations\b|\bU\.N\.", "UN"),
