@@ -829,7 +829,17 @@ GENERAL_REJECT += [
     ),
 ]
 
+GENERAL_REJECT += [
+    # two nouns modifying one noun: two kinds of it
+    ("How do I renew a fishing licence?", "How do I renew a hunting licence?", "lexical"),
+    # a part against the whole
+    ("Can I refund the whole order?", "Can I refund part of the order?", "quantifier"),
+]
+
 GENERAL_ACCEPT: list[tuple[str, str]] = [
+    # "whole"/"part of" alone mark nothing
+    ("How do I search the whole project for a string?", "How do I search my project for a string?"),
+    ("Is Greenland part of Denmark?", "Does Greenland belong to Denmark?"),
     # context about the asker, then the same question; a sign-off with a name
     ("Hi! Moving house next month. How do I redirect my post?", "How do I redirect my post?"),
     ("How do I renew a passport? Kind regards, Tom", "How do I renew a passport?"),

@@ -140,6 +140,9 @@ _PHRASES: tuple[tuple[str, str | None, str | None], ...] = (
     # Superlatives are not quantifiers: "the most popular", "my most recent commit".
     (r"(?:the|my|your|our|their|his|her|its) (?:most|least)", None, None),
     (r"no one", "quantifier", "NONE"),
+    # a part against the whole: "cancel part of the trip" / "cancel the whole trip"
+    (r"(?:a |one )?part of|partial|partially", "quantifier", "PART"),
+    (r"the (?:whole|entire)|whole|entire|in full", "quantifier", "WHOLE"),
     (r"other than|apart from|aside from|except for", "scope", "EXCEPT"),
     (r"prior to|earlier than", "scope", "BEFORE"),
     (r"later than|past (?=(?:the|its|their|my|your|his|her|our) )", "scope", "AFTER"),
@@ -361,7 +364,20 @@ def constraints(
 # -- checks ------------------------------------------------------------------------------------
 
 
+_PART_WHOLE = frozenset(["PART", "WHOLE"])
+
+
 def quantifier_differs(a: Features, b: Features) -> str | None:
+    only = a.quantifiers ^ b.quantifiers
+    if (
+        only
+        and only <= _PART_WHOLE
+        and not (
+            ("PART" in a.quantifiers and b.quantifiers & {"WHOLE", "ALL"})
+            or ("PART" in b.quantifiers and a.quantifiers & {"WHOLE", "ALL"})
+        )
+    ):
+        return None  # "the whole project" / "the project"; a part only against the whole
     if a.quantifiers != b.quantifiers:
         return (
             f"quantifiers differ: {fmt(a.quantifiers - b.quantifiers)} "
