@@ -10,10 +10,10 @@ backend's operations (``yield from self.ops.get_many(...)``), :class:`Embed` ste
 verifier's :class:`~semcache_core.stages.Verify` steps; the public sync and async methods are
 ``run``/``arun`` of that flow over the engine's transport, so the two paths cannot drift apart.
 
-A semantic lookup, in order: the query without padding (:func:`~semcache_core.stages.
-compared_query`: greetings, thanks, urgency, emoji removed; it keys the entry and is what is
-embedded, while the body keeps the query as asked, for auditing and for the guard); the exact
-entry of that query (no embedding); else one embedding, the nearest stored queries of the
+A semantic lookup, in order: the query without padding (greetings, thanks, urgency, emoji:
+:func:`~semcache_core.stages.compared_query`; it keys the entry and is what is embedded, while
+the body keeps the query as asked, for auditing and for the guard); the exact entry of that
+query (no embedding); else one embedding, the nearest stored queries of the
 partition, and for each, nearest first, the candidate stages of :mod:`semcache_core.stages`
 (threshold, trap guard, verifier); the first candidate that passes them all is served.
 :meth:`ResponseCache.explain` runs the same stages and reports each one's verdict.
@@ -236,9 +236,9 @@ class ResponseCache(CacheEngine):
     different scopes never answer each other. Bodies are JSON dicts the adapter builds.
 
     ``verifier`` (semantic only): a callable ``(new_query, cached_query) -> bool`` (or ``async
-    def``), a LangChain chat model, a LlamaIndex LLM or a :class:`~semcache_core.verifier.
-    Verifier` (:func:`~semcache_core.verifier.make_verifier`: 10 s timeout, 4,096 verdicts
-    cached). It is the last stage: asked only about candidates within the threshold that the
+    def``), a LangChain chat model, a LlamaIndex LLM, or a
+    :class:`~semcache_core.verifier.Verifier` (built by
+    :func:`~semcache_core.verifier.make_verifier`: 10 s timeout, 4,096 verdicts cached). It is the last stage: asked only about candidates within the threshold that the
     guard passed, it fails closed (an error, a timeout or a reply that is neither yes nor no is
     a miss), and costs one judge call per new (query, candidate) pair; counted in the stats
     (``verifier_calls``, ``verifier_rejections``, ``verifier_failures``, latency). With a
