@@ -72,6 +72,19 @@ async def test_padded_store_keeps_the_query_as_asked(backend: Backend, namespace
     assert decode_entry(raw[0], "response") == plain.body
 
 
+def test_padded_repeat_through_langchain_chat(backend: Backend, namespace: str) -> None:
+    embeddings = WordHashEmbeddings()
+    set_llm_cache(SemanticCache(backend, embeddings=embeddings, namespace=namespace))
+    try:
+        model = CountingChatModel()
+        first = model.invoke(STORED)
+        again = model.invoke("Hi there! " + STORED + " Many thanks!!")
+        assert model.calls == 1 and again.content == first.content
+        assert embeddings.calls == 1  # the padded repeat was an exact hit: no embedding
+    finally:
+        set_llm_cache(None)
+
+
 def test_padding_never_merges_different_questions() -> None:
     cache = semantic()
     cache.update(SCOPE, Prompt.plain("How do I say thank you in Japanese?"), ANSWER)
