@@ -193,3 +193,47 @@ async def test_async_side_matches_sync(backend: Backend, namespace: str) -> None
     assert await backend.aget_vector_payloads(namespace, ["x"]) == [None]
     await backend.aclear(namespace)
     assert [key async for key in backend.aiter_keys(namespace)] == []
+
+
+# -- atomic values (set_if_absent / compare_and_set, used by the context-cache registry) ------
+def test_set_if_absent_stores_once(backend: Backend, namespace: str) -> None:
+    assert backend.set_if_absent(namespace, "kv:lease", b"a", ttl=60) is True
+    assert backend.set_if_absent(namespace, "kv:lease", b"b", ttl=60) is False
+    assert backend.get_many(namespace, ["kv:lease"]) == [b"a"]
+
+
+def test_set_if_absent_after_expiry(backend: Backend, namespace: str) -> None:
+    assert backend.set_if_absent(namespace, "kv:lease", b"a", ttl=0.3)
+    time.sleep(0.6)
+    assert backend.set_if_absent(namespace, "kv:lease", b"b", ttl=60)
+    assert backend.get_many(namespace, ["kv:lease"]) == [b"b"]
+
+
+def test_compare_and_set(backend: Backend, namespace: str) -> None:
+    assert backend.compare_and_set(namespace, "kv:r", b"x", b"y") is False  # absent
+    assert backend.compare_and_set(namespace, "kv:r", None, b"v1", ttl=60) is True
+    assert backend.compare_and_set(namespace, "kv:r", None, b"v2") is False
+    assert backend.compare_and_set(namespace, "kv:r", b"other", b"v2") is False
+    assert backend.compare_and_set(namespace, "kv:r", b"v1", b"v2", ttl=60) is True
+    assert backend.get_many(namespace, ["kv:r"]) == [b"v2"]
+
+
+async def test_atomic_values_async(backend: Backend, namespace: str) -> None:
+    assert await backend.aset_if_absent(namespace, "kv:l", b"a", ttl=60)
+    assert not await backend.aset_if_absent(namespace, "kv:l", b"b", ttl=60)
+    assert await backend.acompare_and_set(namespace, "kv:l", b"a", b"c", ttl=60)
+    assert not await backend.acompare_and_set(namespace, "kv:l", b"a", b"d", ttl=60)
+    assert await backend.aget_many(namespace, ["kv:l"]) == [b"c"]
+
+
+def test_set_if_absent_one_winner_among_threads(backend: Backend, namespace: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        won = list(
+            pool.map(
+                lambda i: backend.set_if_absent(namespace, "kv:race", str(i).encode(), ttl=60),
+                range(8),
+            )
+        )
+    assert won.count(True) == 1

@@ -1011,3 +1011,56 @@ class Operations:
         ):
             return {}
         return {str(k): float(v) for k, v in (source.get("counters") or {}).items()}
+
+    # -- atomic values (semcache_core.context_cache) ---------------------------------------
+    # Elasticsearch has no TTL: a document may exist but be expired, so both read the document
+    # (realtime get, with its sequence number) and then write with ``op_type=create`` (no
+    # document) or ``if_seq_no``/``if_primary_term`` (replacing exactly what was read); a 409
+    # means another writer got there first.
+    def set_if_absent(
+        self, namespace: str, key: str, value: bytes, ttl: float | None
+    ) -> Flow[bool]:
+        stored = yield from self.compare_and_set(namespace, key, None, value, ttl)
+        return stored
+
+    def compare_and_set(
+        self, namespace: str, key: str, expected: bytes | None, new: bytes, ttl: float | None
+    ) -> Flow[bool]:
+        validate_namespace(namespace)
+        value_id = self._value_id(namespace, key)
+        if key.startswith(RESERVED_PREFIXES):
+            raise SemcacheInputError(
+                f"value key {key!r} starts with a prefix the Elasticsearch backend reserves "
+                f"for its own documents ({', '.join(RESERVED_PREFIXES)})"
+            )
+        yield from self.ensure_index()
+        reply = yield Call("get", {"index": self.index, "id": value_id}, ignore=(404,))
+        source = self._document(reply)
+        current: bytes | None = None
+        if (
+            source
+            and (source.get("ns"), source.get("kind"), source.get("key"))
+            == (namespace, _VALUE, key)
+            and is_live(source, now_ms())
+        ):
+            current = _decode_b64(source.get("value"), "value")
+        if current != expected:
+            return False
+        document: dict[str, Any] = {
+            "ns": namespace,
+            "kind": _VALUE,
+            "key": key,
+            "value": bytes_to_base64(bytes(new)),
+        }
+        expires_at = expiry_ms(ttl)
+        if expires_at is not None:
+            document["expires_at"] = expires_at
+        kwargs = self._write_kwargs()
+        kwargs.update(id=value_id, document=document)
+        if source is None and not reply.body.get("found"):
+            kwargs["op_type"] = "create"
+        else:
+            kwargs["if_seq_no"] = reply.body["_seq_no"]
+            kwargs["if_primary_term"] = reply.body["_primary_term"]
+        written = yield Call("index", kwargs, ignore=(409,))
+        return written.status != 409

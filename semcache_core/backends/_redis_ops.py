@@ -352,6 +352,26 @@ def run_commands(commands: Sequence[Command | ScriptCall]) -> Op[list[Any]]:
     return replies
 
 
+# Compare-and-set of one value key (semcache_core.context_cache). KEYS: the value key.
+# ARGV: expected value, "1" if the key is expected absent, new value, ttl_ms (0 = none).
+COMPARE_AND_SET = Script(
+    """
+local current = redis.call('GET', KEYS[1])
+if ARGV[2] == '1' then
+  if current then return 0 end
+elseif current ~= ARGV[1] then
+  return 0
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1
+"""
+)
+
+
 # -- the operations --------------------------------------------------------------------------
 
 
@@ -925,6 +945,25 @@ class RedisOperations:
             ]
         )
 
+    # -- atomic values (semcache_core.context_cache) ---------------------------------------
+    # Values are plain keys on both search paths, so these need no Query Engine.
+    def set_if_absent(self, namespace: str, key: str, value: bytes, ttl: float | None) -> Op[bool]:
+        _check_value_key(key)
+        ms = ttl_ms(ttl)
+        expiry = ("PX", ms) if ms else ()
+        reply = yield from one(("SET", value_key(namespace, key), value, "NX", *expiry))
+        return reply is not None
+
+    def compare_and_set(
+        self, namespace: str, key: str, expected: bytes | None, new: bytes, ttl: float | None
+    ) -> Op[bool]:
+        _check_value_key(key)
+        args = [b"" if expected is None else expected, int(expected is None), new, ttl_ms(ttl)]
+        (reply,) = yield from run_commands(
+            [ScriptCall(COMPARE_AND_SET, [value_key(namespace, key)], args)]
+        )
+        return int(reply) == 1
+
     def forget(self) -> None:
         """Drop all client-side state (mirrors, known indexes)."""
         with self._state, self.mirrors.lock:
@@ -933,6 +972,14 @@ class RedisOperations:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _check_value_key(key: str) -> None:
+    if is_reserved(key):
+        raise SemcacheInputError(
+            f"value key {key!r} uses a kind reserved by the Redis backend "
+            f"({', '.join(sorted(RESERVED_KINDS))})"
+        )
 
 
 def _record_args(record: VectorRecord) -> list[Any]:

@@ -135,6 +135,43 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional: most backends own no connection
         """Release connections the backend opened itself (never a client the user passed)."""
 
+    # -- atomic values (used by semcache_core.context_cache) ------------------------------
+    # Optional: a backend without them cannot host a ContextCacheRegistry. Both work on the
+    # value keys of get_many/set_many; ``expected=None`` means "absent or expired".
+    def set_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        """Store ``value`` only if ``key`` has no live value; True if this call stored it."""
+        raise NotImplementedError(f"{type(self).__name__} has no atomic set_if_absent")
+
+    def compare_and_set(
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        new: bytes,
+        *,
+        ttl: float | None = None,
+    ) -> bool:
+        """Replace the value of ``key`` by ``new`` only if it is ``expected``; True if done."""
+        raise NotImplementedError(f"{type(self).__name__} has no atomic compare_and_set")
+
+    async def aset_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} has no atomic set_if_absent")
+
+    async def acompare_and_set(
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        new: bytes,
+        *,
+        ttl: float | None = None,
+    ) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} has no atomic compare_and_set")
+
     # -- async: same meaning, native implementations in network backends ------------------
     @abstractmethod
     async def aget_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]: ...
@@ -271,6 +308,23 @@ class InProcessAsyncMixin:
     async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
         return self.get_counters(namespace, name)  # type: ignore[attr-defined,no-any-return]
 
+    # -- atomic values (used by semcache_core.context_cache) ------------------------------
+    async def aset_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return self.set_if_absent(namespace, key, value, ttl=ttl)  # type: ignore[attr-defined,no-any-return]
+
+    async def acompare_and_set(
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        new: bytes,
+        *,
+        ttl: float | None = None,
+    ) -> bool:
+        return self.compare_and_set(namespace, key, expected, new, ttl=ttl)  # type: ignore[attr-defined,no-any-return]
+
 
 class OperationBackend(Backend):
     """A network backend whose operations are each written once, as generators.
@@ -396,3 +450,38 @@ class OperationBackend(Backend):
 
     async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
         return await self._arun(self._ops.get_counters(namespace, name))  # type: ignore[no-any-return]
+
+    # -- atomic values (used by semcache_core.context_cache) ------------------------------
+    def set_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return self._run(self._ops.set_if_absent(namespace, key, value, ttl))  # type: ignore[no-any-return]
+
+    async def aset_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return await self._arun(self._ops.set_if_absent(namespace, key, value, ttl))  # type: ignore[no-any-return]
+
+    def compare_and_set(
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        new: bytes,
+        *,
+        ttl: float | None = None,
+    ) -> bool:
+        operation = self._ops.compare_and_set(namespace, key, expected, new, ttl)
+        return self._run(operation)  # type: ignore[no-any-return]
+
+    async def acompare_and_set(
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        new: bytes,
+        *,
+        ttl: float | None = None,
+    ) -> bool:
+        operation = self._ops.compare_and_set(namespace, key, expected, new, ttl)
+        return await self._arun(operation)  # type: ignore[no-any-return]

@@ -231,6 +231,54 @@ class EmbeddedBackend(InProcessAsyncMixin, Backend):
             statements.append(("UPDATE vec SET expires_at = ? WHERE ns = ? AND id = ?", params))
         self._write(statements)
 
+    # -- atomic values (used by semcache_core.context_cache) --------------------------------
+    def set_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return self._swap(namespace, key, None, value, ttl)
+
+    def compare_and_set(
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        new: bytes,
+        *,
+        ttl: float | None = None,
+    ) -> bool:
+        return self._swap(namespace, key, expected, new, ttl)
+
+    def _swap(
+        self, namespace: str, key: str, expected: bytes | None, new: bytes, ttl: float | None
+    ) -> bool:
+        """Compare and write in one ``BEGIN IMMEDIATE`` transaction: it holds SQLite's write
+        lock, so no other connection (thread or process) writes between the read and the write."""
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._conn.execute(
+                        "SELECT value, expires_at FROM kv WHERE ns = ? AND key = ?",
+                        (namespace, key),
+                    ).fetchone()
+                    live = row is not None and (row[1] is None or row[1] > time.time())
+                    current = bytes(row[0]) if live else None
+                    if current != expected:
+                        self._conn.execute("ROLLBACK")
+                        return False
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?, ?, ?, ?)",
+                        (namespace, key, bytes(new), self._expiry(ttl)),
+                    )
+                    self._conn.execute("COMMIT")
+                    return True
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as exc:
+            raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
+
     # -- vectors ---------------------------------------------------------------------------
     def _check_dim(self, namespace: str, dim: int, *, register: bool) -> None:
         rows = self._run("SELECT dim FROM vec_dim WHERE ns = ?", (namespace,))
