@@ -428,6 +428,30 @@ def test_stats_with_prices(
     assert stats["by_model"][MODEL]["estimated_savings"] == pytest.approx(expected)
 
 
+def test_cli_stats_shows_context_counters(
+    fake: FakeGemini, client: Any, tmp_path: Any, context_namespace: str, capsys: Any
+) -> None:
+    import json
+
+    from semcache_core.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    registry = registry_for(url, client, context_namespace)
+    ask(registry, client, spec_of())
+    ask(registry, client, spec_of())
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps(PRICES))
+    assert (
+        main(["stats", url, "--namespace", context_namespace, "--json", "--prices", str(prices)])
+        == 0
+    )
+    context = json.loads(capsys.readouterr().out)["context_cache"]
+    assert (context["creates"], context["reuses"]) == (1, 1)
+    assert context["cached_tokens"] > 0 and context["estimated_savings"] is not None
+    assert main(["stats", url, "--namespace", context_namespace]) == 0
+    assert "context_cache" in capsys.readouterr().out
+
+
 # -- async and streams ------------------------------------------------------------------------
 async def test_async_tasks_share_one_create(
     fake: FakeGemini, client: Any, registry_url: str, context_namespace: str

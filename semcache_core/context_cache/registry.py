@@ -215,6 +215,14 @@ def summarize(
     return stats
 
 
+def context_stats(
+    backend: Any, namespace: str, prices: Mapping[str, Mapping[str, float]] | None = None
+) -> dict[str, Any] | None:
+    """The persisted counters of a registry namespace (``semcache stats``), None if unused."""
+    counters = connect(backend).get_counters(validate_namespace(namespace), COUNTER_GROUP)
+    return summarize(counters, prices) if counters else None
+
+
 class ContextCacheRegistry:
     """One provider context cache per unique context, shared through ``backend``.
 
