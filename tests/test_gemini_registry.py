@@ -313,6 +313,34 @@ def test_unreachable_backend_goes_inline(
     assert_all_inline(fake)
 
 
+def test_locked_sqlite_goes_inline(
+    fake: FakeGemini, client: Any, context_namespace: str, tmp_path: Any, caplog: Any
+) -> None:
+    import sqlite3
+
+    from semcache_core.backends.embedded import EmbeddedBackend
+
+    path = tmp_path / "locked.db"
+    registry = ContextCacheRegistry(
+        EmbeddedBackend(str(path), busy_timeout=0.1),
+        provider=GeminiProvider(client),
+        namespace=context_namespace,
+    )
+    # Another process holds the write lock beyond busy_timeout: the registry cannot write.
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with caplog.at_level(logging.WARNING, logger="semcache"):
+            assert ask(registry, client, spec_of())
+            assert ask(registry, client, spec_of())
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert fake.counts["create"] == 0
+    assert_all_inline(fake)
+    assert "database is locked" in caplog.text
+
+
 # -- minimum size -----------------------------------------------------------------------------
 def test_too_small_is_remembered(
     fake: FakeGemini, client: Any, registry_url: str, context_namespace: str
