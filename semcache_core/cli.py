@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from semcache_core.context_cache.registry import context_stats
+from semcache_core.context_cache.usage import context_stats
 from semcache_core.engine import persisted_stats
 
 

@@ -8,13 +8,9 @@ recreate and when to send the context inline. No framework is imported here; the
 
 from semcache_core.context_cache.errors import ProviderError, is_refused_cache, too_small
 from semcache_core.context_cache.provider import GeminiProvider, RemoteCache, cached_tokens_of
-from semcache_core.context_cache.registry import (
-    CachedContext,
-    ContextCacheRegistry,
-    SweepReport,
-    summarize,
-)
+from semcache_core.context_cache.registry import CachedContext, ContextCacheRegistry, SweepReport
 from semcache_core.context_cache.spec import MIN_TOKENS_FIRST_GUESS, ContextSpec
+from semcache_core.context_cache.usage import context_stats, summarize
 
 __all__ = [
     "MIN_TOKENS_FIRST_GUESS",
@@ -26,6 +22,7 @@ __all__ = [
     "RemoteCache",
     "SweepReport",
     "cached_tokens_of",
+    "context_stats",
     "is_refused_cache",
     "summarize",
     "too_small",

@@ -12,8 +12,10 @@ Records live in the backend's values under ``namespace`` (default ``semcache-con
 =====================  ===========================================================================
 
 The policy, written once as generator *flows* that yield steps (a backend operation, a provider
-operation, a pause, or the caller's own model call) and driven by :meth:`_run` (sync) and
-:meth:`_arun` (async), the same shape as :mod:`semcache_core.engine`:
+operation, a pause, or the caller's own model call) and driven by
+:func:`~semcache_core.context_cache.flow.run` (sync) and
+:func:`~semcache_core.context_cache.flow.arun` (async), the same shape as
+:mod:`semcache_core.engine`:
 
 * **One create per context.** A worker that finds no record takes the lease with an atomic
   ``set_if_absent``, re-reads the record (a creator may have finished in between), creates the
@@ -53,14 +55,26 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from semcache_core.backends import Backend, connect
 from semcache_core.context_cache.errors import ProviderError, is_refused_cache
+from semcache_core.context_cache.flow import (
+    END,
+    Attempt,
+    Flow,
+    Pause,
+    Remote,
+    Store,
+    Transport,
+    arun,
+    run,
+)
 from semcache_core.context_cache.provider import cached_tokens_of
 from semcache_core.context_cache.spec import ContextSpec, first_guess_min_tokens
+from semcache_core.context_cache.usage import COUNTER_GROUP, per_model, summarize, validate_prices
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.keys import stable_hash, validate_namespace
 from semcache_core.resilience import BackendGuard
@@ -69,10 +83,6 @@ logger = logging.getLogger("semcache")
 
 T = TypeVar("T")
 
-COUNTER_GROUP = "context"
-COUNTER_FIELDS = ("creates", "reuses", "refreshes", "recreations", "inline_calls")
-PER_MODEL_FIELDS = ("cached_tokens", "storage_token_hours")
-PRICE_FIELDS = ("input", "cached_input", "storage_per_hour")
 DISPLAY_PREFIX = "semcache:"
 _KEY_CHARS = 32  # stable_hash hex digest
 
@@ -80,41 +90,6 @@ _REC, _LEASE, _SMALL, _MIN = "ctx:", "lease:", "small:", "min:"
 _FAILED_LEASE = b"failed"
 _TOMBSTONE_TTL = 60.0
 _FIRST_PAUSE, _MAX_PAUSE = 0.02, 0.25
-_END = object()
-
-
-# -- the steps a flow yields ------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Store:
-    """A backend operation (``get_many``, ``set_if_absent``, ...; ``a``-twin when async)."""
-
-    op: str
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Remote:
-    """A provider operation (``create``, ``update``, ``delete``, ``list``)."""
-
-    op: str
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """The caller's model call with cache ``name`` (``None``: the context goes inline)."""
-
-    name: str | None
-
-
-Step = Store | Remote | Pause | Attempt
-Flow = Generator[Step, Any, T]
 
 
 @dataclass(frozen=True)
@@ -162,65 +137,6 @@ def _decode(raw: bytes | None) -> dict[str, Any] | None:
 
 def _model_id(model: str) -> str:
     return model.removeprefix("models/")
-
-
-def _usage(model: str, **amounts: float) -> Counter[str]:
-    """Per-model counter deltas (``cached_tokens|<model>``)."""
-    return Counter({f"{name}|{model}": value for name, value in amounts.items() if value})
-
-
-def validate_prices(
-    prices: Mapping[str, Mapping[str, float]] | None,
-) -> dict[str, dict[str, float]]:
-    if prices is None:
-        return {}
-    clean: dict[str, dict[str, float]] = {}
-    for model, table in prices.items():
-        missing = [name for name in PRICE_FIELDS if name not in table]
-        if missing:
-            raise SemcacheInputError(
-                f"prices[{model!r}] lacks {missing}: give {list(PRICE_FIELDS)} per million tokens"
-            )
-        values = {name: float(table[name]) for name in PRICE_FIELDS}
-        if any(v < 0 for v in values.values()):
-            raise SemcacheInputError(f"prices[{model!r}] has a negative price: {values}")
-        clean[_model_id(model)] = values
-    return clean
-
-
-def summarize(
-    counters: Mapping[str, float], prices: Mapping[str, Mapping[str, float]] | None
-) -> dict[str, Any]:
-    """The stats view of raw counters: totals, per model, and the saving if priced."""
-    table = validate_prices(prices)
-    stats: dict[str, Any] = {name: int(counters.get(name, 0)) for name in COUNTER_FIELDS}
-    by_model: dict[str, dict[str, float]] = {}
-    for name, value in counters.items():
-        field_name, sep, model = name.partition("|")
-        if sep and field_name in PER_MODEL_FIELDS:
-            by_model.setdefault(model, dict.fromkeys(PER_MODEL_FIELDS, 0.0))[field_name] += value
-    stats["cached_tokens"] = int(sum(m["cached_tokens"] for m in by_model.values()))
-    stats["storage_token_hours"] = sum(m["storage_token_hours"] for m in by_model.values())
-    savings: float | None = None
-    for model, usage in by_model.items():
-        price = table.get(model)
-        if price is None:
-            continue
-        saved = usage["cached_tokens"] * (price["input"] - price["cached_input"]) / 1e6
-        saved -= usage["storage_token_hours"] * price["storage_per_hour"] / 1e6
-        usage["estimated_savings"] = saved
-        savings = (savings or 0.0) + saved
-    stats["estimated_savings"] = savings
-    stats["by_model"] = by_model
-    return stats
-
-
-def context_stats(
-    backend: Any, namespace: str, prices: Mapping[str, Mapping[str, float]] | None = None
-) -> dict[str, Any] | None:
-    """The persisted counters of a registry namespace (``semcache stats``), None if unused."""
-    counters = connect(backend).get_counters(validate_namespace(namespace), COUNTER_GROUP)
-    return summarize(counters, prices) if counters else None
 
 
 class ContextCacheRegistry:
@@ -283,9 +199,16 @@ class ContextCacheRegistry:
         self.failure_backoff = float(failure_backoff)
         self.prices = validate_prices(prices)
         self._clock = clock
-        self._guard = BackendGuard("warn")
+        self._transport = Transport(self.backend, provider, BackendGuard("warn"))
         self._local: Counter[str] = Counter()
         self._local_lock = threading.Lock()
+
+    # -- drivers ------------------------------------------------------------------------------
+    def _run(self, flow: Flow[T], attempt: Callable[[str | None], Any] | None = None) -> T:
+        return run(flow, self._transport, attempt)
+
+    async def _arun(self, flow: Flow[T], attempt: Callable[[str | None], Any] | None = None) -> T:
+        return await arun(flow, self._transport, attempt)
 
     # -- keys --------------------------------------------------------------------------------
     def key(self, spec: ContextSpec) -> str:
@@ -316,7 +239,7 @@ class ContextCacheRegistry:
         """``send(cache_name)`` with this context's cache, recreating it once if refused;
         ``send(None)`` means: send the context inline. Returns what ``send`` returned."""
         outcome: _Outcome = self._run(self._call(spec), send)
-        self._count_usage(outcome, usage(outcome.result) if outcome.context else 0)
+        self._countper_model(outcome, usage(outcome.result) if outcome.context else 0)
         self._run(self._flush(outcome.counts))
         return outcome.result  # type: ignore[no-any-return]
 
@@ -331,20 +254,20 @@ class ContextCacheRegistry:
 
         def first(name: str | None) -> tuple[Iterator[T], Any]:
             chunks = iter(open_stream(name))
-            return chunks, next(chunks, _END)
+            return chunks, next(chunks, END)
 
         outcome: _Outcome = self._run(self._call(spec), first)
         chunks, head = outcome.result
         tokens = 0
         try:
-            if head is not _END:
+            if head is not END:
                 tokens = max(tokens, usage(head))
                 yield head
             for chunk in chunks:
                 tokens = max(tokens, usage(chunk))
                 yield chunk
         finally:
-            self._count_usage(outcome, tokens if outcome.context else 0)
+            self._countper_model(outcome, tokens if outcome.context else 0)
             self._run(self._flush(outcome.counts))
 
     def release(self, spec: ContextSpec) -> bool:
@@ -379,7 +302,7 @@ class ContextCacheRegistry:
         usage: Callable[[Any], int] = cached_tokens_of,
     ) -> T:
         outcome: _Outcome = await self._arun(self._call(spec), send)
-        self._count_usage(outcome, usage(outcome.result) if outcome.context else 0)
+        self._countper_model(outcome, usage(outcome.result) if outcome.context else 0)
         await self._arun(self._flush(outcome.counts))
         return outcome.result  # type: ignore[no-any-return]
 
@@ -398,20 +321,20 @@ class ContextCacheRegistry:
             try:
                 return chunks, await chunks.__anext__()
             except StopAsyncIteration:
-                return chunks, _END
+                return chunks, END
 
         outcome: _Outcome = await self._arun(self._call(spec), first)
         chunks, head = outcome.result
         tokens = 0
         try:
-            if head is not _END:
+            if head is not END:
                 tokens = max(tokens, usage(head))
                 yield head
                 async for chunk in chunks:
                     tokens = max(tokens, usage(chunk))
                     yield chunk
         finally:
-            self._count_usage(outcome, tokens if outcome.context else 0)
+            self._countper_model(outcome, tokens if outcome.context else 0)
             await self._arun(self._flush(outcome.counts))
 
     async def arelease(self, spec: ContextSpec) -> bool:
@@ -427,81 +350,6 @@ class ContextCacheRegistry:
             with self._local_lock:
                 counters = dict(self._local)
         return summarize(counters, self.prices)
-
-    # -- the drivers -------------------------------------------------------------------------
-    def _run(self, flow: Flow[T], attempt: Callable[[str | None], Any] | None = None) -> T:
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                step = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            reply, error = None, None
-            try:
-                if isinstance(step, Store):
-                    reply = self._store(step)
-                elif isinstance(step, Remote):
-                    reply = getattr(self.provider, step.op)(*step.args)
-                elif isinstance(step, Pause):
-                    time.sleep(step.seconds)
-                else:
-                    assert attempt is not None
-                    reply = attempt(step.name)
-            except Exception as exc:  # the flow decides: handled there or re-raised
-                error = exc
-
-    async def _arun(self, flow: Flow[T], attempt: Callable[[str | None], Any] | None = None) -> T:
-        reply: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                step = flow.send(reply) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            reply, error = None, None
-            try:
-                if isinstance(step, Store):
-                    reply = await self._astore(step)
-                elif isinstance(step, Remote):
-                    reply = await getattr(self.provider, "a" + step.op)(*step.args)
-                elif isinstance(step, Pause):
-                    await asyncio.sleep(step.seconds)
-                else:
-                    assert attempt is not None
-                    reply = await attempt(step.name)
-            except Exception as exc:
-                error = exc
-
-    def _store(self, step: Store) -> Any:
-        method = getattr(self.backend, step.op)
-        if step.op == "iter_keys":
-            value = self._guard.call(
-                "context registry iter_keys", lambda: list(method(*step.args)), _END
-            )
-        else:
-            value = self._guard.call(
-                f"context registry {step.op}", lambda: method(*step.args, **step.kwargs), _END
-            )
-        if value is _END:
-            raise BackendError(f"context registry: backend {step.op} unavailable")
-        return value
-
-    async def _astore(self, step: Store) -> Any:
-        if step.op == "iter_keys":
-
-            async def keys() -> list[str]:
-                return [k async for k in self.backend.aiter_keys(*step.args)]
-
-            value = await self._guard.acall("context registry iter_keys", keys, _END)
-        else:
-            method = getattr(self.backend, "a" + step.op)
-            value = await self._guard.acall(
-                f"context registry {step.op}", lambda: method(*step.args, **step.kwargs), _END
-            )
-        if value is _END:
-            raise BackendError(f"context registry: backend {step.op} unavailable")
-        return value
 
     # -- the flows ---------------------------------------------------------------------------
     def _live(self, key: str, raw: bytes | None, now: float) -> CachedContext | None:
@@ -694,7 +542,7 @@ class ContextCacheRegistry:
         )
         yield from self._soft(Store("delete_many", (ns, [lease_key])))
         counts = Counter({"creates": 1})
-        counts.update(_usage(model, storage_token_hours=remote.tokens * (expire - now) / 3600))
+        counts.update(per_model(model, storage_token_hours=remote.tokens * (expire - now) / 3600))
         return CachedContext(key, remote.name, model, expire, remote.tokens, raw), counts
 
     def _maybe_refresh(
@@ -735,7 +583,7 @@ class ContextCacheRegistry:
         )
         counts = Counter({"refreshes": 1})
         added = max(0.0, expire - context.expire_time)
-        counts.update(_usage(context.model, storage_token_hours=context.tokens * added / 3600))
+        counts.update(per_model(context.model, storage_token_hours=context.tokens * added / 3600))
         return CachedContext(
             context.key, context.name, context.model, expire, context.tokens, raw
         ), counts
@@ -766,9 +614,9 @@ class ContextCacheRegistry:
             self._local.update(clean)
         yield from self._soft(Store("incr_counters", (self.namespace, COUNTER_GROUP, clean)))
 
-    def _count_usage(self, outcome: _Outcome, cached_tokens: int) -> None:
+    def _countper_model(self, outcome: _Outcome, cached_tokens: int) -> None:
         if outcome.context is not None and cached_tokens:
-            outcome.counts.update(_usage(outcome.context.model, cached_tokens=cached_tokens))
+            outcome.counts.update(per_model(outcome.context.model, cached_tokens=cached_tokens))
 
     def _counters(self) -> Flow[dict[str, float]]:
         counters = yield Store("get_counters", (self.namespace, COUNTER_GROUP))
@@ -786,7 +634,7 @@ class ContextCacheRegistry:
                 deleted = True
                 left = max(0.0, float(record.get("expire_time", 0)) - self._clock())
                 counts.update(
-                    _usage(
+                    per_model(
                         str(record.get("model", "")),
                         storage_token_hours=-int(record.get("tokens", 0)) * left / 3600,
                     )
