@@ -546,3 +546,44 @@ def test_registry_needs_atomic_backend(client: Any) -> None:
 
     with pytest.raises(SemcacheInputError, match="atomic"):
         ContextCacheRegistry(Plain(), provider=GeminiProvider(client))
+
+
+# -- the pure layer: a flow's steps, no server --------------------------------------------------
+def test_first_acquire_steps(client: Any) -> None:
+    """The steps of a first acquire, fed by hand: read, lease, re-read, create, record, unlease."""
+    from semcache_core.context_cache.flow import Remote, Store
+    from semcache_core.context_cache.provider import RemoteCache
+
+    registry = ContextCacheRegistry(provider=GeminiProvider(client), namespace="pure")
+    spec = spec_of()
+    key = registry.key(spec)
+    flow = registry._acquire(spec, key)
+    step = next(flow)
+    assert isinstance(step, Store) and step.op == "get_many"
+    assert step.args[1][:3] == ["ctx:" + key, "small:" + key, "lease:" + key]
+    step = flow.send([None, None, None, None])
+    assert (step.op, step.args[1], step.kwargs) == ("set_if_absent", "lease:" + key, {"ttl": 10.0})
+    step = flow.send(True)
+    assert (step.op, step.args[1]) == ("get_many", ["ctx:" + key, "small:" + key])
+    step = flow.send([None, None])
+    assert isinstance(step, Remote) and step.op == "create"
+    assert step.args[2] == f"semcache:{key}:pure"
+    expire = time.time() + 3600
+    step = flow.send(RemoteCache("cachedContents/x", MODEL, step.args[2], expire, 200))
+    assert step.op == "set_many" and step.args[1][0][0] == "ctx:" + key
+    step = flow.send(None)
+    assert (step.op, step.args[1]) == ("delete_many", ["lease:" + key])
+    with pytest.raises(StopIteration) as stop:
+        flow.send(None)
+    context, counts = stop.value.value
+    assert context.name == "cachedContents/x" and counts["creates"] == 1
+
+
+def test_backend_error_means_inline(client: Any) -> None:
+    from semcache_core.errors import BackendError
+
+    registry = ContextCacheRegistry(provider=GeminiProvider(client), namespace="pure")
+    flow = registry._call(spec_of())
+    next(flow)  # the first read
+    step = flow.throw(BackendError("down"))
+    assert step.name is None  # Attempt(None): the context goes inline
