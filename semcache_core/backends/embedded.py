@@ -196,7 +196,8 @@ class EmbeddedOperations(Operations):
     def _set_if_absent(
         self, namespace: str, key: str, value: bytes, ttl_ms: int | None
     ) -> Flow[bool]:
-        return (yield from self._compare_and_set(namespace, key, None, value, ttl_ms))
+        stored: bool = yield Swap(namespace, key, None, value, _expiry(ttl_ms))
+        return stored
 
     def _compare_and_set(
         self, namespace: str, key: str, expected: bytes | None, new: bytes, ttl_ms: int | None
