@@ -537,21 +537,12 @@ def test_stream_retried_before_first_chunk(
     assert registry.stats()["cached_tokens"] > 0
 
 
-def test_registry_needs_atomic_backend(client: Any) -> None:
-    from semcache_core.backends.base import Backend
-    from semcache_core.backends.embedded import EmbeddedBackend
-
-    class Plain(EmbeddedBackend):  # a third-party backend without the atomic operations
-        set_if_absent = Backend.set_if_absent
-
-    with pytest.raises(SemcacheInputError, match="atomic"):
-        ContextCacheRegistry(Plain(), provider=GeminiProvider(client))
-
-
 # -- the pure layer: a flow's steps, no server --------------------------------------------------
 def test_first_acquire_steps(client: Any) -> None:
-    """The steps of a first acquire, fed by hand: read, lease, re-read, create, record, unlease."""
-    from semcache_core.context_cache.flow import Remote, Store
+    """The steps of a first acquire, performed by hand: read, lease, re-read, create, record,
+    unlease. Backend steps go to the backend; the provider step is answered here."""
+    from semcache_core.backends.embedded import Query, Swap, Write
+    from semcache_core.context_cache.flow import Remote
     from semcache_core.context_cache.provider import RemoteCache
 
     registry = ContextCacheRegistry(provider=GeminiProvider(client), namespace="pure")
@@ -559,22 +550,23 @@ def test_first_acquire_steps(client: Any) -> None:
     key = registry.key(spec)
     flow = registry._acquire(spec, key)
     step = next(flow)
-    assert isinstance(step, Store) and step.op == "get_many"
-    assert step.args[1][:3] == ["ctx:" + key, "small:" + key, "lease:" + key]
-    step = flow.send([None, None, None, None])
-    assert (step.op, step.args[1], step.kwargs) == ("set_if_absent", "lease:" + key, {"ttl": 10.0})
-    step = flow.send(True)
-    assert (step.op, step.args[1]) == ("get_many", ["ctx:" + key, "small:" + key])
-    step = flow.send([None, None])
+    assert isinstance(step, Query) and ["ctx:" + key, "small:" + key, "lease:" + key] == list(
+        step.params[1:4]
+    )
+    step = flow.send(registry.backend.execute(step))
+    assert isinstance(step, Swap) and (step.key, step.expected) == ("lease:" + key, None)
+    step = flow.send(registry.backend.execute(step))
+    assert isinstance(step, Query) and list(step.params[1:]) == ["ctx:" + key, "small:" + key]
+    step = flow.send(registry.backend.execute(step))
     assert isinstance(step, Remote) and step.op == "create"
     assert step.args[2] == f"semcache:{key}:pure"
     expire = time.time() + 3600
     step = flow.send(RemoteCache("cachedContents/x", MODEL, step.args[2], expire, 200))
-    assert step.op == "set_many" and step.args[1][0][0] == "ctx:" + key
-    step = flow.send(None)
-    assert (step.op, step.args[1]) == ("delete_many", ["lease:" + key])
+    assert isinstance(step, Write) and step.statements[0][1][1] == "ctx:" + key
+    step = flow.send(registry.backend.execute(step))
+    assert isinstance(step, Write) and step.statements[0][1] == ("pure", "lease:" + key)
     with pytest.raises(StopIteration) as stop:
-        flow.send(None)
+        flow.send(registry.backend.execute(step))
     context, counts = stop.value.value
     assert context.name == "cachedContents/x" and counts["creates"] == 1
 

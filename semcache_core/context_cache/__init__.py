@@ -8,7 +8,8 @@ recreate and when to send the context inline. No framework is imported here; the
 
 from semcache_core.context_cache.errors import ProviderError, is_refused_cache, too_small
 from semcache_core.context_cache.provider import GeminiProvider, RemoteCache, cached_tokens_of
-from semcache_core.context_cache.registry import CachedContext, ContextCacheRegistry, SweepReport
+from semcache_core.context_cache.records import CachedContext, SweepReport
+from semcache_core.context_cache.registry import ContextCacheRegistry
 from semcache_core.context_cache.spec import MIN_TOKENS_FIRST_GUESS, ContextSpec
 from semcache_core.context_cache.usage import context_stats, summarize
 

@@ -10,7 +10,6 @@ registry decides what to create, refresh, delete and when to go inline.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,10 @@ class RemoteCache:
     display_name: str
     expire_time: float
     tokens: int
+
+
+#: What ``list``/``alist`` return (``list`` is also a method name inside the class).
+RemoteCaches = list[RemoteCache]
 
 
 def _ttl(seconds: float) -> str:
@@ -131,7 +134,7 @@ class GeminiProvider:
         except Exception as exc:
             raise classify(exc, "caches.delete") from exc
 
-    def list(self) -> list[RemoteCache]:
+    def list(self) -> RemoteCaches:
         try:
             return [self._remote(c) for c in self.client.caches.list(config={"page_size": 100})]
         except Exception as exc:
@@ -160,7 +163,7 @@ class GeminiProvider:
         except Exception as exc:
             raise classify(exc, "caches.delete") from exc
 
-    async def alist(self) -> list[RemoteCache]:
+    async def alist(self) -> RemoteCaches:
         try:
             pager = await self.client.aio.caches.list(config={"page_size": 100})
             return [self._remote(c) async for c in pager]
@@ -174,4 +177,4 @@ def cached_tokens_of(response: Any) -> int:
     return int(getattr(usage, "cached_content_token_count", 0) or 0)
 
 
-__all__: Iterable[str] = ["GeminiProvider", "RemoteCache", "cached_tokens_of"]
+__all__ = ["GeminiProvider", "RemoteCache", "cached_tokens_of"]

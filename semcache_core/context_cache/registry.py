@@ -1,21 +1,12 @@
 """A registry of provider context caches shared by every worker that uses one backend.
 
-Records live in the backend's values under ``namespace`` (default ``semcache-context``):
+Records live in the backend's values under ``namespace`` (default ``semcache-context``), laid
+out in :mod:`~semcache_core.context_cache.records`.
 
-=====================  ===========================================================================
-``ctx:<key>``          the cache of a context: name, model, tokens, expiry (JSON); a refresh
-                       claim; or a tombstone after the provider refused it
-``lease:<key>``        held (set-if-absent, expires after ``create_wait``) while one worker
-                       creates the cache; ``failed`` for a few seconds after a failed create
-``small:<key>``        the context is under the model's minimum: send it inline (``min_size_memory``)
-``min:<model>``        the minimum the provider reported for a model (``min_size_memory``)
-=====================  ===========================================================================
-
-The policy, written once as generator *flows* that yield steps (a backend operation, a provider
-operation, a pause, or the caller's own model call) and driven by
-:func:`~semcache_core.context_cache.flow.run` (sync) and
-:func:`~semcache_core.context_cache.flow.arun` (async), the same shape as
-:mod:`semcache_core.engine`:
+The policy, written once as :mod:`semcache_core.flow` flows (backend operations, provider
+operations, pauses and the caller's own model call, see
+:mod:`~semcache_core.context_cache.flow`), driven by :func:`semcache_core.flow.run` and
+:func:`~semcache_core.flow.arun` like every flow of :mod:`semcache_core.engine`:
 
 * **One create per context.** A worker that finds no record takes the lease with an atomic
   ``set_if_absent``, re-reads the record (a creator may have finished in between), creates the
@@ -49,94 +40,48 @@ operation, a pause, or the caller's own model call) and driven by
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
+import itertools
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from semcache_core.backends import Backend, connect
 from semcache_core.context_cache.errors import ProviderError, is_refused_cache
-from semcache_core.context_cache.flow import (
-    END,
-    Attempt,
-    Flow,
-    Pause,
-    Remote,
-    Store,
-    Transport,
-    arun,
-    run,
-)
+from semcache_core.context_cache.flow import END, Attempt, Pause, RegistryTransport, Remote
 from semcache_core.context_cache.provider import cached_tokens_of
+from semcache_core.context_cache.records import (
+    DISPLAY_PREFIX,
+    FAILED_LEASE,
+    LEASE,
+    MIN,
+    REC,
+    SMALL,
+    TOMBSTONE_TTL,
+    CachedContext,
+    Outcome,
+    SweepReport,
+    decode,
+    encode,
+    live_context,
+    logger,
+    model_id,
+)
 from semcache_core.context_cache.spec import ContextSpec, first_guess_min_tokens
+from semcache_core.context_cache.sweep import sweep
 from semcache_core.context_cache.usage import COUNTER_GROUP, per_model, summarize, validate_prices
 from semcache_core.errors import BackendError, SemcacheInputError
+from semcache_core.flow import Flow, arun, run
 from semcache_core.keys import stable_hash, validate_namespace
 from semcache_core.resilience import BackendGuard
 
-logger = logging.getLogger("semcache")
-
 T = TypeVar("T")
 
-DISPLAY_PREFIX = "semcache:"
-_KEY_CHARS = 32  # stable_hash hex digest
-
-_REC, _LEASE, _SMALL, _MIN = "ctx:", "lease:", "small:", "min:"
-_FAILED_LEASE = b"failed"
-_TOMBSTONE_TTL = 60.0
 _FIRST_PAUSE, _MAX_PAUSE = 0.02, 0.25
-
-
-@dataclass(frozen=True)
-class CachedContext:
-    """A provider cache to use for one call: pass :attr:`name` as ``cached_content``."""
-
-    key: str
-    name: str
-    model: str
-    expire_time: float
-    tokens: int
-    record: bytes = field(repr=False, default=b"")
-
-
-@dataclass(frozen=True)
-class SweepReport:
-    records: int
-    live: int
-    stale_records_removed: list[str]
-    orphans: list[str]
-    orphans_deleted: list[str]
-
-
-@dataclass
-class _Outcome:
-    result: Any
-    context: CachedContext | None
-    counts: Counter[str]
-
-
-def _encode(record: Mapping[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _decode(raw: bytes | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        logger.warning("semcache: ignoring a corrupt context-cache record")
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _model_id(model: str) -> str:
-    return model.removeprefix("models/")
+#: What a failed backend operation returns inside :meth:`ContextCacheRegistry.guarded`.
+_FAILED: Any = object()
 
 
 class ContextCacheRegistry:
@@ -184,12 +129,6 @@ class ContextCacheRegistry:
                 "use would refresh"
             )
         self.backend = connect(backend)
-        for op in ("set_if_absent", "compare_and_set"):
-            if getattr(type(self.backend), op) is getattr(Backend, op):
-                raise SemcacheInputError(
-                    f"{type(self.backend).__name__} has no atomic {op}: a context-cache registry "
-                    "needs the memory, SQLite, Redis or Elasticsearch backend"
-                )
         self.provider = provider
         self.namespace = validate_namespace(namespace)
         self.ttl = float(ttl)
@@ -198,17 +137,30 @@ class ContextCacheRegistry:
         self.min_size_memory = float(min_size_memory)
         self.failure_backoff = float(failure_backoff)
         self.prices = validate_prices(prices)
-        self._clock = clock
-        self._transport = Transport(self.backend, provider, BackendGuard("warn"))
+        self.clock = clock
+        self.ops = self.backend.ops
+        self.guard = BackendGuard("warn")
         self._local: Counter[str] = Counter()
         self._local_lock = threading.Lock()
 
-    # -- drivers ------------------------------------------------------------------------------
+    # -- drivers: the package's one run and arun -------------------------------------------
     def _run(self, flow: Flow[T], attempt: Callable[[str | None], Any] | None = None) -> T:
-        return run(flow, self._transport, attempt)
+        return run(flow, RegistryTransport(self.backend, self.provider, self.guard, attempt))
 
     async def _arun(self, flow: Flow[T], attempt: Callable[[str | None], Any] | None = None) -> T:
-        return await arun(flow, self._transport, attempt)
+        return await arun(flow, RegistryTransport(self.backend, self.provider, self.guard, attempt))
+
+    def guarded(self, what: str, operation: Flow[T]) -> Flow[T]:
+        """A backend operation; a failure is logged by the guard (which then leaves the
+        backend alone for 5 s) and raised as ``BackendError`` for the flow to decide."""
+        result = yield from self.guard.shield(f"context registry {what}", operation, _FAILED)
+        if result is _FAILED:
+            raise BackendError(f"context registry: backend {what} unavailable")
+        return cast(T, result)
+
+    def _soft(self, what: str, operation: Flow[Any]) -> Flow[None]:
+        """A backend write whose failure is not the caller's problem (logged by the guard)."""
+        yield from self.guard.shield(f"context registry {what}", operation, None)
 
     # -- keys --------------------------------------------------------------------------------
     def key(self, spec: ContextSpec) -> str:
@@ -220,14 +172,14 @@ class ContextCacheRegistry:
         return f"{DISPLAY_PREFIX}{key}:{self.namespace}"[:128]
 
     def _model_key(self, model: str) -> str:
-        return _MIN + stable_hash(self.provider.scope, _model_id(model))
+        return MIN + stable_hash(self.provider.scope, model_id(model))
 
     # -- public API (sync) -------------------------------------------------------------------
     def acquire(self, spec: ContextSpec) -> CachedContext | None:
         """The cache to use for ``spec`` (created if needed), or ``None``: send it inline."""
         context, counts = self._run(self._acquire(spec, self.key(spec)))
         self._run(self._flush(counts))
-        return context  # type: ignore[no-any-return]
+        return context
 
     def call(
         self,
@@ -238,10 +190,9 @@ class ContextCacheRegistry:
     ) -> T:
         """``send(cache_name)`` with this context's cache, recreating it once if refused;
         ``send(None)`` means: send the context inline. Returns what ``send`` returned."""
-        outcome: _Outcome = self._run(self._call(spec), send)
-        self._countper_model(outcome, usage(outcome.result) if outcome.context else 0)
-        self._run(self._flush(outcome.counts))
-        return outcome.result  # type: ignore[no-any-return]
+        outcome: Outcome = self._run(self._call(spec), send)
+        self._run(self._finish(outcome, usage(outcome.result)))
+        return cast(T, outcome.result)
 
     def stream(
         self,
@@ -256,28 +207,22 @@ class ContextCacheRegistry:
             chunks = iter(open_stream(name))
             return chunks, next(chunks, END)
 
-        outcome: _Outcome = self._run(self._call(spec), first)
+        outcome: Outcome = self._run(self._call(spec), first)
         chunks, head = outcome.result
-        tokens = 0
+        seen = _Seen(usage)
         try:
-            if head is not END:
-                tokens = max(tokens, usage(head))
-                yield head
-            for chunk in chunks:
-                tokens = max(tokens, usage(chunk))
-                yield chunk
+            yield from map(seen, itertools.chain(() if head is END else (head,), chunks))
         finally:
-            self._countper_model(outcome, tokens if outcome.context else 0)
-            self._run(self._flush(outcome.counts))
+            self._run(self._finish(outcome, seen.tokens))
 
     def release(self, spec: ContextSpec) -> bool:
         """Delete the provider cache of ``spec`` and its records; True if a cache was deleted."""
-        return self._run(self._release(spec, self.key(spec)))  # type: ignore[no-any-return]
+        return self._run(self._release(spec, self.key(spec)))
 
     def sweep(self, *, delete_orphans: bool = False) -> SweepReport:
         """Drop records whose cache is gone; report (and with ``delete_orphans`` delete)
         provider caches named by this registry that no record points to."""
-        return self._run(self._sweep(delete_orphans))  # type: ignore[no-any-return]
+        return self._run(sweep(self, delete_orphans))
 
     def stats(self) -> dict[str, Any]:
         """Counters of every worker (persisted), or this process's when the backend is down."""
@@ -292,7 +237,7 @@ class ContextCacheRegistry:
     async def aacquire(self, spec: ContextSpec) -> CachedContext | None:
         context, counts = await self._arun(self._acquire(spec, self.key(spec)))
         await self._arun(self._flush(counts))
-        return context  # type: ignore[no-any-return]
+        return context
 
     async def acall(
         self,
@@ -301,10 +246,9 @@ class ContextCacheRegistry:
         *,
         usage: Callable[[Any], int] = cached_tokens_of,
     ) -> T:
-        outcome: _Outcome = await self._arun(self._call(spec), send)
-        self._countper_model(outcome, usage(outcome.result) if outcome.context else 0)
-        await self._arun(self._flush(outcome.counts))
-        return outcome.result  # type: ignore[no-any-return]
+        outcome: Outcome = await self._arun(self._call(spec), send)
+        await self._arun(self._finish(outcome, usage(outcome.result)))
+        return cast(T, outcome.result)
 
     async def astream(
         self,
@@ -323,25 +267,22 @@ class ContextCacheRegistry:
             except StopAsyncIteration:
                 return chunks, END
 
-        outcome: _Outcome = await self._arun(self._call(spec), first)
+        outcome: Outcome = await self._arun(self._call(spec), first)
         chunks, head = outcome.result
-        tokens = 0
+        seen = _Seen(usage)
         try:
             if head is not END:
-                tokens = max(tokens, usage(head))
-                yield head
+                yield seen(head)
                 async for chunk in chunks:
-                    tokens = max(tokens, usage(chunk))
-                    yield chunk
+                    yield seen(chunk)
         finally:
-            self._countper_model(outcome, tokens if outcome.context else 0)
-            await self._arun(self._flush(outcome.counts))
+            await self._arun(self._finish(outcome, seen.tokens))
 
     async def arelease(self, spec: ContextSpec) -> bool:
-        return await self._arun(self._release(spec, self.key(spec)))  # type: ignore[no-any-return]
+        return await self._arun(self._release(spec, self.key(spec)))
 
     async def asweep(self, *, delete_orphans: bool = False) -> SweepReport:
-        return await self._arun(self._sweep(delete_orphans))  # type: ignore[no-any-return]
+        return await self._arun(sweep(self, delete_orphans))
 
     async def astats(self) -> dict[str, Any]:
         try:
@@ -352,20 +293,7 @@ class ContextCacheRegistry:
         return summarize(counters, self.prices)
 
     # -- the flows ---------------------------------------------------------------------------
-    def _live(self, key: str, raw: bytes | None, now: float) -> CachedContext | None:
-        record = _decode(raw)
-        if not record or "name" not in record or float(record.get("expire_time", 0)) <= now + 1:
-            return None
-        return CachedContext(
-            key=key,
-            name=str(record["name"]),
-            model=str(record.get("model", "")),
-            expire_time=float(record["expire_time"]),
-            tokens=int(record.get("tokens", 0)),
-            record=raw or b"",
-        )
-
-    def _call(self, spec: ContextSpec) -> Flow[_Outcome]:
+    def _call(self, spec: ContextSpec) -> Flow[Outcome]:
         key = self.key(spec)
         context, counts = yield from self._acquire(spec, key)
         for retry in (False, True):
@@ -373,7 +301,7 @@ class ContextCacheRegistry:
                 break
             try:
                 result = yield Attempt(context.name)
-                return _Outcome(result, context, counts)
+                return Outcome(result, context, counts)
             except Exception as exc:
                 if not is_refused_cache(exc):
                     raise
@@ -392,33 +320,36 @@ class ContextCacheRegistry:
                 context, more = yield from self._acquire(spec, key)
                 counts.update(more)
         result = yield Attempt(None)
-        return _Outcome(result, None, counts)
+        return Outcome(result, None, counts)
 
     def _acquire(
         self, spec: ContextSpec, key: str
     ) -> Flow[tuple[CachedContext | None, Counter[str]]]:
-        ns = self.namespace
-        model = _model_id(spec.model)
+        model = model_id(spec.model)
         inline = Counter({"inline_calls": 1})
-        try:
-            raw, small, lease, minimum = yield Store(
-                "get_many", (ns, [_REC + key, _SMALL + key, _LEASE + key, self._model_key(model)])
-            )
-        except BackendError:
+        found = yield from self._look(key, self._model_key(model))
+        if found is None or found[1] is not None:  # backend down, or too small: inline
             return None, inline
-        if small is not None:
-            return None, inline
-        context = self._live(key, raw, self._clock())
+        raw, _small, lease, minimum = found
+        context = live_context(key, raw, self.clock())
         if context is not None:
             context, counts = yield from self._maybe_refresh(context)
             if context is not None:
                 counts["reuses"] += 1
                 return context, counts
-        known_min = _decode(minimum) or {}
+        known_min = decode(minimum) or {}
         guess = known_min.get("min_tokens") or first_guess_min_tokens(model)
         if guess and spec.estimated_tokens() < guess / 2:
             return None, inline
         return (yield from self._create_or_wait(spec, key, lease))
+
+    def _look(self, key: str, *more: str) -> Flow[list[bytes | None] | None]:
+        """The record, size note and lease of ``key``, then ``more``; None: backend failed."""
+        names = [REC + key, SMALL + key, LEASE + key, *more]
+        try:
+            return (yield from self.guarded("get_many", self.ops.get_many(self.namespace, names)))
+        except BackendError:
+            return None
 
     def _create_or_wait(
         self, spec: ContextSpec, key: str, lease: bytes | None
@@ -430,17 +361,16 @@ class ContextCacheRegistry:
         token = uuid.uuid4().hex.encode()
         while True:
             if lease is None:
+                take = self.ops.set_if_absent(
+                    ns, LEASE + key, token, ttl=max(1.0, self.create_wait)
+                )
                 try:
-                    won = yield Store(
-                        "set_if_absent",
-                        (ns, _LEASE + key, token),
-                        {"ttl": max(1.0, self.create_wait)},
-                    )
+                    won = yield from self.guarded("set_if_absent", take)
                 except BackendError:
                     return None, inline
                 if won:
                     return (yield from self._create(spec, key))
-            elif lease == _FAILED_LEASE:
+            elif lease == FAILED_LEASE:
                 return None, inline
             if time.monotonic() >= deadline:
                 logger.info(
@@ -452,15 +382,11 @@ class ContextCacheRegistry:
                 return None, inline
             yield Pause(pause)
             pause = min(pause * 2, _MAX_PAUSE)
-            try:
-                raw, small, lease = yield Store(
-                    "get_many", (ns, [_REC + key, _SMALL + key, _LEASE + key])
-                )
-            except BackendError:
+            found = yield from self._look(key)
+            if found is None or found[1] is not None:
                 return None, inline
-            if small is not None:
-                return None, inline
-            context = self._live(key, raw, self._clock())
+            raw, _small, lease = found
+            context = live_context(key, raw, self.clock())
             if context is not None:
                 return context, Counter({"reuses": 1})
 
@@ -468,63 +394,27 @@ class ContextCacheRegistry:
         self, spec: ContextSpec, key: str
     ) -> Flow[tuple[CachedContext | None, Counter[str]]]:
         ns = self.namespace
-        model = _model_id(spec.model)
-        lease_key = _LEASE + key
+        model = model_id(spec.model)
+        unlease = self.ops.delete_many(ns, [LEASE + key])
         try:
             # A creator may have finished between our read and our lease: look once more.
-            raw, small = yield Store("get_many", (ns, [_REC + key, _SMALL + key]))
+            raw, small = yield from self.guarded(
+                "get_many", self.ops.get_many(ns, [REC + key, SMALL + key])
+            )
         except BackendError:
             raw = small = None
-        context = self._live(key, raw, self._clock())
+        context = live_context(key, raw, self.clock())
         if context is not None or small is not None:
-            yield from self._soft(Store("delete_many", (ns, [lease_key])))
+            yield from self._soft("delete_many", unlease)
             if context is None:
                 return None, Counter({"inline_calls": 1})
             return context, Counter({"reuses": 1})
         try:
             remote = yield Remote("create", (spec, self.ttl, self.display_name(key)))
         except ProviderError as exc:
-            if exc.kind == "too_small":
-                note = {"tokens": exc.tokens, "min_tokens": exc.min_tokens}
-                logger.info(
-                    "semcache: context %s is under the minimum of %s for caching (%s tokens, "
-                    "minimum %s); sending it inline for %.0fs",
-                    key,
-                    model,
-                    exc.tokens,
-                    exc.min_tokens,
-                    self.min_size_memory,
-                )
-                yield from self._soft(
-                    Store(
-                        "set_many",
-                        (
-                            ns,
-                            [
-                                (_SMALL + key, _encode(note)),
-                                (self._model_key(model), _encode(note)),
-                            ],
-                        ),
-                        {"ttl": self.min_size_memory},
-                    )
-                )
-                yield from self._soft(Store("delete_many", (ns, [lease_key])))
-            else:
-                logger.warning(
-                    "semcache: could not create a Gemini context cache, sending the context "
-                    "inline for %.0fs: %s",
-                    self.failure_backoff,
-                    exc,
-                )
-                yield from self._soft(
-                    Store(
-                        "set_many",
-                        (ns, [(lease_key, _FAILED_LEASE)]),
-                        {"ttl": max(1.0, self.failure_backoff)},
-                    )
-                )
+            yield from self._create_failed(key, model, exc, unlease)
             return None, Counter({"inline_calls": 1})
-        now = self._clock()
+        now = self.clock()
         expire = remote.expire_time or now + self.ttl
         record = {
             "v": 1,
@@ -535,32 +425,63 @@ class ContextCacheRegistry:
             "created_at": now,
             "claim": None,
         }
-        raw = _encode(record)
+        raw = encode(record)
         # The record first, then the lease: a waiter never sees neither.
-        yield from self._soft(
-            Store("set_many", (ns, [(_REC + key, raw)]), {"ttl": max(1.0, expire - now)})
-        )
-        yield from self._soft(Store("delete_many", (ns, [lease_key])))
+        write = self.ops.set_many(ns, [(REC + key, raw)], ttl=max(1.0, expire - now))
+        yield from self._soft("set_many", write)
+        yield from self._soft("delete_many", unlease)
         counts = Counter({"creates": 1})
         counts.update(per_model(model, storage_token_hours=remote.tokens * (expire - now) / 3600))
         return CachedContext(key, remote.name, model, expire, remote.tokens, raw), counts
 
+    def _create_failed(
+        self, key: str, model: str, exc: ProviderError, unlease: Flow[None]
+    ) -> Flow[None]:
+        """Remember a "too small" context (and the model's minimum), or back off after
+        another failed create (the lease stays, as ``failed``, for ``failure_backoff``)."""
+        ns = self.namespace
+        if exc.kind == "too_small":
+            note = encode({"tokens": exc.tokens, "min_tokens": exc.min_tokens})
+            logger.info(
+                "semcache: context %s is under the minimum of %s for caching (%s tokens, "
+                "minimum %s); sending it inline for %.0fs",
+                key,
+                model,
+                exc.tokens,
+                exc.min_tokens,
+                self.min_size_memory,
+            )
+            items = [(SMALL + key, note), (self._model_key(model), note)]
+            write = self.ops.set_many(ns, items, ttl=self.min_size_memory)
+            yield from self._soft("set_many", write)
+            yield from self._soft("delete_many", unlease)
+            return
+        logger.warning(
+            "semcache: could not create a Gemini context cache, sending the context "
+            "inline for %.0fs: %s",
+            self.failure_backoff,
+            exc,
+        )
+        failed = [(LEASE + key, FAILED_LEASE)]
+        yield from self._soft(
+            "set_many", self.ops.set_many(ns, failed, ttl=max(1.0, self.failure_backoff))
+        )
+
     def _maybe_refresh(
         self, context: CachedContext
     ) -> Flow[tuple[CachedContext | None, Counter[str]]]:
-        now = self._clock()
+        now = self.clock()
         remaining = context.expire_time - now
-        record = _decode(context.record) or {}
+        record = decode(context.record) or {}
         if remaining >= self.refresh_margin or record.get("claim") == context.expire_time:
             return context, Counter()
-        ns, rec_key = self.namespace, _REC + context.key
-        claimed = _encode({**record, "claim": context.expire_time})
+        ns, rec_key = self.namespace, REC + context.key
+        claimed = encode({**record, "claim": context.expire_time})
+        claim = self.ops.compare_and_set(
+            ns, rec_key, context.record, claimed, ttl=max(1.0, remaining)
+        )
         try:
-            won = yield Store(
-                "compare_and_set",
-                (ns, rec_key, context.record, claimed),
-                {"ttl": max(1.0, remaining)},
-            )
+            won = yield from self.guarded("compare_and_set", claim)
         except BackendError:
             return context, Counter()
         if not won:  # another worker refreshes this window
@@ -575,12 +496,11 @@ class ContextCacheRegistry:
                 return None, Counter()
             logger.warning("semcache: could not refresh Gemini cache %s: %s", context.name, exc)
             return context, Counter()
-        now = self._clock()
+        now = self.clock()
         expire = remote.expire_time or now + self.ttl
-        raw = _encode({**record, "expire_time": expire, "claim": None})
-        yield from self._soft(
-            Store("compare_and_set", (ns, rec_key, claimed, raw), {"ttl": max(1.0, expire - now)})
-        )
+        raw = encode({**record, "expire_time": expire, "claim": None})
+        done = self.ops.compare_and_set(ns, rec_key, claimed, raw, ttl=max(1.0, expire - now))
+        yield from self._soft("compare_and_set", done)
         counts = Counter({"refreshes": 1})
         added = max(0.0, expire - context.expire_time)
         counts.update(per_model(context.model, storage_token_hours=context.tokens * added / 3600))
@@ -590,21 +510,17 @@ class ContextCacheRegistry:
 
     def _invalidate(self, context: CachedContext) -> Flow[None]:
         """Replace the record by a tombstone only if it still is the one we used."""
-        tombstone = _encode({"v": 1, "gone": context.name})
-        yield from self._soft(
-            Store(
-                "compare_and_set",
-                (self.namespace, _REC + context.key, context.record, tombstone),
-                {"ttl": _TOMBSTONE_TTL},
-            )
+        tombstone = encode({"v": 1, "gone": context.name})
+        swap = self.ops.compare_and_set(
+            self.namespace, REC + context.key, context.record, tombstone, ttl=TOMBSTONE_TTL
         )
+        yield from self._soft("compare_and_set", swap)
 
-    def _soft(self, step: Store) -> Flow[Any]:
-        """A backend step whose failure is not the caller's problem (logged by the guard)."""
-        try:
-            return (yield step)
-        except BackendError:
-            return None
+    def _finish(self, outcome: Outcome, cached_tokens: int) -> Flow[None]:
+        """Count the cached tokens of a call that used a cache, then flush its counters."""
+        if outcome.context is not None and cached_tokens:
+            outcome.counts.update(per_model(outcome.context.model, cached_tokens=cached_tokens))
+        yield from self._flush(outcome.counts)
 
     def _flush(self, counts: Mapping[str, float]) -> Flow[None]:
         clean = {name: float(value) for name, value in counts.items() if value}
@@ -612,27 +528,25 @@ class ContextCacheRegistry:
             return
         with self._local_lock:
             self._local.update(clean)
-        yield from self._soft(Store("incr_counters", (self.namespace, COUNTER_GROUP, clean)))
-
-    def _countper_model(self, outcome: _Outcome, cached_tokens: int) -> None:
-        if outcome.context is not None and cached_tokens:
-            outcome.counts.update(per_model(outcome.context.model, cached_tokens=cached_tokens))
+        yield from self._soft(
+            "incr_counters", self.ops.incr_counters(self.namespace, COUNTER_GROUP, clean)
+        )
 
     def _counters(self) -> Flow[dict[str, float]]:
-        counters = yield Store("get_counters", (self.namespace, COUNTER_GROUP))
-        return dict(counters)
+        read = self.ops.get_counters(self.namespace, COUNTER_GROUP)
+        return dict((yield from self.guarded("get_counters", read)))
 
     def _release(self, spec: ContextSpec, key: str) -> Flow[bool]:
         ns = self.namespace
-        (raw,) = yield Store("get_many", (ns, [_REC + key]))
-        record = _decode(raw) or {}
+        (raw,) = yield from self.guarded("get_many", self.ops.get_many(ns, [REC + key]))
+        record = decode(raw) or {}
         deleted = False
         counts: Counter[str] = Counter()
         if "name" in record:
             try:
                 yield Remote("delete", (record["name"],))
                 deleted = True
-                left = max(0.0, float(record.get("expire_time", 0)) - self._clock())
+                left = max(0.0, float(record.get("expire_time", 0)) - self.clock())
                 counts.update(
                     per_model(
                         str(record.get("model", "")),
@@ -642,58 +556,19 @@ class ContextCacheRegistry:
             except ProviderError as exc:
                 if exc.kind != "refused":
                     raise
-        yield Store("delete_many", (ns, [_REC + key, _LEASE + key, _SMALL + key]))
+        names = [REC + key, LEASE + key, SMALL + key]
+        yield from self.guarded("delete_many", self.ops.delete_many(ns, names))
         yield from self._flush(counts)
         return deleted
 
-    def _sweep(self, delete_orphans: bool) -> Flow[SweepReport]:
-        ns = self.namespace
-        keys: list[str] = yield Store("iter_keys", (ns, _REC))
-        raws = (yield Store("get_many", (ns, keys))) if keys else []
-        remote = yield Remote("list")
-        live = {cache.name for cache in remote}
-        now = self._clock()
-        stale: list[str] = []
-        known: set[str] = set()
-        for record_key, raw in zip(keys, raws, strict=True):
-            record = _decode(raw) or {}
-            name = record.get("name")
-            if name in live and float(record.get("expire_time", 0)) > now:
-                known.add(str(name))
-            else:
-                stale.append(record_key)
-        if stale:
-            yield Store("delete_many", (ns, stale))
-        suffix = f":{self.namespace}"[: 128 - len(DISPLAY_PREFIX) - _KEY_CHARS]
-        ours = [
-            cache
-            for cache in remote
-            if cache.display_name.startswith(DISPLAY_PREFIX)
-            and cache.display_name[len(DISPLAY_PREFIX) + _KEY_CHARS :] == suffix
-            and cache.name not in known
-        ]
-        # A cache whose lease is held may be one a worker is creating right now.
-        held: list[bytes | None] = []
-        if ours:
-            lease_keys = [
-                _LEASE + c.display_name[len(DISPLAY_PREFIX) : len(DISPLAY_PREFIX) + _KEY_CHARS]
-                for c in ours
-            ]
-            held = yield Store("get_many", (ns, lease_keys))
-        orphans = [c.name for c, lease in zip(ours, held, strict=True) if lease is None]
-        deleted: list[str] = []
-        if delete_orphans:
-            for name in orphans:
-                try:
-                    yield Remote("delete", (name,))
-                    deleted.append(name)
-                except ProviderError as exc:
-                    if exc.kind != "refused":
-                        raise
-        return SweepReport(
-            records=len(keys),
-            live=len(known),
-            stale_records_removed=[k.removeprefix(_REC) for k in stale],
-            orphans=orphans,
-            orphans_deleted=deleted,
-        )
+
+class _Seen:
+    """Passes a stream's chunks through, keeping the most cached tokens any of them reports."""
+
+    def __init__(self, usage: Callable[[Any], int]) -> None:
+        self.usage = usage
+        self.tokens = 0
+
+    def __call__(self, chunk: T) -> T:
+        self.tokens = max(self.tokens, self.usage(chunk))
+        return chunk
