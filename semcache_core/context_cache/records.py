@@ -64,10 +64,8 @@ def encode(record: Mapping[str, Any]) -> bytes:
 
 
 def decode(raw: bytes | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
     try:
-        value = json.loads(raw)
+        value = None if raw is None else json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         logger.warning("semcache: ignoring a corrupt context-cache record")
         return None
