@@ -356,19 +356,25 @@ class Backend(ABC):
     async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
         await arun(self.ops.expire_many(namespace, keys, ttl=ttl), self)
 
-    def set_if_absent(self, namespace: str, key: str, value: bytes, **ttl: Any) -> bool:
-        return run(self.ops.set_if_absent(namespace, key, value, **ttl), self)
+    def set_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return run(self.ops.set_if_absent(namespace, key, value, ttl=ttl), self)
 
-    async def aset_if_absent(self, namespace: str, key: str, value: bytes, **ttl: Any) -> bool:
-        return await arun(self.ops.set_if_absent(namespace, key, value, **ttl), self)
+    async def aset_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return await arun(self.ops.set_if_absent(namespace, key, value, ttl=ttl), self)
 
-    def compare_and_set(self, ns: str, key: str, expected: Any, new: bytes, **ttl: Any) -> bool:
-        return run(self.ops.compare_and_set(ns, key, expected, new, **ttl), self)
+    def compare_and_set(
+        self, ns: str, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return run(self.ops.compare_and_set(ns, key, expected, new, ttl=ttl), self)
 
     async def acompare_and_set(
-        self, ns: str, key: str, expected: Any, new: bytes, **ttl: Any
+        self, ns: str, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
     ) -> bool:
-        return await arun(self.ops.compare_and_set(ns, key, expected, new, **ttl), self)
+        return await arun(self.ops.compare_and_set(ns, key, expected, new, ttl=ttl), self)
 
     def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
         scan = KeyScan(self.ops, namespace, prefix)
