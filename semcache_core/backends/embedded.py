@@ -12,8 +12,8 @@ search, reads only the rows added since its last look (``seq`` is monotonic), so
 other processes are seen at once. A candidate is verified against its row before it is
 returned, so deleted, replaced and expired records are never served.
 
-:class:`EmbeddedOperations` builds SQL steps (:class:`Query`, :class:`Write`); the backend is
-their transport. ``aexecute`` runs a step inline: every step is local and takes microseconds,
+:class:`EmbeddedOperations` builds SQL steps (:class:`Query`, :class:`Write`, and
+:class:`Swap`: the compare-and-write of the atomic operations); the backend is their transport. ``aexecute`` runs a step inline: every step is local and takes microseconds,
 so a thread hop would cost more than it saves.
 """
 
