@@ -72,8 +72,9 @@ Ttl = float | None
 #: ``semcache eval``, see the README's quality section): with all-MiniLM-L6-v2, padding
 #: stripped and the trap guard on, 0.18 is the widest threshold that keeps traps served within
 #: 3% overall and 8% per trap class (at 0.20 the ``lexical`` class is at 8.7%); 0.16 keeps one
-#: sweep step of margin. The blind set's numbers at this value are in the README. Other embedding models
-#: spread distances differently: run the harness on your model before changing it.
+#: sweep step of margin. The blind set's numbers at this value are in the README. Other
+#: embedding models spread distances differently: run the harness on your model before
+#: changing it.
 DEFAULT_DISTANCE_THRESHOLD = 0.16
 MAX_DISTANCE_THRESHOLD = 2.0
 #: Nearest candidates fetched per semantic lookup; the guard may reject the closest ones.
