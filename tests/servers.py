@@ -496,13 +496,14 @@ def start_redis_cluster(primaries: int = 3, replicas: int = 1) -> RunningCluster
                     port_for=_free_cluster_port,
                 )
             )
+        create = [
+            cli, "--cluster", "create",
+            *(_address(node.url) for node in nodes),
+            "--cluster-replicas", str(replicas),
+            "--cluster-yes",
+        ]  # fmt: skip
         created = subprocess.run(
-            [
-                cli, "--cluster", "create",
-                *(_address(node.url) for node in nodes),
-                "--cluster-replicas", str(replicas),
-                "--cluster-yes",
-            ],  # fmt: skip
+            create,
             capture_output=True,
             text=True,
             timeout=STARTUP_TIMEOUT,
