@@ -119,14 +119,9 @@ def sync_client(
     url: str, *, retry: Any, options: Mapping[str, Any], pool_limits: Mapping[str, Any]
 ) -> ClusterClient:
     """A ``RedisCluster`` for ``url`` (a cluster URL or a ``redis://`` URL to one node), with
-    a blocking connection pool per node (``max_connections`` per node, ``pool_timeout``)."""
-    settings = {
-        **options,
-        "retry": retry,
-        "connection_pool_class": redis.BlockingConnectionPool,
-        "max_connections": pool_limits["max_connections"],
-        "timeout": pool_limits["timeout"],
-    }
+    up to ``max_connections`` per node (redis-py's cluster client has no blocking pool on
+    both sides: a caller beyond that fails at once, which the engine turns into a miss)."""
+    settings = {**options, "retry": retry, "max_connections": pool_limits["max_connections"]}
     if url.split("://", 1)[0].lower() in CLUSTER_SCHEMES:
         nodes, from_url = _parse_cluster_url(url)
         startup = [_SyncNode(host, port) for host, port in nodes]
