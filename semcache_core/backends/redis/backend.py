@@ -258,10 +258,13 @@ class RedisBackend(Backend):
         return self._client
 
     def _probe_cluster(self, url: str) -> bool:
-        """Ask the node of a ``redis://`` URL whether it is part of a Redis Cluster."""
+        """Ask the node of a ``redis://`` URL whether it is part of a Redis Cluster (a server
+        that refuses ``INFO``, e.g. by ACL, is taken as standalone)."""
         probe = redis.Redis.from_url(url, retry=self._retry(sync=True), **self._options)
         try:
             return cluster.is_cluster_info(probe.info("cluster"))
+        except ResponseError:
+            return False
         finally:
             probe.close()
 
@@ -269,6 +272,8 @@ class RedisBackend(Backend):
         probe = redis.asyncio.Redis.from_url(url, retry=self._retry(sync=False), **self._options)
         try:
             return cluster.is_cluster_info(await probe.info("cluster"))
+        except ResponseError:
+            return False
         finally:
             await probe.aclose()
 
@@ -391,7 +396,8 @@ def _settle(step: Step, exc: BaseException) -> list[Any]:
     failure of the backend, never a reply, even in a tolerant round.
     """
     if not isinstance(step, Round):
-        raise BackendError(f"Redis Cluster discovery failed: {exc or type(exc).__name__}") from exc
+        detail = str(exc) or type(exc).__name__
+        raise BackendError(f"Redis did not answer {type(step).__name__}: {detail}") from exc
     if step.tolerate and isinstance(exc, ResponseError) and not isinstance(exc, ClusterError):
         return [exc]
     raise _backend_error(step, exc) from exc
