@@ -27,6 +27,7 @@ from redis.connection import AbstractConnection
 from langchain_semcache import BackendByteStore, ExactCache, SemanticCache
 from semcache_core import VectorRecord, connect
 from semcache_core.backends.redis import RedisBackend
+from semcache_core.backends.redis import ops as redis_ops
 from semcache_core.codecs import as_vector, normalize
 from semcache_core.errors import SemcacheInputError
 from tests import servers
@@ -153,10 +154,16 @@ async def test_cluster_clients_passed_in(cluster_url: str, raw: Any, namespace: 
 
 
 def test_auto_falls_back_to_the_mirror_once_with_a_warning(
-    cluster_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+    cluster_url: str,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(redis_ops, "FALLBACK_LOGGED", set())  # as in a fresh process
     with caplog.at_level(logging.WARNING, logger="semcache"):
         cache = SemanticCache(cluster_url, embeddings=WordHashEmbeddings(), namespace=namespace)
+        again = SemanticCache(cluster_url, embeddings=WordHashEmbeddings(), namespace=namespace)
+        assert again.stats()["vector_search"] == "mirror"
         cache.update("What is the capital of France?", "llm", [Generation(text="Paris")])
         assert cache.lookup("what's the capital city of France", "llm") == [
             Generation(text="Paris")

@@ -46,6 +46,11 @@ VectorSearchMode = Literal["auto", "query-engine", "mirror"]
 
 logger = logging.getLogger("semcache")
 
+#: Clusters (by their primaries) whose fallback to the mirror path was already logged: once
+#: per process, however many caches connect to them.
+FALLBACK_LOGGED: set[tuple[str, ...]] = set()
+_FALLBACK_LOCK = threading.Lock()
+
 #: Oldest RediSearch with vector similarity search (2.4.0 reports ``ver`` 20400).
 MIN_SEARCH_VERSION = 20400
 #: SCAN page size (a hint to Redis) and keys per UNLINK when clearing.
@@ -99,12 +104,14 @@ class RedisOperations(Operations):
         if self.strategy is not None:
             return self.strategy
         layout = yield from self.topology()
-        node = None
+        node: str | None = None
+        primaries: tuple[str, ...] = ()
         probes: tuple[Command, ...] = (("MODULE", "LIST"), ("FT._LIST",))
         if layout.cluster:
             # Search modules answer per shard unless a coordinator makes them cluster-wide
             # (Redis Cloud / Enterprise, Redis 8 with the coordinator): its commands tell.
-            (node, *_) = yield Primaries()
+            primaries = tuple((yield Primaries()))
+            node = primaries[0]
             probes += (("SEARCH.CLUSTERINFO",), ("FT.CLUSTERINFO",))
         module_list, ft_list, *coordinator = yield Round(probes, tolerate=True, node=node)
         version = 0
@@ -129,7 +136,11 @@ class RedisOperations(Operations):
             )
         with self._state:
             if self.strategy is None:
-                if fallback:  # once per backend: the strategy is chosen once
+                with _FALLBACK_LOCK:
+                    first = fallback is not None and primaries not in FALLBACK_LOGGED
+                    if first:
+                        FALLBACK_LOGGED.add(primaries)
+                if first:
                     logger.warning(
                         "semcache: this Redis Cluster has no cluster-wide Query Engine (%s); "
                         "semantic search uses the mirror path (vector_search='mirror')",
