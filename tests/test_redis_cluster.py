@@ -29,7 +29,7 @@ from semcache_core import VectorRecord, connect
 from semcache_core.backends.redis import RedisBackend
 from semcache_core.backends.redis import ops as redis_ops
 from semcache_core.codecs import as_vector, normalize
-from semcache_core.errors import SemcacheInputError
+from semcache_core.errors import BackendError, SemcacheInputError
 from tests import servers
 from tests.backends import BACKEND_KINDS, ServerPool, fresh_namespace
 from tests.fakes import WordHashEmbeddings
@@ -356,3 +356,48 @@ def test_failover_costs_misses_not_exceptions_or_wrong_answers(
     finally:
         raw.close()
         cluster.stop()
+
+
+# -- resharding: ASK during a slot migration, MOVED after it --------------------------------------
+
+
+def test_ask_and_moved_are_followed_while_a_slot_moves(
+    backend: RedisBackend, raw: Any, namespace: str
+) -> None:
+    """Moves the slot of the namespace's vector keys to another primary, the way
+    ``redis-cli --cluster reshard`` does, while the backend keeps its old slot map."""
+    slot = raw.keyslot(f"{{{namespace}}}")
+    backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"before")])
+    assert backend.get_vector_payloads(namespace, ["x"]) == [b"before"]  # map loaded
+    source = raw.get_node_from_key(f"{{{namespace}}}")
+    target = next(node for node in raw.get_primaries() if node.name != source.name)
+    src, dst = source.redis_connection, target.redis_connection
+    src_id, dst_id = ((c.execute_command("CLUSTER", "MYID") or b"").decode() for c in (src, dst))
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    try:
+        # Mid-migration the keys are at the target: the source answers ASK and redis-py asks
+        # the target. A multi-key script on a migrating slot gets TRYAGAIN from Redis until
+        # the slot has moved: a vector write then fails (a cache skips it), never half-done.
+        keys_before = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys_before)
+        assert backend.get_vector_payloads(namespace, ["x"]) == [b"before"]
+        backend.set_many(namespace, [(f"kv:{{{namespace}}}z", b"during")])  # this slot too
+        with pytest.raises(BackendError):
+            backend.add_vectors(namespace, "q", [VectorRecord("y", unit(0, 1), b"no")])
+        for node in raw.get_primaries():
+            node.redis_connection.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+    except Exception:
+        for client in (src, dst):
+            client.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+        raise
+    # After it: the backend's map is stale, the source answers MOVED, redis-py follows it.
+    assert backend.get_many(namespace, [f"kv:{{{namespace}}}z"]) == [b"during"]
+    backend.add_vectors(namespace, "q", [VectorRecord("y", unit(0, 1), b"during")])
+    assert backend.get_vector_payloads(namespace, ["x", "y"]) == [b"before", b"during"]
+    hits = backend.search_vectors(namespace, "p", unit(1), k=1, max_distance=0.1)
+    assert [h.payload for h in hits] == [b"before"]
+    hits = backend.search_vectors(namespace, "q", unit(0, 1), k=1, max_distance=0.1)
+    assert [h.payload for h in hits] == [b"during"]
+    backend.clear(namespace)
+    assert _keys_of(raw, f"{namespace}:*") == set()
