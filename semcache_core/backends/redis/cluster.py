@@ -33,12 +33,14 @@ __all__ = [
     "CLUSTER_SCHEMES",
     "asend",
     "async_client",
+    "async_from",
     "asyncio_primaries",
     "is_cluster_client",
     "is_cluster_info",
     "primaries",
     "send",
     "sync_client",
+    "sync_from",
 ]
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
