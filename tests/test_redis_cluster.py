@@ -290,12 +290,12 @@ def test_failover_costs_misses_not_exceptions_or_wrong_answers(
     try:
         # The primary holding the namespace's vector keys is the one killed: both the exact
         # entries on it and every semantic lookup go through the failover.
-        victim_name = raw.get_node_from_key(f"{{{namespace}}}").name
+        victim_name = raw.get_node_from_key(f"{{{namespace}s}}").name
         victim = cluster.node_for_port(int(victim_name.rsplit(":", 1)[1]))
         survivor = next(n.url for n in cluster.nodes if n is not victim)
         exact = ExactCache(cluster.url, namespace=namespace)
         embeddings = WordHashEmbeddings()
-        semantic = SemanticCache(exact.backend, embeddings=embeddings, namespace=namespace + "s")
+        semantic = SemanticCache(exact.backend, embeddings=embeddings, namespace=f"{namespace}s")
         prompts = [f"question number {i} about topic {i * 7}" for i in range(FAILOVER_PROMPTS)]
         for i, prompt in enumerate(prompts):
             exact.update(prompt, "llm", [Generation(text=f"answer {i}")])
