@@ -222,7 +222,7 @@ class CacheEngine:
     # -- shared public API ---------------------------------------------------------------------
     def stats_snapshot(self) -> dict[str, Any]:
         """This object's stats (this process only); see :func:`persisted_stats` for totals."""
-        return self.stats.snapshot()
+        return {**self.stats.snapshot(), **self.backend.describe()}
 
     def flush_stats(self) -> None:
         run(self._maybe_flush(force=True), self.transport)

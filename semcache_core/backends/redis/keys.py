@@ -10,6 +10,8 @@
     <ns>:stats:<name>        persisted counters (HASH, HINCRBYFLOAT)
     <ns>:idx                 Query Engine path only: the index name (not a key)
 
+On a Redis Cluster the vector keys carry the hash tag ``{<ns>}`` (see :class:`KeyLayout`).
+
 The kinds are :data:`semcache_core.keys.RESERVED_KINDS`; a vector record's key is
 ``value_key(ns, keys.vector_key(id))``, the same string as :func:`vector_key`.
 """
@@ -17,6 +19,7 @@ The kinds are :data:`semcache_core.keys.RESERVED_KINDS`; a vector record's key i
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from semcache_core.keys import stable_hash
 
@@ -28,32 +31,62 @@ def value_key(namespace: str, key: str) -> str:
     return f"{namespace}:{key}"
 
 
-def vector_key(namespace: str, entry_id: str) -> str:
-    return f"{namespace}:vec:{entry_id}"
-
-
-def log_key(namespace: str, partition: str) -> str:
-    return f"{namespace}:vlog:{partition}"
-
-
-def meta_key(namespace: str, partition: str) -> str:
-    return f"{namespace}:vmeta:{partition}"
-
-
-def lock_key(namespace: str, partition: str) -> str:
-    return f"{namespace}:vlock:{partition}"
-
-
-def dim_key(namespace: str) -> str:
-    return f"{namespace}:vdim"
-
-
 def stats_key(namespace: str, name: str) -> str:
     return f"{namespace}:stats:{name}"
 
 
 def index_name(namespace: str) -> str:
     return f"{namespace}:idx"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Where the vector records of a namespace live: standalone, or on a Redis Cluster.
+
+    On a cluster every key that one Lua script or one verification round touches must be in
+    one hash slot: the write script reads and writes the namespace's dimension, the
+    partition's log, meta and lock, and the records' hashes; a search reads the dimension and
+    the log, then the hashes. So those keys carry the hash tag ``{<ns>}`` (a namespace has
+    no braces), and Redis places them by the namespace alone::
+
+        <ns>:vec:{<ns>}<id>   <ns>:vlog:{<ns>}<partition>   <ns>:vdim:{<ns>}   ...
+
+    The tag cannot be per partition: a record is also addressed by its key alone
+    (``get_many(ns, ["vec:<id>"])``, ``delete_many``, ``expire_many`` know no partition).
+    Values, exact entries and counters (``<ns>:kv:...``, ``<ns>:llm:...``) carry no tag: they
+    spread over every shard key by key.
+    """
+
+    cluster: bool
+
+    def _tag(self, namespace: str) -> str:
+        return f"{{{namespace}}}" if self.cluster else ""
+
+    def vector_key(self, namespace: str, entry_id: str) -> str:
+        return f"{namespace}:vec:{self._tag(namespace)}{entry_id}"
+
+    def log_key(self, namespace: str, partition: str) -> str:
+        return f"{namespace}:vlog:{self._tag(namespace)}{partition}"
+
+    def meta_key(self, namespace: str, partition: str) -> str:
+        return f"{namespace}:vmeta:{self._tag(namespace)}{partition}"
+
+    def lock_key(self, namespace: str, partition: str) -> str:
+        return f"{namespace}:vlock:{self._tag(namespace)}{partition}"
+
+    def dim_key(self, namespace: str) -> str:
+        return f"{namespace}:vdim" + (f":{self._tag(namespace)}" if self.cluster else "")
+
+
+STANDALONE = KeyLayout(cluster=False)
+CLUSTER = KeyLayout(cluster=True)
+
+# The standalone layout as functions (benchmarks and profiles name keys with them).
+vector_key = STANDALONE.vector_key
+log_key = STANDALONE.log_key
+meta_key = STANDALONE.meta_key
+lock_key = STANDALONE.lock_key
+dim_key = STANDALONE.dim_key
 
 
 def glob_escape(text: str) -> str:
