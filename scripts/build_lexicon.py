@@ -3,7 +3,7 @@
     apt-get install wordnet-base          # Debian/Ubuntu: WordNet 3.0 under /usr/share/wordnet
     python scripts/build_lexicon.py [--wordnet /usr/share/wordnet]
 
-Writes four files, committed with the package so that nothing is read from WordNet (or the
+Writes five files, committed with the package so that nothing is read from WordNet (or the
 network) at run time:
 
 ``antonyms.tsv``
@@ -25,6 +25,10 @@ network) at run time:
     the hypernyms one and two levels up. The
     ``lexical`` check rejects one noun swapped for another kind of the same thing (tea /
     coffee, guitar / piano) and lets synonyms (shared synset) through.
+``synonyms.tsv``
+    ``lemma<TAB>synset ...`` for single-word verbs, adjectives and adverbs: the synsets of
+    their first eight senses. The ``substitution`` check lets a word swapped for one sharing a
+    synset through ("begin" / "start"), and rejects other swaps in a near-identical prompt.
 ``prefix_false_friends.txt``
     Words that *look* like a negating prefix plus a word but are not its negation
     ("inform"/"form", "discover"/"cover", "install"/"stall"): a WordNet lemma with a prefix
@@ -259,6 +263,25 @@ def build_noun_kinds(wordnet: Path, max_senses: int = 4) -> dict[str, list[str]]
     }
 
 
+def build_synonyms(wordnet: Path, max_senses: int = 8) -> dict[str, list[str]]:
+    """Verb, adjective and adverb lemma -> the synsets (``offset+pos``) of its first
+    ``max_senses`` senses (nouns: ``noun_kinds.tsv``). Two words sharing one are synonyms in a
+    frequent sense ("begin" / "start", "largest" / "biggest"); the ``substitution`` check lets
+    them through."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for pos, name in (("v", "verb"), ("a", "adj"), ("r", "adv")):
+        for line in (wordnet / f"index.{name}").read_text(encoding="latin-1").splitlines():
+            if line.startswith("  "):
+                continue
+            parts = line.split()
+            lemma, pointer_count = parts[0], int(parts[3])
+            if not lemma.isalpha():
+                continue
+            offsets = parts[6 + pointer_count :][:max_senses]
+            out[lemma] |= {o.lstrip("0") + pos for o in offsets}
+    return {lemma: sorted(ids) for lemma, ids in out.items()}
+
+
 def read_exclusions(path: Path) -> set[frozenset[str]]:
     pairs = set()
     if path.exists():
@@ -290,6 +313,10 @@ def main() -> int:
     kinds = build_noun_kinds(args.wordnet)
     lines = [f"{w}\t{' '.join(k)}" for w, k in sorted(kinds.items())]
     (args.out / "noun_kinds.tsv").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+
+    synonyms = build_synonyms(args.wordnet)
+    lines = [f"{w}\t{' '.join(k)}" for w, k in sorted(synonyms.items())]
+    (args.out / "synonyms.tsv").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
 
     friends = build_false_friends(args.wordnet, antonyms)
     (args.out / "prefix_false_friends.txt").write_text(

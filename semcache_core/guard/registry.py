@@ -14,7 +14,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from semcache_core.guard import intent, lexical, names, negation, numeric, qualifiers, roles
+from semcache_core.guard import (
+    intent,
+    lexical,
+    names,
+    negation,
+    numeric,
+    qualifiers,
+    roles,
+    substitution,
+)
 from semcache_core.guard.features import extract_features
 from semcache_core.guard.padding import strip_padding
 from semcache_core.guard.tokens import Features
@@ -52,6 +61,8 @@ REGISTRY: tuple[Check, ...] = (
     Check("intent", intent.intent_differs),
     Check("constraint", qualifiers.constraint_differs),
     Check("lexical", lexical.lexical_differs),
+    Check("reorder", substitution.reorder_differs),
+    Check("substitution", substitution.substitution_differs),
 )
 #: The names of the checks, in order.
 CHECKS: tuple[str, ...] = tuple(c.name for c in REGISTRY)
