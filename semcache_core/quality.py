@@ -6,10 +6,11 @@
 
 Reads sets of labelled prompt pairs (``a``, ``b``, ``same_answer``, ``category``): each
 positional file is a set named after the file, each ``--set NAME=PATH[,PATH]`` a set of one or
-more files; by default the *tuning* set of the checkout (``benchmarks/data/tuning_pairs.jsonl``,
-``tuning_pairs_2.jsonl`` and ``tuning_pairs_3.jsonl``, the retired first blind set). Every set is reported on its own (``semcache eval
-tuning.jsonl blind.jsonl``): the first set is the one the threshold is recommended on, the
-others are measured at that threshold too. It embeds every prompt once (unit vectors, with a
+more files; by default the three tuning groups of the checkout (``tuning``:
+``benchmarks/data/tuning_pairs.jsonl`` and ``tuning_pairs_2.jsonl``; ``t3``:
+``tuning_pairs_3.jsonl``, the retired first blind set; ``t4``: ``tuning_pairs_4a.jsonl`` and
+``_4b``, the retired second). Every set is reported on its own; the threshold is recommended
+on all of them but those named ``blind*``, which are only measured. It embeds every prompt once (unit vectors, with a
 progress bar on stderr), after :func:`semcache_core.guard.strip_padding` as the engine does
 before embedding a query (``--no-padding`` embeds the raw prompts), and computes the
 cosine distance ``1 - cos`` (0 = identical, 2 = opposite, as the cache uses) of each pair. A
@@ -26,10 +27,13 @@ CPU; ``pip install torch==2.13.0`` first, then the ``models`` extra). ``--embedd
 deterministic bag of hashed words and character trigrams: no model, for smoke tests only; its
 distances mean little.
 
-The recommended threshold (:func:`recommend_threshold`) serves the most true paraphrases while,
-with the guard, the traps as a whole are served at most ``--max-trap-rate`` (3%) of the time
-and no single trap category more than ``--max-category-rate`` (8%), one sweep step (0.02)
-below that edge as margin. The guard's cost per candidate pair is reported as the median (and
+The recommended threshold (:func:`recommend_threshold_groups`) serves the most true
+paraphrases while, with the guard, the traps as a whole are served at most ``--max-trap-rate``
+(3%) of the time and no single trap category more than ``--max-category-rate`` (8%) *on every
+set separately* (every set given except those whose name starts with ``blind``; by default
+the three tuning groups ``tuning`` = tuning_pairs + _2, ``t3`` = _3, ``t4`` = _4a + _4b), one
+sweep step (0.02) below that edge as margin: a threshold that holds only on the sets pooled
+does not hold under a shift of distribution. The guard's cost per candidate pair is reported as the median (and
 p90) of per-pair timings: both prompts new to the feature cache, only the new one (the
 stored prompt's features cached, as in a one-candidate lookup), and both seen; and per
 candidate of a 4-candidate lookup (the new prompt against its pair's stored prompt and the 3
@@ -69,23 +73,28 @@ from semcache_core.quality_report import (  # re-exported: the harness's public 
 )
 from semcache_core.quality_report import plot as plot  # re-exported
 from semcache_core.quality_report import render_markdown as render_markdown  # re-exported
+from semcache_core.quality_threshold import (  # re-exported: the harness's public API
+    MAX_CATEGORY_RATE,
+    MAX_TRAP_RATE,
+    recommend_threshold,
+    recommend_threshold_groups,
+)
 
 # In a checkout: the project's labelled set and the results folder next to the package.
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PAIRS = ROOT / "benchmarks" / "data" / "tuning_pairs.jsonl"
 #: The tuning set: the frozen labelled set and the pairs added for the guard's new checks.
 DEFAULT_SETS: dict[str, tuple[Path, ...]] = {
-    "tuning": (
-        DEFAULT_PAIRS,
-        ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl",
-        ROOT / "benchmarks" / "data" / "tuning_pairs_3.jsonl",  # the retired first blind set
-    )
+    "tuning": (DEFAULT_PAIRS, ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl"),
+    "t3": (ROOT / "benchmarks" / "data" / "tuning_pairs_3.jsonl",),  # retired blind v1
+    "t4": (  # retired blind v2
+        ROOT / "benchmarks" / "data" / "tuning_pairs_4a.jsonl",
+        ROOT / "benchmarks" / "data" / "tuning_pairs_4b.jsonl",
+    ),
 }
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 #: The sweep: 0.02 to 0.60 in steps of 0.02 (cosine distance).
 THRESHOLDS: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(1, 31))
-MAX_TRAP_RATE = 0.03
-MAX_CATEGORY_RATE = 0.08
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -379,38 +388,6 @@ def _quantiles(values: np.ndarray) -> dict[str, float] | None:
     return {name: round(float(np.percentile(values, q)), 4) for name, q in points.items()}
 
 
-def recommend_threshold(
-    sweep: Sequence[dict[str, Any]],
-    *,
-    max_trap_rate: float = MAX_TRAP_RATE,
-    max_category_rate: float = MAX_CATEGORY_RATE,
-    margin_steps: int = 1,
-) -> float | None:
-    """The default threshold the measurements support.
-
-    A threshold is *within budget* when, with the guard, the share of traps served is at most
-    ``max_trap_rate`` and the share served of every trap category at most
-    ``max_category_rate``. The *edge* is the
-    largest threshold of the sweep up to which every threshold is within budget (so it serves
-    the most paraphrases); the recommendation is ``margin_steps`` steps of the sweep below it,
-    as margin for a model or a traffic mix that differs from the labelled set. None when even
-    the smallest threshold is over budget.
-    """
-    ordered = sorted(sweep, key=lambda r: r["threshold"])
-    edge = -1
-    for i, r in enumerate(ordered):
-        worst = r.get("worst_trap_category_guard")
-        pooled = r["traps_served_guard"]
-        if (pooled is not None and pooled > max_trap_rate) or (
-            worst is not None and worst > max_category_rate
-        ):
-            break
-        edge = i
-    if edge < 0:
-        return None
-    return float(ordered[max(0, edge - margin_steps)]["threshold"])
-
-
 # -- command line ------------------------------------------------------------------------------
 
 
@@ -572,13 +549,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         results[set_name] = result
     first = next(iter(results.values()))
+    tune_on = [n for n in results if not n.startswith("blind")] or [next(iter(results))]
+    recommended = recommend_threshold_groups(
+        [results[n]["sweep"] for n in tune_on],
+        max_trap_rate=args.max_trap_rate,
+        max_category_rate=args.max_category_rate,
+    )
+    first["recommended_threshold"] = recommended
     for path in write_outputs(first, args.out, sets=results):
         print(f"wrote {path}")
-    recommended = first["recommended_threshold"]
-    first_name = next(iter(results))
     print(
-        f"recommended threshold (on set {first_name!r}, traps <= {_pct(args.max_trap_rate)} "
-        f"overall and <= {_pct(args.max_category_rate)} per class): {recommended}"
+        f"recommended threshold (within budget on each of the sets {tune_on}, traps <= "
+        f"{_pct(args.max_trap_rate)} overall and <= {_pct(args.max_category_rate)} per class, "
+        f"one step of margin): {recommended}"
     )
     print(_guard_cost(first))
     for set_name, result in results.items():

@@ -531,7 +531,10 @@ def constraint_differs(a: Features, b: Features) -> str | None:
             g for g, c in y.constraints if c and not all(w[:5] in stems_x for w in c)
         } | {g for g, c in y.constraints if not c}
         # y says nothing that x does not: x is y plus something
-        addition = all(w[:5] in stems_x for w in y.words if w not in _FUNCTION_WORDS)
+        missing = sum(w[:5] not in stems_x for w in y.words if w not in _FUNCTION_WORDS)
+        addition = missing == 0
+        if missing > 1:
+            continue  # a broad rewording, not the same question plus a condition
         for group, clause in x.constraints:
             if group in counterparts or not clause:
                 continue

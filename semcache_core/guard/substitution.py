@@ -32,13 +32,49 @@ __all__ = ["aligned_diff", "equivalent", "reorder_differs", "substitution_differ
 
 _FUNCTION_WORDS = lexicon.words("function_words.txt")
 _NUMBER_WORDS = frozenset(
-    "zero one two three four five six seven eight nine ten eleven twelve twenty hundred "
-    "thousand million half".split()
+    [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "twenty",
+        "hundred",
+        "thousand",
+        "million",
+        "half",
+    ]
 )
 #: Words that make a prompt symmetric in the things it names: their order is no swap.
 _SYMMETRIC = frozenset(
-    "and or vs versus between differ differs difference different compare compared "
-    "comparison same similar both together mix combine".split()
+    [
+        "and",
+        "or",
+        "vs",
+        "versus",
+        "between",
+        "differ",
+        "differs",
+        "difference",
+        "different",
+        "compare",
+        "compared",
+        "comparison",
+        "same",
+        "similar",
+        "both",
+        "together",
+        "mix",
+        "combine",
+    ]
 )
 _NEGATING_PREFIXES = ("un", "non", "in", "im", "il", "ir", "dis", "de", "anti", "non-")
 #: Most words a full prompt may gain or lose and still be the same template.
@@ -50,29 +86,75 @@ def _content(f: Features) -> tuple[str, ...]:
     return tuple(
         w
         for w in f.sequence
-        if w != "|"
-        and w not in _FUNCTION_WORDS
-        and w not in _NUMBER_WORDS
-        and not w[:1].isdigit()
+        if w != "|" and w not in _FUNCTION_WORDS and w not in _NUMBER_WORDS and not w[:1].isdigit()
     )
 
 
+def _common_ends(x: tuple[str, ...], y: tuple[str, ...]) -> tuple[int, int]:
+    """The lengths of the common beginning and the common end of two sequences."""
+    start = 0
+    while start < min(len(x), len(y)) and x[start] == y[start]:
+        start += 1
+    end = 0
+    while end < min(len(x), len(y)) - start and x[-1 - end] == y[-1 - end]:
+        end += 1
+    return start, end
+
+
 def aligned_diff(a: Features, b: Features) -> list[tuple[str, str]] | None:
-    """The (word of ``a``, word of ``b``) pairs at the places where two near-identical prompts
-    differ, when they are one template: as many content words (at least two), in the same
-    places, one or two of them changed, the whole prompts within two words of each other in
-    length. None otherwise (a broad rewording, or nothing changed)."""
+    """The (words of ``a``, words of ``b``) pairs at the places where two near-identical
+    prompts differ, when they are one template: the same content words (at least two)
+    around one or two changed places, the whole prompts within two words of each other in
+    length. A changed place is one word for one word, or one for two ("tracker" /
+    "fixed rate", "take off" / "put"), given as the words joined by a space. None otherwise
+    (a broad rewording, a word only added or dropped, or nothing changed)."""
     ca, cb = _content(a), _content(b)
-    if len(ca) != len(cb) or len(ca) < 2:
-        return None
     la = len(a.sequence) - a.sequence.count("|")
     lb = len(b.sequence) - b.sequence.count("|")
-    if abs(la - lb) > _MAX_LENGTH_CHANGE:
+    if abs(la - lb) > _MAX_LENGTH_CHANGE or ca == cb:
         return None
-    diff = [(x, y) for x, y in zip(ca, cb, strict=True) if x != y]
-    if not 1 <= len(diff) <= 2:
+    start, end = _common_ends(ca, cb)
+    mx, my = ca[start : len(ca) - end], cb[start : len(cb) - end]
+    if start + end < 2 or not mx or not my:
         return None
-    return diff
+    if len(mx) == len(my) <= 3:
+        diff = [(x, y) for x, y in zip(mx, my, strict=True) if x != y]
+        return diff if len(diff) <= 2 else None
+    if sorted((len(mx), len(my))) == [1, 2] and end >= 1:
+        # a hyphenated modifier for a one-word one, before the same noun ("tracker" /
+        # "fixed-rate mortgage"); other one-for-two changes are rewordings ("set up" /
+        # "configure")
+        two, other = (mx, b) if len(mx) == 2 else (my, a)
+        this = a if other is b else b
+        if f"{two[0]}-{two[1]}" in this.text:
+            return [(" ".join(mx), " ".join(my))]
+    return None
+
+
+_OPPOSED = frozenset(
+    frozenset(p.split("/"))
+    for p in (
+        "before/after with/without over/under above/below up/down on/off in/out more/less "
+        "most/least first/last from/to into/out all/some all/one both/one both/either "
+        "each/one every/one one/none all/none some/none any/none every/some"
+    ).split()
+)
+
+
+def function_word_differs(a: Features, b: Features) -> str | None:
+    """Two prompts word for word the same but for an opposed function word: "both holders" /
+    "one holder", "before" / "after", "take on" / "take off"."""
+    sa = [w for w in a.sequence if w != "|"]
+    sb = [w for w in b.sequence if w != "|"]
+    if len(sa) != len(sb) or len(sa) < 3:
+        return None
+    diff = [(x, y) for x, y in zip(sa, sb, strict=True) if x != y]
+    if not diff or len(diff) > 3:
+        return None
+    for x, y in diff:
+        if frozenset((x, y)) in _OPPOSED:
+            return f"{x!r} vs {y!r}"
+    return None
 
 
 @cache
@@ -122,19 +204,28 @@ def equivalent(x: str, y: str) -> bool:
     """Whether swapping ``x`` for ``y`` keeps the question: the same word inflected, typed with
     one typo or the other spelling, abbreviated, a WordNet or curated synonym, or one a kind
     of the other as WordNet has it ("fridge" / "refrigerator"), or the same unit."""
+    if " " in x or " " in y:
+        joined_x, joined_y = x.replace(" ", ""), y.replace(" ", "")
+        return joined_x == joined_y or one_typo_apart(joined_x, joined_y)  # "fret board"
     short, long_ = sorted((x, y), key=len)
-    if any(long_ == prefix + short for prefix in _NEGATING_PREFIXES):
-        return False  # "avoidable" / "unavoidable"
+    if any(long_ == prefix + short for prefix in _NEGATING_PREFIXES) or any(
+        long_ == short + suffix for suffix in ("less", "free", "ful")
+    ):
+        return False  # "avoidable" / "unavoidable", "tank" / "tankless"
     if x == y or base_forms(x) & base_forms(y) or one_typo_apart(x, y, min_length=4):
         return True
-    if min(len(x), len(y)) >= 5 and x[:4] == y[:4] and _edits(x, y) <= 2:
+    if min(len(x), len(y)) >= 5 and x[:3] == y[:3] and _edits(x, y) <= 2:
         return True  # "knife" / "knives", two typos: "begginers", "interfear"
-    if len(short) >= 3 and long_.startswith(short):
+    known = lexicon.table("synonyms.tsv").keys() | lexicon.table("noun_kinds.tsv").keys()
+    if len(short) >= 3 and long_.startswith(short) and (len(short) <= 4 or short not in known):
         return True  # "env" / "environment", "repo" / "repository"
     if y in _curated().get(x, ()) or any(
         b in _curated().get(a, ()) for a in base_forms(x) for b in base_forms(y)
     ):
         return True
+    stem = _common_ends(tuple(x[::-1]), tuple(y[::-1]))[0]
+    if stem >= 4 and stem < len(short):
+        return False  # one stem, two prefixes: "prepaid" / "postpaid", "breastfed" / "bottlefed"
     unit_x, unit_y = _unit(x), _unit(y)
     if unit_x is not None or unit_y is not None:
         return unit_x == unit_y
@@ -143,12 +234,14 @@ def equivalent(x: str, y: str) -> bool:
     synsets_x, parents_x = _kinds(x)
     synsets_y, parents_y = _kinds(y)
     return bool(
-        {"p" + s[1:] for s in synsets_x} & parents_y
-        or {"p" + s[1:] for s in synsets_y} & parents_x
+        {"p" + s[1:] for s in synsets_x} & parents_y or {"p" + s[1:] for s in synsets_y} & parents_x
     )
 
 
 def substitution_differs(a: Features, b: Features) -> str | None:
+    detail = function_word_differs(a, b)
+    if detail:
+        return "an opposed word in the same question: " + detail
     diff = aligned_diff(a, b)
     if diff is None:
         return None
@@ -177,13 +270,34 @@ def _one_block_moved(x: tuple[str, ...], y: tuple[str, ...]) -> bool:
     return any(my == mx[k:] + mx[:k] for k in range(1, len(mx)))
 
 
+def _clauses_moved(f: Features, other: tuple[str, ...]) -> bool:
+    """Whether ``f`` has two clauses or more and the content words of each make one
+    contiguous stretch of ``other``: clauses moved around, each kept together ("When my
+    contract ends, will my bill go down?" / "Will my bill go down when my contract ends?")."""
+    clauses: list[set[str]] = [set()]
+    for w in f.sequence:
+        if w == "|":
+            if clauses[-1]:
+                clauses.append(set())
+        elif w not in _FUNCTION_WORDS and w not in _NUMBER_WORDS and not w[:1].isdigit():
+            clauses[-1].add(w)
+    clauses = [c for c in clauses if c]
+    if len(clauses) < 2:
+        return False
+    for clause in clauses:
+        at = [i for i, w in enumerate(other) if w in clause]
+        if not at or at[-1] - at[0] + 1 != len(at):
+            return False
+    return True
+
+
 def reorder_differs(a: Features, b: Features) -> str | None:
     ca, cb = _content(a), _content(b)
     if ca == cb or len(ca) < 2 or sorted(ca) != sorted(cb):
         return None
     if _SYMMETRIC & a.words or _SYMMETRIC & b.words:
         return None
-    if _one_block_moved(ca, cb):
+    if _one_block_moved(ca, cb) or _clauses_moved(a, cb) or _clauses_moved(b, ca):
         return None
     moved = [x for x, y in zip(ca, cb, strict=True) if x != y]
     return f"the same words in another order: {' '.join(moved)!r}"
