@@ -158,9 +158,26 @@ def _demonym(place: str, word: str) -> bool:
     return any(word in (place + e, place[:-1] + e) for e in _DEMONYM_ENDINGS)
 
 
+def _beside(name: str, f: Features, shared: frozenset[str]) -> bool:
+    """Whether a name only one prompt has stands right next to a name both have (or with
+    "of" between): the fuller name of the same thing ("Microsoft Word", "Nintendo Switch",
+    "Settlers of Catan", "Amazon RDS")."""
+    seq = f.sequence
+    for i, w in enumerate(seq):
+        if w != name:
+            continue
+        near = seq[max(0, i - 1) : i] + seq[i + 1 : i + 2]
+        if i + 2 < len(seq) and seq[i + 1] == "of":
+            near += (seq[i + 2],)
+        if any(n in shared for n in near):
+            return True
+    return False
+
+
 def entity_differs(a: Features, b: Features) -> str | None:
-    ea = {e for e in a.entities - b.entities if not _named_in(e, b)}
-    eb = {e for e in b.entities - a.entities if not _named_in(e, a)}
+    shared = a.entities & b.entities
+    ea = {e for e in a.entities - b.entities if not _named_in(e, b) and not _beside(e, a, shared)}
+    eb = {e for e in b.entities - a.entities if not _named_in(e, a) and not _beside(e, b, shared)}
     if ea or eb:
         return f"names differ: {fmt(ea)} vs {fmt(eb)}"
     return swapped(a, b, "entity")

@@ -72,8 +72,8 @@ _EMOJI_RE = re.compile(
 )
 # A sign-off with a name after the question: "... visa? Kind regards, Maria"
 _SIGNOFF_NAME_RE = re.compile(
-    r"(?<=[.?!])\s*(?i:(?:(?:best|kind|warm|many) )?(?:regards|wishes|thanks|cheers))\s*,?\s*"
-    r"[A-Z][a-z]+\.?\s*$"
+    r"(?<=[.?!])\s*(?i:(?:(?:best|kind|warm|many) )?(?:regards|wishes|thanks|cheers)|best)"
+    r"\s*,?\s*[A-Z][a-z]*\.?\s*$"
 )
 _REPEATED_PUNCT_RE = re.compile(r"([?!.,])[?!.,]*(?:\s*\1)*")
 _SPACES_RE = re.compile(r"\s+")

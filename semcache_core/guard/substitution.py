@@ -179,6 +179,11 @@ def _curated() -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
+def _known(word: str) -> bool:
+    """Whether WordNet has the word (as a noun, verb, adjective or adverb)."""
+    return word in lexicon.table("synonyms.tsv") or word in lexicon.table("noun_kinds.tsv")
+
+
 def _unit(word: str) -> str | None:
     entry = lexicon.table("units.tsv").get(word)
     return entry[-1] if entry else None
@@ -216,8 +221,7 @@ def equivalent(x: str, y: str) -> bool:
         return True
     if min(len(x), len(y)) >= 5 and x[:3] == y[:3] and _edits(x, y) <= 2:
         return True  # "knife" / "knives", two typos: "begginers", "interfear"
-    known = lexicon.table("synonyms.tsv").keys() | lexicon.table("noun_kinds.tsv").keys()
-    if len(short) >= 3 and long_.startswith(short) and (len(short) <= 4 or short not in known):
+    if len(short) >= 3 and long_.startswith(short) and (len(short) <= 4 or not _known(short)):
         return True  # "env" / "environment", "repo" / "repository"
     if y in _curated().get(x, ()) or any(
         b in _curated().get(a, ()) for a in base_forms(x) for b in base_forms(y)
