@@ -86,7 +86,10 @@ def test_guard_rejection_names_the_stage_and_every_failing_check() -> None:
     assert lend.within_threshold
     assert (lend.decision, lend.rejected_by) == ("rejected", "guard")
     assert lend.detail.startswith("antonym:")
-    assert lend.guard is not None and [n for n, v in lend.guard.items() if not v.ok] == ["antonym"]
+    assert lend.guard is not None and [n for n, v in lend.guard.items() if not v.ok] == [
+        "antonym",
+        "substitution",  # "to" / "from" too
+    ]
     assert explanation.outcome == "miss"
     assert cache.stats_snapshot()["guard_rejections"] == 0  # explain counts nothing
     text = str(explanation)

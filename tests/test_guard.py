@@ -260,6 +260,12 @@ REJECT: list[tuple[str, str, str]] = [
     ),
     # one noun for another kind of the same thing
     ("lexical", "How do I make iced tea?", "How do I make iced coffee?"),
+    (
+        "reorder",
+        "Is cycling on gravel roads slower than cycling on forest trails?",
+        "Is cycling on forest trails slower than cycling on gravel roads?",
+    ),
+    ("substitution", "How do I mute a channel in Slack?", "How do I archive a channel in Slack?"),
     ("lexical", "How do I learn the violin as an adult?", "How do I learn the cello as an adult?"),
     ("lexical", "How do I learn the violin as an adult?", "How do I learn the cello as an adult?"),
 ]
@@ -604,7 +610,7 @@ def test_guard_alone_on_the_second_tuning_file(guard: TrapGuard) -> None:
             "hey there, quick q: how do I reset my router?? thanks so much!!",
             "how do I reset my router?",
         ),
-        ("Hi! Sorry to bother you, but is it safe?", "but is it safe?"),
+        ("Hi! Sorry to bother you, but is it safe?", "is it safe?"),
         ("URGENT: how do I stop a direct debit?", "how do I stop a direct debit?"),
         ("hey how do I unclog a drain", "how do I unclog a drain"),
         ("How do I renew my passport? Thanks in advance 🙏", "How do I renew my passport?"),

@@ -33,6 +33,14 @@ def _kinds(word: str) -> tuple[frozenset[str], frozenset[str]]:
     )
 
 
+def _verb_synonyms(x: str, y: str) -> bool:
+    """Whether WordNet has the two as verbs, adjectives or adverbs of one synset ("begin" /
+    "start", read as nouns here)."""
+    table = lexicon.table("synonyms.tsv")
+    sx = {v for form in base_forms(x) for v in table.get(form, ())}
+    return any(v in sx for form in base_forms(y) for v in table.get(form, ()))
+
+
 def _substitution(a: Features, b: Features) -> tuple[str, str, str | None] | None:
     """The one content word ``b`` has in place of one of ``a``'s, everything else equal and
     in order, and the noun both put right after it (None if it is not followed by the same
@@ -67,7 +75,7 @@ def lexical_differs(a: Features, b: Features) -> str | None:
         return None  # an inflection or a typo ("knife" / "knives", "pasword", "chiken")
     synsets_x, parents_x = _kinds(x)
     synsets_y, parents_y = _kinds(y)
-    if synsets_x & synsets_y:
+    if synsets_x & synsets_y or _verb_synonyms(x, y):
         return None
     # one a kind of the other ("fridge" under "refrigerator", "merlot" under "wine")
     if {"p" + s[1:] for s in synsets_x} & parents_y or {"p" + s[1:] for s in synsets_y} & parents_x:

@@ -21,6 +21,7 @@ Python"), or the prompt is symmetric in its terms (and/or/vs/between/differ/comp
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import cache
 
 from semcache_core.guard import lexicon
@@ -77,8 +78,8 @@ _SYMMETRIC = frozenset(
     ]
 )
 _NEGATING_PREFIXES = ("un", "non", "in", "im", "il", "ir", "dis", "de", "anti", "non-")
-#: Most words a full prompt may gain or lose and still be the same template.
-_MAX_LENGTH_CHANGE = 2
+#: Most function words two prompts may differ by and still be one template.
+_MAX_FRAME_CHANGE = 2
 
 
 def _content(f: Features) -> tuple[str, ...]:
@@ -101,6 +102,15 @@ def _common_ends(x: tuple[str, ...], y: tuple[str, ...]) -> tuple[int, int]:
     return start, end
 
 
+def _frame_change(a: Features, b: Features) -> int:
+    """How many function words one prompt has that the other has not (both ways): the
+    frame of the question ("Is Greenland part of Denmark?" / "Does Greenland belong to
+    Denmark?" differ by four: another wording, not the same template)."""
+    fa = Counter(w for w in a.sequence if w in _FUNCTION_WORDS)
+    fb = Counter(w for w in b.sequence if w in _FUNCTION_WORDS)
+    return sum(((fa - fb) + (fb - fa)).values())
+
+
 def aligned_diff(a: Features, b: Features) -> list[tuple[str, str]] | None:
     """The (words of ``a``, words of ``b``) pairs at the places where two near-identical
     prompts differ, when they are one template: the same content words (at least two)
@@ -109,9 +119,7 @@ def aligned_diff(a: Features, b: Features) -> list[tuple[str, str]] | None:
     "fixed rate", "take off" / "put"), given as the words joined by a space. None otherwise
     (a broad rewording, a word only added or dropped, or nothing changed)."""
     ca, cb = _content(a), _content(b)
-    la = len(a.sequence) - a.sequence.count("|")
-    lb = len(b.sequence) - b.sequence.count("|")
-    if abs(la - lb) > _MAX_LENGTH_CHANGE or ca == cb:
+    if ca == cb or _frame_change(a, b) > _MAX_FRAME_CHANGE:
         return None
     start, end = _common_ends(ca, cb)
     mx, my = ca[start : len(ca) - end], cb[start : len(cb) - end]
@@ -131,14 +139,13 @@ def aligned_diff(a: Features, b: Features) -> list[tuple[str, str]] | None:
     return None
 
 
-_OPPOSED = frozenset(
-    frozenset(p.split("/"))
-    for p in (
-        "before/after with/without over/under above/below up/down on/off in/out more/less "
-        "most/least first/last from/to into/out all/some all/one both/one both/either "
-        "each/one every/one one/none all/none some/none any/none every/some"
-    ).split()
+_OPPOSED_PAIRS = (
+    "before/after with/without over/under above/below up/down on/off in/out more/less "
+    "most/least first/last from/to into/out all/some all/one both/one both/either "
+    "each/one every/one one/none all/none some/none any/none every/some"
 )
+#: Function words that are opposites of each other.
+_OPPOSED = frozenset(frozenset(p.split("/")) for p in _OPPOSED_PAIRS.split())
 
 
 def function_word_differs(a: Features, b: Features) -> str | None:
@@ -170,12 +177,13 @@ def _synsets(word: str) -> frozenset[str]:
 
 @cache
 def _curated() -> dict[str, frozenset[str]]:
-    """Curated synonyms (``data/synonyms_curated.tsv``), both ways."""
+    """Curated synonyms (``data/synonyms_curated.tsv``): the words of a line are synonyms of
+    each other."""
     out: dict[str, set[str]] = {}
     for word, others in lexicon.table("synonyms_curated.tsv").items():
-        for other in others:
-            out.setdefault(word, set()).add(other)
-            out.setdefault(other, set()).add(word)
+        group = {word, *others}
+        for member in group:
+            out.setdefault(member, set()).update(group - {member})
     return {k: frozenset(v) for k, v in out.items()}
 
 
@@ -242,6 +250,14 @@ def equivalent(x: str, y: str) -> bool:
     )
 
 
+def _negation_moved(x: str, y: str, a: Features, b: Features) -> bool:
+    """ "unsafe" / "not safe": a negating prefix on one side, "not" on the other."""
+    for long_, short, f_long, f_short in ((x, y, a, b), (y, x, b, a)):
+        if any(long_ == p + short for p in _NEGATING_PREFIXES):
+            return "not" in f_short.words and "not" not in f_long.words
+    return False
+
+
 def substitution_differs(a: Features, b: Features) -> str | None:
     detail = function_word_differs(a, b)
     if detail:
@@ -251,7 +267,7 @@ def substitution_differs(a: Features, b: Features) -> str | None:
         return None
     if {x for x, _ in diff} & {y for _, y in diff}:
         return None  # words shifted, not swapped (or reordered: the reorder check's business)
-    changed = [(x, y) for x, y in diff if not equivalent(x, y)]
+    changed = [(x, y) for x, y in diff if not equivalent(x, y) and not _negation_moved(x, y, a, b)]
     if not changed or (
         len(diff) == 2 and equivalent(diff[0][0], diff[1][1]) and equivalent(diff[1][0], diff[0][1])
     ):
