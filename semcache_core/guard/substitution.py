@@ -258,10 +258,34 @@ def _negation_moved(x: str, y: str, a: Features, b: Features) -> bool:
     return False
 
 
+def added_clause(a: Features, b: Features) -> str | None:
+    """The words one prompt adds to the other as one stretch, when they bring two content
+    words or more and everything else is word for word the same: "... in July?" / "...
+    in July during a hosepipe ban?" (a condition, a purpose: another question). Not a
+    sentence of its own nor words before the question (context, padding)."""
+    sa = tuple(w for w in a.sequence if w != "|")
+    sb = tuple(w for w in b.sequence if w != "|")
+    if len(sa) == len(sb):
+        return None
+    short, long_ = (sa, sb) if len(sa) < len(sb) else (sb, sa)
+    f_short, f_long = (a, b) if short is sa else (b, a)
+    if f_long.sequence.count("|") > f_short.sequence.count("|"):
+        return None  # a sentence of context or padding ("Travelling next week! ...")
+    start, end = _common_ends(short, long_)
+    if start + end < len(short) or len(short) < 3 or start < 2:
+        return None
+    block = long_[start : len(long_) - end]
+    content = [w for w in block if w not in _FUNCTION_WORDS]
+    return " ".join(block) if len(content) >= 2 else None
+
+
 def substitution_differs(a: Features, b: Features) -> str | None:
     detail = function_word_differs(a, b)
     if detail:
         return "an opposed word in the same question: " + detail
+    detail = added_clause(a, b)
+    if detail:
+        return f"words added to the same question: {detail!r}"
     diff = aligned_diff(a, b)
     if diff is None:
         return None

@@ -72,6 +72,11 @@ ALIASES: tuple[tuple[str, str], ...] = (
     (r"\bWorld War (?:II|2|Two)\b|\bWWII\b|\bWW2\b", "WW2"),
     (r"\bWorld War (?:I|1|One)\b|\bWWI\b|\bWW1\b", "WW1"),
     (r"\bGoogle Cloud(?: Platform)?\b", "GCP"),
+    # text-speak: "b4" is "before", "w/o" "without", "w/" "with", "how 2" "how to"
+    (r"(?<![\w/])[Bb]4\b", "before"),
+    (r"(?<![\w/])[Ww]/[Oo]\b", "without"),
+    (r"(?<![\w/])[Ww]/(?=\s)", "with"),
+    (r"(?<=\b[Hh]ow) 2 (?=[a-z])", " to "),
 )
 
 #: Technology names counted as names even when typed in lower case. Ambiguous English words
