@@ -56,8 +56,9 @@ def render_markdown(result: dict[str, Any], *, title: str = "Semantic hit qualit
             f"Recommended default threshold: **{result['recommended_threshold']}**: the most "
             "paraphrases served while, with the guard, at most "
             f"{_pct(result['max_trap_rate'])} of all traps and at most "
-            f"{_pct(result['max_category_rate'])} of any one trap category are served, one "
-            "sweep step below that edge as margin."
+            f"{_pct(result['max_category_rate'])} of any one trap category are served on "
+            "every tuning set separately (every set not named blind*), one sweep step below "
+            "that edge as margin."
         ),
         "",
     ]
