@@ -1,8 +1,8 @@
 """Semantic search on plain Redis: a per-client numpy mirror fed by a per-partition log.
 
 Redis stays the source of truth. The write script (:mod:`~semcache_core.backends.redis.lua`)
-writes each record atomically: ``XADD`` to the partition's log stream ``<ns>:vlog:<partition>``
-(id, vector, tags), then the record's hash with the log entry id as its version, and its TTL.
+writes each record atomically: ``XADD`` to the partition's log stream
+``<ns>:vlog:{<ns>:<tag>}<partition>`` (id, vector, tags), then the record's hash with the log entry id as its version, and its TTL.
 Each client keeps a numpy mirror of the partitions it searches (:mod:`semcache_core.mirror`)
 and, in the same round trip that checks the dimension, reads only the log entries after its
 offset (the last entry id it has). Candidates are verified with one ``HMGET`` round trip
@@ -15,7 +15,9 @@ holds at least :data:`COMPACT_FLOOR` entries and twice its live count at the las
 that writer ``XDEL``\\s the entries whose hash is gone or has another version, then bumps the
 log's epoch so every client rebuilds its mirror from the shorter log once. Entry ids never
 change, so readers keep their offsets. A log (and its meta hash) carries the TTL of its
-longest-lived entry, so the logs of abandoned partitions expire with their entries.
+longest-lived entry, so the logs of abandoned partitions expire with their entries. A log,
+its meta, lock and dimension keys and its records' hashes share the partition's hash slot
+(:class:`~semcache_core.backends.redis.keys.KeyLayout`), so the scripts run on one shard.
 
 *Memory bound:* at most ``max_mirror_rows`` rows per client (see the backend's docstring).
 """
@@ -42,6 +44,7 @@ from semcache_core.backends.redis.commands import (
 from semcache_core.backends.redis.keys import KeyLayout, entry_id_of, seq_of
 from semcache_core.backends.redis.lua import (
     FINISH_COMPACTION,
+    KnownDimensions,
     ScriptCall,
     run_commands,
     write_records,
@@ -65,13 +68,14 @@ class LogMirrorSearch(VectorStrategy):
     def __init__(self, mirrors: MirrorSet) -> None:
         self.mirrors = mirrors
         self.max_mirror_rows = mirrors.max_rows
+        self.dims = KnownDimensions()
         # The log epoch each mirror was built at (a compaction bumps it: the mirror rebuilds).
         self._epochs: weakref.WeakKeyDictionary[PartitionMirror, int] = weakref.WeakKeyDictionary()
 
     def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]:
         partition = write.partition
         compact = yield from write_records(
-            namespace, write, layout, use_log=True, compact_floor=COMPACT_FLOOR
+            namespace, write, layout, use_log=True, known=self.dims, compact_floor=COMPACT_FLOOR
         )
         if compact:
             try:
@@ -117,10 +121,12 @@ class LogMirrorSearch(VectorStrategy):
         )
 
     def drop_namespace(self, namespace: str) -> None:
+        self.dims.drop(namespace)
         with self.mirrors.lock:
             self.mirrors.drop_namespace(namespace)
 
     def forget(self) -> None:
+        self.dims.clear()
         with self.mirrors.lock:
             self.mirrors.drop_all()
 
@@ -129,8 +135,8 @@ class LogMirrorSearch(VectorStrategy):
     ) -> Flow[PartitionMirror | None]:
         """This client's mirror of ``partition``, updated with the log entries it lacks.
 
-        One round trip in the common case: the namespace's dimension, the log's epoch and
-        length, and the entries after the mirror's offset come back together.
+        One round trip in the common case: the partition's dimension, the log's epoch and
+        length, and the entries after the mirror's offset come back together (one slot).
         """
         log = layout.log_key(namespace, partition)
         cap = self.max_mirror_rows
@@ -154,7 +160,7 @@ class LogMirrorSearch(VectorStrategy):
             )
             stored_dim, server_epoch, length, entries = yield Round(
                 (
-                    ("GET", layout.dim_key(namespace)),
+                    ("GET", layout.partition_dim_key(namespace, partition)),
                     ("HGET", layout.meta_key(namespace, partition), "epoch"),
                     ("XLEN", log),
                     page,
@@ -163,7 +169,7 @@ class LogMirrorSearch(VectorStrategy):
             if stored_dim is None:
                 with self.mirrors.lock:
                     self.mirrors.drop(namespace, partition)
-                return None  # no vector was ever stored in this namespace (or it was cleared)
+                return None  # no vector is stored in this partition (or it was cleared)
             if int(stored_dim) != dim:
                 raise keyspace.dimension_error(namespace, dim, int(stored_dim))
             current_epoch = int(server_epoch or 0)
