@@ -15,7 +15,12 @@ ordered registry of named checks (:data:`CHECKS`), one module per family:
   ``qualifier``, ``constraint``;
 - :mod:`~semcache_core.guard.roles`: ``role``, ``direction``;
 - :mod:`~semcache_core.guard.intent`: ``intent``;
-- :mod:`~semcache_core.guard.lexical`: ``lexical`` (one noun for a sibling noun: tea / coffee).
+- :mod:`~semcache_core.guard.lexical`: ``lexical`` (one noun for a sibling noun: tea / coffee);
+- :mod:`~semcache_core.guard.substitution`: ``reorder`` and ``substitution``, default-deny for
+  near-identical prompts: in the same template any changed content word is a different
+  question unless a known equivalent (inflection, typo, spelling, abbreviation, WordNet or
+  curated synonym, the same unit), as is an opposed function word, an added clause, or the
+  same words in another order (unless clauses or one block moved, or the prompt is symmetric).
 
 Every rejection names its check and the differing words (:class:`GuardVerdict`);
 :meth:`TrapGuard.explain` returns the verdict of every check. Lexicons are data files in
@@ -23,9 +28,9 @@ Every rejection names its check and the differing words (:class:`GuardVerdict`);
 Before comparing, both prompts go through :func:`strip_padding` (greetings, thanks, urgency,
 emoji), which the engine should also apply to a query before embedding it.
 
-The guard never calls a model. What it does not catch: content-word swaps that no lexicon
-relates, or inside a reworded question ("git merge" / "git rebase", "boil" / "steam"); those
-are left to the distance threshold (the ``lexical`` category of the tuning set measures them).
+The guard never calls a model. What it does not catch: content-word swaps inside a reworded
+question, where the words do not line up one for one ("How do I merge branches?" / "What's
+the command to rebase branches?"); those are left to the distance threshold.
 """
 
 from semcache_core.guard.features import extract_features
