@@ -1,0 +1,78 @@
+"""``compare_contexts``: do the earlier turns of two conversations say the same thing?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from semcache_core.conversation.facts import ALIGN_MIN, Unit, align, fact_verdict, units
+from semcache_core.conversation.turns import Conversation
+
+
+@dataclass(frozen=True, slots=True)
+class ContextVerdict:
+    """``ok`` when the answer may depend on the same earlier facts; else ``reason`` names the
+    rule (``configuration``, ``unmatched_turn``, ``referent`` or a fact check such as
+    ``number``/``entity``/``date``) and ``detail`` says what differed."""
+
+    ok: bool
+    reason: str | None = None
+    detail: str = ""
+
+
+def _quote(unit: Unit) -> str:
+    text = unit.text if len(unit.text) <= 80 else unit.text[:77] + "..."
+    return f"{unit.role}: {text!r}"
+
+
+def compare_contexts(
+    new: Conversation, cached: Conversation, *, align_min: float = ALIGN_MIN
+) -> ContextVerdict:
+    """Whether the context of ``cached`` may stand for the context of ``new`` (see
+    :mod:`semcache_core.conversation.facts` for the rules)."""
+    if new.configuration != cached.configuration:
+        return ContextVerdict(
+            False, "configuration", "system prompt, tools or non-text parts differ"
+        )
+    a, b = units(new), units(cached)
+    if not a and not b:
+        return ContextVerdict(True)
+    pairs = align(a, b, align_min)
+    matched_a = {i for i, _ in pairs}
+    matched_b = {j for _, j in pairs}
+    heavy_a = [i for i, u in enumerate(a) if not u.light]
+    heavy_b = [j for j, u in enumerate(b) if not u.light]
+    # The referent: the most recent turn that carries something must be the same on both sides.
+    if heavy_a or heavy_b:
+        last = (heavy_a[-1] if heavy_a else None, heavy_b[-1] if heavy_b else None)
+        if last not in pairs:
+            return ContextVerdict(
+                False,
+                "referent",
+                "the last earlier turns differ: "
+                + " vs ".join(
+                    _quote(u[i]) if i is not None else "(none)"
+                    for u, i in zip((a, b), last, strict=True)
+                ),
+            )
+    if not pairs:
+        return ContextVerdict(True)  # only light turns on both sides
+    first_a, first_b = pairs[0]
+    stray_a = [a[i] for i in heavy_a if i not in matched_a and i > first_a]
+    stray_b = [b[j] for j in heavy_b if j not in matched_b and j > first_b]
+    prefix_a = [a[i] for i in heavy_a if i < first_a]
+    prefix_b = [b[j] for j in heavy_b if j < first_b]
+    if prefix_a and prefix_b:  # an earlier exchange may be extra on one side, not different
+        stray_a += prefix_a
+        stray_b += prefix_b
+    if stray_a or stray_b:
+        unit = (stray_a or stray_b)[0]
+        side = "new" if stray_a else "cached"
+        return ContextVerdict(
+            False,
+            "unmatched_turn",
+            f"a turn of the {side} conversation has no match: {_quote(unit)}",
+        )
+    ok, reason, detail = fact_verdict([a[i].text for i, _ in pairs], [b[j].text for _, j in pairs])
+    if not ok:
+        return ContextVerdict(False, reason, f"earlier facts differ: {detail}")
+    return ContextVerdict(True)
