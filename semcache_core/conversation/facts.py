@@ -97,16 +97,58 @@ def salient_text(text: str) -> str:
 
 
 def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
+    """A crude stem, the same for the usual inflections: "includes"/"include"/"included",
+    "bakes"/"baking", "batteries"/"battery"."""
+    if len(word) <= 3 or word.isdigit():
+        return word
+    if word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif word.endswith("ss"):
+        pass
+    elif word.endswith("s"):
+        word = word[:-1]
+    for suffix in ("ing", "ed"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+        ]
+    )
+}
+
+
+def word_sequence(text: str) -> list[str]:
+    """The words of ``text`` in order: lower case, possessives and negations ("n't") cut off,
+    number words as digits."""
+    text = text.lower().replace("’", "'")
+    text = re.sub(r"n't\b", " not", text.replace("won't", "will not").replace("can't", "can not"))
+    text = re.sub(r"'s\b", "", text)
+    return [_NUMBER_WORDS.get(w, w) for w in _WORD_RE.findall(text)]
 
 
 def content_words(text: str) -> frozenset[str]:
     """Lower-cased, crudely stemmed words that are not stopwords (numbers included)."""
     stopwords = lexicon("stopwords.txt")
-    words = _WORD_RE.findall(text.lower().replace("’", "'"))
+    words = word_sequence(text)
     return frozenset(_stem(w) for w in words if (w not in stopwords and len(w) > 1) or w.isdigit())
 
 
