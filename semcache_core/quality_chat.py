@@ -1,0 +1,485 @@
+"""How often a multi-turn lookup serves the right answer: conversations that should hit vs traps.
+
+    python -m semcache_core.quality_chat [PAIRS.jsonl ...] [--embedder minilm|hash] [--out DIR]
+                  [--threshold T] [--context-threshold C] [-k K]
+
+Reads labelled conversation pairs (by default ``benchmarks/data/conversations_tuning.jsonl``
+and ``conversations_blind.jsonl`` of the checkout, each reported on its own), one JSON object
+a line: ``a`` and ``b`` (lists of ``{"role", "content"}`` messages ending with a user message),
+``same_answer`` (would the answer cached for ``b`` be right for ``a``?), ``subtype`` and
+optionally ``domain``. Every text to compare is embedded once (progress on stderr), then the
+lookup decision of ``a`` against the cached ``b`` is simulated in both settings:
+
+``exact`` (today's behaviour)
+    everything but the last user message must be identical; the last user messages are
+    compared as single prompts (distance at most ``--threshold``, trap guard).
+``semantic``
+    :func:`semcache_core.conversation.match_conversation`: search-text distance at most
+    ``--context-threshold``, the question as a single prompt, then the earlier turns by
+    alignment and facts.
+
+For each file it reports the share served per subtype, of all conversations that should hit
+and of all traps, why the semantic setting rejected what it rejected, a sweep of the context
+threshold, and the *retrieval* check: with every conversation of the file in one partition
+(per configuration), how often the cached side ``b`` of a should-hit pair is among the ``k``
+nearest of ``a``, with the search-text vector and with the last message alone. Writes
+``DIR/conversation_quality.md`` and ``DIR/conversation_quality.json``.
+
+``--embedder hash`` is the dependency-free embedder of :mod:`semcache_core.quality`, for smoke
+tests only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semcache_core.conversation import (
+    DEFAULT_CONTEXT_THRESHOLD,
+    Conversation,
+    MatchDecision,
+    match_conversation,
+    query_text,
+    search_text,
+    split_turns,
+    turns_from_messages,
+)
+from semcache_core.conversation.match import cosine_distance
+from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD, SEMANTIC_CANDIDATES
+from semcache_core.guard import TrapGuard
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FILES = (
+    ROOT / "benchmarks" / "data" / "conversations_tuning.jsonl",
+    ROOT / "benchmarks" / "data" / "conversations_blind.jsonl",
+)
+DEFAULT_OUT = ROOT / "benchmarks" / "results"
+SHOULD_HIT = ("reworded_context", "irrelevant_history", "acknowledgements")
+TRAPS = ("other_referent", "changed_detail", "different_request")
+CONTEXT_SWEEP: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(2, 11))
+MODES = ("exact", "semantic")
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ConversationPair:
+    """Would the answer cached for conversation ``b`` be right for conversation ``a``?"""
+
+    a: Conversation
+    b: Conversation
+    same_answer: bool
+    subtype: str
+    domain: str = ""
+
+
+def _conversation(messages: Any, where: str) -> Conversation:
+    if not isinstance(messages, list) or not 1 <= len(messages) <= 64:
+        raise ValueError(f"{where}: needs a list of messages")
+    for message in messages:
+        if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+            raise ValueError(f"{where}: every message needs a role and a content")
+    if messages[-1]["role"] != "user":
+        raise ValueError(f"{where}: the last message must be a user message")
+    conversation = split_turns(turns_from_messages(messages))
+    if conversation is None:
+        raise ValueError(f"{where}: no user message with text")
+    return conversation
+
+
+def load_pairs(path: str | os.PathLike[str]) -> list[ConversationPair]:
+    """Read a JSONL file of conversation pairs; raises ValueError on a malformed line."""
+    pairs: list[ConversationPair] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            where = f"{path}:{number}"
+            if not isinstance(row.get("same_answer"), bool) or not isinstance(
+                row.get("subtype"), str
+            ):
+                raise ValueError(f"{where}: needs a, b, same_answer (bool), subtype")
+            pairs.append(
+                ConversationPair(
+                    _conversation(row.get("a"), where + " a"),
+                    _conversation(row.get("b"), where + " b"),
+                    row["same_answer"],
+                    row["subtype"],
+                    str(row.get("domain", "")),
+                )
+            )
+    return pairs
+
+
+def is_conversation_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a pairs file holds conversations (``a`` is a list), for ``semcache eval``."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                return isinstance(json.loads(line).get("a"), list)
+    return False
+
+
+# -- embedding -----------------------------------------------------------------------------------
+
+
+class VectorTable:
+    """Every text embedded once, in batches, with a progress line on stderr."""
+
+    def __init__(self, embed: Embed, *, batch: int = 64, progress: bool = True) -> None:
+        self._embed = embed
+        self._batch = batch
+        self._progress = progress
+        self._vectors: dict[str, np.ndarray] = {}
+        self.seconds = 0.0
+
+    def add(self, texts: Sequence[str]) -> None:
+        todo = sorted(set(texts) - self._vectors.keys())
+        started = time.perf_counter()
+        for start in range(0, len(todo), self._batch):
+            chunk = todo[start : start + self._batch]
+            vectors = np.asarray(self._embed(chunk), dtype=np.float64)
+            if vectors.shape[0] != len(chunk):
+                raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(chunk)}")
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            self._vectors.update(zip(chunk, vectors / norms, strict=True))
+            if self._progress:
+                done = min(start + self._batch, len(todo))
+                print(f"\rembedding {done}/{len(todo)} texts", end="", file=sys.stderr)
+        if self._progress and todo:
+            print(file=sys.stderr)
+        self.seconds += time.perf_counter() - started
+
+    def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
+        self.add(texts)
+        return [self._vectors[t] for t in texts]
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+
+# -- decisions -----------------------------------------------------------------------------------
+
+
+def exact_decision(
+    new: Conversation, cached: Conversation, vectors: VectorTable, *, threshold: float, guard: Any
+) -> bool:
+    """Today's behaviour: the context must be identical, the last message a single-prompt hit."""
+    if new.exact_context != cached.exact_context:
+        return False
+    if new.query == cached.query:
+        return True
+    va, vb = vectors([new.query, cached.query])
+    return cosine_distance(va, vb) <= threshold + 1e-12 and guard.check(new.query, cached.query).ok
+
+
+def _rate(count: int, total: int) -> float | None:
+    return count / total if total else None
+
+
+def _summary(pairs: Sequence[ConversationPair], served: Sequence[bool]) -> dict[str, Any]:
+    subtypes = sorted({p.subtype for p in pairs}, key=lambda s: (s not in SHOULD_HIT, s))
+    by_subtype = {}
+    for subtype in subtypes:
+        flags = [s for p, s in zip(pairs, served, strict=True) if p.subtype == subtype]
+        by_subtype[subtype] = {"pairs": len(flags), "served": _rate(sum(flags), len(flags))}
+    hits = [s for p, s in zip(pairs, served, strict=True) if p.same_answer]
+    traps = [s for p, s in zip(pairs, served, strict=True) if not p.same_answer]
+    return {
+        "should_hit_served": _rate(sum(hits), len(hits)),
+        "traps_served": _rate(sum(traps), len(traps)),
+        "subtypes": by_subtype,
+    }
+
+
+def _retrieval(pairs: Sequence[ConversationPair], vectors: VectorTable, k: int) -> dict[str, Any]:
+    """Recall@k of the cached side among every conversation of the file (same configuration)."""
+    pool: dict[str, Conversation] = {}
+    for p in pairs:
+        for c in (p.a, p.b):
+            pool.setdefault(json.dumps([c.configuration, c.exact_context, c.query]), c)
+    entries = list(pool.values())
+    out: dict[str, Any] = {"pool": len(entries), "k": k}
+    for name, text_of in (("search_text", search_text), ("last_message", query_text)):
+        matrix = np.stack(vectors([text_of(c) for c in entries]))
+        found = 0
+        total = 0
+        for p in pairs:
+            if not p.same_answer:
+                continue
+            total += 1
+            query = vectors([text_of(p.a)])[0]
+            distances = 1.0 - matrix @ query
+            for i, c in enumerate(entries):
+                if c is p.a or c.configuration != p.a.configuration:
+                    distances[i] = np.inf
+            target = entries.index(next(c for c in entries if _same(c, p.b)))
+            rank = int(np.sum(distances < distances[target]))
+            found += rank < k
+        out[name] = _rate(found, total)
+    return out
+
+
+def _same(x: Conversation, y: Conversation) -> bool:
+    return (x.configuration, x.exact_context, x.query) == (
+        y.configuration,
+        y.exact_context,
+        y.query,
+    )
+
+
+def evaluate_file(
+    pairs: Sequence[ConversationPair],
+    vectors: VectorTable,
+    *,
+    threshold: float = DEFAULT_DISTANCE_THRESHOLD,
+    context_threshold: float = DEFAULT_CONTEXT_THRESHOLD,
+    k: int = SEMANTIC_CANDIDATES,
+    guard: Any = None,
+) -> dict[str, Any]:
+    """Score one file's pairs in both settings (no I/O but the embedder)."""
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    guard = guard if guard is not None else TrapGuard()
+    vectors.add([t for p in pairs for c in (p.a, p.b) for t in (search_text(c), query_text(c))])
+    vectors.add([c.query for p in pairs for c in (p.a, p.b)])
+    context_distances = [
+        cosine_distance(*vectors([search_text(p.a), search_text(p.b)])) for p in pairs
+    ]
+
+    def decide(p: ConversationPair, d: float, c_threshold: float) -> MatchDecision:
+        return match_conversation(
+            p.a,
+            p.b,
+            embed=vectors,
+            threshold=threshold,
+            guard=guard,
+            context_threshold=c_threshold,
+            context_distance=d,
+        )
+
+    started = time.perf_counter()
+    decisions = [
+        decide(p, d, context_threshold) for p, d in zip(pairs, context_distances, strict=True)
+    ]
+    decide_seconds = time.perf_counter() - started
+    exact = [exact_decision(p.a, p.b, vectors, threshold=threshold, guard=guard) for p in pairs]
+    semantic = [d.ok for d in decisions]
+    rejections: dict[str, Counter[str]] = {}
+    for p, d in zip(pairs, decisions, strict=True):
+        if not d.ok:
+            key = d.stage if d.stage != "context" else f"context:{d.reason}"
+            rejections.setdefault(p.subtype, Counter())[str(key)] += 1
+    sweep = []
+    for c in CONTEXT_SWEEP:
+        served = [decide(p, d, c).ok for p, d in zip(pairs, context_distances, strict=True)]
+        sweep.append({"context_threshold": c, **_summary(pairs, served)})
+        del sweep[-1]["subtypes"]
+    wrong = [
+        {
+            "subtype": p.subtype,
+            "domain": p.domain,
+            "same_answer": p.same_answer,
+            "served": d.ok,
+            "stage": d.stage,
+            "reason": d.reason,
+            "detail": d.detail,
+            "context_distance": round(dist, 4),
+            "a_question": p.a.query,
+            "b_question": p.b.query,
+        }
+        for p, d, dist in zip(pairs, decisions, context_distances, strict=True)
+        if d.ok != p.same_answer
+    ]
+    return {
+        "pairs": len(pairs),
+        "should_hit": sum(p.same_answer for p in pairs),
+        "traps": sum(not p.same_answer for p in pairs),
+        "exact": _summary(pairs, exact),
+        "semantic": _summary(pairs, semantic),
+        "semantic_rejections": {s: dict(c.most_common()) for s, c in sorted(rejections.items())},
+        "context_sweep": sweep,
+        "retrieval": _retrieval(pairs, vectors, k),
+        "decide_microseconds_per_pair": 1e6 * decide_seconds / len(pairs),
+        "mistakes": wrong,
+    }
+
+
+def evaluate(
+    files: Mapping[str, Sequence[ConversationPair]],
+    embed: Embed,
+    *,
+    threshold: float = DEFAULT_DISTANCE_THRESHOLD,
+    context_threshold: float = DEFAULT_CONTEXT_THRESHOLD,
+    k: int = SEMANTIC_CANDIDATES,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score every file of ``files`` (label -> pairs) on its own."""
+    vectors = VectorTable(embed, progress=progress)
+    result: dict[str, Any] = {
+        "threshold": threshold,
+        "context_threshold": context_threshold,
+        "k": k,
+        "files": {
+            label: evaluate_file(
+                pairs, vectors, threshold=threshold, context_threshold=context_threshold, k=k
+            )
+            for label, pairs in files.items()
+        },
+    }
+    result["timing"] = {"texts": len(vectors), "embed_seconds": vectors.seconds}
+    return result
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    meta = result.get("meta", {})
+    lines = [
+        "# Multi-turn conversation hit quality",
+        "",
+        (
+            f"Embedder: {meta.get('embedder', '?')}. Question threshold {result['threshold']} "
+            f"(the single-prompt default), context threshold {result['context_threshold']}, "
+            f"k = {result['k']} candidates. {result['timing']['texts']} texts embedded in "
+            f"{result['timing']['embed_seconds']:.1f} s."
+        ),
+        "",
+    ]
+    for label, r in result["files"].items():
+        lines += [
+            f"## {label}: {r['pairs']} pairs ({r['should_hit']} should hit, {r['traps']} traps)",
+            "",
+            "| subtype | kind | pairs | served, exact context | served, semantic context |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for subtype, row in r["semantic"]["subtypes"].items():
+            kind = "should hit" if subtype in SHOULD_HIT else "trap"
+            lines.append(
+                f"| {subtype} | {kind} | {row['pairs']} "
+                f"| {_pct(r['exact']['subtypes'][subtype]['served'])} | {_pct(row['served'])} |"
+            )
+        lines += [
+            (
+                f"| **all that should hit** | | {r['should_hit']} "
+                f"| **{_pct(r['exact']['should_hit_served'])}** "
+                f"| **{_pct(r['semantic']['should_hit_served'])}** |"
+            ),
+            (
+                f"| **all traps** | | {r['traps']} | **{_pct(r['exact']['traps_served'])}** "
+                f"| **{_pct(r['semantic']['traps_served'])}** |"
+            ),
+            "",
+            (
+                f"Retrieval (one partition of all {r['retrieval']['pool']} conversations of the "
+                f"file): the cached side of a should-hit pair is among the {r['retrieval']['k']} "
+                f"nearest {_pct(r['retrieval']['search_text'])} of the time with the search-text "
+                f"vector, {_pct(r['retrieval']['last_message'])} with the last message alone. "
+                f"Decision on a candidate: {r['decide_microseconds_per_pair']:.0f} µs (vectors "
+                "cached)."
+            ),
+            "",
+            "Why the semantic setting said no:",
+            "",
+            "| subtype | rejected by |",
+            "| --- | --- |",
+        ]
+        for subtype, counts in r["semantic_rejections"].items():
+            text = ", ".join(f"{k} {v}" for k, v in counts.items())
+            lines.append(f"| {subtype} | {text} |")
+        lines += [
+            "",
+            "| context threshold | should hit served | traps served |",
+            "| ---: | ---: | ---: |",
+        ]
+        for row in r["context_sweep"]:
+            lines.append(
+                f"| {row['context_threshold']:.2f} | {_pct(row['should_hit_served'])} "
+                f"| {_pct(row['traps_served'])} |"
+            )
+        served_traps = [m for m in r["mistakes"] if not m["same_answer"]]
+        if served_traps:
+            lines += ["", "Traps served:", ""]
+            for m in served_traps:
+                lines.append(f"- [{m['subtype']}, {m['domain']}] {m['a_question']!r}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / "conversation_quality.md", out / "conversation_quality.json"
+    md.write_text(render_markdown(result), encoding="utf-8")
+    js.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    return [md, js]
+
+
+def _label(path: Path) -> str:
+    name = path.stem
+    return name.removeprefix("conversations_") or name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m semcache_core.quality_chat", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("pairs", nargs="*", help="JSONL files (default: tuning and blind)")
+    parser.add_argument("--embedder", choices=("minilm", "hash"), default="minilm")
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--threshold", type=float, default=DEFAULT_DISTANCE_THRESHOLD)
+    parser.add_argument("--context-threshold", type=float, default=DEFAULT_CONTEXT_THRESHOLD)
+    parser.add_argument("-k", type=int, default=SEMANTIC_CANDIDATES, help="candidates per search")
+    args = parser.parse_args(argv)
+
+    paths = [Path(p) for p in args.pairs] or list(DEFAULT_FILES)
+    files = {_label(p): load_pairs(p) for p in paths}
+    from semcache_core.quality import hash_embedder, minilm_embedder
+
+    started = time.perf_counter()
+    if args.embedder == "minilm":
+        embed, name = minilm_embedder(), "all-MiniLM-L6-v2 (CPU)"
+    else:
+        embed, name = hash_embedder(), "hash (smoke test only)"
+    result = evaluate(
+        files,
+        embed,
+        threshold=args.threshold,
+        context_threshold=args.context_threshold,
+        k=args.k,
+    )
+    result["meta"] = {
+        "embedder": name,
+        "files": [str(p) for p in paths],
+        "load_seconds": time.perf_counter() - started - result["timing"]["embed_seconds"],
+    }
+    for path in write_outputs(result, args.out):
+        print(f"wrote {path}")
+    for label, r in result["files"].items():
+        print(
+            f"{label}: should hit served {_pct(r['semantic']['should_hit_served'])} "
+            f"(exact context {_pct(r['exact']['should_hit_served'])}), traps served "
+            f"{_pct(r['semantic']['traps_served'])} (exact {_pct(r['exact']['traps_served'])})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
