@@ -48,6 +48,7 @@ from semcache_core.conversation import (
     DEFAULT_CONTEXT_THRESHOLD,
     Conversation,
     MatchDecision,
+    focus,
     match_conversation,
     query_text,
     search_text,
@@ -204,31 +205,55 @@ def _summary(pairs: Sequence[ConversationPair], served: Sequence[bool]) -> dict[
     }
 
 
+#: Last messages that many conversations share: in the retrieval check every conversation of
+#: the file is also asked each of them, so that only the earlier turns can tell them apart.
+SHARED_QUESTIONS = ("yes, do that", "How much does it cost?", "Can I still return it?")
+
+
+def _with_question(c: Conversation, question: str) -> Conversation:
+    return Conversation(c.configuration, focus(c).history, question)
+
+
+def _recall(
+    pairs: Sequence[ConversationPair],
+    entries: Sequence[Conversation],
+    vectors: VectorTable,
+    text_of: Callable[[Conversation], str],
+    k: int,
+    question: str | None = None,
+) -> float | None:
+    ask = (lambda c: _with_question(c, question)) if question is not None else (lambda c: c)
+    matrix = np.stack(vectors([text_of(ask(c)) for c in entries]))
+    found = total = 0
+    for p in pairs:
+        if not p.same_answer:
+            continue
+        total += 1
+        distances = 1.0 - matrix @ vectors([text_of(ask(p.a))])[0]
+        target = -1
+        for i, c in enumerate(entries):
+            if _same(c, p.a) or c.configuration != p.a.configuration:
+                distances[i] = np.inf
+            elif _same(c, p.b):
+                target = i
+        # Rank among the others; a tie counts against (a search could return either).
+        found += int(np.sum(distances <= distances[target] + 1e-9)) - 1 < k
+    return _rate(found, total)
+
+
 def _retrieval(pairs: Sequence[ConversationPair], vectors: VectorTable, k: int) -> dict[str, Any]:
-    """Recall@k of the cached side among every conversation of the file (same configuration)."""
-    pool: dict[str, Conversation] = {}
+    """Recall@k of the cached side among every conversation of the file (one partition per
+    configuration): as asked, and with every conversation asking the same short question."""
+    pool: dict[tuple[str, str, str], Conversation] = {}
     for p in pairs:
         for c in (p.a, p.b):
-            pool.setdefault(json.dumps([c.configuration, c.exact_context, c.query]), c)
+            pool.setdefault((c.configuration, c.exact_context, c.query), c)
     entries = list(pool.values())
-    out: dict[str, Any] = {"pool": len(entries), "k": k}
+    out: dict[str, Any] = {"pool": len(entries), "k": k, "shared_questions": SHARED_QUESTIONS}
     for name, text_of in (("search_text", search_text), ("last_message", query_text)):
-        matrix = np.stack(vectors([text_of(c) for c in entries]))
-        found = 0
-        total = 0
-        for p in pairs:
-            if not p.same_answer:
-                continue
-            total += 1
-            query = vectors([text_of(p.a)])[0]
-            distances = 1.0 - matrix @ query
-            for i, c in enumerate(entries):
-                if c is p.a or c.configuration != p.a.configuration:
-                    distances[i] = np.inf
-            target = entries.index(next(c for c in entries if _same(c, p.b)))
-            rank = int(np.sum(distances < distances[target]))
-            found += rank < k
-        out[name] = _rate(found, total)
+        out[name] = _recall(pairs, entries, vectors, text_of, k)
+        shared = [_recall(pairs, entries, vectors, text_of, k, q) for q in SHARED_QUESTIONS]
+        out[f"{name}_shared_question"] = float(np.mean([r for r in shared if r is not None]))
     return out
 
 
@@ -391,7 +416,12 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"Retrieval (one partition of all {r['retrieval']['pool']} conversations of the "
                 f"file): the cached side of a should-hit pair is among the {r['retrieval']['k']} "
                 f"nearest {_pct(r['retrieval']['search_text'])} of the time with the search-text "
-                f"vector, {_pct(r['retrieval']['last_message'])} with the last message alone. "
+                f"vector, {_pct(r['retrieval']['last_message'])} with the last message alone; "
+                "when every conversation asks the same short question "
+                f"({', '.join(repr(q) for q in r['retrieval']['shared_questions'])}): "
+                f"{_pct(r['retrieval']['search_text_shared_question'])} with the search text, "
+                f"{_pct(r['retrieval']['last_message_shared_question'])} with the last message "
+                "alone (ties count against). "
                 f"Decision on a candidate: {r['decide_microseconds_per_pair']:.0f} µs (vectors "
                 "cached)."
             ),
