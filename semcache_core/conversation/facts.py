@@ -114,25 +114,14 @@ def _stem(word: str) -> str:
     return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
+#: Number words written as digits ("two weeks" = "2 weeks"); not "one", mostly a pronoun
+#: ("the morning one", "which one").
 _NUMBER_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-        ]
+    word: str(value)
+    for value, word in enumerate(
+        ["zero", "", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
     )
+    if word
 }
 
 
