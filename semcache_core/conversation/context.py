@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from semcache_core.conversation.facts import (
     ALIGN_MIN,
@@ -15,6 +18,12 @@ from semcache_core.conversation.facts import (
     word_sequence,
 )
 from semcache_core.conversation.turns import Conversation
+
+#: Cosine distance up to which two earlier turns with few words in common still align (with
+#: an embedder; tuned on the tuning half of the conversation set).
+UNIT_DISTANCE = 0.30
+
+Embed = Callable[[Sequence[str]], Any]
 
 #: How alike (difflib ratio of the word sequences) two aligned turns must be for differing
 #: words to be an edited detail rather than a rewording; see :func:`swapped_words`. Tuned:
@@ -69,19 +78,27 @@ def swapped_words(
     return " ".join(sorted(only_x)), " ".join(sorted(only_y))
 
 
-def compare_contexts(
-    new: Conversation, cached: Conversation, *, align_min: float = ALIGN_MIN
-) -> ContextVerdict:
-    """Whether the context of ``cached`` may stand for the context of ``new`` (see
-    :mod:`semcache_core.conversation.facts` for the rules)."""
-    if new.configuration != cached.configuration:
-        return ContextVerdict(
-            False, "configuration", "system prompt, tools or non-text parts differ"
-        )
-    a, b = units(new), units(cached)
-    if not a and not b:
-        return ContextVerdict(True)
-    pairs = align(a, b, align_min)
+def _similar_by_vectors(
+    a: Sequence[Unit], b: Sequence[Unit], embed: Embed, max_distance: float
+) -> Callable[[int, int], bool]:
+    """``similar(i, j)``: unit distance at most ``max_distance``; embeds every unit of both
+    sides in one call, the first time it is asked (only when words alone left a pair)."""
+    distances: list[np.ndarray] = []
+
+    def similar(i: int, j: int) -> bool:
+        if not distances:
+            vectors = np.asarray(embed([u.text for u in (*a, *b)]), dtype=np.float64)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            distances.append(1.0 - vectors[: len(a)] @ vectors[len(a) :].T)
+        return bool(distances[0][i, j] <= max_distance + 1e-12)
+
+    return similar
+
+
+def _structure(
+    a: Sequence[Unit], b: Sequence[Unit], pairs: Sequence[tuple[int, int]]
+) -> ContextVerdict | None:
+    """The unmatched-turn and referent rules on an alignment: a failing verdict or None."""
     matched_a = {i for i, _ in pairs}
     matched_b = {j for _, j in pairs}
     heavy_a = [i for i, u in enumerate(a) if not u.light]
@@ -100,7 +117,7 @@ def compare_contexts(
                 ),
             )
     if not pairs:
-        return ContextVerdict(True)  # only light turns on both sides
+        return None
     first_a, first_b = pairs[0]
     stray_a = [a[i] for i in heavy_a if i not in matched_a and i > first_a]
     stray_b = [b[j] for j in heavy_b if j not in matched_b and j > first_b]
@@ -117,6 +134,38 @@ def compare_contexts(
             "unmatched_turn",
             f"a turn of the {side} conversation has no match: {_quote(unit)}",
         )
+    return None
+
+
+def compare_contexts(
+    new: Conversation,
+    cached: Conversation,
+    *,
+    align_min: float = ALIGN_MIN,
+    embed: Embed | None = None,
+    unit_distance: float = UNIT_DISTANCE,
+) -> ContextVerdict:
+    """Whether the context of ``cached`` may stand for the context of ``new`` (see
+    :mod:`semcache_core.conversation.facts` for the rules). With ``embed`` (texts to vectors),
+    two turns whose words barely overlap still align when their distance is at most
+    ``unit_distance`` ("a technical issue with the aircraft" / "a problem with the plane")."""
+    if new.configuration != cached.configuration:
+        return ContextVerdict(
+            False, "configuration", "system prompt, tools or non-text parts differ"
+        )
+    a, b = units(new), units(cached)
+    if not a and not b:
+        return ContextVerdict(True)
+    pairs = align(a, b, align_min)
+    problem = _structure(a, b, pairs)
+    if problem is not None and embed is not None:
+        # Words alone left a turn unmatched: try again with the meaning of the turns.
+        pairs = align(a, b, align_min, _similar_by_vectors(a, b, embed, unit_distance))
+        problem = _structure(a, b, pairs)
+    if problem is not None:
+        return problem
+    if not pairs:
+        return ContextVerdict(True)  # only light turns on both sides
     for i, j in pairs:
         swapped = swapped_words(a[i], b[j], a, b)
         if swapped:

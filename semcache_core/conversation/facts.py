@@ -23,7 +23,7 @@ Feature extraction goes through :func:`fact_verdict`, the one place that knows t
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -172,24 +172,34 @@ def overlap(a: Unit, b: Unit) -> float:
 
 
 def align(
-    a: Sequence[Unit], b: Sequence[Unit], minimum: float = ALIGN_MIN
+    a: Sequence[Unit],
+    b: Sequence[Unit],
+    minimum: float = ALIGN_MIN,
+    similar: Callable[[int, int], bool] | None = None,
 ) -> list[tuple[int, int]]:
-    """The monotone alignment of ``a`` and ``b`` with the largest total overlap (pairs below
-    ``minimum`` never align); a small dynamic program, conversations are short."""
+    """The monotone alignment of ``a`` and ``b`` with the largest total score; a small dynamic
+    program, conversations are short. A pair aligns when its word overlap reaches ``minimum``
+    (score: the overlap) or else when ``similar(i, j)`` says so (score: ``minimum``)."""
     n, m = len(a), len(b)
+
+    def pair_score(i: int, j: int) -> float:
+        o = overlap(a[i], b[j])
+        if o >= minimum:
+            return o
+        return minimum if similar is not None and similar(i, j) else 0.0
+
+    pair = [[pair_score(i, j) for j in range(m)] for i in range(n)]
     score = [[0.0] * (m + 1) for _ in range(n + 1)]
     for i in range(n - 1, -1, -1):
         for j in range(m - 1, -1, -1):
             best = max(score[i + 1][j], score[i][j + 1])
-            o = overlap(a[i], b[j])
-            if o >= minimum:
-                best = max(best, o + score[i + 1][j + 1])
+            if pair[i][j]:
+                best = max(best, pair[i][j] + score[i + 1][j + 1])
             score[i][j] = best
     pairs: list[tuple[int, int]] = []
     i = j = 0
     while i < n and j < m:
-        o = overlap(a[i], b[j])
-        if o >= minimum and abs(score[i][j] - (o + score[i + 1][j + 1])) < 1e-9:
+        if pair[i][j] and abs(score[i][j] - (pair[i][j] + score[i + 1][j + 1])) < 1e-9:
             pairs.append((i, j))
             i, j = i + 1, j + 1
         elif score[i][j] == score[i + 1][j]:

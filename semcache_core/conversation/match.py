@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from semcache_core.conversation.context import compare_contexts
+from semcache_core.conversation.context import UNIT_DISTANCE, compare_contexts
 from semcache_core.conversation.facts import is_filler, sentences, units
 from semcache_core.conversation.turns import Conversation, Turn
 
@@ -91,6 +91,7 @@ def match_conversation(
     guard: Any = None,
     context_threshold: float = DEFAULT_CONTEXT_THRESHOLD,
     context_distance: float | None = None,
+    unit_distance: float = UNIT_DISTANCE,
 ) -> MatchDecision:
     """Decide on one candidate, in the order a lookup does it (cheapest first).
 
@@ -137,7 +138,12 @@ def match_conversation(
                     context_distance,
                     query_distance,
                 )
-    verdict = compare_contexts(focus(new), focus(cached))
+    verdict = compare_contexts(
+        focus(new),
+        focus(cached),
+        embed=embed if unit_distance else None,
+        unit_distance=unit_distance,
+    )
     if not verdict.ok:
         return MatchDecision(
             False, "context", verdict.reason, verdict.detail, context_distance, query_distance
