@@ -407,7 +407,7 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_turns_with_few_common_words_align_by_meaning() -> None:
     a = chat("u: The dishwasher leaks water onto the floor.", "u: Is it covered?")
-    b = chat("u: Puddles form under my dishwasher.", "u: Is it covered?")
+    b = chat("u: Puddles keep forming under my kitchen dishwasher.", "u: Is it covered?")
     assert compare_contexts(a, b).reason == "referent"  # words alone: no match
     near = fake_embed({"The dishwasher": [1.0, 0.0], "Puddles": [0.98, 0.2]})
     assert compare_contexts(a, b, embed=near).ok
