@@ -413,3 +413,13 @@ def test_turns_with_few_common_words_align_by_meaning() -> None:
     assert compare_contexts(a, b, embed=near).ok
     far = fake_embed({"The dishwasher": [1.0, 0.0], "Puddles": [0.0, 1.0]})
     assert not compare_contexts(a, b, embed=far).ok
+
+
+def test_context_match_setting() -> None:
+    from semcache_core.conversation import DEFAULT_CONTEXT_MATCH, validate_context_match
+    from semcache_core.errors import SemcacheInputError
+
+    assert DEFAULT_CONTEXT_MATCH == "semantic"
+    assert validate_context_match("exact") == "exact"
+    with pytest.raises(SemcacheInputError):
+        validate_context_match("fuzzy")
