@@ -423,3 +423,58 @@ def test_context_match_setting() -> None:
     assert validate_context_match("exact") == "exact"
     with pytest.raises(SemcacheInputError):
         validate_context_match("fuzzy")
+
+
+# -- adapters --------------------------------------------------------------------------------------
+
+
+def test_langchain_prompt_as_turns() -> None:
+    from langchain_core.load import dumps
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    from langchain_semcache._turns import turns_from_prompt
+
+    call = {"name": "weather", "args": {"city": "Oslo"}, "id": "c1"}
+    history = [
+        SystemMessage("You are terse."),
+        HumanMessage("I fly to Oslo on Friday."),
+        AIMessage("", tool_calls=[call], id="run-1"),
+        ToolMessage("rain", tool_call_id="c1"),
+        AIMessage("Rain is expected.", id="run-2", response_metadata={"model": "x"}),
+    ]
+    a = split_turns(turns_from_prompt(dumps([*history, HumanMessage("Pack an umbrella?")])) or [])
+    rerun = [m.model_copy(update={"id": None}) for m in history]
+    b = split_turns(
+        turns_from_prompt(dumps([*rerun, HumanMessage("ok"), HumanMessage("Pack an umbrella?")]))
+        or []
+    )
+    assert a is not None and b is not None
+    assert a.query == "Pack an umbrella?"
+    assert a.configuration == b.configuration  # ids and metadata are not configuration
+    assert "weather" in a.configuration and "rain" in a.configuration
+    assert [t.text for t in a.history] == ["I fly to Oslo on Friday.", "Rain is expected."]
+    assert turns_from_prompt("plain completion prompt") is None
+
+
+def test_llamaindex_messages_as_turns() -> None:
+    from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
+
+    from llamaindex_semcache._turns import turns_from_chat
+
+    messages = [
+        ChatMessage(role=MessageRole.SYSTEM, content="You are terse."),
+        ChatMessage(role=MessageRole.USER, content="My parrot plucks its feathers."),
+        ChatMessage(role=MessageRole.ASSISTANT, content="How long has it been going on?"),
+        ChatMessage(
+            role=MessageRole.USER,
+            blocks=[
+                TextBlock(text="What is this spot?"),
+                ImageBlock(url="https://example.org/p.png"),
+            ],
+        ),
+    ]
+    conversation = split_turns(turns_from_chat(messages))
+    assert conversation is not None
+    assert conversation.query == "What is this spot?"
+    assert "p.png" in conversation.configuration and "You are terse." in conversation.configuration
+    assert [t.role for t in conversation.history] == ["user", "assistant"]
