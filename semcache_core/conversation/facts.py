@@ -153,6 +153,9 @@ class Unit:
     light: bool = False
 
 
+#: Units are computed once per conversation and per process: a lookup compares the new
+#: conversation with up to k candidates, and a cached entry is a candidate many times.
+@lru_cache(maxsize=4096)
 def units(conversation: Conversation) -> tuple[Unit, ...]:
     """The earlier turns that carry something, oldest first."""
     out: list[Unit] = []
@@ -223,6 +226,7 @@ def _decapitalize_initials(texts: Sequence[str]) -> str:
     return _INITIAL_RE.sub(lambda m: m[1] + (m[2] if m[2] in keep_first else m[2].lower()), text)
 
 
+@lru_cache(maxsize=8192)
 def has_facts(text: str) -> bool:
     """Whether ``text`` holds a number, date, name, quoted string or identifier."""
     f = _features(_decapitalize_initials([text]))
