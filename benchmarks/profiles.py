@@ -219,7 +219,7 @@ def semantic(ctx: BenchContext, size: int = 10_000) -> None:
             return c.lookup(SCOPE, ps[i % q])
 
         mirrors = getattr(backend, "_mirrors", None) or getattr(
-            getattr(backend, "_ops", None), "mirrors", None
+            getattr(backend, "ops", None), "mirrors", None
         )
         mirror = mirrors.peek(namespace, partition) if mirrors is not None else None
         parts = [f"search_vectors {fmt_time(_hot(search))}", f"lookup hit {fmt_time(_hot(lookup))}"]
@@ -252,7 +252,7 @@ def semantic(ctx: BenchContext, size: int = 10_000) -> None:
 
 
 def _ft_profile(ctx: BenchContext, namespace: str, partition: str, vector: Any) -> None:
-    from semcache_core.backends._redis_ops import index_name, partition_token
+    from semcache_core.backends.redis.keys import index_name, partition_token
 
     client = ctx.redis_client(REDIS_QE)
     query = f"(@ptag:{{{partition_token(partition)}}})=>[KNN $K @vector $BLOB AS __dist]"
@@ -298,7 +298,7 @@ def _ft_profile(ctx: BenchContext, namespace: str, partition: str, vector: Any) 
 
 def _recall(ctx: BenchContext, namespace: str, partition: str, work: Any, ids: list[str]) -> None:
     """Share of near queries whose own entry comes back first, per query variant."""
-    from semcache_core.backends._redis_ops import index_name, partition_token, vector_key
+    from semcache_core.backends.redis.keys import index_name, partition_token, vector_key
 
     client = ctx.redis_client(REDIS_QE)
     prefix = f"(@ptag:{{{partition_token(partition)}}})"
@@ -345,7 +345,7 @@ def _small_partition(
     ctx: BenchContext, backend: Any, cache: ResponseCache, namespace: str, work: Any
 ) -> None:
     """A selective filter: 100 entries of another partition in the same 10k-entry index."""
-    from semcache_core.backends._redis_ops import index_name, partition_token
+    from semcache_core.backends.redis.keys import index_name, partition_token
 
     other = cache._partition("another-llm-string", Prompt.plain("x"))
     small = 100

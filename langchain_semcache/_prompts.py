@@ -1,9 +1,10 @@
 """How a LangChain prompt string splits into the semantic query and the exact context.
 
-Chat models hand the cache ``dumps(messages)``: a JSON list of serialized messages. The query
-compared semantically is the text of the *last human message*; everything else (system prompt,
-earlier turns, tool messages, any non-text content of the last human message) is the context,
-which must match exactly. A plain-text prompt (completion models) is compared as a whole.
+Chat models hand the cache ``dumps(messages)``: a JSON list of serialized messages. Each
+becomes a core :class:`~semcache_core.Turn` (a ``HumanMessage`` is a user turn) and the core's
+one rule splits them (:meth:`semcache_core.Prompt.from_turns`): the query compared semantically
+is the text of the last human message, everything else must match exactly. A plain-text prompt
+(completion models) is compared as a whole.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from semcache_core import Prompt
+from semcache_core import Prompt, Turn
 
 
 def _message_type(item: Any) -> str | None:
@@ -45,6 +46,17 @@ def _split_content(content: Any) -> tuple[str, list[Any]]:
     return "\n".join(texts), others
 
 
+def _turn(message: dict[str, Any], kind: str) -> Turn:
+    text, non_text = _split_content(message["kwargs"].get("content"))
+    kwargs = {k: v for k, v in message["kwargs"].items() if k != "content"}
+    return Turn(
+        is_user=kind in ("HumanMessage", "HumanMessageChunk"),
+        text=text,
+        rest={"kwargs": kwargs, "non_text": non_text},
+        whole=message,
+    )
+
+
 def split_prompt(prompt: str) -> Prompt:
     """Build the core :class:`~semcache_core.Prompt` for a LangChain cache key."""
     if not prompt.startswith("["):
@@ -58,19 +70,5 @@ def split_prompt(prompt: str) -> Prompt:
     types = [_message_type(item) for item in messages]
     if any(kind is None for kind in types):
         return Prompt.plain(prompt)
-    human = [i for i, kind in enumerate(types) if kind in ("HumanMessage", "HumanMessageChunk")]
-    if not human:
-        return Prompt.plain(prompt)
-    last = human[-1]
-    query, extra_parts = _split_content(messages[last]["kwargs"].get("content"))
-    last_kwargs = {k: v for k, v in messages[last]["kwargs"].items() if k != "content"}
-    context = {
-        "before": messages[:last],
-        "after": messages[last + 1 :],
-        "last_human_extra": {"kwargs": last_kwargs, "non_text": extra_parts},
-    }
-    return Prompt(
-        text=prompt,
-        query=query,
-        context=json.dumps(context, sort_keys=True, separators=(",", ":")),
-    )
+    turns = [_turn(m, kind) for m, kind in zip(messages, types, strict=True) if kind is not None]
+    return Prompt.from_turns(prompt, turns)

@@ -7,14 +7,11 @@ small deterministic word-hashing embedder, so the demo always runs offline.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
 from langchain_core.globals import set_llm_cache
@@ -25,6 +22,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_semcache.cache import SemanticCache
 from langchain_semcache.store import BackendByteStore
 from semcache_core import connect
+from semcache_core.testing import HashingEmbedder
 
 
 class SlowFakeChatModel(BaseChatModel):
@@ -53,26 +51,20 @@ class SlowFakeChatModel(BaseChatModel):
 
 
 class WordHashingEmbeddings(Embeddings):
-    """Offline fallback embedder: hashed bag of lower-cased words (no model download)."""
+    """Offline fallback embedder: :class:`semcache_core.testing.HashingEmbedder` (hashed bag
+    of lower-cased words, no model download) as LangChain ``Embeddings``."""
 
     model = "semcache-word-hashing-256"
 
     def __init__(self, dim: int = 256) -> None:
         self.dim = dim
-
-    def _embed(self, text: str) -> list[float]:
-        vector = np.zeros(self.dim)
-        for word in re.findall(r"[a-z0-9]+", text.lower()):
-            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-            vector[int.from_bytes(digest[:4], "big") % self.dim] += 1.0
-        vector[0] += 1e-6  # never a zero vector
-        return list(vector / np.linalg.norm(vector))
+        self._hashing = HashingEmbedder(dim, name=self.model)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self._embed(text) for text in texts]
+        return [self._hashing.vector(text) for text in texts]
 
     def embed_query(self, text: str) -> list[float]:
-        return self._embed(text)
+        return self._hashing.vector(text)
 
 
 def load_embeddings() -> tuple[Embeddings, str]:

@@ -6,9 +6,13 @@
 * :class:`CachedLLM`: any ``LLM`` with an exact or semantic response cache in front.
 """
 
-from llamaindex_semcache.embedding import CachedEmbedding, LlamaIndexEmbedder, embedding_identity
-from llamaindex_semcache.kvstore import BackendKVStore
-from llamaindex_semcache.llm import CachedLLM
+from semcache_core.extras import require
+
+require("llama_index.core", extra="llamaindex", what="llamaindex_semcache")
+
+from llamaindex_semcache.embedding import CachedEmbedding, LlamaIndexEmbedder, embedding_identity  # noqa: E402
+from llamaindex_semcache.kvstore import BackendKVStore  # noqa: E402
+from llamaindex_semcache.llm import CachedLLM  # noqa: E402
 
 __all__ = [
     "BackendKVStore",

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -34,7 +33,8 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import BaseModel
 
 from llamaindex_semcache._identity import class_path
-from semcache_core import Prompt
+from semcache_core import Prompt, Turn
+from semcache_core.codecs import canonical_json
 
 logger = logging.getLogger("semcache")
 
@@ -67,12 +67,6 @@ class Uncacheable(Exception):
     """The call or response has no canonical JSON form; it is passed through uncached."""
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
 def _strict_default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
@@ -83,14 +77,7 @@ def _strict_default(value: Any) -> Any:
 
 def _strict_json(value: Any, what: str) -> str:
     try:
-        return json.dumps(
-            value,
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=_strict_default,
-        )
+        return canonical_json(value, default=_strict_default)
     except (TypeError, ValueError) as exc:
         raise Uncacheable(f"{what} is not JSON-serializable: {exc}") from exc
 
@@ -133,9 +120,7 @@ def llm_params(llm: Any) -> str:
     except Exception as exc:
         raise Uncacheable(f"cannot read the metadata of {class_path(llm)}: {exc}") from exc
     body = {"class": class_path(llm), "params": _scrub(params), "metadata": metadata}
-    return json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_lenient_default
-    )
+    return canonical_json(body, default=_lenient_default, allow_nan=True)
 
 
 def llm_scope(
@@ -167,36 +152,33 @@ def _message_json(message: Any) -> dict[str, Any]:
 
 
 def chat_prompt(messages: Sequence[ChatMessage]) -> Prompt:
-    """Split a conversation: the last user message's text is compared semantically, the rest
-    must match exactly. Without a user message (or with an empty one) the whole conversation
-    is the query *and* the context, so only an identical conversation matches."""
+    """A conversation as the core's :class:`~semcache_core.Prompt`, split by the core's one
+    rule (:meth:`semcache_core.Prompt.from_turns`): the last user message's text is compared
+    semantically, the rest must match exactly."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise Uncacheable(f"messages must be a sequence, got {type(messages).__name__}")
-    dumped = [_message_json(message) for message in messages]
-    text = canonical_json(dumped)
-    users = [i for i, m in enumerate(messages) if m.role == MessageRole.USER]
-    if not users:
-        return Prompt(text=text, query=text, context=text)
-    last = users[-1]
-    blocks = messages[last].blocks
-    query = "\n".join(block.text for block in blocks if isinstance(block, TextBlock))
-    if not query.strip():
-        return Prompt(text=text, query=text, context=text)
-    non_text = [
-        b
-        for b, block in zip(dumped[last]["blocks"], blocks, strict=True)
-        if not isinstance(block, TextBlock)
-    ]
-    context = {
-        "before": dumped[:last],
-        "after": dumped[last + 1 :],
-        "last_user": {
-            "additional_kwargs": dumped[last].get("additional_kwargs", {}),
-            "non_text": non_text,
-            "text_blocks": sum(isinstance(block, TextBlock) for block in blocks),
-        },
-    }
-    return Prompt(text=text, query=query, context=canonical_json(context))
+    turns = []
+    for message in messages:
+        dumped = _message_json(message)
+        blocks = message.blocks
+        non_text = [
+            b
+            for b, block in zip(dumped["blocks"], blocks, strict=True)
+            if not isinstance(block, TextBlock)
+        ]
+        turns.append(
+            Turn(
+                is_user=message.role == MessageRole.USER,
+                text="\n".join(block.text for block in blocks if isinstance(block, TextBlock)),
+                rest={
+                    "additional_kwargs": dumped.get("additional_kwargs", {}),
+                    "non_text": non_text,
+                    "text_blocks": sum(isinstance(block, TextBlock) for block in blocks),
+                },
+                whole=dumped,
+            )
+        )
+    return Prompt.from_turns(canonical_json([turn.whole for turn in turns]), turns)
 
 
 # -- responses ---------------------------------------------------------------------------------

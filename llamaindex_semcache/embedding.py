@@ -167,10 +167,7 @@ class CachedEmbedding(BaseEmbedding):
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"texts must be str, got {type(text).__name__}")
-        return [
-            f"{self._model_key}/{kind}/{keys.stable_hash(self._identity, kind, text)}"
-            for text in texts
-        ]
+        return [keys.embedding_key(self._model_key, self._identity, kind, text) for text in texts]
 
     @staticmethod
     def _missing(texts: Sequence[str], cached: list[Embedding | None]) -> list[str]:

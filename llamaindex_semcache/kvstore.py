@@ -30,18 +30,12 @@ from llamaindex_semcache._identity import model_slug
 from llamaindex_semcache.embedding import embedding_identity
 from semcache_core import Backend, KeyValueCache
 from semcache_core.codecs import decode_entry, encode_entry
+from semcache_core.keys import collection_prefix
 from semcache_core.resilience import ErrorPolicy
 
 ENTRY_KIND = "llamaindex-kv"
 #: Keys fetched per ``mget`` while ``get_all`` walks a collection.
 GET_ALL_BATCH_SIZE = 500
-
-
-def collection_prefix(collection: str) -> str:
-    """The key prefix of ``collection``: escaped so no collection is a prefix of another."""
-    if not isinstance(collection, str):
-        raise TypeError(f"collection must be a str, got {type(collection).__name__}")
-    return collection.replace("%", "%25").replace("/", "%2F") + "/"
 
 
 def _check_key(key: object) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Sequence
+from functools import partial
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -58,7 +59,7 @@ from llamaindex_semcache._messages import (
 from llamaindex_semcache.embedding import LlamaIndexEmbedder
 from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
 from semcache_core.embedder import Embedder
-from semcache_core.engine import LookupResult
+from semcache_core.engine import ResponseCodec
 from semcache_core.resilience import ErrorPolicy
 
 logger = logging.getLogger("semcache")
@@ -80,6 +81,42 @@ def _replay_chat(response: ChatResponse) -> ChatResponseGen:
 
 async def _areplay_chat(response: ChatResponse) -> ChatResponseAsyncGen:
     yield response.model_copy(update={"delta": response.message.content or ""})
+
+
+def _encoder(to_json: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any] | None]:
+    def encode(response: Any) -> dict[str, Any] | None:
+        try:
+            return to_json(response)
+        except Uncacheable as exc:
+            logger.debug("semcache: response not cached: %s", exc)
+            return None
+
+    return encode
+
+
+def _not_stored(stream: Any) -> None:
+    return None  # a stream is stored by _recorded once it was consumed to its end
+
+
+def _replaying(
+    from_json: Callable[[dict[str, Any]], Any], replay: Callable[[Any], Any]
+) -> Callable[[dict[str, Any]], Any]:
+    def decode(value: dict[str, Any]) -> Any:
+        response = from_json(value)
+        return None if response is None else replay(response)
+
+    return decode
+
+
+COMPLETION = ResponseCodec(_encoder(completion_to_json), completion_from_json, count_tokens)
+CHAT = ResponseCodec(_encoder(chat_to_json), chat_from_json, count_tokens)
+# Streams: a hit is replayed as one chunk; a miss is stored when its stream ends.
+COMPLETION_STREAM = ResponseCodec(_not_stored, _replaying(completion_from_json, _replay_completion))
+COMPLETION_ASTREAM = ResponseCodec(
+    _not_stored, _replaying(completion_from_json, _areplay_completion)
+)
+CHAT_STREAM = ResponseCodec(_not_stored, _replaying(chat_from_json, _replay_chat))
+CHAT_ASTREAM = ResponseCodec(_not_stored, _replaying(chat_from_json, _areplay_chat))
 
 
 class CachedLLM(FunctionCallingLLM):
@@ -250,145 +287,95 @@ class CachedLLM(FunctionCallingLLM):
             logger.debug("semcache: chat passed through uncached: %s", exc)
             return None
 
-    @staticmethod
-    def _body(response: Any, to_json: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
-        try:
-            return to_json(response)
-        except Uncacheable as exc:
-            logger.debug("semcache: response not cached: %s", exc)
-            return None
-
-    def _store(self, key: Key, response: Any, to_json: Callable[[Any], dict[str, Any]]) -> None:
-        body = self._body(response, to_json)
-        if body is not None:
-            self._cache.update(*key, body, tokens=count_tokens(body))
-
-    async def _astore(
-        self, key: Key, response: Any, to_json: Callable[[Any], dict[str, Any]]
-    ) -> None:
-        body = self._body(response, to_json)
-        if body is not None:
-            await self._cache.aupdate(*key, body, tokens=count_tokens(body))
-
-    @staticmethod
-    def _hit(result: LookupResult, from_json: Callable[[dict[str, Any]], Any]) -> Any:
-        if result.body is None or not isinstance(result.body.get("value"), dict):
-            return None
-        return from_json(result.body["value"])
-
     def _recorded(
-        self, stream: Generator[Any, None, None], key: Key, to_json: Callable[[Any], Any]
+        self, stream: Generator[Any, None, None], key: Key, codec: ResponseCodec[Any]
     ) -> Generator[Any, None, None]:
         last = None
         for item in stream:  # an error propagates: nothing is stored
             last = item
             yield item
         if last is not None:  # only reached when the caller consumed the whole stream
-            self._store(key, last, to_json)
+            self._cache.store(*key, last, codec)
 
     async def _arecorded(
-        self, stream: AsyncIterator[Any], key: Key, to_json: Callable[[Any], Any]
+        self, stream: AsyncIterator[Any], key: Key, codec: ResponseCodec[Any]
     ) -> AsyncGenerator[Any, None]:
         last = None
         async for item in stream:
             last = item
             yield item
         if last is not None:
-            await self._astore(key, last, to_json)
+            await self._cache.astore(*key, last, codec)
 
-    # -- completion ----------------------------------------------------------------------------
+    # -- completion: each form is one read-through (ResponseCache.get_or_create) ------------------
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         key = self._completion_key(prompt, formatted, kwargs)
-        if key is not None:
-            cached = self._hit(self._cache.lookup(*key), completion_from_json)
-            if cached is not None:
-                return cached  # type: ignore[no-any-return]
-        response = self.llm.complete(prompt, formatted=formatted, **kwargs)
-        if key is not None:
-            self._store(key, response, completion_to_json)
-        return response
+        call = partial(self.llm.complete, prompt, formatted=formatted, **kwargs)
+        return call() if key is None else self._cache.get_or_create(*key, call, COMPLETION)
 
     async def acomplete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
         key = self._completion_key(prompt, formatted, kwargs)
-        if key is not None:
-            cached = self._hit(await self._cache.alookup(*key), completion_from_json)
-            if cached is not None:
-                return cached  # type: ignore[no-any-return]
-        response = await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
-        if key is not None:
-            await self._astore(key, response, completion_to_json)
-        return response
+        call = partial(self.llm.acomplete, prompt, formatted=formatted, **kwargs)
+        return await (call() if key is None else self._cache.aget_or_create(*key, call, COMPLETION))
 
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
         key = self._completion_key(prompt, formatted, kwargs)
+        call = partial(self.llm.stream_complete, prompt, formatted=formatted, **kwargs)
         if key is None:
-            return self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
-        cached = self._hit(self._cache.lookup(*key), completion_from_json)
-        if cached is not None:
-            return _replay_completion(cached)
-        stream = self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
-        return self._recorded(stream, key, completion_to_json)
+            return call()
+        return self._cache.get_or_create(
+            *key, lambda: self._recorded(call(), key, COMPLETION), COMPLETION_STREAM
+        )
 
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         key = self._completion_key(prompt, formatted, kwargs)
+        call = partial(self.llm.astream_complete, prompt, formatted=formatted, **kwargs)
         if key is None:
-            return await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
-        cached = self._hit(await self._cache.alookup(*key), completion_from_json)
-        if cached is not None:
-            return _areplay_completion(cached)
-        stream = await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
-        return self._arecorded(stream, key, completion_to_json)
+            return await call()
+
+        async def create() -> CompletionResponseAsyncGen:
+            return self._arecorded(await call(), key, COMPLETION)
+
+        return await self._cache.aget_or_create(*key, create, COMPLETION_ASTREAM)
 
     # -- chat ----------------------------------------------------------------------------------
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         key = self._chat_key(messages, kwargs)
-        if key is not None:
-            cached = self._hit(self._cache.lookup(*key), chat_from_json)
-            if cached is not None:
-                return cached  # type: ignore[no-any-return]
-        response = self.llm.chat(messages, **kwargs)
-        if key is not None:
-            self._store(key, response, chat_to_json)
-        return response
+        call = partial(self.llm.chat, messages, **kwargs)
+        return call() if key is None else self._cache.get_or_create(*key, call, CHAT)
 
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         key = self._chat_key(messages, kwargs)
-        if key is not None:
-            cached = self._hit(await self._cache.alookup(*key), chat_from_json)
-            if cached is not None:
-                return cached  # type: ignore[no-any-return]
-        response = await self.llm.achat(messages, **kwargs)
-        if key is not None:
-            await self._astore(key, response, chat_to_json)
-        return response
+        call = partial(self.llm.achat, messages, **kwargs)
+        return await (call() if key is None else self._cache.aget_or_create(*key, call, CHAT))
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         key = self._chat_key(messages, kwargs)
+        call = partial(self.llm.stream_chat, messages, **kwargs)
         if key is None:
-            return self.llm.stream_chat(messages, **kwargs)
-        cached = self._hit(self._cache.lookup(*key), chat_from_json)
-        if cached is not None:
-            return _replay_chat(cached)
-        stream = self.llm.stream_chat(messages, **kwargs)
-        return self._recorded(stream, key, chat_to_json)
+            return call()
+        return self._cache.get_or_create(
+            *key, lambda: self._recorded(call(), key, CHAT), CHAT_STREAM
+        )
 
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         key = self._chat_key(messages, kwargs)
+        call = partial(self.llm.astream_chat, messages, **kwargs)
         if key is None:
-            return await self.llm.astream_chat(messages, **kwargs)
-        cached = self._hit(await self._cache.alookup(*key), chat_from_json)
-        if cached is not None:
-            return _areplay_chat(cached)
-        stream = await self.llm.astream_chat(messages, **kwargs)
-        return self._arecorded(stream, key, chat_to_json)
+            return await call()
+
+        async def create() -> ChatResponseAsyncGen:
+            return self._arecorded(await call(), key, CHAT)
+
+        return await self._cache.aget_or_create(*key, create, CHAT_ASTREAM)
 
     # -- cache management ----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

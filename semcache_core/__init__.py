@@ -7,9 +7,7 @@ This package imports neither LangChain nor LlamaIndex; the adapters in
 from semcache_core.backends import Backend, VectorHit, VectorRecord, connect, known_schemes
 from semcache_core.engine import (
     DEFAULT_DISTANCE_THRESHOLD,
-    KeyValueCache,
     LookupResult,
-    Prompt,
     ResponseCache,
     persisted_stats,
 )
@@ -21,6 +19,8 @@ from semcache_core.errors import (
     UnknownBackendError,
     VectorDimensionError,
 )
+from semcache_core.kv import KeyValueCache
+from semcache_core.prompt import Prompt, Turn
 
 __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
@@ -33,6 +33,7 @@ __all__ = [
     "SchemaConflictError",
     "SemcacheError",
     "SemcacheInputError",
+    "Turn",
     "UnknownBackendError",
     "VectorDimensionError",
     "VectorHit",

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The harness owns its options (and --help); hand them over untouched.
         from semcache_core.quality import main as quality_main
 
-        return quality_main(arguments[1:])
+        return int(quality_main(arguments[1:]))
     parser = argparse.ArgumentParser(prog="semcache", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the LangChain demo on the embedded backend")

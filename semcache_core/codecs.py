@@ -15,7 +15,7 @@ import binascii
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -72,7 +72,8 @@ def vector_from_bytes(raw: bytes, *, dim: int | None = None) -> Vector:
     """Inverse of :func:`vector_to_bytes`; a length that is not a whole vector is an error."""
     if len(raw) % 4 or (dim is not None and len(raw) != 4 * dim):
         raise SemcacheInputError(f"{len(raw)} bytes is not a float32 vector of dimension {dim}")
-    return np.frombuffer(raw, dtype="<f4").copy()
+    vector: Vector = np.frombuffer(raw, dtype="<f4").copy()
+    return vector
 
 
 def vector_to_base64(vector: Vector) -> str:
@@ -95,6 +96,24 @@ def bytes_to_base64(raw: bytes) -> str:
 
 def bytes_from_base64(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
+
+
+def canonical_json(
+    value: Any, *, default: Callable[[Any], Any] | None = None, allow_nan: bool = False
+) -> str:
+    """The one canonical JSON text of ``value``: sorted keys, no spaces, UTF-8 kept as is.
+
+    Used wherever JSON is a key (scopes, contexts, tags): equal values give equal text.
+    ``default`` converts what JSON cannot hold (raise ``TypeError`` to refuse it).
+    """
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=allow_nan,
+        default=default,
+    )
 
 
 def encode_entry(kind: str, body: dict[str, Any]) -> bytes:

@@ -3,7 +3,8 @@
 Physical layout (what a Redis user sees in ``SCAN``): ``<namespace>:<kind>:<rest>``.
 
 * ``kind`` is a short tag: ``kv`` for ByteStore / KV values, ``llm`` for exact LLM entries,
-  ``vec`` for semantic entries. Backends add their own internal kinds (logs, stats).
+  ``vec`` for semantic entries (vector records: :func:`vector_key`). Backends keep their own
+  records (logs, counters, metadata) under the :data:`RESERVED_KINDS`, listed here once.
 * Hashes are BLAKE2b-128 over *length-prefixed* parts. Concatenating raw strings
   (``md5(prompt + llm_string)``) is ambiguous: ``("ab", "c")`` and ``("a", "bc")`` would
   collide, and a cache must never serve one prompt's answer for another.
@@ -12,10 +13,17 @@ Physical layout (what a Redis user sees in ``SCAN``): ``<namespace>:<kind>:<rest
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from semcache_core.backends.base import VectorRecord
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/]{1,128}$")
 DEFAULT_NAMESPACE = "semcache"
+_VALID_NAMESPACES: set[str] = set()
 
 
 def validate_namespace(namespace: object) -> str:
@@ -24,6 +32,8 @@ def validate_namespace(namespace: object) -> str:
     The character set excludes ``:`` (our key separator: namespace ``a`` must never clear the
     keys of namespace ``a:b``), glob characters (Redis ``SCAN MATCH``) and whitespace.
     """
+    if type(namespace) is str and namespace in _VALID_NAMESPACES:
+        return namespace  # every operation validates: remember the ones already checked
     from semcache_core.errors import SemcacheInputError
 
     if not isinstance(namespace, str):
@@ -33,6 +43,8 @@ def validate_namespace(namespace: object) -> str:
             f"invalid namespace {namespace!r}: use 1 to 128 characters from "
             "letters, digits, '_', '.', '-' and '/' (no ':', spaces or glob characters)"
         )
+    if len(_VALID_NAMESPACES) < 4096:
+        _VALID_NAMESPACES.add(namespace)
     return namespace
 
 
@@ -69,9 +81,71 @@ def semantic_entry_id(namespace: str, partition: str, query: str) -> str:
     return stable_hash("semantic", namespace, partition, query)
 
 
+KV_PREFIX = "kv:"
+#: Keys of vector records: ``get_many``/``delete_many``/``expire_many`` address a vector
+#: record by ``vector_key(id)``; only ``add_vectors`` writes them.
+VECTOR_PREFIX = "vec:"
+#: Kinds no value key may use: vector records, and the backends' own records (Redis logs,
+#: log metadata, compaction locks, the namespace's dimension, counters; Elasticsearch
+#: counters and metadata). Written once here; every backend checks against it.
+RESERVED_KINDS = frozenset({"vec", "vlog", "vmeta", "vlock", "vdim", "stats", "ctr", "meta"})
+
+
 def kv_key(user_key: str) -> str:
     """Backend key of a ByteStore / KV entry: the user's key stays readable."""
-    return "kv:" + user_key
+    return KV_PREFIX + user_key
 
 
-KV_PREFIX = "kv:"
+def embedding_key(model_key: str, identity: str, kind: str, text: str) -> str:
+    """Key of a cached embedding (LlamaIndex ``CachedEmbedding``): a readable model prefix,
+    the kind of text (``query``/``text``), and a hash of the model identity, kind and text."""
+    return f"{model_key}/{kind}/{stable_hash(identity, kind, text)}"
+
+
+def collection_prefix(collection: str) -> str:
+    """Key prefix of a KV collection (LlamaIndex ``BackendKVStore``): ``%`` and ``/`` are
+    percent-escaped, so the first unescaped ``/`` ends the collection and no collection is
+    a prefix of another."""
+    if not isinstance(collection, str):
+        raise TypeError(f"collection must be a str, got {type(collection).__name__}")
+    return collection.replace("%", "%25").replace("/", "%2F") + "/"
+
+
+def vector_key(entry_id: str) -> str:
+    """The key (within a namespace) of the vector record ``entry_id``."""
+    return VECTOR_PREFIX + entry_id
+
+
+def vector_id(key: str) -> str | None:
+    """The record id if ``key`` names a vector record, else ``None``."""
+    return key[len(VECTOR_PREFIX) :] if key.startswith(VECTOR_PREFIX) else None
+
+
+def is_reserved(key: str) -> bool:
+    """Whether ``key`` uses a kind that value writes may not use."""
+    return key.split(":", 1)[0] in RESERVED_KINDS
+
+
+def ttl_ms(ttl: float | None) -> int | None:
+    """The one TTL rounding rule: whole milliseconds, rounded up, at least 1 (None = never)."""
+    return None if ttl is None else max(1, math.ceil(ttl * 1000))
+
+
+def single_dimension(records: Sequence[VectorRecord]) -> int:
+    """The dimension shared by every vector of one batch (the only copy of this rule)."""
+    from semcache_core.errors import VectorDimensionError
+
+    dims = {int(record.vector.shape[0]) for record in records}
+    if len(dims) != 1:
+        raise VectorDimensionError(f"one batch holds vectors of dimensions {sorted(dims)}")
+    return dims.pop()
+
+
+def dimension_error(namespace: str, dim: int, stored: int) -> Exception:
+    """The error of a vector whose dimension is not the namespace's (one message)."""
+    from semcache_core.errors import VectorDimensionError
+
+    return VectorDimensionError(
+        f"vector has dimension {dim}, but namespace {namespace!r} stores vectors of "
+        f"dimension {stored}; use one embedding model per namespace or clear it"
+    )

@@ -15,14 +15,27 @@ rebuilt from storage on its next search.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from semcache_core.codecs import Vector
+from semcache_core.flow import Flow
+
+if TYPE_CHECKING:
+    from semcache_core.backends.base import VectorHit
+
+_Array = TypeVar("_Array", bound=npt.NDArray[Any])
+
+#: Extra nearest candidates fetched beyond ``k``: some may fail verification.
+EXTRA_CANDIDATES = 4
+#: Re-searches allowed after candidates failed verification, before settling for fewer hits.
+MAX_VERIFY_ROUNDS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +152,10 @@ class PartitionMirror:
         return len(self._row_of_id)
 
 
-def _grow(array: npt.NDArray[np.generic], capacity: int) -> npt.NDArray[np.generic]:
+def _grow(array: _Array, capacity: int) -> _Array:
     grown = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
     grown[: len(array)] = array
-    return grown
+    return cast(_Array, grown)
 
 
 class MirrorSet:
@@ -189,3 +202,46 @@ class MirrorSet:
 
     def drop_all(self) -> None:
         self._mirrors.clear()
+
+
+def verified_search(
+    mirrors: MirrorSet,
+    mirror: PartitionMirror,
+    vector: Vector,
+    k: int,
+    max_distance: float,
+    tags: Mapping[str, str],
+    verify: Callable[[list[Candidate]], Flow[list[bytes | None]]],
+) -> Flow[list[VectorHit]]:
+    """The mirror proposes, the store verifies: written once for every mirrored store.
+
+    ``verify`` reads each candidate's record from the source of truth and returns its
+    payload, or ``None`` when that very version is gone (deleted, replaced, expired); such
+    rows leave the mirror and, if they may have crowded out live ones, the search repeats.
+    """
+    from semcache_core.backends.base import VectorHit
+
+    wanted = k + EXTRA_CANDIDATES
+    hits: list[VectorHit] = []
+    for _ in range(MAX_VERIFY_ROUNDS):
+        with mirrors.lock:
+            candidates = mirror.search(
+                vector, k=wanted, max_distance=max_distance, now=time.time(), tags=tags
+            )
+        if not candidates:
+            return []
+        payloads = yield from verify(candidates)
+        hits = []
+        stale = False
+        for candidate, payload in zip(candidates, payloads, strict=True):
+            if payload is None:
+                with mirrors.lock:
+                    mirror.discard_seq(candidate.seq, candidate.id)
+                stale = True
+                continue
+            hits.append(VectorHit(candidate.id, candidate.distance, payload))
+            if len(hits) == k:
+                return hits
+        if not stale or len(candidates) < wanted:
+            return hits
+    return hits

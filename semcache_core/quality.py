@@ -1,11 +1,17 @@
 """How often semantic lookups serve the right answer: paraphrases served vs near-miss traps.
 
-    semcache eval [PAIRS.jsonl] [--embedder minilm|hash] [--out DIR]
-                  [--threshold T] [--max-trap-rate 0.05]
+    semcache eval [PAIRS.jsonl ...] [--set NAME=PATH[,PATH...] ...] [--embedder minilm|hash]
+                  [--out DIR] [--threshold T] [--max-trap-rate 0.03] [--no-padding]
     python benchmarks/quality.py ...        (the same, from a checkout)
 
-Reads labelled prompt pairs (``benchmarks/data/pairs.jsonl`` of the checkout by default: ``a``, ``b``,
-``same_answer``, ``category``), embeds every prompt once (unit vectors), and computes the
+Reads sets of labelled prompt pairs (``a``, ``b``, ``same_answer``, ``category``): each
+positional file is a set named after the file, each ``--set NAME=PATH[,PATH]`` a set of one or
+more files; by default the *tuning* set of the checkout (``benchmarks/data/tuning_pairs.jsonl``
+and ``tuning_pairs_2.jsonl``). Every set is reported on its own (``semcache eval
+tuning.jsonl blind.jsonl``): the first set is the one the threshold is recommended on, the
+others are measured at that threshold too. It embeds every prompt once (unit vectors, with a
+progress bar on stderr), after :func:`semcache_core.guard.strip_padding` as the engine does
+before embedding a query (``--no-padding`` embeds the raw prompts), and computes the
 cosine distance ``1 - cos`` (0 = identical, 2 = opposite, as the cache uses) of each pair. A
 pair is *served* at threshold ``t`` when its distance is ``<= t`` and, with the guard, when the
 trap guard (:class:`semcache_core.guard.TrapGuard`) accepts it. For every threshold of the sweep
@@ -21,14 +27,16 @@ deterministic bag of hashed words and character trigrams: no model, for smoke te
 distances mean little.
 
 The recommended threshold (:func:`recommend_threshold`) serves the most true paraphrases while,
-with the guard, the traps as a whole are served at most ``--max-trap-rate`` (5%) of the time
-and no single trap category more than ``--max-category-rate`` (10%), one sweep step (0.02)
-below that edge as margin. The per-category cap matters: the guard rejects almost every trap
+with the guard, the traps as a whole are served at most ``--max-trap-rate`` (3%) of the time
+and no single trap category more than ``--max-category-rate`` (8%), one sweep step (0.02)
+below that edge as margin. The guard's cost per candidate pair is reported as the median (and
+p90) of per-pair timings: both prompts new to the feature cache, only the new one (the
+stored prompt's features cached, as in a lookup), and both seen. The per-category cap matters: the guard rejects almost every trap
 of the kinds it checks, so the pooled rate alone would let the threshold grow to the end of
 the sweep. What the threshold must hold back are the near-misses the guard cannot see
-(category ``lexical``: "bake bread" / "bake a cake", "encrypt" / "decrypt"), and those are a
-minority of the traps. The cap is 10% rather than 5% because a category has 20-30 pairs: at
-5% a single pair would decide.
+(category ``lexical``: "bake bread" / "bake a cake"), and those are a minority of the traps.
+The cap is 8% rather than 3% because a category has 12-30 pairs: at 3% a single pair would
+decide.
 """
 
 from __future__ import annotations
@@ -48,17 +56,21 @@ from typing import Any
 import numpy as np
 
 from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD
-from semcache_core.guard import CHECKS, TrapGuard
+from semcache_core.guard import CHECKS, TrapGuard, extract_features, strip_padding
 from semcache_core.models import MiniLMEmbedder
 
 # In a checkout: the project's labelled set and the results folder next to the package.
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PAIRS = ROOT / "benchmarks" / "data" / "pairs.jsonl"
+DEFAULT_PAIRS = ROOT / "benchmarks" / "data" / "tuning_pairs.jsonl"
+#: The tuning set: the frozen labelled set and the pairs added for the guard's new checks.
+DEFAULT_SETS: dict[str, tuple[Path, ...]] = {
+    "tuning": (DEFAULT_PAIRS, ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl")
+}
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 #: The sweep: 0.02 to 0.60 in steps of 0.02 (cosine distance).
 THRESHOLDS: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(1, 31))
-MAX_TRAP_RATE = 0.05
-MAX_CATEGORY_RATE = 0.10
+MAX_TRAP_RATE = 0.03
+MAX_CATEGORY_RATE = 0.08
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -144,7 +156,8 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float64)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return vectors / norms
+    unit: np.ndarray = vectors / norms
+    return unit
 
 
 def evaluate(
@@ -176,9 +189,8 @@ def evaluate(
     b = vectors[[index[p.b] for p in pairs]]
     distances = np.clip(1.0 - np.sum(a * b, axis=1), 0.0, 2.0)
 
-    started = time.perf_counter()
-    verdicts = [guard.check(p.a, p.b) if guard is not None else None for p in pairs]
-    guard_seconds = time.perf_counter() - started
+    verdicts, guard_timing = _timed_verdicts(pairs, guard)
+    guard_seconds = guard_timing["total_seconds"]
     ok = np.array([v is None or v.ok for v in verdicts])
     same = np.array([p.same_answer for p in pairs])
     n_true = int(same.sum())
@@ -206,7 +218,9 @@ def evaluate(
             "traps_served_guard": _rate(traps_guard, n_traps),
             "precision_guard": _precision(true_guard, traps_guard),
             "traps_served_guard_by_category": by_category,
-            "worst_trap_category_guard": max(by_category.values(), default=None),
+            "worst_trap_category_guard": max(
+                (v for v in by_category.values() if v is not None), default=None
+            ),
         }
 
     sweep = [row(t) for t in thresholds]
@@ -280,8 +294,51 @@ def evaluate(
             "embed_seconds": embed_seconds,
             "guard_seconds": guard_seconds,
             "guard_microseconds_per_pair": guard_seconds / len(pairs) * 1e6,
+            "guard_microseconds_median_cold": guard_timing["median_cold"],
+            "guard_microseconds_p90_cold": guard_timing["p90_cold"],
+            "guard_microseconds_median_warm": guard_timing["median_warm"],
+            "guard_microseconds_median_one_new": guard_timing["median_one_new"],
         },
         "details": details,
+    }
+
+
+def _timed_verdicts(
+    pairs: Sequence[Pair], guard: TrapGuard | None
+) -> tuple[list[Any], dict[str, Any]]:
+    """The guard's verdict on every pair, and per-pair timings in µs: cold (feature caches
+    cleared first, so both prompts are extracted) and warm (the same check again)."""
+    if guard is None:
+        return [None] * len(pairs), {
+            "total_seconds": 0.0, "median_cold": None, "p90_cold": None, "median_warm": None,
+            "median_one_new": None,
+        }  # fmt: skip
+    extract_features.cache_clear()
+    strip_padding.cache_clear()
+    verdicts, cold, warm = [], [], []
+    clock = time.perf_counter_ns
+    for p in pairs:
+        started = clock()
+        verdicts.append(guard.check(p.a, p.b))
+        cold.append((clock() - started) / 1e3)
+        started = clock()
+        guard.check(p.a, p.b)
+        warm.append((clock() - started) / 1e3)
+    # one prompt new, the other seen: a lookup against stored prompts already in the cache
+    extract_features.cache_clear()
+    strip_padding.cache_clear()
+    one_new = []
+    for p in pairs:
+        extract_features(p.b)
+        started = clock()
+        guard.check(p.a, p.b)
+        one_new.append((clock() - started) / 1e3)
+    return verdicts, {
+        "total_seconds": sum(cold) / 1e6,
+        "median_cold": float(np.median(cold)),
+        "p90_cold": float(np.percentile(cold, 90)),
+        "median_warm": float(np.median(warm)),
+        "median_one_new": float(np.median(one_new)),
     }
 
 
@@ -331,6 +388,18 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def _guard_cost(result: dict[str, Any]) -> str:
+    timing = result["timing"]
+    if timing.get("guard_microseconds_median_cold") is None:
+        return "No guard."
+    return (
+        f"Guard cost per candidate pair (median): {timing['guard_microseconds_median_cold']:.0f} µs"
+        f" with both prompts new (p90 {timing['guard_microseconds_p90_cold']:.0f} µs), "
+        f"{timing['guard_microseconds_median_one_new']:.0f} µs with the stored prompt seen "
+        f"before (a lookup), {timing['guard_microseconds_median_warm']:.0f} µs with both seen."
+    )
+
+
 def render_markdown(result: dict[str, Any], *, title: str = "Semantic hit quality") -> str:
     """The Markdown report of an :func:`evaluate` result."""
     meta = result.get("meta", {})
@@ -344,9 +413,9 @@ def render_markdown(result: dict[str, Any], *, title: str = "Semantic hit qualit
     if meta.get("load_seconds") is not None:
         lines.append(
             f"Model load {meta['load_seconds']:.1f} s; embedding {result['timing']['texts']} "
-            f"texts {result['timing']['embed_seconds']:.2f} s; guard "
-            f"{result['timing']['guard_microseconds_per_pair']:.0f} µs per pair (cold cache)."
+            f"texts {result['timing']['embed_seconds']:.2f} s."
         )
+    lines.append(_guard_cost(result))
     lines += [
         "",
         (
@@ -482,13 +551,34 @@ def plot(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     plt.close(fig)
 
 
-def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write quality.md, quality.json and (if matplotlib is there) quality.png."""
+def write_outputs(
+    result: dict[str, Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    sets: dict[str, dict[str, Any]] | None = None,
+) -> list[Path]:
+    """Write quality.md, quality.json and (if matplotlib is there) quality.png.
+
+    ``result`` is the first (tuning) set; ``sets`` maps every set's name to its result
+    (``result`` included): quality.md then has one section per set, and quality.json keeps
+    the first set's fields at the top level with every set under ``"sets"``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "quality.md", out / "quality.json"]
-    written[0].write_text(render_markdown(result), encoding="utf-8")
-    written[1].write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    sets = sets or {}
+    if len(sets) > 1:
+        markdown = "\n".join(
+            render_markdown(r, title=f"Semantic hit quality: set {name!r}")
+            for name, r in sets.items()
+        )
+    else:
+        markdown = render_markdown(result)
+    written[0].write_text(markdown, encoding="utf-8")
+    document = dict(result)
+    if sets:
+        document["sets"] = sets
+    written[1].write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
     try:
         plot(result, out / "quality.png")
         written.append(out / "quality.png")
@@ -497,9 +587,98 @@ def write_outputs(result: dict[str, Any], out_dir: str | os.PathLike[str]) -> li
     return written
 
 
+# -- command line ------------------------------------------------------------------------------
+
+
+def _progress(total: int, label: str) -> Callable[[int], None]:
+    """A progress bar on stderr: tqdm when installed, else a small one of our own."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is not None:
+        bar = tqdm(total=total, desc=label, unit="text", file=sys.stderr, leave=True)
+
+        def update(n: int) -> None:
+            bar.update(n)
+            if bar.n >= total:
+                bar.close()
+
+        return update
+    done = 0
+
+    def update_own(n: int) -> None:
+        nonlocal done
+        done += n
+        width = 30
+        filled = int(width * done / total) if total else width
+        print(
+            f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+            end="\n" if done >= total else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return update_own
+
+
+def embed_with_progress(
+    texts: Sequence[str], embed: Embed, *, batch_size: int = 64, label: str = "embedding"
+) -> np.ndarray:
+    """``embed(texts)`` in batches, with a progress bar on stderr."""
+    update = _progress(len(texts), label)
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        batch = list(texts[start : start + batch_size])
+        chunks.append(np.asarray(embed(batch)))
+        update(len(batch))
+    return np.concatenate(chunks) if chunks else np.zeros((0, 1))
+
+
+def _parse_sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[str]]:
+    sets: dict[str, list[str]] = {}
+    for path in paths:
+        name = Path(path).stem
+        while name in sets:
+            name += "'"
+        sets[name] = [path]
+    for spec in named:
+        name, sep, files = spec.partition("=")
+        if not sep or not name or not files:
+            raise SystemExit(f"--set wants NAME=PATH[,PATH...], got {spec!r}")
+        sets[name] = [f for f in files.split(",") if f]
+    if not sets:
+        sets = {name: [str(p) for p in files] for name, files in DEFAULT_SETS.items()}
+    return sets
+
+
+def _summary(name: str, result: dict[str, Any], threshold: float | None) -> str:
+    row = next((r for r in result["sweep"] if threshold is not None
+                and abs(r["threshold"] - threshold) < 1e-9), None)  # fmt: skip
+    if row is None:
+        row = result["at_threshold"]
+    if row is None:
+        return f"[{name}] no threshold"
+    worst = max(row["traps_served_guard_by_category"].items(), key=lambda kv: kv[1] or 0,
+                default=(None, None))  # fmt: skip
+    return (
+        f"[{name}] at {row['threshold']}: rewordings served {_pct(row['paraphrases_served_guard'])}"
+        f", traps served {_pct(row['traps_served_guard'])} (worst class {worst[0]} "
+        f"{_pct(worst[1])}); {result['paraphrases']} rewordings, {result['traps']} traps"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="semcache eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("pairs", nargs="?", default=str(DEFAULT_PAIRS))
+    parser.add_argument("pairs", nargs="*", help="pair files, each reported as its own set")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[,PATH]",
+        help="a named set of one or more pair files (repeatable); default: the tuning set",
+    )
     parser.add_argument("--embedder", choices=("minilm", "hash"), default="minilm")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     parser.add_argument(
@@ -511,39 +690,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-trap-rate", type=float, default=MAX_TRAP_RATE)
     parser.add_argument("--max-category-rate", type=float, default=MAX_CATEGORY_RATE)
     parser.add_argument("--no-guard", action="store_true", help="evaluate the distance alone")
+    parser.add_argument(
+        "--no-padding",
+        action="store_true",
+        help="embed the raw prompts (default: strip_padding first, as the engine does)",
+    )
     args = parser.parse_args(argv)
 
-    pairs = load_pairs(args.pairs)
+    named = _parse_sets(args.pairs, args.sets)
+    sets = {name: [p for f in files for p in load_pairs(f)] for name, files in named.items()}
     started = time.perf_counter()
     if args.embedder == "minilm":
         embed, name = minilm_embedder(), "all-MiniLM-L6-v2 (CPU)"
     else:
         embed, name = hash_embedder(), "hash (smoke test only)"
     load_seconds = time.perf_counter() - started
-    result = evaluate(
-        pairs,
-        embed,
-        THRESHOLDS,
-        None if args.no_guard else TrapGuard(),
-        default_threshold=args.threshold,
-        max_trap_rate=args.max_trap_rate,
-        max_category_rate=args.max_category_rate,
-    )
-    result["meta"] = {
-        "embedder": name,
-        "pairs_file": str(args.pairs),
-        "load_seconds": load_seconds if args.embedder == "minilm" else None,
-    }
-    for path in write_outputs(result, args.out):
-        print(f"wrote {path}")
-    at = result["at_threshold"]
-    print(f"recommended threshold: {result['recommended_threshold']}")
-    if at is not None:
-        print(
-            f"at {result['threshold']}: paraphrases served {_pct(at['paraphrases_served_guard'])}"
-            f" (without guard {_pct(at['paraphrases_served'])}), traps served "
-            f"{_pct(at['traps_served_guard'])} (without guard {_pct(at['traps_served'])})"
+
+    prepare = (lambda t: t) if args.no_padding else strip_padding
+    texts = sorted({t for pairs in sets.values() for p in pairs for t in (p.a, p.b)})
+    embedded = sorted({prepare(t) for t in texts})
+    started = time.perf_counter()
+    vectors = embed_with_progress(embedded, embed, label=f"embedding ({name})")
+    embed_seconds = time.perf_counter() - started
+    row_of = {t: i for i, t in enumerate(embedded)}
+
+    def lookup(batch: list[str]) -> np.ndarray:
+        return vectors[[row_of[prepare(t)] for t in batch]]
+
+    guard = None if args.no_guard else TrapGuard()
+    results: dict[str, dict[str, Any]] = {}
+    for set_name, pairs in sets.items():
+        result = evaluate(
+            pairs,
+            lookup,
+            THRESHOLDS,
+            guard,
+            default_threshold=args.threshold,
+            max_trap_rate=args.max_trap_rate,
+            max_category_rate=args.max_category_rate,
         )
+        result["timing"]["embed_seconds"] = embed_seconds  # all sets, embedded once
+        result["meta"] = {
+            "set": set_name,
+            "embedder": name,
+            "pairs_files": named[set_name],
+            "pairs_file": named[set_name][0],
+            "padding_normalized": not args.no_padding,
+            "load_seconds": load_seconds if args.embedder == "minilm" else None,
+        }
+        results[set_name] = result
+    first = next(iter(results.values()))
+    for path in write_outputs(first, args.out, sets=results):
+        print(f"wrote {path}")
+    recommended = first["recommended_threshold"]
+    first_name = next(iter(results))
+    print(
+        f"recommended threshold (on set {first_name!r}, traps <= {_pct(args.max_trap_rate)} "
+        f"overall and <= {_pct(args.max_category_rate)} per class): {recommended}"
+    )
+    print(_guard_cost(first))
+    for set_name, result in results.items():
+        print(_summary(set_name, result, args.threshold))
+        if recommended is not None and recommended != args.threshold:
+            print(_summary(set_name, result, recommended))
     return 0
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Literal, TypeVar
 
 from semcache_core.errors import BackendError, SemcacheInputError
+from semcache_core.flow import Flow
 
 logger = logging.getLogger("semcache")
 
@@ -30,7 +31,12 @@ ErrorPolicy = Literal["warn", "raise"]
 
 
 class BackendGuard:
-    """Runs backend calls under the error policy and a simple circuit breaker."""
+    """The error policy and a simple circuit breaker around backend steps.
+
+    The engine's transport calls :meth:`check` before each backend step (the breaker wraps
+    steps, not methods); the engine's flows run each operation under :meth:`shield`, which
+    turns a failure into the operation's fallback (a miss, a skipped write) or re-raises it.
+    """
 
     def __init__(self, on_backend_error: ErrorPolicy = "warn", *, retry_after: float = 5.0) -> None:
         if on_backend_error not in ("warn", "raise"):
@@ -62,20 +68,21 @@ class BackendGuard:
             exc,
         )
 
-    def call(self, what: str, fn: Callable[[], T], fallback: T) -> T:
+    def check(self) -> None:
+        """Called before every backend step: while the breaker is open, no I/O happens."""
         if self._skipping():
-            return fallback
+            raise CircuitOpen("the backend is skipped after a recent failure")
+
+    def shield(self, what: str, operation: Flow[T], fallback: T) -> Flow[T]:
+        """``operation`` under the error policy: its result, or ``fallback`` when it failed."""
         try:
-            return fn()
+            return (yield from operation)
+        except CircuitOpen:
+            return fallback
         except BackendError as exc:
             self._failed(what, exc)
             return fallback
 
-    async def acall(self, what: str, fn: Callable[[], Awaitable[T]], fallback: T) -> T:
-        if self._skipping():
-            return fallback
-        try:
-            return await fn()
-        except BackendError as exc:
-            self._failed(what, exc)
-            return fallback
+
+class CircuitOpen(BackendError):
+    """A step refused without I/O because the breaker is open (see :class:`BackendGuard`)."""

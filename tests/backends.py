@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from semcache_core import Backend, connect
+from semcache_core.testing import fresh_namespace
+
+__all__ = ["BACKEND_KINDS", "ServerPool", "fresh_namespace", "make_backend"]
 
 EMBEDDED_KINDS = ["memory", "sqlite"]
 SERVER_KINDS = ["redis", "redis-qe", "elasticsearch"]
@@ -58,10 +60,6 @@ def _selected_kinds() -> list[str]:
 
 
 BACKEND_KINDS = _selected_kinds()
-
-
-def fresh_namespace(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 class ServerPool:

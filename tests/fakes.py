@@ -2,53 +2,29 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Any
 
-import numpy as np
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-# Words a paraphrase may swap; mapping them to one token keeps paraphrases close.
-_SYNONYMS = {
-    "city": "",
-    "whats": "what",
-    "what's": "what",
-    "is": "",
-    "the": "",
-    "a": "",
-    "please": "",
-    "tell": "",
-    "me": "",
-    "of": "",
-    "main": "capital",
-}
+from semcache_core.testing import HashingEmbedder
 
 
 class WordHashEmbeddings(Embeddings):
-    """Bag of words hashed into ``dim`` buckets: same words, same vector; paraphrases that
-    share most words land close (cosine distance well under 0.2), unrelated text far."""
+    """:class:`semcache_core.testing.HashingEmbedder` as LangChain ``Embeddings``: same words,
+    same vector; paraphrases that share most words land close, unrelated text far."""
 
     def __init__(self, dim: int = 64, *, model: str = "word-hash-v1") -> None:
         self.dim = dim
         self.model = model
         self.calls = 0
+        self._hashing = HashingEmbedder(dim, name=model)
 
     def _vector(self, text: str) -> list[float]:
-        vector = np.zeros(self.dim, dtype=np.float64)
-        for word in re.findall(r"[a-z0-9']+", text.lower()):
-            word = _SYNONYMS.get(word, word)
-            if not word:
-                continue
-            digest = hashlib.sha256(f"{self.model}:{word}".encode()).digest()
-            vector[int.from_bytes(digest[:4], "big") % self.dim] += 1 if digest[4] % 2 else -1
-        if not vector.any():
-            vector[0] = 1.0
-        return list(vector / np.linalg.norm(vector))
+        return self._hashing.vector(text)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         self.calls += len(texts)

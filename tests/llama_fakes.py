@@ -22,11 +22,11 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.schema import BaseNode, TransformComponent
 
-from tests.fakes import WordHashEmbeddings
+from semcache_core.testing import HashingEmbedder
 
 
 class WordHashEmbedding(BaseEmbedding):
-    """tests.fakes.WordHashEmbeddings as a LlamaIndex embedding: paraphrases land close.
+    """semcache_core.testing.HashingEmbedder as a LlamaIndex embedding: paraphrases land close.
 
     ``texts`` counts the texts embedded, ``batches`` the batched calls."""
 
@@ -39,8 +39,7 @@ class WordHashEmbedding(BaseEmbedding):
 
     def _vector(self, text: str) -> Embedding:
         self.texts += 1
-        vector = WordHashEmbeddings(self.dim, model=self.model_name)._vector(text)
-        return [float(x) for x in vector]
+        return HashingEmbedder(self.dim, name=self.model_name).vector(text)
 
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._vector(query)

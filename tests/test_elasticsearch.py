@@ -22,8 +22,8 @@ from elasticsearch import AsyncElasticsearch, Elasticsearch
 from elasticsearch import ConnectionError as EsConnectionError
 
 from semcache_core import VectorRecord, connect
-from semcache_core.backends._es_ops import doc_id, now_ms
 from semcache_core.backends.elasticsearch import ElasticsearchBackend
+from semcache_core.backends.elasticsearch.schema import doc_id, now_ms
 from semcache_core.codecs import (
     Vector,
     as_vector,
@@ -379,7 +379,7 @@ def test_expire_many_refreshes_ttl_keeps_vectors_searchable_and_never_revives(
     backend.set_many(namespace, [("kv:gone", b"2")], ttl=0.2)
     backend.add_vectors(namespace, "p", [VectorRecord("r", unit(1), b"v", {"t": "1"})])
     time.sleep(0.4)
-    backend.expire_many(namespace, ["kv:a", "r", "kv:gone", "kv:never"], ttl=600)
+    backend.expire_many(namespace, ["kv:a", "vec:r", "kv:gone", "kv:never"], ttl=600)
 
     assert backend.get_many(namespace, ["kv:a", "kv:gone"]) == [b"1", None]
     record = raw.get(index=index_name, id=f"{namespace}:vec:r")["_source"]
@@ -719,8 +719,8 @@ def test_url_forms_and_options() -> None:
         "?refresh=false&request_timeout=5&purge_interval=none&page_size=50"
     )
     assert backend.index == "my-cache"
-    assert backend._ops.refresh is False and backend._ops.purge_interval is None
-    assert backend._ops.page_size == 50
+    assert backend.ops.refresh is False and backend.ops.purge_interval is None
+    assert backend.ops.page_size == 50
     assert backend._client_kwargs is not None
     assert backend._client_kwargs["hosts"] == ["https://example.com:9243"]
     assert backend._client_kwargs["basic_auth"] == ("user", "p@ss")
@@ -728,7 +728,7 @@ def test_url_forms_and_options() -> None:
     backend.close()
 
     default = ElasticsearchBackend.from_url("elasticsearch+http://localhost", refresh=True)
-    assert default.index == "semcache" and default._ops.refresh is True
+    assert default.index == "semcache" and default.ops.refresh is True
     assert default._client_kwargs is not None
     assert default._client_kwargs["hosts"] == ["http://localhost:9200"]
     default.close()
@@ -753,18 +753,18 @@ def test_large_batches_are_split_into_bounded_bulk_requests(
     """A batch too large for one request (Elasticsearch caps bodies at 100 MB by default,
     and a huge body outlives the request timeout) is sent as several bulk requests, and
     every value arrives."""
-    from semcache_core.backends import _es_ops
+    from semcache_core.backends.elasticsearch import bulk
 
-    monkeypatch.setattr(_es_ops, "BULK_MAX_BYTES", 64 * 1024)
+    monkeypatch.setattr(bulk, "BULK_MAX_BYTES", 64 * 1024)
     backend = make()
     sent: list[int] = []
-    original = backend._ops._bulk
+    original = backend.ops._bulk
 
     def counting_bulk(operations: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
         sent.append(len(operations))
         return original(operations, *args, **kwargs)
 
-    monkeypatch.setattr(backend._ops, "_bulk", counting_bulk)
+    monkeypatch.setattr(backend.ops, "_bulk", counting_bulk)
     items = [(f"kv:{i}", bytes([i % 256]) * 4096) for i in range(100)]
     backend.set_many(namespace, items)
     assert len(sent) > 1

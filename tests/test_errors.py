@@ -120,17 +120,11 @@ class BrokenBackend(EmbeddedBackend):
         self.down = False
         self.calls = 0
 
-    def _run(self, sql: str, params: Any = ()) -> list[Any]:
+    def execute(self, step: Any) -> Any:
         self.calls += 1
         if self.down:
             raise BackendError("storage unreachable (injected)")
-        return super()._run(sql, params)
-
-    def _write(self, statements: Any) -> None:
-        self.calls += 1
-        if self.down:
-            raise BackendError("storage unreachable (injected)")
-        super()._write(statements)
+        return super().execute(step)
 
 
 def test_backend_down_means_misses_not_failures(caplog: pytest.LogCaptureFixture) -> None:

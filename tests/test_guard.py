@@ -1,5 +1,7 @@
-"""The trap guard: near-miss rejections with the right reason, paraphrases accepted, and the
-labelled set of ``benchmarks/data/pairs.jsonl`` (schema, balance, guard alone)."""
+"""The trap guard: near-miss rejections with the right reason for every check family,
+paraphrases and padded repeats accepted, padding normalization, the registry and explain(),
+the lexicon data files, and the tuning set (``benchmarks/data/tuning_pairs.jsonl``, frozen, and
+``tuning_pairs_2.jsonl``, written for the new checks): schema, balance, guard alone."""
 
 from __future__ import annotations
 
@@ -13,13 +15,26 @@ from typing import Any
 import numpy as np
 import pytest
 
-from semcache_core.guard import CHECKS, GuardVerdict, TrapGuard, extract_features
+from semcache_core.guard import (
+    CHECKS,
+    REGISTRY,
+    GuardVerdict,
+    TrapGuard,
+    extract_features,
+    lexicon,
+    strip_padding,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-PAIRS = ROOT / "benchmarks" / "data" / "pairs.jsonl"
-#: Trap categories the guard checks; ``lexical`` traps (content-word swaps: "bake bread" /
-#: "bake a cake") are in the set to calibrate the distance threshold, which is what stops them.
-GUARD_CATEGORIES = set(CHECKS)
+PAIRS = ROOT / "benchmarks" / "data" / "tuning_pairs.jsonl"
+PAIRS_2 = ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl"
+#: Trap categories of the frozen tuning set that the guard checks; ``lexical`` traps
+#: (content-word swaps: "bake bread" / "bake a cake") are there to calibrate the distance
+#: threshold, which is what stops most of them.
+GUARD_CATEGORIES = {
+    "negation", "quoted", "code", "version", "date", "unit", "number", "entity", "quantifier",
+    "scope",
+}  # fmt: skip
 TRAP_CATEGORIES = GUARD_CATEGORIES | {"lexical"}
 
 REJECT: list[tuple[str, str, str]] = [
@@ -63,6 +78,7 @@ REJECT: list[tuple[str, str, str]] = [
     ("entity", "Is TCP reliable?", "Is UDP reliable?"),
     ("entity", "Does the iPhone have USB-C?", "Does the Pixel have USB-C?"),
     ("entity", "Train times from Boston to New York", "Train times from New York to Boston"),
+    ("entity", "Visa rules for Gambia", "Visa rules for Zambia"),
     ("quoted", 'What does "carpe diem" mean?', 'What does "carpe noctem" mean?'),
     ("quoted", "What's the plural of 'octopus'?", "What's the plural of 'platypus'?"),
     ("quoted", "Translate “good morning” to French", "Translate “good night” to French"),
@@ -88,6 +104,13 @@ REJECT: list[tuple[str, str, str]] = [
         "Which planets have at most two moons?",
     ),
     ("quantifier", "Which cereals have no added sugar?", "Which cereals have added sugar?"),
+    ("quantifier", "Do cats always land on their feet?", "Do cats sometimes land on their feet?"),
+    ("quantifier", "Why does my cat rarely drink water?", "Why does my cat drink water?"),
+    (
+        "negation",
+        "Why does my car fail to start in the cold?",
+        "Why does my car start in the cold?",
+    ),
     ("quantifier", "What jobs pay over $100,000?", "What jobs pay under $100,000?"),
     ("scope", "What should I eat before a workout?", "What should I eat after a workout?"),
     (
@@ -103,6 +126,142 @@ REJECT: list[tuple[str, str, str]] = [
     ),
     ("scope", "What's the cost per person?", "What's the total cost?"),
     ("scope", "Can I cancel until the day of arrival?", "Can I cancel on the day of arrival?"),
+    # opposites from WordNet, with inflections
+    ("antonym", "Is the water shallow near the pier?", "Is the water deep near the pier?"),
+    ("antonym", "Is it cheaper to fly on Tuesday?", "Is it more expensive to fly on Tuesday?"),
+    ("antonym", "How do I make my soup thicker?", "How do I make my soup thinner?"),
+    ("antonym", "Which team won the match?", "Which team lost the match?"),
+    ("antonym", "Why does the car accelerate on hills?", "Why does the car decelerate on hills?"),
+    ("antonym", "Who bought the house next door?", "Who sold the house next door?"),
+    ("antonym", "Why is the left speaker quiet?", "Why is the right speaker quiet?"),
+    # morphological negation
+    ("morphological", "Is this plastic recyclable?", "Is this plastic nonrecyclable?"),
+    ("morphological", "Is the deposit refundable?", "Is the deposit nonrefundable?"),
+    ("morphological", "Is the bacteria resistant?", "Is the bacteria nonresistant?"),
+    ("morphological", "How do I link my Steam account?", "How do I unlink my Steam account?"),
+    (
+        "morphological",
+        "Are these berries poisonous to dogs?",
+        "Are these berries nonpoisonous to dogs?",
+    ),
+    (
+        "morphological",
+        "Which plans cover non-emergency transport?",
+        "Which plans cover emergency transport?",
+    ),
+    ("morphological", "Is this a careful driver?", "Is this a careless driver?"),
+    # curated phrasal opposites
+    ("phrasal", "How do I power on my Xbox remotely?", "How do I power off my Xbox remotely?"),
+    ("phrasal", "Why does my PC start up at night?", "Why does my PC shut down at night?"),
+    (
+        "phrasal",
+        "How do I turn the subtitles on in VLC?",
+        "How do I turn the subtitles off in VLC?",
+    ),
+    ("phrasal", "How to import bookmarks into Firefox", "How to export bookmarks from Firefox"),
+    ("phrasal", "How do I mute a channel in Discord?", "How do I unmute a channel in Discord?"),
+    ("phrasal", "When should I ramp up the dose?", "When should I ramp down the dose?"),
+    ("phrasal", "Can I plug in the charger overnight?", "Can I plug out the charger overnight?"),
+    # roles
+    ("role", "What does a mortgage lender check?", "What does a mortgage borrower check?"),
+    (
+        "role",
+        "How is an employee taxed on stock options?",
+        "How is an employer taxed on stock options?",
+    ),
+    ("role", "What can a mentor learn from mentoring?", "What can a mentee learn from mentoring?"),
+    (
+        "role",
+        "Can the buyer back out after inspection?",
+        "Can the seller back out after inspection?",
+    ),
+    # direction: the same words, another order around a relational word
+    (
+        "direction",
+        "Is a Kindle better than an iPad for reading?",
+        "Is an iPad better than a Kindle for reading?",
+    ),
+    (
+        "direction",
+        "How do I switch my plan from monthly to annual billing?",
+        "How do I switch my plan from annual to monthly billing?",
+    ),
+    ("direction", "Should I choose React over Vue?", "Should I choose Vue over React?"),
+    ("direction", "Can my doctor refer me to a surgeon?", "Can my surgeon refer me to a doctor?"),
+    (
+        "direction",
+        "Are heavier bikes slower than lighter bikes?",
+        "Are lighter bikes slower than heavier bikes?",
+    ),
+    # audience
+    (
+        "audience",
+        "What's a healthy breakfast for toddlers?",
+        "What's a healthy breakfast for seniors?",
+    ),
+    ("audience", "Good chess openings for novices", "Good chess openings for experts"),
+    ("audience", "How much sleep do teenagers need?", "How much sleep do babies need?"),
+    (
+        "audience",
+        "Which flea treatment is safe for cats?",
+        "Which flea treatment is safe for dogs?",
+    ),
+    ("audience", "Best credit card for students", "Best credit card"),
+    # qualifiers
+    ("qualifier", "High protein vegetarian lunch ideas", "High protein paleo lunch ideas"),
+    (
+        "qualifier",
+        "Can I deduct home office costs as a freelancer?",
+        "Can I deduct home office costs as an employee on payroll?",
+    ),
+    (
+        "qualifier",
+        "Does the family plan include offline downloads?",
+        "Does the student plan include offline downloads?",
+    ),
+    ("qualifier", "How do I wash a wool sweater?", "How do I wash a cotton sweater?"),
+    ("qualifier", "Do tourists pay VAT in Spain?", "Do residents pay VAT in Spain?"),
+    (
+        "qualifier",
+        "How long do manual toothbrushes last?",
+        "How long do electric toothbrushes last?",
+    ),
+    # intent on one topic
+    ("intent", "Can you translate my resume?", "Can you proofread my resume?"),
+    (
+        "intent",
+        "How do I suspend my phone line while abroad?",
+        "How do I cancel my phone line while abroad?",
+    ),
+    ("intent", "Can you paraphrase this abstract?", "Can you summarise this abstract?"),
+    ("intent", "How do I reset my voicemail PIN?", "How do I change my voicemail PIN?"),
+    ("intent", "How do I return a gift on Amazon?", "How do I exchange a gift on Amazon?"),
+    # an added or dropped condition
+    (
+        "constraint",
+        "Is it safe to drink alcohol?",
+        "Is it safe to drink alcohol while on antibiotics?",
+    ),
+    (
+        "constraint",
+        "How do I jump start a car?",
+        "How do I jump start a car if the battery is frozen?",
+    ),
+    (
+        "constraint",
+        "How long does pasta take to cook?",
+        "How long does pasta take to cook at high altitude?",
+    ),
+    ("constraint", "How do I reheat rice?", "How do I reheat rice in a microwave?"),
+    (
+        "constraint",
+        "Can I get a visa on arrival in Thailand?",
+        "Can I get a visa on arrival in Thailand with a criminal record?",
+    ),
+    # one noun for another kind of the same thing
+    ("lexical", "How do I make iced tea?", "How do I make iced coffee?"),
+    ("lexical", "How do I learn the violin as an adult?", "How do I learn the cello as an adult?"),
+    ("lexical", "How do I learn the violin as an adult?", "How do I learn the cello as an adult?"),
 ]
 
 ACCEPT: list[tuple[str, str]] = [
@@ -159,6 +318,46 @@ ACCEPT: list[tuple[str, str]] = [
     ("Are there any vegan restaurants nearby?", "Are there vegan restaurants nearby?"),
     ("Can you recommend some sci-fi books?", "Recommend sci-fi books"),
     ("How do I make my most recent commit undone?", "How do I undo the last commit?"),
+    # padding: greetings, thanks, apologies, urgency, emoji
+    (
+        "hey there, quick q: how do I reset my router?? thanks so much!!",
+        "How do I reset my router?",
+    ),
+    (
+        "Hi! Sorry to bother you, but is it safe to microwave plastic?",
+        "Is it safe to microwave plastic?",
+    ),
+    ("URGENT: how do I cancel a wire transfer? asap pls", "How do I cancel a wire transfer?"),
+    (
+        "How do I clear the DNS cache on Windows? Many thanks in advance 🙏",
+        "How do I clear the DNS cache on Windows?",
+    ),
+    ("Good evening, which vaccines does a puppy need?", "Which vaccines does a puppy need?"),
+    ("so sorry if this is a dumb question: what is an index fund?", "What is an index fund?"),
+    # rewordings with synonyms and the other relation words
+    ("How do I get rid of mould in the shower?", "How can I remove mould from my shower?"),
+    ("Flights from Chicago to Denver, how long?", "How long is the flight from Chicago to Denver?"),
+    (
+        "What's the quickest way to defrost chicken?",
+        "What's the fastest way to thaw frozen chicken?",
+    ),
+    (
+        "How do I stop my dog from barking at night?",
+        "How can I get my dog to stop barking at night?",
+    ),
+    ("What are the symptoms of dehydration?", "What are the signs of dehydration?"),
+    ("How does a refrigerator work?", "How do fridges work?"),
+    ("Is it hard to learn Japanese?", "Is Japanese difficult to learn?"),
+    ("How do I read a file line by line in Python?", "Python: read a file one line at a time"),
+    ("Is it unsafe to eat raw cookie dough?", "Is it not safe to eat raw cookie dough?"),
+    ("What's a good gift for my boss?", "Gift ideas for my boss?"),
+    ("How do I say hello in Japanese?", "What's the Japanese word for hello?"),
+    ("Explain recursion in simple terms", "Explain recursion"),
+    ("how 2 get wine out of carpet", "How do I get wine out of carpet?"),
+    # typos
+    ("How do I install Pyhton on Windows?", "How do I install Python on Windows?"),
+    ("How tall is Mount Everst?", "How tall is Mount Everest?"),
+    ("Can I take ibuprofen with alchohol?", "Can I take ibuprofen with alcohol?"),
 ]
 
 
@@ -283,6 +482,20 @@ def test_dataset_schema_and_balance() -> None:
     assert not duplicates
 
 
+def test_second_tuning_file_schema() -> None:
+    rows = [json.loads(line) for line in PAIRS_2.open(encoding="utf-8") if line.strip()]
+    assert len(rows) >= 150
+    traps = Counter(row["category"] for row in rows if not row["same_answer"])
+    new_checks = {"antonym", "morphological", "phrasal", "direction", "role", "audience",
+                  "qualifier", "constraint", "intent"}  # fmt: skip
+    assert set(traps) == new_checks
+    assert min(traps.values()) >= 10
+    for row in rows:
+        assert set(row) == {"a", "b", "same_answer", "category"}, row
+        assert row["same_answer"] == row["category"].startswith("paraphrase/"), row
+    assert Counter(r["category"] for r in rows)["paraphrase/padded"] >= 15
+
+
 def test_guard_alone_on_the_dataset(guard: TrapGuard) -> None:
     """The guard without embeddings: rejects >= 90% of the traps of the kinds it checks and
     accepts >= 90% of the paraphrases. ``lexical`` traps are left to the threshold."""
@@ -369,3 +582,187 @@ def test_recommend_threshold_keeps_a_margin() -> None:
     assert quality.recommend_threshold(sweep, max_category_rate=1.0) == 0.2  # edge 0.3
     assert quality.recommend_threshold(sweep, margin_steps=0) == 0.2
     assert quality.recommend_threshold([row(0.1, 0.5, 0.5)]) is None
+
+
+def test_guard_alone_on_the_second_tuning_file(guard: TrapGuard) -> None:
+    rows = [json.loads(line) for line in PAIRS_2.open(encoding="utf-8") if line.strip()]
+    paraphrases = [r for r in rows if r["same_answer"]]
+    traps = [r for r in rows if not r["same_answer"]]
+    accepted = [r for r in paraphrases if guard.check(r["a"], r["b"]).ok]
+    rejected = [r for r in traps if not guard.check(r["a"], r["b"]).ok]
+    assert len(accepted) / len(paraphrases) >= 0.90
+    assert len(rejected) / len(traps) >= 0.95
+
+
+# -- padding normalization -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("padded", "plain"),
+    [
+        (
+            "hey there, quick q: how do I reset my router?? thanks so much!!",
+            "how do I reset my router?",
+        ),
+        ("Hi! Sorry to bother you, but is it safe?", "but is it safe?"),
+        ("URGENT: how do I stop a direct debit?", "how do I stop a direct debit?"),
+        ("hey how do I unclog a drain", "how do I unclog a drain"),
+        ("How do I renew my passport? Thanks in advance 🙏", "How do I renew my passport?"),
+        ("Question: how often should I water a cactus?", "how often should I water a cactus?"),
+        ("pls help!! my laptop won't boot", "my laptop won't boot"),
+        ("What is DNS?!?! 😅😅", "What is DNS?"),
+        ("Hello, good morning! What is a 401k? Best regards", "What is a 401k?"),
+        ("HOW DO I GET RED WINE OUT OF A CARPET", "how do i get red wine out of a carpet"),
+        ("  What is DNS?  ", "What is DNS?"),
+        ("Heyyy, how do I boil an egg? thanksss!", "how do I boil an egg?"),
+    ],
+)
+def test_strip_padding(padded: str, plain: str) -> None:
+    assert strip_padding(padded) == plain
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "How do I say thank you in Japanese?",
+        "Good morning in Spanish?",
+        'Translate "hello" to French',
+        "Why is my build urgent-flagged in Jira?",
+        "How do I lose weight fast?",
+        "Thanks",  # nothing but padding: left as it is
+        "",
+    ],
+)
+def test_strip_padding_keeps_what_is_asked(kept: str) -> None:
+    assert strip_padding(kept) == kept.strip()
+
+
+def test_padded_repeats_pass_and_padding_never_hides_a_difference(guard: TrapGuard) -> None:
+    assert guard.check("Hi, what's the capital of Peru? thx!", "What's the capital of Peru?").ok
+    verdict = guard.check("Hi, is 2023 a leap year? thanks!", "Is 2024 a leap year?")
+    assert verdict.reason == "date"
+
+
+# -- the registry, details and explain -----------------------------------------------------
+
+
+def test_registry_order_and_names() -> None:
+    assert tuple(c.name for c in REGISTRY) == CHECKS
+    assert CHECKS[:10] == (
+        "negation", "quoted", "code", "version", "date", "unit", "number", "entity",
+        "quantifier", "scope",
+    )  # fmt: skip
+    for name in ("antonym", "morphological", "phrasal", "role", "direction", "audience",
+                 "qualifier", "intent", "constraint", "lexical"):  # fmt: skip
+        assert name in CHECKS
+    assert len(set(CHECKS)) == len(CHECKS)
+
+
+@pytest.mark.parametrize(
+    ("new", "cached", "reason", "words"),
+    [
+        ("Can I borrow your car?", "Can I lend your car?", "antonym", ("borrow", "lend")),
+        ("Is my car insured?", "Is my car uninsured?", "morphological", ("insured", "uninsured")),
+        (
+            "How do I speed up Excel?",
+            "How do I slow down Excel?",
+            "phrasal",
+            ("speed up", "slow down"),
+        ),
+        (
+            "Translate English to German",
+            "Translate German to English",
+            "entity",
+            ("english", "german"),
+        ),
+        (
+            "Is rice healthier than pasta?",
+            "Is pasta healthier than rice?",
+            "direction",
+            ("rice", "pasta"),
+        ),
+        (
+            "Can I fly from Oslo to Rome?",
+            "Can I fly to Oslo from Rome?",
+            "direction",
+            ("from", "oslo", "rome"),
+        ),
+        ("Snacks for toddlers", "Snacks for seniors", "audience", ("toddler", "senior")),
+        (
+            "What are some vegan soup recipes?",
+            "What are some keto soup recipes?",
+            "qualifier",
+            ("vegan", "keto"),
+        ),
+        (
+            "Please proofread my essay",
+            "Please rewrite my essay",
+            "intent",
+            ("proofread", "rewrite"),
+        ),
+        ("Can I return it?", "Can I return it if it was on sale?", "constraint", ("sale",)),
+    ],
+)
+def test_rejection_names_its_check_and_the_words(
+    guard: TrapGuard, new: str, cached: str, reason: str, words: tuple[str, ...]
+) -> None:
+    verdict = guard.check(new, cached)
+    assert verdict.reason == reason, verdict
+    for word in words:
+        assert word in verdict.detail, verdict
+
+
+def test_explain_returns_every_check(guard: TrapGuard) -> None:
+    verdicts = guard.explain("Do all 3 tests pass?", "Do most 4 tests not pass?")
+    assert list(verdicts) == list(CHECKS)
+    failing = [name for name, v in verdicts.items() if not v.ok]
+    assert failing[:1] == ["negation"]
+    assert {"negation", "number", "quantifier"} <= set(failing)
+    assert guard.check("Do all 3 tests pass?", "Do most 4 tests not pass?").reason == failing[0]
+    for name, verdict in verdicts.items():
+        assert verdict.ok or (verdict.reason == name and verdict.detail)
+    assert all(v.ok for v in guard.explain("hey, what is DNS?", "What is DNS?").values())
+    assert list(TrapGuard(checks=["date"]).explain("a", "b")) == ["date"]
+
+
+# -- the lexicon data files ----------------------------------------------------------------
+
+
+def test_wordnet_lexicon_loads_and_has_known_pairs() -> None:
+    antonyms = lexicon.antonyms()
+    assert "lend" in antonyms["borrow"] and "borrow" in antonyms["lend"]
+    assert "lose" in antonyms["win"]
+    assert "light" in antonyms["heavy"]
+    assert "lend" in lexicon.lemmas("lent")
+    assert "heavy" in lexicon.lemmas("heavier")
+    assert "inform" in lexicon.words("prefix_false_friends.txt")
+    assert lexicon.table("noun_kinds.tsv")["tea"]
+    data = ROOT / "semcache_core" / "guard" / "data"
+    assert "Princeton" in (data / "WORDNET_LICENSE").read_text(encoding="utf-8")
+    for name in ("antonyms.tsv", "inflections.tsv", "noun_kinds.tsv", "prefix_false_friends.txt"):
+        assert (data / name).read_text(encoding="utf-8").startswith("# generated by")
+
+
+def test_morphology_leaves_look_alike_words_alone(guard: TrapGuard) -> None:
+    assert guard.check("How do I inform my bank?", "How do I let my bank know?").ok
+    for a, b in [
+        ("Is the uniform required?", "Is the form required?"),
+        ("How do I rebuild the index?", "How do I rebuild the dex?"),
+        ("What is under the sink?", "What is der the sink?"),
+        ("How do I install Python?", "How do I stall Python?"),
+        ("How do I discover new music?", "How do I cover new music?"),
+    ]:
+        verdict = guard.check(a, b)
+        assert verdict.reason != "morphological", (a, b, verdict)
+
+
+def test_guard_data_files_are_package_data() -> None:
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["semcache_core.guard"]
+    data = ROOT / "semcache_core" / "guard" / "data"
+    shipped = {
+        p.name for pattern in patterns for p in (ROOT / "semcache_core" / "guard").glob(pattern)
+    }
+    assert shipped == {p.name for p in data.iterdir()}

@@ -32,23 +32,18 @@ from tests.llama_fakes import (
 
 
 def spy(monkeypatch: pytest.MonkeyPatch, backend: Backend, method: str) -> list[int]:
-    """Count calls of ``backend.<method>`` (sync or async), recording each call's batch size."""
-    original = getattr(backend, method)
+    """Count calls of the backend operation behind ``backend.<method>``, recording each
+    call's batch size. The sync and async paths run the same operation (``backend.ops``):
+    ``"aget_many"`` counts ``ops.get_many`` like ``"get_many"`` does."""
+    operation = method[1:] if method.startswith("a") and method != "add_vectors" else method
+    original = getattr(backend.ops, operation)
     calls: list[int] = []
-    if method.startswith("a") and method != "add_vectors":
 
-        async def async_wrapper(namespace: str, items: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(len(items))
-            return await original(namespace, items, *args, **kwargs)
+    def wrapper(namespace: str, items: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(items))
+        return original(namespace, items, *args, **kwargs)
 
-        monkeypatch.setattr(backend, method, async_wrapper)
-    else:
-
-        def wrapper(namespace: str, items: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(len(items))
-            return original(namespace, items, *args, **kwargs)
-
-        monkeypatch.setattr(backend, method, wrapper)
+    monkeypatch.setattr(backend.ops, operation, wrapper)
     return calls
 
 
@@ -576,8 +571,9 @@ def test_llm_survives_a_failing_backend(
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise BackendError("connection refused")
+        yield  # an operation is a flow: it fails when run
 
-    monkeypatch.setattr(llm.backend, "get_many", broken)
+    monkeypatch.setattr(llm.backend.ops, "get_many", broken)
     assert llm.complete("hello").text.startswith("counting-llm: answer #1")
     assert llm.stats()["backend_errors"] >= 1
 

@@ -21,8 +21,7 @@ from langchain_core.outputs import Generation
 
 from langchain_semcache import BackendByteStore, ExactCache, SemanticCache
 from semcache_core import Backend, VectorRecord, connect
-from semcache_core.backends import _redis_ops
-from semcache_core.backends.redis import RedisBackend
+from semcache_core.backends.redis import RedisBackend, log_mirror
 from semcache_core.codecs import as_vector, normalize
 from semcache_core.errors import BackendError, SchemaConflictError, VectorDimensionError
 from tests.backends import BACKEND_KINDS, ServerPool, fresh_namespace, make_backend
@@ -379,8 +378,12 @@ def test_one_round_trip_per_batch(kind: str, mode: str, redis_url: str, namespac
         items = [(key, b"v") for key in keys]
         assert rounds_of(lambda: backend.set_many(namespace, items, ttl=60)) == [["SET"] * 100]
         assert rounds_of(lambda: backend.get_many(namespace, keys)) == [["MGET"]]
-        backend.expire_many(namespace, keys[:1], ttl=60)  # the server learns the script
-        expire = rounds_of(lambda: backend.expire_many(namespace, keys, ttl=60))
+        # Vector records are named by their key (vec:<id>): only they need the script.
+        assert rounds_of(lambda: backend.expire_many(namespace, keys, ttl=60)) == [
+            ["PEXPIRE"] * 100
+        ]
+        backend.expire_many(namespace, ["vec:x"], ttl=60)  # the server learns the script
+        expire = rounds_of(lambda: backend.expire_many(namespace, [*keys, "vec:x"], ttl=60))
         assert expire == [["PEXPIRE"] * 100 + ["EVALSHA"]]
         assert rounds_of(lambda: backend.delete_many(namespace, keys)) == [["UNLINK"] * 100]
         counters = rounds_of(lambda: backend.incr_counters(namespace, "stats", {"a": 1, "b": 2}))
@@ -483,7 +486,7 @@ def test_log_compaction_keeps_results_and_shrinks_the_log(
 ) -> None:
     if kind != "redis":
         pytest.skip("the log exists on the mirror path only")
-    monkeypatch.setattr(_redis_ops, "COMPACT_FLOOR", 8)
+    monkeypatch.setattr(log_mirror, "COMPACT_FLOOR", 8)
     log = f"{namespace}:vlog:p"
     assert second.search_vectors(namespace, "p", unit(1), k=1, max_distance=0.1) == []
     for version in range(40):  # the same three ids, rewritten over and over
@@ -522,7 +525,7 @@ def test_mirror_memory_is_bounded(redis_url: str, kind: str, namespace: str) -> 
         assert [h.id for h in hits] == [newest.id]
         hits = backend.search_vectors(namespace, "q", records[0].vector, k=1, max_distance=0.01)
         assert [h.id for h in hits] == [records[0].id]
-        mirrors = backend._ops.mirrors
+        mirrors = backend.ops.mirrors
         held = [m for m in (mirrors.peek(namespace, "p"), mirrors.peek(namespace, "q")) if m]
         assert sum(m.size for m in held) <= 10
         backend.clear(namespace)

@@ -1,23 +1,32 @@
-"""The backend protocol: storage mechanics only, native sync and async.
+"""The backend protocol: operations (sans-I/O flows) plus a transport.
 
 A backend stores two things, both scoped by a namespace:
 
-* **values**: bytes by key, each with an optional TTL (get many, set many, delete many, keys by
-  prefix);
-* **vectors**: records of (id, unit vector, payload bytes, tag fields) grouped in *partitions*;
-  search returns the nearest records of one partition within a cosine distance, optionally
-  restricted to records whose tags equal given values. The partition and tags restrict the
-  candidates *before* the nearest-neighbour search, never after.
+* **values**: bytes by key, each with an optional TTL;
+* **vector records**: (id, unit vector, payload bytes, tags) grouped in *partitions*; search
+  returns the nearest records of one partition within a cosine distance, optionally
+  restricted to records whose tags hold given values. The partition and the tags restrict the
+  candidates *before* the nearest-neighbour search, never after. A vector record is also
+  addressed by its key :func:`semcache_core.keys.vector_key` (``vec:<id>``): ``get_many``,
+  ``delete_many`` and ``expire_many`` read, delete and refresh values and records alike.
 
-Plus ``clear(namespace)`` (everything of that namespace, nothing else) and small counters used
-for persisted stats.
+:class:`Operations` is what the engine uses, ten operations, each a :data:`~semcache_core.flow.
+Flow` that yields backend-specific steps. Its public methods check the invariants once
+(namespace, key types, reserved kinds, one dimension per batch, TTL rounded to whole
+milliseconds) and then call the backend-specific ``_``-method. :class:`Backend` is the
+transport that performs those steps with the backend's clients (``execute``/``aexecute``), plus
+thin sync and async convenience methods for code that calls a backend directly.
+
+Tags are the basis of per-entry filter fields (tenant or user scopes inside the vector
+search): every backend already filters on them before ranking, and the contract suite
+(:mod:`semcache_core.testing`) checks it.
 
 What a backend does **not** know: key hashing, thresholds, TTL defaults, guards, stats,
 serialization, error policy. Those live once in :mod:`semcache_core.engine`.
 
 Distances are cosine distances ``1 - cos`` in ``[0, 2]`` on every backend, so one threshold
-means the same thing everywhere. Vectors handed to a backend are already validated,
-float32 and unit length (see :func:`semcache_core.codecs.as_vector`).
+means the same thing everywhere. Vectors handed to a backend are already validated, float32
+and unit length (see :func:`semcache_core.codecs.as_vector`).
 """
 
 from __future__ import annotations
@@ -27,7 +36,10 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from semcache_core import keys as keyspace
 from semcache_core.codecs import Vector
+from semcache_core.errors import SemcacheInputError
+from semcache_core.flow import Flow, Step, arun, done, run
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +61,212 @@ class VectorHit:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class VectorWrite:
+    """A checked ``add_vectors``: ``records`` share dimension ``dim``; TTL in milliseconds."""
+
+    partition: str
+    records: Sequence[VectorRecord]
+    dim: int
+    ttl_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSearch:
+    """A checked ``search_vectors``: ``k >= 1``; ``tags`` restrict before ranking."""
+
+    partition: str
+    vector: Vector
+    k: int
+    max_distance: float
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPage:
+    """One page of a key scan; ``cursor`` continues it, ``None`` when the scan is complete."""
+
+    keys: list[str]
+    cursor: str | None
+
+
+def checked_keys(keys: Sequence[str]) -> list[str]:
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("keys must be a sequence of str, not a single str/bytes")
+    for key in keys:
+        if not isinstance(key, str):
+            raise TypeError(f"keys must be str, got {type(key).__name__}: {key!r}")
+    return list(keys)
+
+
+def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    for name, value in tags.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"vector tags must map str to str, got {name!r}: {value!r}")
+    return dict(tags)
+
+
+class Operations(ABC):
+    """The ten operations the engine uses; invariants here, storage in the ``_`` methods."""
+
+    #: Name used in messages ("the Redis backend").
+    label: ClassVar[str] = "this"
+
+    # -- values --------------------------------------------------------------------------
+    def get_many(self, namespace: str, keys: Sequence[str]) -> Flow[list[bytes | None]]:
+        """Values (or vector payloads, for ``vec:`` keys) in order; ``None`` when missing."""
+        namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
+        return self._get_many(namespace, keys) if keys else done([])
+
+    def set_many(
+        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
+    ) -> Flow[None]:
+        """Store every ``(key, value)``, each expiring after ``ttl`` seconds (None = never)."""
+        namespace = keyspace.validate_namespace(namespace)
+        checked: list[tuple[str, bytes]] = []
+        for key, value in items:
+            checked_keys([key])
+            if keyspace.is_reserved(key):
+                raise SemcacheInputError(
+                    f"value key {key!r} uses a kind {self.label} backend reserves for its own "
+                    f"records ({', '.join(sorted(keyspace.RESERVED_KINDS))})"
+                )
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"values must be bytes, got {type(value).__name__}")
+            checked.append((key, bytes(value)))
+        return self._set_many(namespace, checked, keyspace.ttl_ms(ttl)) if checked else done(None)
+
+    def delete_many(self, namespace: str, keys: Sequence[str]) -> Flow[None]:
+        """Delete values and vector records by key; missing keys are not an error."""
+        namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
+        return self._delete_many(namespace, list(dict.fromkeys(keys))) if keys else done(None)
+
+    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> Flow[None]:
+        """Reset the TTL of existing values and vector records (refresh on hit)."""
+        namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
+        ms = keyspace.ttl_ms(ttl)
+        assert ms is not None
+        return self._expire_many(namespace, list(dict.fromkeys(keys)), ms) if keys else done(None)
+
+    def scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
+        """One page of the live value keys starting with ``prefix`` (taken literally)."""
+        namespace = keyspace.validate_namespace(namespace)
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        return self._scan_keys(namespace, prefix, cursor)
+
+    # -- vectors -------------------------------------------------------------------------
+    def add_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        records: Sequence[VectorRecord],
+        *,
+        ttl: float | None = None,
+    ) -> Flow[None]:
+        """Insert or replace ``records`` (by id) in ``partition``."""
+        namespace = keyspace.validate_namespace(namespace)
+        if not records:
+            return done(None)
+        dim = keyspace.single_dimension(records)
+        for record in records:
+            checked_keys([record.id])
+            _checked_tags(record.tags)
+        return self._add_vectors(
+            namespace, VectorWrite(partition, records, dim, keyspace.ttl_ms(ttl))
+        )
+
+    def search_vectors(
+        self,
+        namespace: str,
+        partition: str,
+        vector: Vector,
+        *,
+        k: int,
+        max_distance: float,
+        tags: Mapping[str, str] | None = None,
+    ) -> Flow[list[VectorHit]]:
+        """Up to ``k`` live records of ``partition`` within ``max_distance``, nearest first."""
+        namespace = keyspace.validate_namespace(namespace)
+        if k < 1:
+            return done([])
+        search = VectorSearch(partition, vector, k, max_distance, _checked_tags(tags or {}))
+        return self._search_vectors(namespace, search)
+
+    # -- namespace-wide ------------------------------------------------------------------
+    def clear(self, namespace: str) -> Flow[None]:
+        """Delete every value, vector and counter of ``namespace`` and nothing else."""
+        return self._clear(keyspace.validate_namespace(namespace))
+
+    def incr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> Flow[None]:
+        """Atomically add ``deltas`` to the counters of the group ``name``."""
+        namespace = keyspace.validate_namespace(namespace)
+        clean = {str(k): float(v) for k, v in deltas.items()}
+        return self._incr_counters(namespace, name, clean) if clean else done(None)
+
+    def get_counters(self, namespace: str, name: str) -> Flow[dict[str, float]]:
+        """All counters of the group ``name`` (empty when none)."""
+        return self._get_counters(keyspace.validate_namespace(namespace), name)
+
+    # -- the backend-specific part (arguments already checked) ---------------------------
+    @abstractmethod
+    def _get_many(self, namespace: str, keys: list[str]) -> Flow[list[bytes | None]]: ...
+
+    @abstractmethod
+    def _set_many(
+        self, namespace: str, items: list[tuple[str, bytes]], ttl_ms: int | None
+    ) -> Flow[None]: ...
+
+    @abstractmethod
+    def _delete_many(self, namespace: str, keys: list[str]) -> Flow[None]: ...
+
+    @abstractmethod
+    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int) -> Flow[None]: ...
+
+    @abstractmethod
+    def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]: ...
+
+    @abstractmethod
+    def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]: ...
+
+    @abstractmethod
+    def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]: ...
+
+    @abstractmethod
+    def _clear(self, namespace: str) -> Flow[None]: ...
+
+    @abstractmethod
+    def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]: ...
+
+    @abstractmethod
+    def _get_counters(self, namespace: str, name: str) -> Flow[dict[str, float]]: ...
+
+
+class KeyScan:
+    """A key scan in progress: the next page's flow, and each page's keys seen once."""
+
+    def __init__(self, ops: Operations, namespace: str, prefix: str) -> None:
+        self._ops, self._namespace, self._prefix = ops, namespace, prefix
+        self._cursor: str | None = None
+        self._seen: set[str] = set()  # Redis SCAN may return a key twice
+        self.finished = False
+
+    def next_page(self) -> Flow[KeyPage]:
+        return self._ops.scan_keys(self._namespace, self._prefix, self._cursor)
+
+    def take(self, page: KeyPage | None) -> list[str]:
+        """The new keys of ``page``; ``None`` (a failed page) ends the scan."""
+        if page is None or page.cursor is None:
+            self.finished = True
+        else:
+            self._cursor = page.cursor
+        fresh = [key for key in (page.keys if page else ()) if key not in self._seen]
+        self._seen.update(fresh)
+        return fresh
+
+
 class Backend(ABC):
-    """Base class of every backend. Sync and async methods have the same meaning.
+    """A backend: its :class:`Operations` (``ops``) and the transport that performs them.
 
     Implementations raise :class:`semcache_core.errors.BackendError` when the storage does
     not answer, and ``SemcacheInputError``/``TypeError`` for input they cannot store.
@@ -58,341 +274,97 @@ class Backend(ABC):
 
     #: URL schemes this backend is registered for (``memory``, ``redis``, ...).
     schemes: ClassVar[tuple[str, ...]] = ()
-
-    # -- values ---------------------------------------------------------------------------
-    @abstractmethod
-    def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        """Values of ``keys`` in order; ``None`` for missing or expired ones."""
+    ops: Operations
 
     @abstractmethod
-    def set_many(
-        self,
-        namespace: str,
-        items: Sequence[tuple[str, bytes]],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        """Store all ``items``, each expiring after ``ttl`` seconds (``None`` = never)."""
+    def execute(self, step: Step) -> Any:
+        """Perform one step of this backend's operations with the blocking client."""
 
     @abstractmethod
-    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        """Delete ``keys``; missing keys are not an error."""
-
-    @abstractmethod
-    def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
-        """Every live key of ``namespace`` that starts with ``prefix`` (taken literally)."""
-
-    @abstractmethod
-    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
-        """Reset the TTL of existing value keys and vector ids (refresh on hit)."""
-
-    # -- vectors --------------------------------------------------------------------------
-    @abstractmethod
-    def add_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        """Insert or replace ``records`` (by id) in ``partition``."""
-
-    @abstractmethod
-    def search_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]:
-        """Up to ``k`` live records of ``partition`` within ``max_distance``, nearest first."""
-
-    @abstractmethod
-    def get_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
-        """Payloads of the vector records ``ids`` (``None`` for missing or expired ones)."""
-
-    @abstractmethod
-    def delete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
-        """Delete vector records by id; missing ids are not an error."""
-
-    # -- namespace-wide -------------------------------------------------------------------
-    @abstractmethod
-    def clear(self, namespace: str) -> None:
-        """Delete every value, vector and counter of ``namespace`` and nothing else."""
-
-    @abstractmethod
-    def incr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
-        """Atomically add ``deltas`` to the counters of the group ``name``."""
-
-    @abstractmethod
-    def get_counters(self, namespace: str, name: str) -> dict[str, float]:
-        """All counters of the group ``name`` (empty when none)."""
+    async def aexecute(self, step: Step) -> Any:
+        """Perform one step of this backend's operations with the asyncio client."""
 
     def close(self) -> None:  # noqa: B027 - optional: most backends own no connection
         """Release connections the backend opened itself (never a client the user passed)."""
-
-    # -- async: same meaning, native implementations in network backends ------------------
-    @abstractmethod
-    async def aget_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]: ...
-
-    @abstractmethod
-    async def aset_many(
-        self,
-        namespace: str,
-        items: Sequence[tuple[str, bytes]],
-        *,
-        ttl: float | None = None,
-    ) -> None: ...
-
-    @abstractmethod
-    async def adelete_many(self, namespace: str, keys: Sequence[str]) -> None: ...
-
-    @abstractmethod
-    def aiter_keys(self, namespace: str, prefix: str = "") -> AsyncIterator[str]: ...
-
-    @abstractmethod
-    async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None: ...
-
-    @abstractmethod
-    async def aadd_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None: ...
-
-    @abstractmethod
-    async def asearch_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]: ...
-
-    @abstractmethod
-    async def aget_vector_payloads(
-        self, namespace: str, ids: Sequence[str]
-    ) -> list[bytes | None]: ...
-
-    @abstractmethod
-    async def adelete_vectors(self, namespace: str, ids: Sequence[str]) -> None: ...
-
-    @abstractmethod
-    async def aclear(self, namespace: str) -> None: ...
-
-    @abstractmethod
-    async def aincr_counters(
-        self, namespace: str, name: str, deltas: Mapping[str, float]
-    ) -> None: ...
-
-    @abstractmethod
-    async def aget_counters(self, namespace: str, name: str) -> dict[str, float]: ...
 
     async def aclose(self) -> None:
         """Async counterpart of :meth:`close`."""
         self.close()
 
-
-class InProcessAsyncMixin:
-    """Async methods for a backend whose storage is in-process (no network I/O).
-
-    Running them inline is faster than a thread hop and is what the embedded backend wants:
-    its operations take microseconds. Network backends implement the async side natively.
-    """
-
-    async def aget_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        return self.get_many(namespace, keys)  # type: ignore[attr-defined,no-any-return]
-
-    async def aset_many(
-        self,
-        namespace: str,
-        items: Sequence[tuple[str, bytes]],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        self.set_many(namespace, items, ttl=ttl)  # type: ignore[attr-defined]
-
-    async def adelete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        self.delete_many(namespace, keys)  # type: ignore[attr-defined]
-
-    async def aiter_keys(self, namespace: str, prefix: str = "") -> AsyncIterator[str]:
-        for key in self.iter_keys(namespace, prefix):  # type: ignore[attr-defined]
-            yield key
-
-    async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
-        self.expire_many(namespace, keys, ttl=ttl)  # type: ignore[attr-defined]
-
-    async def aadd_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        self.add_vectors(namespace, partition, records, ttl=ttl)  # type: ignore[attr-defined]
-
-    async def asearch_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]:
-        return self.search_vectors(  # type: ignore[attr-defined,no-any-return]
-            namespace, partition, vector, k=k, max_distance=max_distance, tags=tags
-        )
-
-    async def aget_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
-        return self.get_vector_payloads(namespace, ids)  # type: ignore[attr-defined,no-any-return]
-
-    async def adelete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
-        self.delete_vectors(namespace, ids)  # type: ignore[attr-defined]
-
-    async def aclear(self, namespace: str) -> None:
-        self.clear(namespace)  # type: ignore[attr-defined]
-
-    async def aincr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
-        self.incr_counters(namespace, name, deltas)  # type: ignore[attr-defined]
-
-    async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
-        return self.get_counters(namespace, name)  # type: ignore[attr-defined,no-any-return]
-
-
-class OperationBackend(Backend):
-    """A network backend whose operations are each written once, as generators.
-
-    ``self._ops`` builds, for every protocol method, a generator that yields the storage calls
-    it needs as plain data and receives their replies (sans I/O). ``_run`` drives one with the
-    sync client and ``_arun`` with the async client, so the sync and async sides cannot drift
-    apart; this class maps the protocol onto those generators once for every such backend.
-    ``iter_keys``/``aiter_keys`` stream pages and stay with each backend.
-    """
-
-    _ops: Any
-
-    @abstractmethod
-    def _run(self, operation: Any) -> Any:
-        """Drive ``operation`` to completion with the sync client."""
-
-    @abstractmethod
-    async def _arun(self, operation: Any) -> Any:
-        """Drive ``operation`` to completion with the async client."""
-
+    # -- direct use: each is run(ops.<operation>) or arun(ops.<operation>) -----------------
     def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        return self._run(self._ops.get_many(namespace, keys))  # type: ignore[no-any-return]
+        return run(self.ops.get_many(namespace, keys), self)
 
     async def aget_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        return await self._arun(self._ops.get_many(namespace, keys))  # type: ignore[no-any-return]
+        return await arun(self.ops.get_many(namespace, keys), self)
 
-    def set_many(
-        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        self._run(self._ops.set_many(namespace, items, ttl))
+    def set_many(self, namespace: str, items: Any, *, ttl: float | None = None) -> None:
+        run(self.ops.set_many(namespace, items, ttl=ttl), self)
 
-    async def aset_many(
-        self, namespace: str, items: Sequence[tuple[str, bytes]], *, ttl: float | None = None
-    ) -> None:
-        await self._arun(self._ops.set_many(namespace, items, ttl))
+    async def aset_many(self, namespace: str, items: Any, *, ttl: float | None = None) -> None:
+        await arun(self.ops.set_many(namespace, items, ttl=ttl), self)
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        self._run(self._ops.delete_many(namespace, keys))
+        run(self.ops.delete_many(namespace, keys), self)
 
     async def adelete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        await self._arun(self._ops.delete_many(namespace, keys))
+        await arun(self.ops.delete_many(namespace, keys), self)
 
     def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
-        self._run(self._ops.expire_many(namespace, keys, ttl))
+        run(self.ops.expire_many(namespace, keys, ttl=ttl), self)
 
     async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
-        await self._arun(self._ops.expire_many(namespace, keys, ttl))
+        await arun(self.ops.expire_many(namespace, keys, ttl=ttl), self)
 
-    def add_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        self._run(self._ops.add_vectors(namespace, partition, records, ttl))
+    def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
+        scan = KeyScan(self.ops, namespace, prefix)
+        while not scan.finished:
+            yield from scan.take(run(scan.next_page(), self))
 
-    async def aadd_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        await self._arun(self._ops.add_vectors(namespace, partition, records, ttl))
+    async def aiter_keys(self, namespace: str, prefix: str = "") -> AsyncIterator[str]:
+        scan = KeyScan(self.ops, namespace, prefix)
+        while not scan.finished:
+            for key in scan.take(await arun(scan.next_page(), self)):
+                yield key
 
-    def search_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]:
-        operation = self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
-        return self._run(operation)  # type: ignore[no-any-return]
+    def add_vectors(self, namespace: str, partition: str, records: Any, **ttl: Any) -> None:
+        run(self.ops.add_vectors(namespace, partition, records, **ttl), self)
 
-    async def asearch_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]:
-        operation = self._ops.search_vectors(namespace, partition, vector, k, max_distance, tags)
-        return await self._arun(operation)  # type: ignore[no-any-return]
+    async def aadd_vectors(self, namespace: str, partition: str, records: Any, **ttl: Any) -> None:
+        await arun(self.ops.add_vectors(namespace, partition, records, **ttl), self)
+
+    def search_vectors(self, namespace: str, partition: str, vector: Vector, **query: Any) -> Any:
+        return run(self.ops.search_vectors(namespace, partition, vector, **query), self)
+
+    async def asearch_vectors(self, ns: str, partition: str, vector: Vector, **query: Any) -> Any:
+        return await arun(self.ops.search_vectors(ns, partition, vector, **query), self)
 
     def get_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
-        return self._run(self._ops.get_vector_payloads(namespace, ids))  # type: ignore[no-any-return]
+        return self.get_many(namespace, [keyspace.vector_key(i) for i in ids])
 
-    async def aget_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
-        operation = self._ops.get_vector_payloads(namespace, ids)
-        return await self._arun(operation)  # type: ignore[no-any-return]
+    async def aget_vector_payloads(self, namespace: str, ids: Sequence[str]) -> Any:
+        return await self.aget_many(namespace, [keyspace.vector_key(i) for i in ids])
 
     def delete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
-        self._run(self._ops.delete_vectors(namespace, ids))
+        self.delete_many(namespace, [keyspace.vector_key(i) for i in ids])
 
     async def adelete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
-        await self._arun(self._ops.delete_vectors(namespace, ids))
+        await self.adelete_many(namespace, [keyspace.vector_key(i) for i in ids])
 
     def clear(self, namespace: str) -> None:
-        self._run(self._ops.clear(namespace))
+        run(self.ops.clear(namespace), self)
 
     async def aclear(self, namespace: str) -> None:
-        await self._arun(self._ops.clear(namespace))
+        await arun(self.ops.clear(namespace), self)
 
     def incr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
-        self._run(self._ops.incr_counters(namespace, name, deltas))
+        run(self.ops.incr_counters(namespace, name, deltas), self)
 
     async def aincr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
-        await self._arun(self._ops.incr_counters(namespace, name, deltas))
+        await arun(self.ops.incr_counters(namespace, name, deltas), self)
 
     def get_counters(self, namespace: str, name: str) -> dict[str, float]:
-        return self._run(self._ops.get_counters(namespace, name))  # type: ignore[no-any-return]
+        return run(self.ops.get_counters(namespace, name), self)
 
     async def aget_counters(self, namespace: str, name: str) -> dict[str, float]:
-        return await self._arun(self._ops.get_counters(namespace, name))  # type: ignore[no-any-return]
+        return await arun(self.ops.get_counters(namespace, name), self)

@@ -12,8 +12,9 @@ search, reads only the rows added since its last look (``seq`` is monotonic), so
 other processes are seen at once. A candidate is verified against its row before it is
 returned, so deleted, replaced and expired records are never served.
 
-The async methods run inline: every operation is local and takes microseconds, so a thread
-hop would cost more than it saves.
+:class:`EmbeddedOperations` builds SQL steps (:class:`Query`, :class:`Write`); the backend is
+their transport. ``aexecute`` runs a step inline: every step is local and takes microseconds,
+so a thread hop would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -23,21 +24,26 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from semcache_core import keys as keyspace
 from semcache_core.backends.base import (
     Backend,
-    InProcessAsyncMixin,
+    KeyPage,
+    Operations,
     VectorHit,
-    VectorRecord,
+    VectorSearch,
+    VectorWrite,
 )
-from semcache_core.codecs import Vector
-from semcache_core.errors import BackendError, SemcacheInputError, VectorDimensionError
-from semcache_core.mirror import MirrorSet
+from semcache_core.codecs import canonical_json
+from semcache_core.errors import BackendError, SemcacheInputError
+from semcache_core.flow import Flow, Step
+from semcache_core.mirror import Candidate, MirrorSet, verified_search
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -70,9 +76,201 @@ _INCREMENT_COUNTER = (
 )
 # Expired rows are deleted on one write out of this many.
 _PURGE_EVERY = 256
+_KEY_PAGE = 1000
+Statement = tuple[str, Sequence[Any]]
 
 
-class EmbeddedBackend(InProcessAsyncMixin, Backend):
+@dataclass(frozen=True, slots=True)
+class Query(Step):
+    """One read: the rows of ``sql``."""
+
+    sql: str
+    params: Sequence[Any] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Write(Step):
+    """Statements run in one transaction."""
+
+    statements: Sequence[Statement]
+
+
+def _expiry(ttl_ms: int | None) -> float | None:
+    return None if ttl_ms is None else time.time() + ttl_ms / 1000
+
+
+def _live(expires_at: float | None, now: float) -> bool:
+    return expires_at is None or expires_at > now
+
+
+class EmbeddedOperations(Operations):
+    """The protocol over the SQLite tables; the numpy mirrors live here (client-side)."""
+
+    label = "the embedded"
+
+    def __init__(self, *, max_mirror_rows: int) -> None:
+        self.mirrors = MirrorSet(max_rows=max_mirror_rows)
+
+    def _read_by_id(
+        self, table: str, column: str, field: str, namespace: str, ids: list[str]
+    ) -> Flow[dict[str, bytes]]:
+        found: dict[str, bytes] = {}
+        now = time.time()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _BATCH):
+            chunk = unique[start : start + _BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = yield Query(
+                f"SELECT {column}, {field}, expires_at FROM {table} "
+                f"WHERE ns = ? AND {column} IN ({marks})",
+                [namespace, *chunk],
+            )
+            found.update({key: bytes(value) for key, value, exp in rows if _live(exp, now)})
+        return found
+
+    # -- values ----------------------------------------------------------------------------
+    def _get_many(self, namespace: str, keys: list[str]) -> Flow[list[bytes | None]]:
+        ids = [i for i in map(keyspace.vector_id, keys) if i is not None]
+        values = [k for k in keys if keyspace.vector_id(k) is None]
+        found = yield from self._read_by_id("kv", "key", "value", namespace, values)
+        if ids:
+            payloads = yield from self._read_by_id("vec", "id", "payload", namespace, ids)
+            found.update({keyspace.vector_key(i): p for i, p in payloads.items()})
+        return [found.get(key) for key in keys]
+
+    def _set_many(
+        self, namespace: str, items: list[tuple[str, bytes]], ttl_ms: int | None
+    ) -> Flow[None]:
+        expires_at = _expiry(ttl_ms)
+        sql = "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?, ?, ?, ?)"
+        yield Write([(sql, (namespace, key, value, expires_at)) for key, value in items])
+
+    def _delete_many(self, namespace: str, keys: list[str]) -> Flow[None]:
+        statements: list[Statement] = []
+        for key in keys:
+            entry_id = keyspace.vector_id(key)
+            if entry_id is None:
+                statements.append(("DELETE FROM kv WHERE ns = ? AND key = ?", (namespace, key)))
+            else:
+                statements.append(
+                    ("DELETE FROM vec WHERE ns = ? AND id = ?", (namespace, entry_id))
+                )
+        yield Write(statements)
+
+    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int) -> Flow[None]:
+        expires_at = _expiry(ttl_ms)
+        statements: list[Statement] = []
+        for key in keys:
+            entry_id = keyspace.vector_id(key)
+            if entry_id is None:
+                sql, param = "UPDATE kv SET expires_at = ? WHERE ns = ? AND key = ?", key
+            else:
+                sql, param = "UPDATE vec SET expires_at = ? WHERE ns = ? AND id = ?", entry_id
+            statements.append((sql, (expires_at, namespace, param)))
+        yield Write(statements)
+
+    def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
+        # Pages by key (keyset pagination): a huge namespace never sits in memory.
+        rows = yield Query(
+            "SELECT key, expires_at FROM kv WHERE ns = ? AND (key > ? OR ?) "
+            "AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?",
+            (namespace, cursor or "", cursor is None, len(prefix), prefix, _KEY_PAGE),
+        )
+        now = time.time()
+        live = [key for key, expires_at in rows if _live(expires_at, now)]
+        return KeyPage(live, rows[-1][0] if len(rows) == _KEY_PAGE else None)
+
+    # -- vectors ---------------------------------------------------------------------------
+    def _check_dim(self, namespace: str, dim: int, *, register: bool) -> Flow[None]:
+        rows = yield Query("SELECT dim FROM vec_dim WHERE ns = ?", (namespace,))
+        if rows:
+            if rows[0][0] != dim:
+                raise keyspace.dimension_error(namespace, dim, rows[0][0])
+        elif register:
+            sql = "INSERT OR IGNORE INTO vec_dim (ns, dim) VALUES (?, ?)"
+            yield Write([(sql, (namespace, dim))])
+
+    def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]:
+        partition, records, dim, ttl_ms = write.partition, write.records, write.dim, write.ttl_ms
+        yield from self._check_dim(namespace, dim, register=True)
+        expires_at = _expiry(ttl_ms)
+        rows = [
+            (
+                namespace,
+                record.id,
+                partition,
+                np.asarray(record.vector, dtype="<f4").tobytes(),
+                record.payload,
+                canonical_json(dict(record.tags)),
+                expires_at,
+            )
+            for record in records
+        ]
+        yield Write([(_INSERT_VECTOR, row) for row in rows])
+
+    def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+        partition, vector, k = search.partition, search.vector, search.k
+        max_distance, tags = search.max_distance, search.tags
+        dim = int(vector.shape[0])
+        yield from self._check_dim(namespace, dim, register=False)
+        with self.mirrors.lock:
+            mirror = self.mirrors.get(namespace, partition, dim)
+            since = mirror.last_seq
+        rows = yield Query(
+            "SELECT seq, id, vector, expires_at, tags FROM vec "
+            "WHERE ns = ? AND part = ? AND seq > ? ORDER BY seq",
+            (namespace, partition, since),
+        )
+        if rows:
+            with self.mirrors.lock:
+                fresh = [row for row in rows if row[0] > mirror.last_seq]
+                if fresh:
+                    mirror.append(
+                        [row[0] for row in fresh],
+                        [row[1] for row in fresh],
+                        np.frombuffer(b"".join(row[2] for row in fresh), dtype="<f4").reshape(
+                            -1, dim
+                        ),
+                        [row[3] for row in fresh],
+                        [json.loads(row[4]) for row in fresh],
+                    )
+                self.mirrors.enforce_bound()
+        return (
+            yield from verified_search(
+                self.mirrors, mirror, vector, k, max_distance, tags, self._verify
+            )
+        )
+
+    def _verify(self, candidates: list[Candidate]) -> Flow[list[bytes | None]]:
+        """The payload of each candidate's row if that very row is still there and live."""
+        marks = ",".join("?" * len(candidates))
+        rows = yield Query(
+            f"SELECT seq, payload, expires_at FROM vec WHERE seq IN ({marks})",
+            [c.seq for c in candidates],
+        )
+        now = time.time()
+        found = {seq: bytes(payload) for seq, payload, exp in rows if _live(exp, now)}
+        return [found.get(c.seq) for c in candidates]
+
+    # -- namespace-wide --------------------------------------------------------------------
+    def _clear(self, namespace: str) -> Flow[None]:
+        tables = ("kv", "vec", "vec_dim", "counters")
+        yield Write([(f"DELETE FROM {table} WHERE ns = ?", (namespace,)) for table in tables])
+        with self.mirrors.lock:
+            self.mirrors.drop_namespace(namespace)
+
+    def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:
+        rows = [(namespace, name, field, delta) for field, delta in deltas.items()]
+        yield Write([(_INCREMENT_COUNTER, row) for row in rows])
+
+    def _get_counters(self, namespace: str, name: str) -> Flow[dict[str, float]]:
+        rows = yield Query(
+            "SELECT field, value FROM counters WHERE ns = ? AND name = ?", (namespace, name)
+        )
+        return {field: value for field, value in rows}
+
+
+class EmbeddedBackend(Backend):
     """SQLite-backed storage for values and vectors (see the module docstring)."""
 
     schemes = ("memory", "sqlite")
@@ -99,7 +297,7 @@ class EmbeddedBackend(InProcessAsyncMixin, Backend):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
-        self._mirrors = MirrorSet(max_rows=max_mirror_rows)
+        self.ops = EmbeddedOperations(max_mirror_rows=max_mirror_rows)
         self._writes = 0
 
     @classmethod
@@ -125,15 +323,26 @@ class EmbeddedBackend(InProcessAsyncMixin, Backend):
             )
         return cls(path, **options)
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    # -- the transport ---------------------------------------------------------------------
+    def execute(self, step: Step) -> Any:
+        if isinstance(step, Query):
+            return self._query(step.sql, step.params)
+        if isinstance(step, Write):
+            self._write(step.statements)
+            return None
+        raise TypeError(f"the embedded backend cannot execute {step!r}")
+
+    async def aexecute(self, step: Step) -> Any:
+        return self.execute(step)
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
             with self._lock:
                 return self._conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
 
-    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    def _write(self, statements: Sequence[Statement]) -> None:
         """Run ``statements`` in one transaction."""
         try:
             with self._lock:
@@ -153,230 +362,10 @@ class EmbeddedBackend(InProcessAsyncMixin, Backend):
 
     def _purge_expired(self) -> None:
         now = time.time()
-        self._conn.execute(
-            "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
-        )
-        self._conn.execute(
-            "DELETE FROM vec WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
-        )
-
-    @staticmethod
-    def _expiry(ttl: float | None) -> float | None:
-        return None if ttl is None else time.time() + ttl
-
-    # -- values ----------------------------------------------------------------------------
-    def get_many(self, namespace: str, keys: Sequence[str]) -> list[bytes | None]:
-        found: dict[str, bytes] = {}
-        now = time.time()
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), _BATCH):
-            chunk = unique[start : start + _BATCH]
-            marks = ",".join("?" * len(chunk))
-            rows = self._run(
-                f"SELECT key, value, expires_at FROM kv WHERE ns = ? AND key IN ({marks})",
-                [namespace, *chunk],
+        for table in ("kv", "vec"):
+            self._conn.execute(
+                f"DELETE FROM {table} WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
             )
-            for key, value, expires_at in rows:
-                if expires_at is None or expires_at > now:
-                    found[key] = bytes(value)
-        return [found.get(key) for key in keys]
-
-    def set_many(
-        self,
-        namespace: str,
-        items: Sequence[tuple[str, bytes]],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        expires_at = self._expiry(ttl)
-        self._write(
-            [
-                (
-                    "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?, ?, ?, ?)",
-                    (namespace, key, value, expires_at),
-                )
-                for key, value in items
-            ]
-        )
-
-    def delete_many(self, namespace: str, keys: Sequence[str]) -> None:
-        self._write([("DELETE FROM kv WHERE ns = ? AND key = ?", (namespace, key)) for key in keys])
-
-    def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
-        # Pages by key so a huge namespace never sits in memory and the lock is not held
-        # while the caller consumes keys.
-        last = ""
-        first = True
-        while True:
-            rows = self._run(
-                "SELECT key, expires_at FROM kv WHERE ns = ? AND (key > ? OR ?) "
-                "AND substr(key, 1, ?) = ? ORDER BY key LIMIT 1000",
-                (namespace, last, first, len(prefix), prefix),
-            )
-            if not rows:
-                return
-            now = time.time()
-            for key, expires_at in rows:
-                if expires_at is None or expires_at > now:
-                    yield key
-            last = rows[-1][0]
-            first = False
-
-    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
-        expires_at = self._expiry(ttl)
-        statements: list[tuple[str, Sequence[Any]]] = []
-        for key in keys:
-            params = (expires_at, namespace, key)
-            statements.append(("UPDATE kv SET expires_at = ? WHERE ns = ? AND key = ?", params))
-            statements.append(("UPDATE vec SET expires_at = ? WHERE ns = ? AND id = ?", params))
-        self._write(statements)
-
-    # -- vectors ---------------------------------------------------------------------------
-    def _check_dim(self, namespace: str, dim: int, *, register: bool) -> None:
-        rows = self._run("SELECT dim FROM vec_dim WHERE ns = ?", (namespace,))
-        if rows:
-            if rows[0][0] != dim:
-                raise VectorDimensionError(
-                    f"vector has dimension {dim}, but namespace {namespace!r} stores vectors of "
-                    f"dimension {rows[0][0]}; use one embedding model per namespace or clear it"
-                )
-        elif register:
-            self._write(
-                [
-                    (
-                        "INSERT OR IGNORE INTO vec_dim (ns, dim) VALUES (?, ?)",
-                        (namespace, dim),
-                    )
-                ]
-            )
-
-    def add_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        records: Sequence[VectorRecord],
-        *,
-        ttl: float | None = None,
-    ) -> None:
-        if not records:
-            return
-        dims = {int(record.vector.shape[0]) for record in records}
-        if len(dims) != 1:
-            raise VectorDimensionError(f"one batch holds vectors of dimensions {sorted(dims)}")
-        self._check_dim(namespace, dims.pop(), register=True)
-        expires_at = self._expiry(ttl)
-        self._write(
-            [
-                (
-                    _INSERT_VECTOR,
-                    (
-                        namespace,
-                        record.id,
-                        partition,
-                        np.asarray(record.vector, dtype="<f4").tobytes(),
-                        record.payload,
-                        json.dumps(dict(record.tags), sort_keys=True),
-                        expires_at,
-                    ),
-                )
-                for record in records
-            ]
-        )
-
-    def search_vectors(
-        self,
-        namespace: str,
-        partition: str,
-        vector: Vector,
-        *,
-        k: int,
-        max_distance: float,
-        tags: Mapping[str, str] | None = None,
-    ) -> list[VectorHit]:
-        dim = int(vector.shape[0])
-        self._check_dim(namespace, dim, register=False)
-        with self._lock, self._mirrors.lock:
-            mirror = self._mirrors.get(namespace, partition, dim)
-            rows = self._run(
-                "SELECT seq, id, vector, expires_at, tags FROM vec "
-                "WHERE ns = ? AND part = ? AND seq > ? ORDER BY seq",
-                (namespace, partition, mirror.last_seq),
-            )
-            if rows:
-                mirror.append(
-                    [row[0] for row in rows],
-                    [row[1] for row in rows],
-                    np.frombuffer(b"".join(row[2] for row in rows), dtype="<f4").reshape(-1, dim),
-                    [row[3] for row in rows],
-                    [json.loads(row[4]) for row in rows],
-                )
-                self._mirrors.enforce_bound()
-            now = time.time()
-            # Ask for a few more than k: some candidates may fail verification.
-            candidates = mirror.search(
-                vector, k=k + 4, max_distance=max_distance, now=now, tags=tags
-            )
-            hits: list[VectorHit] = []
-            for candidate in candidates:
-                verified = self._run(
-                    "SELECT payload, expires_at FROM vec WHERE seq = ?",
-                    (candidate.seq,),
-                )
-                if not verified or (verified[0][1] is not None and verified[0][1] <= now):
-                    mirror.discard_seq(candidate.seq, candidate.id)
-                    continue
-                hits.append(VectorHit(candidate.id, candidate.distance, bytes(verified[0][0])))
-                if len(hits) == k:
-                    break
-            return hits
-
-    def get_vector_payloads(self, namespace: str, ids: Sequence[str]) -> list[bytes | None]:
-        found: dict[str, bytes] = {}
-        now = time.time()
-        unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), _BATCH):
-            chunk = unique[start : start + _BATCH]
-            marks = ",".join("?" * len(chunk))
-            rows = self._run(
-                f"SELECT id, payload, expires_at FROM vec WHERE ns = ? AND id IN ({marks})",
-                [namespace, *chunk],
-            )
-            for entry_id, payload, expires_at in rows:
-                if expires_at is None or expires_at > now:
-                    found[entry_id] = bytes(payload)
-        return [found.get(entry_id) for entry_id in ids]
-
-    def delete_vectors(self, namespace: str, ids: Sequence[str]) -> None:
-        self._write([("DELETE FROM vec WHERE ns = ? AND id = ?", (namespace, i)) for i in ids])
-
-    # -- namespace-wide --------------------------------------------------------------------
-    def clear(self, namespace: str) -> None:
-        self._write(
-            [
-                (f"DELETE FROM {table} WHERE ns = ?", (namespace,))
-                for table in ("kv", "vec", "vec_dim", "counters")
-            ]
-        )
-        with self._mirrors.lock:
-            self._mirrors.drop_namespace(namespace)
-
-    def incr_counters(self, namespace: str, name: str, deltas: Mapping[str, float]) -> None:
-        self._write(
-            [
-                (
-                    _INCREMENT_COUNTER,
-                    (namespace, name, field, float(delta)),
-                )
-                for field, delta in deltas.items()
-            ]
-        )
-
-    def get_counters(self, namespace: str, name: str) -> dict[str, float]:
-        rows = self._run(
-            "SELECT field, value FROM counters WHERE ns = ? AND name = ?",
-            (namespace, name),
-        )
-        return {field: value for field, value in rows}
 
     def close(self) -> None:
         with self._lock:

@@ -19,75 +19,33 @@ custom connection classes) the first call of the missing side raises a
 user passed are never closed; clients the backend built are closed by :meth:`close` (sync)
 and :meth:`aclose` (both). Redis Cluster clients are refused (multi-key commands).
 
-**Key layout** (``SCAN`` shows it as is; ``<ns>`` is the namespace, which cannot contain ``:``)::
+**Layout and search.** Keys: :mod:`~semcache_core.backends.redis.keys`. ``clear(ns)`` drops
+the index and UNLINKs ``<ns>:*`` in SCAN pages; other namespaces, even ``<ns>x``, are untouched
+(the pattern includes the colon). No FLUSHDB, ever. Semantic search is one
+:class:`~semcache_core.backends.redis.strategy.VectorStrategy`, chosen at connect time
+(``vector_search="auto"``, the default, probes ``MODULE LIST`` and ``FT._LIST``;
+``"query-engine"`` requires it; ``"mirror"`` never uses it) or, if the server is unreachable
+then, on the first vector operation; the resolved mode is :attr:`RedisBackend.vector_search`:
 
-    <ns>:kv:<user key>       values of ByteStore / KV adapters (SET ... PX ttl)
-    <ns>:llm:<hash>          exact LLM entries
-    <ns>:vec:<id>            semantic entries: HASH of vector, payload, partition, tags, version
-    <ns>:vlog:<partition>    plain-Redis path only: STREAM of the partition's writes
-    <ns>:vmeta:<partition>   plain-Redis path only: compaction threshold and epoch
-    <ns>:vlock:<partition>   plain-Redis path only: compaction lock (expires)
-    <ns>:vdim                dimension of the namespace's vectors
-    <ns>:stats:<name>        persisted counters (HASH, HINCRBYFLOAT)
-    <ns>:idx                 Query Engine path only: the index name (not a key)
+* ``"query-engine"``: :mod:`~semcache_core.backends.redis.query_engine`;
+* ``"mirror"`` (plain Redis): :mod:`~semcache_core.backends.redis.log_mirror`. Each client
+  holds at most ``max_mirror_rows`` rows (default 200,000; about ``rows * (4 * dim + 100)``
+  bytes): partitions beyond the budget are dropped least recently searched first (and rebuilt
+  when searched again); a partition whose log is longer than the budget is mirrored from its
+  newest ``max_mirror_rows / 2`` entries (older entries cannot be semantic hits on that
+  client; a miss is always safe). Redis holds each vector twice (hash and log). All clients of
+  one namespace should use the same mode (``"auto"`` does that by itself); a Query Engine
+  client also indexes what mirror clients wrote, not the other way round.
 
-``clear(ns)`` drops the index and UNLINKs ``<ns>:*`` in SCAN pages; other namespaces, even
-``<ns>x``, are untouched (the pattern includes the colon). No FLUSHDB, ever.
-
-**Semantic search**, chosen at connect time (``vector_search="auto"``, the default, probes
-``MODULE LIST`` and ``FT._LIST``; ``"query-engine"`` requires it; ``"mirror"`` never uses
-it). The resolved mode is :attr:`RedisBackend.vector_search`; if the server is unreachable
-when the backend is created, it is resolved on the first vector operation.
-
-* *Query Engine* (RediSearch >= 2.4: Redis Stack, Redis 8): one index per namespace
-  (``<ns>:idx``, HNSW, COSINE, FLOAT32, dimension of the first vector, created lazily) over
-  the ``<ns>:vec:`` hashes. The partition and every tag are indexed as TAG tokens (hex
-  digests of the partition / of ``name``+``value``, so any value works without query
-  escaping, case folding or whitespace trimming), and the query is
-  ``(@ptag:{p} @ttag:{t}...)=>[KNN k @vector $vec]`` with DIALECT 2: the KNN runs only over
-  matching entries. Distances are recomputed from the returned vectors exactly as the mirror
-  and the embedded backend compute them (float32 ``1 - v.q``), so one threshold gives one
-  decision everywhere. TTLs are ``PEXPIRE`` on the hashes; Redis drops expired hashes from the
-  index. An existing index whose schema differs raises ``SchemaConflictError`` (a different
-  dimension: ``IndexDimensionError``, which is also a ``VectorDimensionError``) unless
-  ``recreate_index=True``, which drops and recreates it once per backend.
-* *Mirror* (plain Redis): Redis stays the source of truth. A Lua script (so the server must
-  allow ``EVAL``/``EVALSHA``, as Redis OSS, Valkey and ElastiCache do) writes each record
-  atomically: ``XADD`` to the partition's log stream ``<ns>:vlog:<partition>`` (id, vector,
-  tags), then the record's hash with the log entry id as its version, and its TTL. Each client
-  keeps a numpy mirror of the partitions it searches (:mod:`semcache_core.mirror`) and, in the
-  same round trip that checks the dimension, reads only the log entries after its offset (the
-  last entry id it has). Candidates are verified with one ``HMGET`` round trip: the hash must
-  exist (Redis expires it), carry the same version and the same partition, else the row is
-  dropped from the mirror and the search repeats; deleted, replaced and expired entries are
-  never served. *Compaction:* the write script elects one writer (a lock key with a 60 s
-  expiry) when a log holds at least 1024 entries and twice its live count at the last
-  compaction; that writer ``XDEL``\\s the entries whose hash is gone or has another version,
-  then bumps the log's epoch so every client rebuilds its mirror from the shorter log once.
-  Entry ids never change, so readers keep their offsets. A log (and its meta hash) carries
-  the TTL of its longest-lived entry, so the logs of abandoned partitions expire with their
-  entries. *Memory bound:* at most ``max_mirror_rows`` rows (default 200,000; about
-  ``rows * (4 * dim + 100)`` bytes) per client: partitions beyond the budget are dropped least
-  recently searched first (and rebuilt when searched again); a partition whose log is longer
-  than the budget is mirrored from its newest ``max_mirror_rows / 2`` entries and rebuilt that
-  way whenever it outgrows the budget (older entries cannot be semantic hits on that client;
-  a miss is always safe). Rows count until the log's next compaction or a failed
-  verification removes them, so dead rows are bounded too. Redis holds each vector twice
-  (hash and log). All clients of one namespace should use the same mode (``"auto"`` does
-  that by itself); a Query Engine client also indexes what mirror clients wrote, not the
-  other way round.
-
-**One source for sync and async.** Every operation is written once in
-:mod:`semcache_core.backends._redis_ops` as a generator that yields the commands of each
-round trip and receives their replies; :meth:`RedisBackend._run` executes the rounds with the
-sync client and :meth:`RedisBackend._arun` with the async one. The public methods below are
-one-line adapters. A failed round is thrown into the generator, so an operation can handle a
-failure itself (a failed log compaction does not fail the write that triggered it). This
-keeps one copy of every piece of logic without a code generator (generated sync code needs
-a build step, drifts when someone edits the wrong copy, and gives tracebacks into generated
-files), and it makes the round trips of each operation explicit: one ``MGET`` for a batch
-get; one pipeline for a batch set (``SET ... PX``), delete, expire or counter update; one for
-a mirror catch-up plus search, and one more to verify candidates.
+**Operations and transport.** Every operation is a flow in
+:mod:`~semcache_core.backends.redis.ops` that yields the commands of each round trip
+(:class:`~semcache_core.backends.redis.commands.Round`) and receives their replies; this
+class is their transport: :meth:`RedisBackend.execute` sends a round as one pipeline on the
+sync client, :meth:`RedisBackend.aexecute` on the async one. A failed round is thrown into the
+flow, so an operation can handle a failure itself (a failed log compaction does not fail the
+write that triggered it). The round trips are explicit: one ``MGET`` for a batch get; one
+pipeline for a batch set (``SET ... PX``), delete, expire or counter update; one for a mirror
+catch-up plus search, and one more to verify candidates.
 """
 
 from __future__ import annotations
@@ -96,8 +54,9 @@ import asyncio
 import contextlib
 import inspect
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, ClassVar
 
 import redis
 import redis.asyncio
@@ -107,14 +66,13 @@ from redis.client import NEVER_DECODE
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
-from semcache_core.backends import _redis_ops as ops
-from semcache_core.backends._redis_ops import IndexDimensionError, Op, Round, VectorSearchMode
-from semcache_core.backends.base import OperationBackend
+from semcache_core.backends.base import Backend
+from semcache_core.backends.redis.commands import Round
+from semcache_core.backends.redis.ops import RedisOperations, VectorSearchMode
 from semcache_core.errors import BackendError, SemcacheInputError
+from semcache_core.flow import Step, run
 
-__all__ = ["IndexDimensionError", "RedisBackend"]
-
-T = TypeVar("T")
+__all__ = ["RedisBackend"]
 
 # Binary values must stay bytes even on a client built with decode_responses=True.
 _RAW: dict[str, Any] = {NEVER_DECODE: []}
@@ -148,7 +106,7 @@ _COPIED_SETTINGS = (
 )
 
 
-class RedisBackend(OperationBackend):
+class RedisBackend(Backend):
     """Values, vectors and counters in Redis (see the module docstring)."""
 
     schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
@@ -188,7 +146,7 @@ class RedisBackend(OperationBackend):
         self._owns_client = False
         self._owns_async_client = False
         self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._ops = ops.RedisOperations(
+        self.ops: RedisOperations = RedisOperations(
             vector_search=vector_search,
             recreate_index=recreate_index,
             max_mirror_rows=max_mirror_rows,
@@ -201,9 +159,9 @@ class RedisBackend(OperationBackend):
                 raise SemcacheInputError(f"malformed Redis URL {_redact(url)!r}: {exc}") from exc
         # Resolve the search mode now when a sync client is at hand; an unreachable server
         # is not an error here (a cache must not stop the application from starting).
-        if self._client is not None and self._ops.mode is None:
+        if self._client is not None and self.ops.strategy is None:
             with contextlib.suppress(BackendError):
-                self._run(self._ops.resolve_mode())
+                run(self.ops.resolve_strategy(), self)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -227,7 +185,7 @@ class RedisBackend(OperationBackend):
     @property
     def vector_search(self) -> str:
         """``"query-engine"`` or ``"mirror"``; ``"auto"`` until the server has answered."""
-        return self._ops.mode or self._ops.requested_mode
+        return self.ops.mode or self.ops.requested_mode
 
     def _retry(self, *, sync: bool) -> Any:
         if sync:
@@ -279,103 +237,20 @@ class RedisBackend(OperationBackend):
             self._owns_async_client = True
         return self._async_client
 
-    # -- the two drivers -------------------------------------------------------------------------
-    def _run(self, op: Op[T]) -> T:
-        """Run an operation with the sync client, one pipeline per round.
-
-        A failed round is thrown into the operation, which may handle it (or not: then it
-        propagates to the caller).
-        """
-        replies: Any = None
-        error: BackendError | None = None
-        while True:
-            try:
-                round_ = op.send(replies) if error is None else op.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            try:
-                replies, error = self._execute(round_), None
-            except BackendError as exc:
-                replies, error = None, exc
-
-    async def _arun(self, op: Op[T]) -> T:
-        """Run an operation with the async client; same protocol as :meth:`_run`."""
-        replies: Any = None
-        error: BackendError | None = None
-        while True:
-            try:
-                round_ = op.send(replies) if error is None else op.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            try:
-                replies, error = await self._aexecute(round_), None
-            except BackendError as exc:
-                replies, error = None, exc
-
-    def _execute(self, round_: Round) -> list[Any]:
-        client = self._sync_client()
+    # -- the transport ---------------------------------------------------------------------------
+    def execute(self, step: Step) -> list[Any]:
+        round_ = _round(step)
         try:
-            if len(round_.commands) == 1:
-                try:
-                    return [client.execute_command(*round_.commands[0], **_RAW)]
-                except ResponseError as exc:
-                    if round_.tolerate:
-                        return [exc]
-                    raise
-            pipe = client.pipeline(transaction=False)
-            for command in round_.commands:
-                pipe.execute_command(*command, **_RAW)
-            return list(pipe.execute(raise_on_error=not round_.tolerate))
+            return round_.replies(_request(self._sync_client(), round_)())
         except (RedisError, OSError) as exc:
-            raise _backend_error(round_, exc) from exc
+            return _settle(round_, exc)
 
-    async def _aexecute(self, round_: Round) -> list[Any]:
-        client = self._async()
+    async def aexecute(self, step: Step) -> list[Any]:
+        round_ = _round(step)
         try:
-            if len(round_.commands) == 1:
-                try:
-                    return [await client.execute_command(*round_.commands[0], **_RAW)]
-                except ResponseError as exc:
-                    if round_.tolerate:
-                        return [exc]
-                    raise
-            pipe = client.pipeline(transaction=False)
-            for command in round_.commands:
-                pipe.execute_command(*command, **_RAW)
-            return list(await pipe.execute(raise_on_error=not round_.tolerate))
+            return round_.replies(await _request(self._async(), round_)())
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            raise _backend_error(round_, exc) from exc
-
-    # -- values ----------------------------------------------------------------------------------
-
-    def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
-        # SCAN may return a key twice (rehashing); the seen set keeps the output unique.
-        seen: set[str] = set()
-        cursor = 0
-        while True:
-            cursor, keys = self._run(self._ops.scan_page(namespace, prefix, cursor))
-            for key in keys:
-                if key not in seen:
-                    seen.add(key)
-                    yield key
-            if cursor == 0:
-                return
-
-    async def aiter_keys(self, namespace: str, prefix: str = "") -> AsyncIterator[str]:
-        seen: set[str] = set()
-        cursor = 0
-        while True:
-            cursor, keys = await self._arun(self._ops.scan_page(namespace, prefix, cursor))
-            for key in keys:
-                if key not in seen:
-                    seen.add(key)
-                    yield key
-            if cursor == 0:
-                return
-
-    # -- vectors ---------------------------------------------------------------------------------
-
-    # -- namespace-wide --------------------------------------------------------------------------
+            return _settle(round_, exc)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -386,7 +261,7 @@ class RedisBackend(OperationBackend):
             self._client.connection_pool.disconnect()
             self._client = None
             self._owns_client = False
-        self._ops.forget()
+        self.ops.forget()
 
     async def aclose(self) -> None:
         if self._owns_async_client and self._async_client is not None:
@@ -399,6 +274,30 @@ class RedisBackend(OperationBackend):
     def __repr__(self) -> str:
         where = _redact(self._url) if self._url else "client"
         return f"RedisBackend({where!r}, vector_search={self.vector_search!r})"
+
+
+def _request(client: Any, round_: Round) -> Callable[[], Any]:
+    """What sends ``round_`` on ``client`` (sync or asyncio): a single command directly (a
+    little cheaper than a pipeline of one), else a pipeline (``transaction=False``)."""
+    if len(round_.commands) == 1:
+        return partial(client.execute_command, *round_.commands[0], **_RAW)
+    pipe = client.pipeline(transaction=False)
+    for command in round_.commands:
+        pipe.execute_command(*command, **_RAW)
+    return partial(pipe.execute, raise_on_error=not round_.tolerate)
+
+
+def _settle(round_: Round, exc: BaseException) -> list[Any]:
+    """A failed command's error as its reply when the round tolerates it, else BackendError."""
+    if round_.tolerate and isinstance(exc, ResponseError):
+        return [exc]
+    raise _backend_error(round_, exc) from exc
+
+
+def _round(step: Step) -> Round:
+    if not isinstance(step, Round):
+        raise TypeError(f"the Redis backend cannot execute {step!r}")
+    return step
 
 
 def _backend_error(round_: Round, exc: BaseException) -> BackendError:

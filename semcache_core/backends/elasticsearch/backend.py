@@ -27,7 +27,7 @@ approximate distances); ``index_settings`` (used when semcache creates the index
 
 Layout
 ------
-See :mod:`semcache_core.backends._es_ops`: document ids ``<namespace>:<key>`` (values),
+See :mod:`semcache_core.backends.elasticsearch.schema`: document ids ``<namespace>:<key>`` (values),
 ``<namespace>:vec:<id>``, ``<namespace>:ctr:<name>``; a ``dynamic: strict`` mapping with keyword
 ``ns``/``kind``/``key``/``part``/``tags``, ``binary`` (base64) ``value`` and ``vector``, an
 ``epoch_millis`` date ``expires_at``. The searchable ``dense_vector`` fields are named by their
@@ -45,7 +45,7 @@ the next refresh (every ``refresh_interval``, 1 s by default). So no write force
 * values (``set_many``, ``delete_many``, ``expire_many``) are written without refresh: exact
   caches and ByteStores read them by id. ``iter_keys`` (and ``clear``) refresh the index once
   before scanning instead, so a scan lists keys written just before it.
-* vector writes (``add_vectors``, ``delete_vectors``) use the ``refresh`` option, default
+* vector writes (``add_vectors``, and ``delete_many`` of ``vec:`` keys) use the ``refresh`` option, default
   ``"wait_for"``: the call returns once the next scheduled refresh made the write searchable
   (it waits up to ``refresh_interval``, but adds no refresh work), so a paraphrase asked right
   after an update is a semantic hit. ``refresh=False`` makes those writes return at once and
@@ -62,14 +62,16 @@ seconds per process (default 300; ``None`` or 0 disables; the request runs as a 
 ``wait_for_completion=false``, and its failure never fails the write), with ``clear`` for its
 namespace, and on demand with :meth:`ElasticsearchBackend.purge_expired`.
 
-Sync and async from one source
-------------------------------
-Every operation is written once, as a generator in ``_es_ops`` that yields the client calls it
-needs as data and receives their results. :meth:`ElasticsearchBackend._run` executes those
-calls with the sync client, :meth:`ElasticsearchBackend._arun` awaits them on the async client;
-the public methods are one line each. This is the role unasync plays for langchain-elasticsearch
-(generated sync code), without a generated file that can go stale, and the same pattern as
-``semcache_core.engine``.
+Operations and transport
+------------------------
+Every operation is written once, as a flow in :mod:`~semcache_core.backends.elasticsearch.ops`
+that yields the client calls it needs as data (:class:`~semcache_core.backends.elasticsearch.
+calls.Call`) and receives their results. This class is their transport:
+:meth:`ElasticsearchBackend.execute` performs a call with the sync client and
+:meth:`ElasticsearchBackend.aexecute` awaits it on the async client. This is the role unasync
+plays for langchain-elasticsearch (generated sync code), without a generated file that can go
+stale. ``iter_keys`` pages by key with ``search_after`` (no point in time is opened, so an
+abandoned scan leaves nothing open on the server).
 """
 
 from __future__ import annotations
@@ -79,27 +81,18 @@ import logging
 import operator
 import re
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch, TransportError
 
-from semcache_core.backends._es_ops import (
-    MAX_WINDOW,
-    SCHEMA_ERRORS,
-    Call,
-    Cleanup,
-    Emit,
-    Flow,
-    KeyFlow,
-    Operations,
-    Refresh,
-    Reply,
-    error_of,
-)
-from semcache_core.backends.base import OperationBackend
+from semcache_core.backends.base import Backend
+from semcache_core.backends.elasticsearch.calls import Call, Reply, error_of
+from semcache_core.backends.elasticsearch.ops import ElasticsearchOperations
+from semcache_core.backends.elasticsearch.schema import MAX_WINDOW, SCHEMA_ERRORS, Refresh
 from semcache_core.errors import BackendError, SchemaConflictError, SemcacheInputError
+from semcache_core.flow import Step, arun, run
 
 __all__ = ["DEFAULT_INDEX", "ElasticsearchBackend"]
 
@@ -109,7 +102,6 @@ T = TypeVar("T")
 C = TypeVar("C", Elasticsearch, AsyncElasticsearch)
 
 DEFAULT_INDEX = "semcache"
-_EMITTED = Reply(0, None)
 _WRITE_APIS = frozenset({"bulk", "update", "indices.create", "indices.put_mapping"})
 # Elasticsearch index names: lowercase, none of these characters, not starting with -_+.
 _INDEX_NAME = re.compile(r'^(?![-_+])[^A-Z\\/*?"<>| ,#:]{1,255}$')
@@ -183,7 +175,7 @@ def _positive(name: str, value: object, *, optional: bool = False) -> None:
         raise SemcacheInputError(f"{name} must be a positive number, got {value!r}")
 
 
-class ElasticsearchBackend(OperationBackend):
+class ElasticsearchBackend(Backend):
     """Values, vectors and counters in an Elasticsearch index (see the module docstring)."""
 
     schemes = ("elasticsearch+http", "elasticsearch+https")
@@ -247,7 +239,7 @@ class ElasticsearchBackend(OperationBackend):
         self._async_by_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, _Clients[AsyncElasticsearch]
         ] = weakref.WeakKeyDictionary()
-        self._ops = Operations(
+        self.ops: ElasticsearchOperations = ElasticsearchOperations(
             index=index,
             refresh=refresh,
             purge_interval=purge_interval or None,
@@ -328,12 +320,12 @@ class ElasticsearchBackend(OperationBackend):
     @property
     def index(self) -> str:
         """The index (or alias) name."""
-        return self._ops.index
+        return self.ops.index
 
     @property
     def is_alias(self) -> bool:
         """Whether the name is an alias (known after the first call)."""
-        return self._ops.is_alias
+        return self.ops.is_alias
 
     # -- the drivers -----------------------------------------------------------------------
     def _sync_clients(self) -> _Clients[Elasticsearch]:
@@ -363,11 +355,11 @@ class ElasticsearchBackend(OperationBackend):
         return clients
 
     def _failure(self, call: Call, exc: Exception) -> Exception:
-        where = f"Elasticsearch {call.api} on {self._ops.index!r}"
+        where = f"Elasticsearch {call.api} on {self.ops.index!r}"
         if isinstance(exc, ApiError):
             error_type, reason = error_of(exc.body) if isinstance(exc.body, Mapping) else ("", "")
             if error_type == "index_not_found_exception":
-                self._ops.forget_index()
+                self.ops.forget_index()
             message = (
                 f"{where} failed (HTTP {exc.meta.status}): "
                 f"{error_type or type(exc).__name__}: {reason or exc.message}"
@@ -377,97 +369,38 @@ class ElasticsearchBackend(OperationBackend):
             return BackendError(message)
         return BackendError(f"{where} failed: {type(exc).__name__}: {exc}")
 
-    def _call(self, call: Call) -> Reply:
+    def execute(self, step: Step) -> Reply:
+        call = _call(step)
         method = operator.attrgetter(call.api)(self._sync_clients().get(call))
         try:
             response = method(**call.kwargs)
         except (ApiError, TransportError) as exc:
-            if call.soft:
-                logger.debug("semcache: Elasticsearch %s failed (ignored): %s", call.api, exc)
-                return Reply(0, None)
-            raise self._failure(call, exc) from exc
+            return self._failed(call, exc)
         return Reply(response.meta.status, response.body)
 
-    async def _acall(self, call: Call) -> Reply:
+    async def aexecute(self, step: Step) -> Reply:
+        call = _call(step)
         method = operator.attrgetter(call.api)(self._async_clients().get(call))
         try:
             response = await method(**call.kwargs)
         except (ApiError, TransportError) as exc:
-            if call.soft:
-                logger.debug("semcache: Elasticsearch %s failed (ignored): %s", call.api, exc)
-                return Reply(0, None)
-            raise self._failure(call, exc) from exc
+            return self._failed(call, exc)
         return Reply(response.meta.status, response.body)
 
-    def _run(self, flow: Flow[T]) -> T:
-        try:
-            call = next(flow)
-            while True:
-                call = flow.send(self._call(call))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    async def _arun(self, flow: Flow[T]) -> T:
-        try:
-            call = next(flow)
-            while True:
-                call = flow.send(await self._acall(call))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    def _iterate(self, flow: KeyFlow, cleanup: Cleanup) -> Iterator[str]:
-        try:
-            step = next(flow)
-            while True:
-                if isinstance(step, Emit):
-                    yield from step.items
-                    step = flow.send(_EMITTED)
-                else:
-                    step = flow.send(self._call(step))
-        except StopIteration:
-            return
-        finally:
-            flow.close()
-            for call in cleanup.calls:
-                self._call(call)
-
-    async def _aiterate(self, flow: KeyFlow, cleanup: Cleanup) -> AsyncIterator[str]:
-        try:
-            step = next(flow)
-            while True:
-                if isinstance(step, Emit):
-                    for item in step.items:
-                        yield item
-                    step = flow.send(_EMITTED)
-                else:
-                    step = flow.send(await self._acall(step))
-        except StopIteration:
-            return
-        finally:
-            flow.close()
-            for call in cleanup.calls:
-                await self._acall(call)
-
-    # -- values ----------------------------------------------------------------------------
-
-    def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
-        cleanup = Cleanup()
-        return self._iterate(self._ops.iter_keys(namespace, prefix, cleanup), cleanup)
-
-    def aiter_keys(self, namespace: str, prefix: str = "") -> AsyncIterator[str]:
-        cleanup = Cleanup()
-        return self._aiterate(self._ops.iter_keys(namespace, prefix, cleanup), cleanup)
-
-    # -- vectors ---------------------------------------------------------------------------
+    def _failed(self, call: Call, exc: ApiError | TransportError) -> Reply:
+        if call.soft:
+            logger.debug("semcache: Elasticsearch %s failed (ignored): %s", call.api, exc)
+            return Reply(0, None)
+        raise self._failure(call, exc) from exc
 
     # -- namespace-wide --------------------------------------------------------------------
 
     def purge_expired(self, namespace: str | None = None) -> int:
         """Delete expired entries now (of ``namespace``, or all); returns how many."""
-        return self._run(self._ops.purge_expired(namespace))
+        return run(self.ops.purge_expired(namespace), self)
 
     async def apurge_expired(self, namespace: str | None = None) -> int:
-        return await self._arun(self._ops.purge_expired(namespace))
+        return await arun(self.ops.purge_expired(namespace), self)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -488,4 +421,10 @@ class ElasticsearchBackend(OperationBackend):
         self.close()
 
     def __repr__(self) -> str:
-        return f"ElasticsearchBackend(index={self._ops.index!r})"
+        return f"ElasticsearchBackend(index={self.ops.index!r})"
+
+
+def _call(step: Step) -> Call:
+    if not isinstance(step, Call):
+        raise TypeError(f"the Elasticsearch backend cannot execute {step!r}")
+    return step

@@ -1,0 +1,215 @@
+"""Every Redis operation, written once as a flow of :class:`~.commands.Round` steps.
+
+Values, reads by key, deletes, TTL refreshes, counters and ``clear`` are the same on every
+server; vector writes and searches go to the :class:`~.strategy.VectorStrategy` chosen once,
+when the server first answers (``vector_search="auto"`` probes ``MODULE LIST`` and
+``FT._LIST``; ``"query-engine"`` requires the Query Engine; ``"mirror"`` never uses it).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal
+
+from semcache_core import keys as keyspace
+from semcache_core.backends.base import KeyPage, Operations, VectorHit, VectorSearch, VectorWrite
+from semcache_core.backends.redis.commands import (
+    Command,
+    Round,
+    as_text,
+    is_error,
+    one,
+    pairs,
+    refused,
+)
+from semcache_core.backends.redis.keys import (
+    glob_escape,
+    index_name,
+    stats_key,
+    value_key,
+    vector_key,
+)
+from semcache_core.backends.redis.log_mirror import LogMirrorSearch
+from semcache_core.backends.redis.lua import EXPIRE_VECTORS, ScriptCall, run_commands
+from semcache_core.backends.redis.query_engine import QueryEngineSearch
+from semcache_core.backends.redis.strategy import VectorStrategy
+from semcache_core.errors import SemcacheInputError
+from semcache_core.flow import Flow
+from semcache_core.mirror import MirrorSet
+
+VectorSearchMode = Literal["auto", "query-engine", "mirror"]
+
+#: Oldest RediSearch with vector similarity search (2.4.0 reports ``ver`` 20400).
+MIN_SEARCH_VERSION = 20400
+#: SCAN page size (a hint to Redis) and keys per UNLINK when clearing.
+SCAN_COUNT = 1000
+
+
+class RedisOperations(Operations):
+    """The protocol on Redis, plus the client-side state (search strategy, mirrors)."""
+
+    label = "the Redis"
+
+    def __init__(
+        self,
+        *,
+        vector_search: VectorSearchMode,
+        recreate_index: bool,
+        max_mirror_rows: int,
+    ) -> None:
+        if vector_search not in ("auto", "query-engine", "mirror"):
+            raise SemcacheInputError(
+                f"vector_search must be 'auto', 'query-engine' or 'mirror', got {vector_search!r}"
+            )
+        self.requested_mode: VectorSearchMode = vector_search
+        self.recreate_index = recreate_index
+        self.mirrors = MirrorSet(max_rows=max_mirror_rows)
+        #: The vector strategy, once the server has answered (``"mirror"``: at once).
+        self.strategy: VectorStrategy | None = (
+            LogMirrorSearch(self.mirrors) if vector_search == "mirror" else None
+        )
+        self._state = threading.Lock()
+
+    @property
+    def mode(self) -> Literal["query-engine", "mirror"] | None:
+        """``"query-engine"`` or ``"mirror"`` once known; ``None`` until the server answered."""
+        if self.strategy is None:
+            return None
+        return "query-engine" if isinstance(self.strategy, QueryEngineSearch) else "mirror"
+
+    # -- the vector strategy, chosen once --------------------------------------------------------
+    def resolve_strategy(self) -> Flow[VectorStrategy]:
+        if self.strategy is not None:
+            return self.strategy
+        module_list, ft_list = yield Round((("MODULE", "LIST"), ("FT._LIST",)), tolerate=True)
+        version = 0
+        if not is_error(module_list):
+            for module in module_list or ():
+                fields = pairs(module)
+                if as_text(fields.get("name", "")).lower() == "search":
+                    version = max(version, int(fields.get("ver", 0) or 0))
+        else:  # MODULE LIST may be denied (ACL, managed services): FT._LIST alone decides
+            version = MIN_SEARCH_VERSION
+        found = version >= MIN_SEARCH_VERSION and not is_error(ft_list)
+        if self.requested_mode == "query-engine" and not found:
+            raise SemcacheInputError(
+                "vector_search='query-engine' but this Redis server has no Query Engine "
+                f"(RediSearch >= 2.4; MODULE LIST reports search version {version}); use "
+                "Redis Stack or Redis 8, or vector_search='auto'/'mirror'"
+            )
+        with self._state:
+            if self.strategy is None:
+                self.strategy = (
+                    QueryEngineSearch(recreate_index=self.recreate_index)
+                    if found
+                    else LogMirrorSearch(self.mirrors)
+                )
+            return self.strategy
+
+    # -- values ----------------------------------------------------------------------------------
+    def _get_many(self, namespace: str, keys: list[str]) -> Flow[list[bytes | None]]:
+        ids = [keyspace.vector_id(key) for key in keys]
+        if any(entry_id is not None for entry_id in ids):
+            commands: list[Command] = [
+                ("GET", value_key(namespace, key))
+                if entry_id is None
+                else ("HGET", vector_key(namespace, entry_id), "payload")
+                for key, entry_id in zip(keys, ids, strict=True)
+            ]
+            replies = yield Round(commands)
+        elif len(keys) == 1:  # the exact-cache lookup: GET is a little cheaper than MGET
+            replies = [(yield from one(("GET", value_key(namespace, keys[0]))))]
+        else:
+            replies = yield from one(("MGET", *(value_key(namespace, k) for k in keys)))
+        return [None if v is None else bytes(v) for v in replies]
+
+    def _set_many(
+        self, namespace: str, items: list[tuple[str, bytes]], ttl_ms: int | None
+    ) -> Flow[None]:
+        expiry = ("PX", ttl_ms) if ttl_ms else ()
+        yield Round([("SET", value_key(namespace, k), v, *expiry) for k, v in items])
+
+    def _delete_many(self, namespace: str, keys: list[str]) -> Flow[None]:
+        # A vector record's key is the same string as its value key. Log entries of deleted
+        # records become dead: verification skips them and the next compaction drops them.
+        yield Round([("UNLINK", value_key(namespace, k)) for k in keys])
+
+    def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
+        pattern = glob_escape(value_key(namespace, prefix)) + "*"
+        reply = yield from one(("SCAN", int(cursor or 0), "MATCH", pattern, "COUNT", SCAN_COUNT))
+        next_cursor, raw_keys = reply
+        strip = len(namespace) + 1
+        keys = []
+        for raw in raw_keys:
+            key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+            key = key[strip:]
+            if not keyspace.is_reserved(key):
+                keys.append(key)
+        return KeyPage(keys, None if int(next_cursor) == 0 else str(int(next_cursor)))
+
+    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int) -> Flow[None]:
+        ids = [i for i in map(keyspace.vector_id, keys) if i is not None]
+        commands: list[Command | ScriptCall] = [
+            ("PEXPIRE", value_key(namespace, k), ttl_ms)
+            for k in keys
+            if keyspace.vector_id(k) is None
+        ]
+        if ids:
+            hashes = [vector_key(namespace, i) for i in ids]
+            commands.append(ScriptCall(EXPIRE_VECTORS, hashes, [ttl_ms, namespace]))
+        yield from run_commands(commands)
+
+    # -- vectors ---------------------------------------------------------------------------------
+    def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]:
+        strategy = yield from self.resolve_strategy()
+        yield from strategy.add(namespace, write)
+
+    def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+        strategy = yield from self.resolve_strategy()
+        return (yield from strategy.search(namespace, search))
+
+    # -- counters --------------------------------------------------------------------------------
+    def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:
+        key = stats_key(namespace, name)
+        yield Round([("HINCRBYFLOAT", key, f, repr(d)) for f, d in deltas.items()])
+
+    def _get_counters(self, namespace: str, name: str) -> Flow[dict[str, float]]:
+        reply = yield from one(("HGETALL", stats_key(namespace, name)))
+        return {field: float(value) for field, value in pairs(reply).items()}
+
+    # -- namespace-wide --------------------------------------------------------------------------
+    def _clear(self, namespace: str) -> Flow[None]:
+        # The index goes first (in the first round), so Redis does not re-index what is being
+        # deleted; its errors are ignored: the server may have no Query Engine or no index.
+        pattern = glob_escape(namespace) + ":*"
+        _dropped, scanned = yield Round(
+            (
+                ("FT.DROPINDEX", index_name(namespace)),
+                ("SCAN", 0, "MATCH", pattern, "COUNT", SCAN_COUNT),
+            ),
+            tolerate=True,
+        )
+        if is_error(scanned):
+            raise refused("SCAN", scanned)
+        # One round per page: UNLINK the previous page and SCAN the next one.
+        cursor, pending = int(scanned[0]), list(scanned[1])
+        while pending or cursor:
+            commands: list[Command] = [("UNLINK", *pending)] if pending else []
+            if cursor:
+                commands.append(("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT))
+            replies = yield Round(commands)
+            if cursor:
+                cursor, pending = int(replies[-1][0]), list(replies[-1][1])
+            else:
+                pending = []
+        with self.mirrors.lock:
+            self.mirrors.drop_namespace(namespace)
+        if self.strategy is not None:
+            self.strategy.drop_namespace(namespace)
+
+    def forget(self) -> None:
+        """Drop all client-side state (mirrors, known indexes)."""
+        with self.mirrors.lock:
+            self.mirrors.drop_all()
+        if self.strategy is not None:
+            self.strategy.forget()

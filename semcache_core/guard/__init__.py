@@ -1,0 +1,47 @@
+"""The trap guard: rejects semantic hits whose prompts differ in a detail that changes the answer.
+
+An embedding model sees "What is the capital of Australia?" and "What is *not* the capital of
+Australia?", "borrow" and "lend", "English to German" and "German to English" as near
+neighbours, so a semantic cache at a usable threshold would serve one for the other. Most such
+near-misses differ in a small, lexically visible detail. :class:`TrapGuard` extracts those
+details from both prompts once (:func:`extract_features`, cached per string) and runs an
+ordered registry of named checks (:data:`CHECKS`), one module per family:
+
+- :mod:`~semcache_core.guard.negation`: ``negation``, ``antonym`` (WordNet), ``morphological``
+  (un-/non-/in-/dis-/-less), ``phrasal`` (speed up / slow down);
+- :mod:`~semcache_core.guard.numeric`: ``version``, ``date``, ``unit``, ``number``;
+- :mod:`~semcache_core.guard.names`: ``quoted``, ``code``, ``entity``;
+- :mod:`~semcache_core.guard.qualifiers`: ``quantifier``, ``scope``, ``audience``,
+  ``qualifier``, ``constraint``;
+- :mod:`~semcache_core.guard.roles`: ``role``, ``direction``;
+- :mod:`~semcache_core.guard.intent`: ``intent``;
+- :mod:`~semcache_core.guard.lexical`: ``lexical`` (one noun for a sibling noun: tea / coffee).
+
+Every rejection names its check and the differing words (:class:`GuardVerdict`);
+:meth:`TrapGuard.explain` returns the verdict of every check. Lexicons are data files in
+``semcache_core/guard/data/`` (WordNet-derived tables built by ``scripts/build_lexicon.py``).
+Before comparing, both prompts go through :func:`strip_padding` (greetings, thanks, urgency,
+emoji), which the engine should also apply to a query before embedding it.
+
+The guard never calls a model. What it does not catch: content-word swaps that no lexicon
+relates, or inside a reworded question ("git merge" / "git rebase", "boil" / "steam"); those
+are left to the distance threshold (the ``lexical`` category of the tuning set measures them).
+"""
+
+from semcache_core.guard.features import extract_features
+from semcache_core.guard.padding import strip_padding
+from semcache_core.guard.registry import CHECKS, REGISTRY, Check, GuardVerdict, TrapGuard
+from semcache_core.guard.tokens import ALIASES, TECH_NAMES, Features
+
+__all__ = [
+    "ALIASES",
+    "CHECKS",
+    "REGISTRY",
+    "TECH_NAMES",
+    "Check",
+    "Features",
+    "GuardVerdict",
+    "TrapGuard",
+    "extract_features",
+    "strip_padding",
+]

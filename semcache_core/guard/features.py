@@ -1,0 +1,90 @@
+"""Feature extraction: one pass over a prompt's tokens, family by family.
+
+:func:`extract_features` strips padding (:func:`semcache_core.guard.padding.strip_padding`),
+normalizes and tokenizes once (:mod:`semcache_core.guard.tokens`), then lets each family
+classify the tokens it owns, in an order that matters: relative dates and multi-word phrases
+before single words, numbers before units, units and number words before names. The result
+is frozen into :class:`~semcache_core.guard.tokens.Features` and cached per prompt string.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from semcache_core.guard import intent, names, negation, numeric, qualifiers, roles
+from semcache_core.guard.lexicon import lemmas
+from semcache_core.guard.padding import strip_padding
+from semcache_core.guard.tokens import Collector, Features, Token, ascii_lower, normalize, tokenize
+
+__all__ = ["extract_features"]
+
+_BREAKS = frozenset(".?!;:,\n|()")
+
+
+def _sequence(tokens: list[Token]) -> tuple[str, ...]:
+    """Lower-case words in order, "|" at sentence and clause breaks."""
+    out: list[str] = []
+    for token in tokens:
+        if token.kind == "word":
+            out.extend(p for p in token.low.removesuffix("()").split(".") if p)
+        elif token.kind == "punct" and token.text in _BREAKS and out and out[-1] != "|":
+            out.append("|")
+    return tuple(out)
+
+
+@lru_cache(maxsize=8192)
+def extract_features(text: str) -> Features:
+    """Extract everything the guard compares from one prompt (cached per string)."""
+    text = negation.join_prefixes(strip_padding(text))
+    normalized, quoted, code_spans, dates = normalize(text)
+    tokens = tokenize(normalized)
+    out = Collector()
+    out.dates |= dates
+    out.code |= code_spans
+    low = ascii_lower(normalized)
+    numeric.relative_dates(low, tokens, out)
+    qualifiers.phrases(normalized, tokens, out)
+    ends = numeric._numbers(tokens, out)
+    unit_at = numeric._units(tokens, ends, out)
+    numeric._date_words(tokens, out)
+    qualifiers.word_classes(tokens, out)
+    capitalized = [t for t in tokens if t.kind == "word" and t.text[:1].isalpha()]
+    title_case = len(capitalized) >= 4 and sum(
+        t.text[0].isupper() for t in capitalized
+    ) >= 0.7 * len(capitalized)
+    entity_at = names._names(tokens, normalized, title_case, out)
+    roles.directions(tokens, unit_at, entity_at, out)
+    searchable = re.sub(r"\s+", " ", normalized).strip()
+    sequence = _sequence(tokens)
+    words = frozenset(w for w in sequence if w != "|")
+    classified = frozenset(t.low for t in tokens if t.used and t.kind == "word")
+    return Features(
+        negations=out.negations,
+        quoted=frozenset(quoted),
+        code=frozenset(out.code),
+        flags=frozenset(out.flags),
+        numbers=frozenset(out.numbers),
+        number_tags=tuple(sorted(out.numbers.items())),
+        dates=frozenset(out.dates),
+        units=frozenset(out.units),
+        quantities=frozenset(out.quantities),
+        targets=frozenset(out.targets),
+        directions=frozenset(out.directions),
+        entities=frozenset(out.entities),
+        quantifiers=frozenset(out.quantifiers),
+        scopes=frozenset(out.scopes),
+        words=words,
+        text=ascii_lower(searchable),
+        raw_text=searchable,
+        sequence=sequence,
+        lemmas=frozenset(lemma for w in words for lemma in lemmas(w)),
+        negated=negation.negated_words(sequence),
+        phrasal=negation.phrasal(sequence),
+        particles=negation.particle_verbs(sequence),
+        relations=roles.relations(sequence),
+        roles=roles.roles(sequence),
+        qualifiers=qualifiers.qualifiers(sequence),
+        constraints=qualifiers.constraints(sequence, classified),
+        intents=intent.intents(sequence),
+    )

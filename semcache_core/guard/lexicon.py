@@ -1,0 +1,66 @@
+"""The guard's data files (``semcache_core/guard/data/``), loaded once, lazily.
+
+Every list or table the checks consult is a data file next to this module, shipped as package
+data; nothing is read from anywhere else or downloaded at run time. Formats:
+
+- ``*.txt``: one entry per line; ``#`` starts a comment.
+- ``*.tsv``: ``key<TAB>value value ...``; ``#`` comment lines.
+
+``antonyms.tsv``, ``inflections.tsv`` and ``prefix_false_friends.txt`` are generated from
+WordNet 3.0 by ``scripts/build_lexicon.py`` (license: ``data/WORDNET_LICENSE``); the others
+are curated by hand.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+__all__ = ["antonyms", "lemmas", "table", "words"]
+
+
+def _lines(name: str) -> list[str]:
+    text = resources.files(__package__).joinpath("data").joinpath(name).read_text(encoding="utf-8")
+    out = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        line = line.rstrip()
+        if line.strip():
+            out.append(line)
+    return out
+
+
+@cache
+def words(name: str) -> frozenset[str]:
+    """The words of a ``.txt`` data file (whitespace-separated; comments after ``#``)."""
+    return frozenset(word for line in _lines(name) for word in line.split("#", 1)[0].split())
+
+
+@cache
+def table(name: str, sep: str | None = None) -> dict[str, tuple[str, ...]]:
+    """A ``key<TAB>value value ...`` data file as a dict (values split on ``sep``, default
+    whitespace; ``"|"`` for files of multi-word values)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for line in _lines(name):
+        key, _, rest = line.partition("\t")
+        values = rest.split(sep)
+        out[key.strip()] = tuple(v.strip() for v in values if v.strip())
+    return out
+
+
+@cache
+def antonyms() -> dict[str, frozenset[str]]:
+    """WordNet lemma -> its antonyms (direct, plus unambiguous indirect ones for adjectives)."""
+    return {k: frozenset(v) for k, v in table("antonyms.tsv").items()}
+
+
+@cache
+def _inflections() -> dict[str, tuple[str, ...]]:
+    return table("inflections.tsv")
+
+
+def lemmas(word: str) -> tuple[str, ...]:
+    """The word itself and the lemmas it is an inflected form of ("lent" -> lent, lend)."""
+    found = _inflections().get(word)
+    return (word, *found) if found else (word,)

@@ -1,0 +1,133 @@
+"""Names, quoted strings and code: extraction and the ``quoted``, ``code`` and ``entity`` checks.
+
+``quoted``: the set of quoted strings, compared case-insensitively; a quoted string on one side
+that appears *unquoted* (as whole words) on the other is not a difference: quoting is surface.
+``code``: identifiers: backtick spans, ``snake_case``, ``camelCase``, ``dotted.names``, calls
+``foo()``, ``--flags``/``-x`` (case sensitive), paths, extensions, ``@decorators`` and
+``PascalCase`` names ending in Error/Exception/Warning; one that appears verbatim in the other
+prompt is fine. ``entity``: capitalized words that do not start a sentence, acronyms, mixed
+case names ("iPhone"), technology names typed in lower case (``data/tech_names.txt``), and the
+first word of a sentence unless it is a common word (``data/common_words.txt``). A name on one
+side that appears as any word of the other side, or a letter added, dropped or swapped with
+its neighbour away from one (six letters or more: "Pyhton"), is not a difference. Routes must go the same way ("from Paris to London" / "from
+London to Paris").
+"""
+
+from __future__ import annotations
+
+import re
+
+from semcache_core.guard.negation import base_forms
+from semcache_core.guard.tokens import (
+    COMMON_WORDS,
+    TECH_NAMES,
+    Collector,
+    Features,
+    Token,
+    ascii_lower,
+    fmt,
+    near_word,
+    swapped,
+)
+
+_CAMEL_RE = re.compile(r"[a-z]{2,}[A-Z]\w*")
+_PASCAL_CODE_RE = re.compile(r"[A-Z]\w*(?:Error|Exception|Warning)")
+
+
+def _names(tokens: list[Token], text: str, title_case: bool, out: Collector) -> list[str]:
+    """Code identifiers and named entities. Returns each token's entity value ("" if none)."""
+    values = [""] * len(tokens)
+    for i, token in enumerate(tokens):
+        if token.kind == "flag":
+            out.flags.add(token.text)
+            continue
+        if token.kind in ("path", "ext", "deco"):
+            out.code.add(token.low)
+            continue
+        if token.kind != "word" or token.used:
+            continue
+        word = token.text
+        called = word.endswith("()") or text[token.end : token.end + 1] == "("
+        word = word.removesuffix("()")
+        if (
+            "_" in word.strip("_")
+            or "." in word
+            or called
+            or _CAMEL_RE.fullmatch(word)
+            or _PASCAL_CODE_RE.fullmatch(word)
+        ):
+            if re.search(r"[^\W\d_]", word):
+                out.code.add(ascii_lower(word))
+            continue
+        low = ascii_lower(word)
+        entity = False
+        if low in TECH_NAMES:
+            entity = True
+        elif len(word) >= 2 and word.isupper():
+            entity = word not in ("I", "OK", "AM", "PM")
+        elif any(c.isupper() for c in word[1:]) and word[0].isalpha():
+            entity = True
+        elif word[0].isupper():
+            # Sentence-initial (or title-cased) words are names unless they are common words.
+            # "-ing"/"-ed"/"-ly" openers ("Installing Docker...", "Sorting a dict...") are verbs.
+            if token.initial or title_case:
+                entity = low not in COMMON_WORDS and not low.endswith(("ing", "ed", "ly"))
+            else:
+                entity = word != "I"
+        if entity:
+            out.entities.add(low)
+            values[i] = low
+    return values
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def _appears(item: str, text: str) -> bool:
+    """Whether ``item`` occurs in ``text`` as whole words (for quotes and identifiers)."""
+    pattern = r"(?<![\w\-.])" + re.escape(item) + r"(?![\w\-]|\.\w)"
+    return re.search(pattern, text) is not None
+
+
+def _missing_items(mine: frozenset[str], theirs: frozenset[str], their_text: str) -> set[str]:
+    return {item for item in mine - theirs if not _appears(item, their_text)}
+
+
+def quoted_differs(a: Features, b: Features) -> str | None:
+    qa = _missing_items(a.quoted, b.quoted, b.text)
+    qb = _missing_items(b.quoted, a.quoted, a.text)
+    if qa or qb:
+        return f"quoted strings differ: {fmt(qa)} vs {fmt(qb)}"
+    return None
+
+
+def code_differs(a: Features, b: Features) -> str | None:
+    ca = _missing_items(a.code, b.code, b.text)
+    cb = _missing_items(b.code, a.code, a.text)
+    fa = _missing_items(a.flags, b.flags, b.raw_text)
+    fb = _missing_items(b.flags, a.flags, a.raw_text)
+    if ca or cb or fa or fb:
+        return f"code identifiers differ: {fmt(ca | fa)} vs {fmt(cb | fb)}"
+    return None
+
+
+def _named_in(entity: str, other: Features) -> bool:
+    """Whether a name appears as a word of the other prompt, in any inflection
+    ("Flights ..." / "... the flight")."""
+    if len(entity) < 2:
+        return False
+    return (
+        entity in other.words
+        or bool(base_forms(entity) & (other.words | other.lemmas))
+        # "Pyhton" / "Python"; not a changed letter, nor short names: "Gambia" / "Zambia",
+        # "React" / "Preact", "MySQL" / "MSSQL" are other names
+        or near_word(entity, other.words, min_length=6, substitution=False)
+    )
+
+
+def entity_differs(a: Features, b: Features) -> str | None:
+    ea = {e for e in a.entities - b.entities if not _named_in(e, b)}
+    eb = {e for e in b.entities - a.entities if not _named_in(e, a)}
+    if ea or eb:
+        return f"names differ: {fmt(ea)} vs {fmt(eb)}"
+    return swapped(a, b, "entity")

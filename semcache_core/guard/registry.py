@@ -1,0 +1,141 @@
+"""The ordered registry of named checks, and :class:`TrapGuard`, which runs them.
+
+Each check is a small function over two prompts' :class:`~semcache_core.guard.tokens.Features`
+that returns a detail (what differs, with the words) or None. They are tried in the order of
+:data:`REGISTRY`; the first that differs names the rejection. The order puts the cheapest and
+most certain checks first and the structure-aware ones last, so that a rejection is reported
+by the most specific reason ("versions differ" before "order around 'to' differs").
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from semcache_core.guard import intent, lexical, names, negation, numeric, qualifiers, roles
+from semcache_core.guard.features import extract_features
+from semcache_core.guard.padding import strip_padding
+from semcache_core.guard.tokens import Features
+
+__all__ = ["CHECKS", "REGISTRY", "Check", "GuardVerdict", "TrapGuard"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check: ``differs(a, b)`` returns a detail when the prompts differ."""
+
+    name: str
+    differs: Callable[[Features, Features], str | None]
+
+
+#: The checks, in the order they are tried.
+REGISTRY: tuple[Check, ...] = (
+    Check("negation", negation.negation_differs),
+    Check("quoted", names.quoted_differs),
+    Check("code", names.code_differs),
+    Check("version", numeric.version_differs),
+    Check("date", numeric.date_differs),
+    Check("unit", numeric.unit_differs),
+    Check("number", numeric.number_differs),
+    Check("entity", names.entity_differs),
+    Check("quantifier", qualifiers.quantifier_differs),
+    Check("scope", qualifiers.scope_differs),
+    Check("role", roles.role_differs),
+    Check("phrasal", negation.phrasal_differs),
+    Check("morphological", negation.morphological_differs),
+    Check("antonym", negation.antonym_differs),
+    Check("direction", roles.direction_differs),
+    Check("audience", qualifiers.audience_differs),
+    Check("qualifier", qualifiers.qualifier_differs),
+    Check("intent", intent.intent_differs),
+    Check("constraint", qualifiers.constraint_differs),
+    Check("lexical", lexical.lexical_differs),
+)
+#: The names of the checks, in order.
+CHECKS: tuple[str, ...] = tuple(c.name for c in REGISTRY)
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """The guard's decision on one candidate hit.
+
+    ``ok`` is True when the hit may be served. Otherwise ``reason`` is the name of the check
+    that failed (one of :data:`CHECKS`) and ``detail`` says what differed, with the words.
+    """
+
+    ok: bool
+    reason: str | None
+    detail: str = ""
+
+
+_OK = GuardVerdict(True, None)
+
+
+_PUNCTUATION = str.maketrans("", "", string.punctuation + "¿¡…“”‘’«»")
+
+
+def _same_after_padding(new_prompt: str, cached_prompt: str) -> bool:
+    """The same prompt but for padding, case, punctuation and spacing."""
+
+    def key(text: str) -> str:
+        return " ".join(strip_padding(text).casefold().translate(_PUNCTUATION).split())
+
+    return key(new_prompt) == key(cached_prompt)
+
+
+class TrapGuard:
+    """Rejects candidate semantic hits whose prompts differ in an answer-changing detail.
+
+    ``checks`` selects the checks to run (names from :data:`CHECKS`); None runs them all.
+    :meth:`check` is pure and thread-safe; feature extraction is cached per prompt string.
+    """
+
+    def __init__(self, *, checks: Iterable[str] | None = None) -> None:
+        if checks is None:
+            enabled = set(CHECKS)
+        else:
+            enabled = set(checks)
+            unknown = enabled - set(CHECKS)
+            if unknown:
+                raise ValueError(
+                    f"unknown trap guard checks {sorted(unknown)}; known: {list(CHECKS)}"
+                )
+        self.registry: tuple[Check, ...] = tuple(c for c in REGISTRY if c.name in enabled)
+        self.checks: tuple[str, ...] = tuple(c.name for c in self.registry)
+
+    def __repr__(self) -> str:
+        return f"TrapGuard(checks={list(self.checks)!r})"
+
+    def check(self, new_prompt: str, cached_prompt: str) -> GuardVerdict:
+        """Whether the answer cached for ``cached_prompt`` may be served for ``new_prompt``."""
+        if new_prompt == cached_prompt or _same_after_padding(new_prompt, cached_prompt):
+            return _OK
+        a = extract_features(new_prompt)
+        b = extract_features(cached_prompt)
+        for c in self.registry:
+            detail = c.differs(a, b)
+            if detail:
+                return GuardVerdict(False, c.name, detail)
+        return _OK
+
+    def explain(self, new_prompt: str, cached_prompt: str) -> dict[str, GuardVerdict]:
+        """The verdict of *every* enabled check, in order (not only the first that fails):
+        ``{name: GuardVerdict}``. :meth:`check` rejects iff any of them is not ok."""
+        a = extract_features(new_prompt)
+        b = extract_features(cached_prompt)
+        same = new_prompt == cached_prompt or _same_after_padding(new_prompt, cached_prompt)
+        out: dict[str, GuardVerdict] = {}
+        for c in self.registry:
+            detail = None if same else c.differs(a, b)
+            out[c.name] = GuardVerdict(False, c.name, detail) if detail else _OK
+        return out
+
+
+def run_checks(new_prompt: str, cached_prompt: str, checks: Sequence[Check]) -> GuardVerdict:
+    """The first of ``checks`` that finds a difference (the shape of STYLE.md section C)."""
+    a, b = extract_features(new_prompt), extract_features(cached_prompt)
+    for c in checks:
+        if detail := c.differs(a, b):
+            return GuardVerdict(False, c.name, detail)
+    return _OK

@@ -1,0 +1,230 @@
+"""Roles and direction: the ``direction`` and ``role`` checks (routes and conversions are
+compared by the ``entity`` and ``unit`` checks, from the pairs extracted here).
+
+``direction``
+    The same content words in another order around a relational word (``from``, ``to``,
+    ``into``, ``than``, ``for``, ``by``, ``over``, ``against``, ``instead of``): "translate
+    English to German" / "German to English", "is a 401k better than an IRA" / "is an IRA
+    better than a 401k". For each relational word, the first content word after it is
+    compared; a difference counts only when each side's word is a word of the other prompt
+    (the same words, moved), so "flights to Paris from London" = "flights from London to
+    Paris". Symmetric words ("vs", "and", "between") are not relational: "cats vs dogs" asks
+    what "dogs vs cats" asks.
+``role``
+    One role where the other prompt has its counterpart (``data/roles.tsv``: borrower /
+    lender, landlord / tenant; and by rule -er/-or against -ee: employer / employee), or the
+    same two roles in the other order ("can my landlord evict my tenant" / "can my tenant
+    evict my landlord"), unless one prompt is passive ("by").
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from semcache_core.guard import lexicon
+from semcache_core.guard.tokens import Collector, Features, Token
+
+#: Relational words whose object is a role in the question: "to X", "than X"...
+RELATIONAL = frozenset(
+    [
+        "from",
+        "to",
+        "into",
+        "onto",
+        "than",
+        "for",
+        "by",
+        "over",
+        "against",
+        "toward",
+        "towards",
+        "instead",
+        "before",
+        "after",
+    ]
+)
+_FUNCTION_WORDS = lexicon.words("function_words.txt")
+
+
+@cache
+def role_partners() -> dict[str, frozenset[str]]:
+    partners: dict[str, set[str]] = {}
+    for role, others in lexicon.table("roles.tsv").items():
+        for other in others:
+            partners.setdefault(role, set()).add(other)
+            partners.setdefault(other, set()).add(role)
+    return {k: frozenset(v) for k, v in partners.items()}
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def _is_role(word: str) -> bool:
+    return word in role_partners() or (
+        len(word) > 4 and word.endswith(("er", "or", "ee")) and word not in _FUNCTION_WORDS
+    )
+
+
+# -- extraction --------------------------------------------------------------------------------
+
+
+def relations(sequence: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+    """(relational word, first content word after it) for every relational word."""
+    found = set()
+    for i, word in enumerate(sequence):
+        if word not in RELATIONAL:
+            continue
+        for nxt in sequence[i + 1 : i + 5]:
+            if nxt == "|":
+                break
+            if nxt not in _FUNCTION_WORDS and nxt not in RELATIONAL:
+                found.add((word, _singular(nxt)))
+                break
+    return frozenset(found)
+
+
+def roles(sequence: tuple[str, ...]) -> tuple[str, ...]:
+    """Role nouns in order of first appearance (singular)."""
+    out: list[str] = []
+    for word in sequence:
+        single = _singular(word)
+        if single in role_partners() and single not in out:
+            out.append(single)
+    return tuple(out)
+
+
+def directions(
+    tokens: list[Token], unit_at: dict[int, str], entity_at: list[str], out: Collector
+) -> None:
+    """Ordered pairs: "X to Y" (X, Y both units or both names) and "Y in a X" for units."""
+    n = len(tokens)
+
+    def phrase_at(i: int, step: int) -> tuple[str, int] | None:
+        """The unit or name phrase ending (step=-1) or starting (step=1) at token i."""
+        if not 0 <= i < n:
+            return None
+        if i in unit_at:
+            return "unit:" + unit_at[i], i
+        if not entity_at[i]:
+            return None
+        j = i
+        words = []
+        while 0 <= j < n and entity_at[j]:
+            words.append(entity_at[j])
+            j += step
+        if step < 0:
+            words.reverse()
+        return "entity:" + " ".join(words), j
+
+    for i, token in enumerate(tokens):
+        if token.kind != "word":
+            continue
+        if token.low in ("to", "into"):
+            left = phrase_at(i - 1, -1)
+            k = i + 1
+            if k < n and tokens[k].low in ("a", "an", "the"):
+                k += 1
+            right = phrase_at(k, 1)
+        elif token.low == "in":
+            k = i - 1
+            if k >= 0 and tokens[k].low in ("are", "is"):
+                k -= 1
+            right = phrase_at(k, -1)
+            # only "how many X in a Y" (Y → X); "30 km in miles" has no article and is X → Y,
+            # which "to" already covers
+            k = i + 1
+            if k >= n or tokens[k].low not in ("a", "an", "one", "1"):
+                continue
+            left = phrase_at(k + 1, 1)
+            if left is None or right is None or not left[0].startswith("unit:"):
+                continue
+        else:
+            continue
+        if left is None or right is None:
+            continue
+        kind_left, x = left[0].split(":", 1)
+        kind_right, y = right[0].split(":", 1)
+        if kind_left == kind_right and x != y:
+            out.directions.add((kind_left, x, y))
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def _content_forms(f: Features) -> set[str]:
+    return {_singular(w) for w in f.words} | set(f.lemmas)
+
+
+def _content(f: Features) -> list[str]:
+    return [w for w in f.sequence if w != "|" and w not in _FUNCTION_WORDS]
+
+
+def swapped_words(a: Features, b: Features) -> tuple[str, str] | None:
+    """Two content words that trade places, everything else in place ("make hidden files
+    visible" / "make visible files hidden", "my landlord sue my tenant" / "my tenant sue my
+    landlord"), two or three content words apart. A clause moved as a whole ("In Excel, how do I ..." / "How do I ... in
+    Excel?") is not a swap."""
+    ca, cb = _content(a), _content(b)
+    if len(ca) != len(cb) or ca == cb or sorted(ca) != sorted(cb):
+        return None
+    diff = [i for i, (x, y) in enumerate(zip(ca, cb, strict=True)) if x != y]
+    if len(diff) == 2:
+        i, j = diff
+        # adjacent words trading places are a compound reworded ("Python list" / "list in
+        # Python", "oil change" / "change the oil"); far apart, a clause moved
+        if 2 <= j - i <= 3 and ca[i] == cb[j] and ca[j] == cb[i]:
+            return ca[i], ca[j]
+    return None
+
+
+def direction_differs(a: Features, b: Features) -> str | None:
+    pair = swapped_words(a, b)
+    if pair is not None:
+        return f"words swapped: {pair[0]!r} and {pair[1]!r} trade places"
+    words_a, words_b = _content_forms(a), _content_forms(b)
+    rels_a = {r for r, _ in a.relations}
+    rels_b = {r for r, _ in b.relations}
+    for rel in sorted(rels_a & rels_b):
+        after_a = {w for r, w in a.relations if r == rel}
+        after_b = {w for r, w in b.relations if r == rel}
+        moved_a = after_a - after_b
+        moved_b = after_b - after_a
+        if moved_a and moved_b and moved_a <= words_b and moved_b <= words_a:
+            return (
+                f"order around {rel!r} differs: {rel} {sorted(moved_a)[0]!r} "
+                f"vs {rel} {sorted(moved_b)[0]!r}"
+            )
+    return None
+
+
+def _ee_partner(x: str, y: str) -> bool:
+    """employer / employee, lessor / lessee, payer / payee, mentor / mentee."""
+    for left, right in ((x, y), (y, x)):
+        if (
+            right.endswith("ee")
+            and left.endswith(("er", "or"))
+            and left[:-2] in (right[:-2], right[:-3])
+        ):
+            return True
+    return False
+
+
+def role_differs(a: Features, b: Features) -> str | None:
+    only_a = {_singular(w) for w in a.words} - {_singular(w) for w in b.words}
+    only_b = {_singular(w) for w in b.words} - {_singular(w) for w in a.words}
+    partners = role_partners()
+    for x in sorted(only_a):
+        for y in sorted(only_b):
+            if y in partners.get(x, ()) or (_is_role(x) and _is_role(y) and _ee_partner(x, y)):
+                return f"roles differ: {x!r} vs {y!r}"
+    shared = [r for r in a.roles if r in b.roles]
+    if len(shared) >= 2 and ("by" in a.words) == ("by" in b.words):
+        order_b = [r for r in b.roles if r in shared]
+        if shared != order_b:
+            return f"roles swapped: {' / '.join(shared)} vs {' / '.join(order_b)}"
+    return None

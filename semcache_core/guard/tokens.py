@@ -1,0 +1,410 @@
+"""Shared tokenization: normalization, tokens and the feature record every check reads.
+
+Each prompt is normalized once (:func:`normalize`): Unicode, quoted strings and code spans,
+contractions ("don't" -> "do not"), aliases (:data:`ALIASES`: US/USA/United States, JS/
+JavaScript, k8s ...), glued tokens ("Python3" -> "Python 3", "5km" -> "5 km"), decades,
+quarters, am/pm. :func:`tokenize` then splits it into typed :class:`Token` objects (words,
+numbers, flags, paths, symbols, punctuation); the family modules mark the tokens they consume
+(``used``) so that a word is classified once, and fill a :class:`Collector`, which
+:func:`semcache_core.guard.features.extract_features` freezes into :class:`Features`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from semcache_core.guard import lexicon
+
+
+def _words(text: str) -> tuple[str, ...]:
+    """The whitespace-separated words of ``text`` (keeps the small inline tables readable)."""
+    return tuple(text.split())
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(_words(text))
+
+
+#: Technology names counted as names even when typed in lower case (``data/tech_names.txt``).
+TECH_NAMES: frozenset[str] = lexicon.words("tech_names.txt")
+#: Common words that are not names at the start of a sentence (``data/common_words.txt``).
+COMMON_WORDS: frozenset[str] = lexicon.words("common_words.txt")
+
+#: Surface forms mapped to one spelling before anything else, as (regex, replacement). Each
+#: entry is a name users really write in several ways; keep this table short and obvious.
+ALIASES: tuple[tuple[str, str], ...] = (
+    (r"\bU\.S\.A\.?|\bU\.S\.(?!\w)|\bUnited States(?: of America)?\b|\bUSA\b|\bUS\b", "USA"),
+    (r"\bU\.K\.|\bUnited Kingdom\b|\b(?:Great )?Britain\b|\bUK\b", "UK"),
+    (r"\bEuropean Union\b|\bE\.U\.", "EU"),
+    (r"\bUnited Nations\b|\bU\.N\.", "UN"),
+    (r"\bUnited Arab Emirates\b|\bU\.A\.E\.?", "UAE"),
+    (r"\bNew York City\b|\bNYC\b", "NYC"),
+    (r"\bLos Angeles\b|\bL\.A\.", "LA"),
+    (r"\bSan Francisco\b", "SF"),
+    (r"\bNew Zealand\b", "NZ"),
+    (r"\b[Nn]ode(?:\.[Jj][Ss]|JS|js)\b|\bNode\b", "Nodejs"),
+    (r"\b[Jj]ava[Ss]cript\b|\bJS\b|(?<![.\w])js\b(?!\.)", "Javascript"),
+    (r"\b[Tt]ype[Ss]cript\b|\bTS\b", "Typescript"),
+    (r"\b[Kk]8s\b|\b[Kk]ubernetes\b", "Kubernetes"),
+    (r"\b[Pp]ostgres(?:QL|ql)?\b", "Postgresql"),
+    (r"\b[Mm]ac ?OS(?: ?X)?\b|\bmacos\b|\bOS ?X\b", "Macos"),
+    (r"\b[Gg]olang\b", "Go"),
+    (r"\bVS ?Code\b|\bVisual Studio Code\b|\bvscode\b", "Vscode"),
+    (r"(?<![\w+])[Cc]\+\+|\bcpp\b", " Cplusplus "),
+    (r"(?<![\w#])C#|\bC sharp\b", " Csharp "),
+    (r"(?<![\w.])\.NET\b|\bdotnet\b", " Dotnet "),
+    (r"\b[Aa]rtificial [Ii]ntelligence\b", "AI"),
+    (r"\b[Mm]achine [Ll]earning\b", "ML"),
+    (r"\b[Ll]arge [Ll]anguage [Mm]odels?\b", "LLM"),
+    (r"\bAmazon Web Services\b", "AWS"),
+    (r"\bGoogle Chrome\b", "Chrome"),
+    (r"\bWorld War (?:II|2|Two)\b|\bWWII\b|\bWW2\b", "WW2"),
+    (r"\bWorld War (?:I|1|One)\b|\bWWI\b|\bWW1\b", "WW1"),
+    (r"\bGoogle Cloud(?: Platform)?\b", "GCP"),
+)
+
+#: Technology names counted as names even when typed in lower case. Ambiguous English words
+
+_QUOTE_RE = re.compile(
+    r"```(?P<fence>.+?)```"
+    r"|`(?P<tick>[^`\n]+)`"
+    r"|\"(?P<dq>[^\"\n]{1,300})\""
+    r"|“(?P<cq>[^”\n]{1,300})”"
+    r"|«(?P<gq>[^»\n]{1,300})»"
+    r"|(?<![\w])‘(?P<csq>[^’\n]{1,300})’(?!\w)"
+    r"|(?<![\w'])'(?P<sq>[^'\s][^'\n]{0,298}[^'\s]|[^'\s])'(?!\w)",
+    re.S,
+)
+_CONTRACTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.I), replacement)
+    for pattern, replacement in (
+        (r"\bwon'?t\b", "will not"),
+        (r"\bcan'?t\b|\bcannot\b", "can not"),
+        (r"\bshan't\b", "shall not"),
+        (r"\bain't\b", "is not"),
+        (r"\b(\w+)n't\b", r"\1 not"),
+        (
+            r"\b(do|does|did|is|are|was|were|has|have|had|should|could|would|must|need)nt\b",
+            r"\1 not",
+        ),
+        (r"(\w)'(?:s|re|ll|ve|d|m)\b", r"\1"),
+        (r"(\w)s'(?!\w)", r"\1s"),
+        (r"\bi'm\b|\bim\b", "I"),
+    )
+)
+#: The contractions above that users type without an apostrophe ("dont", "cant", "im").
+_BARE_CONTRACTION_RE = re.compile(
+    r"\b(?:wont|cant|cannot|(?:do|does|did|is|are|was|were|has|have|had|should|could|would"
+    r"|must|need)nt|im)\b",
+    re.I,
+)
+# All aliases in one alternation (one pass instead of one per alias); at a given position the
+# first entry that matches wins, so "Node.js" is Node.js before "js" can be JavaScript.
+_ALIAS_RE = re.compile("|".join(f"(?P<a{i}>{pattern})" for i, (pattern, _) in enumerate(ALIASES)))
+_ALIAS_REPLACEMENTS: dict[str, str] = {f"a{i}": repl for i, (_, repl) in enumerate(ALIASES)}
+
+
+def _alias_words() -> frozenset[str]:
+    """The literal words of the alias patterns ("[Nn]ode" -> "node"): a prompt with none of
+    them (and no "U.S."-style dots, "+" or "#") skips the alias regex, which tries every
+    alternative at every position."""
+    words = set()
+    for pattern, _ in ALIASES:
+        text = re.sub(r"\[([A-Za-z])([A-Za-z])\]", lambda m: m.group(1).lower(), pattern)
+        text = re.sub(r"\\.", " ", text)
+        found = re.findall(r"[a-z0-9]+", text.lower())
+        # the first word of each alternative is enough ("united" for "United States of America")
+        words |= {w for w in found if len(w) >= 2}
+    # words that never start an alias and are common: an alias starts with another word
+    return frozenset(words) - _wordset(
+        "of one two city code war web language models learning services platform cloud "
+        "studio ii america states kingdom nations emirates angeles francisco zealand york"
+    )
+
+
+_ALIAS_WORDS = _alias_words()
+_ALIAS_HINT_RE = re.compile(r"[A-Z]\.[A-Z]|[+#]|\.[Nn][Ee][Tt]\b")
+_ALNUM_RE = re.compile(r"[a-z0-9]+")
+
+
+def _may_have_alias(text: str) -> bool:
+    return bool(
+        _ALIAS_WORDS.intersection(_ALNUM_RE.findall(text.lower())) or _ALIAS_HINT_RE.search(text)
+    )
+
+
+_ABBREVIATIONS_RE = re.compile(r"\b(?:e\.g|i\.e|etc|vs|approx|incl)\.(?=\s|$)", re.I)
+_SPEED_RE = re.compile(r"\b(km|mi|m)\s?/\s?(h|hr|s)\b", re.I)
+_SQUARE_RE = re.compile(
+    r"\b(?:square|sq\.?)\s+(feet|foot|ft|meters?|metres?|m|kilometers?|kilometres?|km|miles?|mi)\b"
+    r"|(?<=\d)\s?(ft|m|km|mi)[²2]\b",
+    re.I,
+)
+_DEGREES_RE = re.compile(
+    r"(?:°|º|\b[Dd]egrees?\b|\bdeg\b)\s?((?i:celsius|centigrade|fahrenheit|kelvin)|C|F|K)\b"
+)
+_BARE_DEGREES_RE = re.compile(r"°|º")
+_PERCENT_RE = re.compile(r"\bper cent\b", re.I)
+_DECADE_RE = re.compile(r"(?<![\w'])'?(\d0)s\b|\b(1[5-9]\d0|20\d0)s\b")
+_QUARTER_RE = re.compile(r"\b[Qq]([1-4])\b")
+_AMPM_RE = re.compile(r"(?<=\d)\s?([ap])\.?m\.?(?!\w)", re.I)
+_SHORT_HYPHEN_RE = re.compile(r"(?<![\w-])([A-Za-z]{1,3})-([A-Za-z]{1,4})(?![\w-])")
+_LETTERS_DIGITS_RE = re.compile(r"\b([A-Za-z]{1,12})[-/]?(\d+(?:\.\d+)*)\b(?!\.\d)")
+_DIGITS_LETTERS_RE = re.compile(r"\b(\d+(?:\.\d+)?)(?!st\b|nd\b|rd\b|th\b)([A-Za-z]+)\b")
+_DIGITS_SYMBOL_RE = re.compile(r"(\d)([$€£¥₹%])")
+
+_TOKEN_RE = re.compile(
+    r"(?P<flag>(?<![\w\-/.])--?[A-Za-z][\w\-]*)"
+    r"|(?P<path>(?<![\w/])(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]*)*)"
+    r"|(?P<ext>(?<![\w.])\.[A-Za-z]\w*)"
+    r"|(?P<date>\d{4}-\d{1,2}-\d{1,2}\b|\d{1,2}/\d{1,2}/\d{2,4}\b)"
+    r"|(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
+    r"|(?P<frac>\d+/\d+)"
+    r"|(?P<num>(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)*|(?<![\d])-?\.\d+)"
+    r"|(?P<deco>(?<![\w@])@[^\W\d]\w*(?:\.[^\W\d]\w*)*)"
+    r"|(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)*(?:\(\))?)"
+    r"|(?P<sym>[$€£¥₹%#&+=<>*/~^])"
+    r"|(?P<punct>[.?!;:,()\[\]{}\n|])"
+)
+_SENTENCE_END = frozenset(".?!;:\n|")
+
+
+@dataclass
+class Token:
+    kind: str
+    text: str
+    low: str
+    start: int
+    end: int
+    initial: bool
+    used: bool = False
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the guard compares, extracted once per prompt by :func:`extract_features`."""
+
+    negations: int
+    quoted: frozenset[str]
+    code: frozenset[str]
+    flags: frozenset[str]
+    numbers: frozenset[str]
+    number_tags: tuple[tuple[str, str], ...]
+    dates: frozenset[str]
+    units: frozenset[tuple[str, str]]
+    quantities: frozenset[tuple[str, str]]
+    targets: frozenset[tuple[str, str]]
+    directions: frozenset[tuple[str, str, str]]
+    entities: frozenset[str]
+    quantifiers: frozenset[str]
+    scopes: frozenset[str]
+    words: frozenset[str] = field(repr=False)
+    text: str = field(repr=False)
+    raw_text: str = field(repr=False)
+    #: Lower-case words in order ("|" marks a sentence or clause break).
+    sequence: tuple[str, ...] = field(default=(), repr=False)
+    #: Every word and the lemmas it inflects ("lent" -> lent, lend).
+    lemmas: frozenset[str] = field(default=frozenset(), repr=False)
+    #: Words right after a negation ("not visible"): not an opposite of "hidden".
+    negated: frozenset[str] = field(default=frozenset(), repr=False)
+    phrasal: frozenset[tuple[int, int]] = frozenset()
+    particles: frozenset[tuple[str, str]] = frozenset()
+    relations: frozenset[tuple[str, str]] = frozenset()
+    roles: tuple[str, ...] = ()
+    qualifiers: frozenset[tuple[str, str]] = frozenset()
+    constraints: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    intents: frozenset[str] = frozenset()
+
+
+@dataclass
+class Collector:
+    negations: int = 0
+    numbers: dict[str, str] = field(default_factory=dict)
+    dates: set[str] = field(default_factory=set)
+    units: set[tuple[str, str]] = field(default_factory=set)
+    quantities: set[tuple[str, str]] = field(default_factory=set)
+    targets: set[tuple[str, str]] = field(default_factory=set)
+    directions: set[tuple[str, str, str]] = field(default_factory=set)
+    entities: set[str] = field(default_factory=set)
+    code: set[str] = field(default_factory=set)
+    flags: set[str] = field(default_factory=set)
+    quantifiers: set[str] = field(default_factory=set)
+    scopes: set[str] = field(default_factory=set)
+    phrasal: set[tuple[int, int]] = field(default_factory=set)
+    qualifiers: set[tuple[str, str]] = field(default_factory=set)
+    intents: set[str] = field(default_factory=set)
+
+    def number(self, value: str, tag: str) -> None:
+        if value == "1" and tag == "number":
+            return  # "1 cup" = "a cup" = "one cup": a plain 1 is soft, never a difference
+        # A value seen with several tags keeps the most specific one.
+        rank = {"version": 3, "date": 2, "number": 1}
+        if rank[tag] > rank.get(self.numbers.get(value, ""), 0):
+            self.numbers[value] = tag
+
+
+def _clean(item: str) -> str:
+    item = re.sub(r"\s+", " ", item).strip().strip(".,;:!?").strip()
+    if item.endswith("()"):
+        item = item[:-2]
+    return item
+
+
+def _num_str(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value - round(value)) < 1e-9:
+        return str(round(value))
+    return format(value, ".10g")
+
+
+def ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
+    """Unicode, quotes, contractions, aliases, glued tokens. Returns the text to tokenize and
+    the quoted strings, code spans and date features found on the way."""
+    text = unicodedata.normalize("NFKC", text)
+    quoted: set[str] = set()
+    code: set[str] = set()
+    dates: set[str] = set()
+
+    def quote(match: re.Match[str]) -> str:
+        kind = match.lastgroup or ""
+        inner = match.group(kind)
+        if kind in ("fence", "tick"):
+            item = _clean(inner).lower()
+            if item:
+                code.add(item)
+            return f" {inner} "
+        item = _clean(inner).lower()
+        if item:
+            quoted.add(item)
+        return f"\n{inner}\n"
+
+    text = _QUOTE_RE.sub(quote, text)
+    text = text.replace("’", "'").replace("‘", "'")
+    words = re.findall(r"[A-Za-z]{2,}", text)
+    if len(words) >= 3 and sum(w.isupper() for w in words) >= 0.6 * len(words):
+        text = text.lower()  # SHOUTING: capitals carry no information
+    if "'" in text or _BARE_CONTRACTION_RE.search(text):
+        for pattern, replacement in _CONTRACTIONS:
+            text = pattern.sub(replacement, text)
+    text = _ABBREVIATIONS_RE.sub(lambda m: m.group(0)[:-1].replace(".", ""), text)
+    if _may_have_alias(text):
+        text = _ALIAS_RE.sub(lambda m: _ALIAS_REPLACEMENTS[m.lastgroup or ""], text)
+    text = _PERCENT_RE.sub("percent", text)
+    text = _SPEED_RE.sub(
+        lambda m: (
+            " mph "
+            if m.group(1).lower() == "mi"
+            else (" kph " if m.group(1).lower() == "km" else " mps ")
+        ),
+        text,
+    )
+
+    def square(match: re.Match[str]) -> str:
+        unit = (match.group(1) or match.group(2)).lower()
+        return " sq" + {"f": "ft", "m": "m", "k": "km"}.get(unit[0], "mi") + " "
+
+    text = _SQUARE_RE.sub(square, text)
+
+    def decade(match: re.Match[str]) -> str:
+        short, full = match.group(1), match.group(2)
+        dates.add(f"decade:{full or '19' + short}")
+        return " "
+
+    text = _DECADE_RE.sub(decade, text)
+
+    def quarter(match: re.Match[str]) -> str:
+        dates.add(f"quarter:{match.group(1)}")
+        return " "
+
+    text = _QUARTER_RE.sub(quarter, text)
+
+    def ampm(match: re.Match[str]) -> str:
+        dates.add(f"{match.group(1).lower()}m")
+        return " "
+
+    text = _AMPM_RE.sub(ampm, text)
+    text = _SHORT_HYPHEN_RE.sub(r"\1\2", text)
+    text = _LETTERS_DIGITS_RE.sub(r"\1 \2", text)
+    text = _DIGITS_LETTERS_RE.sub(r"\1 \2", text)
+    text = _DIGITS_SYMBOL_RE.sub(r"\1 \2", text)
+    text = _DEGREES_RE.sub(
+        lambda m: (
+            " " + {"c": "celsius", "f": "fahrenheit", "k": "kelvin"}[m.group(1)[0].lower()] + " "
+        ),
+        text,
+    )
+    text = _BARE_DEGREES_RE.sub(" ", text)
+    return text, quoted, code, dates
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    initial = True
+    for match in _TOKEN_RE.finditer(text):
+        kind = match.lastgroup or ""
+        value = match.group(0)
+        if kind == "punct":
+            if value in _SENTENCE_END:
+                initial = True
+            tokens.append(Token(kind, value, value, match.start(), match.end(), False))
+            continue
+        tokens.append(Token(kind, value, ascii_lower(value), match.start(), match.end(), initial))
+        initial = False
+    return tokens
+
+
+def one_typo_apart(x: str, y: str, *, min_length: int = 5, substitution: bool = True) -> bool:
+    """Whether two words of ``min_length`` letters or more differ by one typo: a letter added,
+    dropped, changed (if ``substitution``), or two neighbours swapped ("pyhton" / "python",
+    "pregant" / "pregnant")."""
+    if x == y:
+        return True
+    if min(len(x), len(y)) < min_length or abs(len(x) - len(y)) > 1:
+        return False
+    if len(x) == len(y):
+        diff = [i for i in range(len(x)) if x[i] != y[i]]
+        return (substitution and len(diff) == 1) or (
+            len(diff) == 2 and diff[1] == diff[0] + 1 and x[diff[0]] == y[diff[1]]
+            and x[diff[1]] == y[diff[0]]
+        )  # fmt: skip
+    short, long_ = (x, y) if len(x) < len(y) else (y, x)
+    i = next((k for k in range(len(short)) if short[k] != long_[k]), len(short))
+    return short[i:] == long_[i + 1 :]
+
+
+def near_word(word: str, vocabulary: Iterable[str], **strictness: Any) -> bool:
+    """Whether ``vocabulary`` has ``word`` or a word one typo away from it."""
+    return any(one_typo_apart(word, other, **strictness) for other in vocabulary)
+
+
+def consume(tokens: list[Token], start: int, end: int) -> None:
+    """Mark the tokens inside ``text[start:end]`` as classified."""
+    for token in tokens:
+        if token.start >= start and token.end <= end:
+            token.used = True
+
+
+def fmt(items: Iterable[object]) -> str:
+    """A set for a rejection detail: ``{'a', 'b'}``."""
+    return "{" + ", ".join(repr(i) for i in sorted(items, key=str)) + "}" if items else "{}"
+
+
+def swapped(a: Features, b: Features, kind: str) -> str | None:
+    """A conversion or route that goes the other way ("km to miles" / "miles to km")."""
+    for k, x, y in a.directions:
+        if k == kind and (k, y, x) in b.directions and (k, x, y) not in b.directions:
+            return f"direction differs: {x} → {y} vs {y} → {x}"
+    return None

@@ -1,0 +1,235 @@
+"""The backend contract: what every :class:`~semcache_core.backends.base.Backend` must do.
+
+A third-party backend runs it by subclassing :class:`BackendContract` in its own tests and
+providing a ``backend`` fixture (a fresh backend; it may be parametrized)::
+
+    import pytest
+    from semcache_core.testing.contract import BackendContract
+
+    class TestMyBackend(BackendContract):
+        @pytest.fixture
+        def backend(self):
+            return MyBackend(...)
+
+The tests speak to the backend directly (its convenience methods, each ``run`` of one
+protocol operation), so a backend that breaks the contract fails here with a precise message
+before any adapter test. Needs pytest (and pytest-asyncio for the async test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from semcache_core import keys
+from semcache_core.backends.base import Backend, VectorRecord
+from semcache_core.codecs import as_vector, normalize
+from semcache_core.errors import VectorDimensionError
+from semcache_core.testing import fresh_namespace
+
+DIM = 8
+
+
+def unit(*values: float) -> npt.NDArray[np.float32]:
+    padded = list(values) + [0.0] * (DIM - len(values))
+    return normalize(as_vector(padded))
+
+
+def at_distance(distance: float) -> npt.NDArray[np.float32]:
+    """A unit vector at cosine distance ``distance`` from ``unit(1)``."""
+    cos = 1.0 - distance
+    return unit(cos, float(np.sqrt(max(0.0, 1.0 - cos * cos))))
+
+
+class BackendContract:
+    """The contract suite; subclass it and provide a ``backend`` fixture."""
+
+    @pytest.fixture
+    def namespace(self) -> str:
+        return fresh_namespace()
+
+    def test_values_roundtrip_missing_and_duplicates(
+        self, backend: Backend, namespace: str
+    ) -> None:
+        backend.set_many(namespace, [("kv:a", b"1"), ("kv:b", b"\x00\xff binary")])
+        assert backend.get_many(namespace, ["kv:a", "kv:zz", "kv:b", "kv:a"]) == [
+            b"1",
+            None,
+            b"\x00\xff binary",
+            b"1",
+        ]
+        backend.delete_many(namespace, ["kv:a", "kv:never"])
+        assert backend.get_many(namespace, ["kv:a", "kv:b"]) == [None, b"\x00\xff binary"]
+
+    def test_ttl_expires_values(self, backend: Backend, namespace: str) -> None:
+        backend.set_many(namespace, [("kv:short", b"x")], ttl=0.3)
+        backend.set_many(namespace, [("kv:long", b"y")], ttl=60)
+        backend.set_many(namespace, [("kv:forever", b"z")])
+        assert backend.get_many(namespace, ["kv:short"]) == [b"x"]
+        time.sleep(0.6)
+        assert backend.get_many(namespace, ["kv:short", "kv:long", "kv:forever"]) == [
+            None,
+            b"y",
+            b"z",
+        ]
+        assert sorted(backend.iter_keys(namespace, "kv:")) == ["kv:forever", "kv:long"]
+
+    def test_expire_many_resets_ttl(self, backend: Backend, namespace: str) -> None:
+        backend.set_many(namespace, [("kv:a", b"x")])
+        backend.expire_many(namespace, ["kv:a"], ttl=0.3)
+        time.sleep(0.6)
+        assert backend.get_many(namespace, ["kv:a"]) == [None]
+
+    @pytest.mark.parametrize("prefix", ["a*", "a?", "[x]", "back\\slash", "50%_", "a"])
+    def test_iter_keys_prefix_is_literal(
+        self, backend: Backend, namespace: str, prefix: str
+    ) -> None:
+        keys = [
+            "kv:a*1",
+            "kv:ab",
+            "kv:a?2",
+            "kv:[x]3",
+            "kv:x3",
+            "kv:back\\slash4",
+            "kv:50%_5",
+            "kv:505",
+        ]
+        backend.set_many(namespace, [(key, b"v") for key in keys])
+        expected = sorted(key for key in keys if key.startswith("kv:" + prefix))
+        assert sorted(backend.iter_keys(namespace, "kv:" + prefix)) == expected
+
+    def test_clear_removes_only_its_namespace(self, backend: Backend, namespace: str) -> None:
+        other = fresh_namespace()
+        prefixed = namespace + "x"  # a namespace that starts with ours must survive our clear
+        for ns in (namespace, other, prefixed):
+            backend.set_many(ns, [("kv:k", ns.encode())])
+            backend.add_vectors(ns, "p", [VectorRecord("id1", unit(1), ns.encode())])
+            backend.incr_counters(ns, "stats", {"hits": 1})
+        backend.clear(namespace)
+        assert backend.get_many(namespace, ["kv:k"]) == [None]
+        assert backend.get_vector_payloads(namespace, ["id1"]) == [None]
+        assert backend.search_vectors(namespace, "p", unit(1), k=1, max_distance=2.0) == []
+        assert backend.get_counters(namespace, "stats") == {}
+        for ns in (other, prefixed):
+            assert backend.get_many(ns, ["kv:k"]) == [ns.encode()]
+            assert backend.get_vector_payloads(ns, ["id1"]) == [ns.encode()]
+            assert backend.get_counters(ns, "stats") == {"hits": 1}
+        backend.clear(other)
+        backend.clear(prefixed)
+
+    def test_vector_search_threshold_order_and_partition(
+        self, backend: Backend, namespace: str
+    ) -> None:
+        backend.add_vectors(
+            namespace,
+            "p1",
+            [
+                VectorRecord("near", at_distance(0.05), b"near"),
+                VectorRecord("mid", at_distance(0.15), b"mid"),
+                VectorRecord("far", at_distance(0.6), b"far"),
+            ],
+        )
+        # Closer than everything in p1, but in another partition: must never be returned.
+        backend.add_vectors(namespace, "p2", [VectorRecord("other", unit(1), b"other")])
+        hits = backend.search_vectors(namespace, "p1", unit(1), k=5, max_distance=0.2)
+        assert [hit.id for hit in hits] == ["near", "mid"]
+        assert [hit.payload for hit in hits] == [b"near", b"mid"]
+        assert hits[0].distance == pytest.approx(0.05, abs=1e-3)
+        assert hits[1].distance == pytest.approx(0.15, abs=1e-3)
+        assert [
+            h.id for h in backend.search_vectors(namespace, "p1", unit(1), k=1, max_distance=2)
+        ] == ["near"]
+        assert backend.search_vectors(namespace, "p1", unit(1), k=5, max_distance=0.01) == []
+
+    def test_vector_tags_filter_before_ranking(self, backend: Backend, namespace: str) -> None:
+        backend.add_vectors(
+            namespace,
+            "p",
+            [
+                VectorRecord("a", unit(1), b"a", {"user": "alice", "lang": "en"}),
+                VectorRecord("b", at_distance(0.1), b"b", {"user": "bob {x|y}", "lang": "en"}),
+            ],
+        )
+        hits = backend.search_vectors(
+            namespace, "p", unit(1), k=1, max_distance=0.5, tags={"user": "bob {x|y}"}
+        )
+        assert [hit.id for hit in hits] == ["b"]
+        assert (
+            backend.search_vectors(
+                namespace, "p", unit(1), k=1, max_distance=0.5, tags={"user": "carol"}
+            )
+            == []
+        )
+
+    def test_vector_replace_delete_and_expiry(self, backend: Backend, namespace: str) -> None:
+        backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"v1")])
+        assert [
+            h.payload
+            for h in backend.search_vectors(namespace, "p", unit(1), k=1, max_distance=0.1)
+        ] == [b"v1"]
+        backend.add_vectors(namespace, "p", [VectorRecord("x", unit(0, 1), b"v2")])
+        assert backend.search_vectors(namespace, "p", unit(1), k=3, max_distance=0.1) == []
+        assert backend.get_vector_payloads(namespace, ["x"]) == [b"v2"]
+        backend.delete_vectors(namespace, ["x"])
+        assert backend.get_vector_payloads(namespace, ["x"]) == [None]
+        assert backend.search_vectors(namespace, "p", unit(0, 1), k=3, max_distance=0.1) == []
+        backend.add_vectors(namespace, "p", [VectorRecord("t", unit(1), b"t")], ttl=0.3)
+        time.sleep(0.6)
+        assert backend.search_vectors(namespace, "p", unit(1), k=3, max_distance=0.5) == []
+        assert backend.get_vector_payloads(namespace, ["t"]) == [None]
+
+    def test_vector_records_are_addressed_by_their_key(
+        self, backend: Backend, namespace: str
+    ) -> None:
+        backend.set_many(namespace, [("kv:x", b"value")])
+        backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"record")], ttl=60)
+        both = ["kv:x", keys.vector_key("x"), keys.vector_key("none")]
+        assert backend.get_many(namespace, both) == [b"value", b"record", None]
+        backend.expire_many(namespace, [keys.vector_key("x")], ttl=0.3)
+        time.sleep(0.6)
+        assert backend.get_many(namespace, both) == [b"value", None, None]
+
+    def test_vector_dimension_mismatch_is_clear_error(
+        self, backend: Backend, namespace: str
+    ) -> None:
+        backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"v")])
+        wrong = normalize(as_vector([1.0, 0.0, 0.0]))
+        with pytest.raises(VectorDimensionError, match="dimension"):
+            backend.add_vectors(namespace, "p", [VectorRecord("y", wrong, b"v")])
+        with pytest.raises(VectorDimensionError, match="dimension"):
+            backend.search_vectors(namespace, "p", wrong, k=1, max_distance=0.5)
+        assert backend.get_vector_payloads(namespace, ["x"]) == [b"v"]
+
+    def test_counters_accumulate(self, backend: Backend, namespace: str) -> None:
+        backend.incr_counters(namespace, "stats", {"hits": 2, "misses": 1})
+        backend.incr_counters(namespace, "stats", {"hits": 3.5})
+        assert backend.get_counters(namespace, "stats") == {"hits": 5.5, "misses": 1}
+
+    async def test_async_side_matches_sync(self, backend: Backend, namespace: str) -> None:
+        await backend.aset_many(namespace, [("kv:a", b"1"), ("kv:b", b"2")], ttl=60)
+        assert await backend.aget_many(namespace, ["kv:a", "kv:c", "kv:b"]) == [b"1", None, b"2"]
+        assert sorted([key async for key in backend.aiter_keys(namespace, "kv:")]) == [
+            "kv:a",
+            "kv:b",
+        ]
+        await backend.adelete_many(namespace, ["kv:a"])
+        assert backend.get_many(namespace, ["kv:a"]) == [None]
+        await backend.aadd_vectors(namespace, "p", [VectorRecord("x", unit(1), b"v")])
+        hits = await backend.asearch_vectors(
+            namespace, "p", at_distance(0.1), k=1, max_distance=0.2
+        )
+        assert [(h.id, h.payload) for h in hits] == [("x", b"v")]
+        assert await backend.aget_vector_payloads(namespace, ["x"]) == [b"v"]
+        await backend.aincr_counters(namespace, "stats", {"n": 1})
+        assert await backend.aget_counters(namespace, "stats") == {"n": 1}
+        await backend.aexpire_many(namespace, ["kv:b"], ttl=0.3)
+        await asyncio.sleep(0.6)
+        assert await backend.aget_many(namespace, ["kv:b"]) == [None]
+        await backend.adelete_vectors(namespace, ["x"])
+        assert await backend.aget_vector_payloads(namespace, ["x"]) == [None]
+        await backend.aclear(namespace)
+        assert [key async for key in backend.aiter_keys(namespace)] == []
