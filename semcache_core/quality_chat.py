@@ -1,10 +1,14 @@
 """How often a multi-turn lookup serves the right answer: conversations that should hit vs traps.
 
-    python -m semcache_core.quality_chat [PAIRS.jsonl ...] [--embedder minilm|hash] [--out DIR]
-                  [--threshold T] [--context-threshold C] [-k K]
+    semcache eval CONVERSATION_PAIRS.jsonl ... [--set NAME=PATH[,PATH]] [--embedder minilm|hash]
+                  [--out DIR] [--threshold T] [--context-threshold C] [-k K]
+    semcache eval --conversations ...        (the default files: the tuning and blind parts)
+    python -m semcache_core.quality_chat ... (the same)
 
-Reads labelled conversation pairs (by default ``benchmarks/data/conversations_tuning.jsonl``
-and ``conversations_blind.jsonl`` of the checkout, each reported on its own), one JSON object
+``semcache eval`` hands pair files whose ``a`` is a list of messages here (single-prompt
+pairs go to :mod:`semcache_core.quality`). Reads labelled conversation pairs (by default
+``benchmarks/data/conversations_tuning.jsonl`` and ``conversations_blind.jsonl`` of the
+checkout; each file or ``--set`` is reported on its own), one JSON object
 a line: ``a`` and ``b`` (lists of ``{"role", "content"}`` messages ending with a user message),
 ``same_answer`` (would the answer cached for ``b`` be right for ``a``?), ``subtype`` and
 optionally ``domain``. Every text to compare is embedded once (progress on stderr), then the
@@ -34,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -48,17 +51,18 @@ from semcache_core.conversation import (
     DEFAULT_CONTEXT_THRESHOLD,
     Conversation,
     MatchDecision,
+    Prompt,
     focus,
     match_conversation,
+    prompt_from_messages,
     query_text,
     search_text,
-    split_turns,
-    turns_from_messages,
     units,
 )
 from semcache_core.conversation.match import cosine_distance
 from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD, SEMANTIC_CANDIDATES
 from semcache_core.guard import TrapGuard
+from semcache_core.quality import embed_with_progress, hash_embedder, minilm_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILES = (
@@ -76,16 +80,20 @@ Embed = Callable[[list[str]], np.ndarray]
 
 @dataclass(frozen=True)
 class ConversationPair:
-    """Would the answer cached for conversation ``b`` be right for conversation ``a``?"""
+    """Would the answer cached for conversation ``b`` be right for conversation ``a``?
+
+    ``a``/``b`` are the semantic splits, ``prompts`` the core's whole prompts (for the exact
+    setting), both by the core's one rule (:meth:`Prompt.from_turns`)."""
 
     a: Conversation
     b: Conversation
     same_answer: bool
     subtype: str
     domain: str = ""
+    prompts: tuple[Prompt, Prompt] | None = None
 
 
-def _conversation(messages: Any, where: str) -> Conversation:
+def _prompt(messages: Any, where: str) -> Prompt:
     if not isinstance(messages, list) or not 1 <= len(messages) <= 64:
         raise ValueError(f"{where}: needs a list of messages")
     for message in messages:
@@ -93,10 +101,10 @@ def _conversation(messages: Any, where: str) -> Conversation:
             raise ValueError(f"{where}: every message needs a role and a content")
     if messages[-1]["role"] != "user":
         raise ValueError(f"{where}: the last message must be a user message")
-    conversation = split_turns(turns_from_messages(messages))
-    if conversation is None:
+    prompt = prompt_from_messages(messages)
+    if prompt.conversation is None:
         raise ValueError(f"{where}: no user message with text")
-    return conversation
+    return prompt
 
 
 def load_pairs(path: str | os.PathLike[str]) -> list[ConversationPair]:
@@ -112,13 +120,16 @@ def load_pairs(path: str | os.PathLike[str]) -> list[ConversationPair]:
                 row.get("subtype"), str
             ):
                 raise ValueError(f"{where}: needs a, b, same_answer (bool), subtype")
+            a, b = _prompt(row.get("a"), where + " a"), _prompt(row.get("b"), where + " b")
+            assert a.conversation is not None and b.conversation is not None
             pairs.append(
                 ConversationPair(
-                    _conversation(row.get("a"), where + " a"),
-                    _conversation(row.get("b"), where + " b"),
+                    a.conversation,
+                    b.conversation,
                     row["same_answer"],
                     row["subtype"],
                     str(row.get("domain", "")),
+                    (a, b),
                 )
             )
     return pairs
@@ -148,20 +159,22 @@ class VectorTable:
 
     def add(self, texts: Sequence[str]) -> None:
         todo = sorted(set(texts) - self._vectors.keys())
+        if not todo:
+            return
         started = time.perf_counter()
-        for start in range(0, len(todo), self._batch):
-            chunk = todo[start : start + self._batch]
-            vectors = np.asarray(self._embed(chunk), dtype=np.float64)
-            if vectors.shape[0] != len(chunk):
-                raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(chunk)}")
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0
-            self._vectors.update(zip(chunk, vectors / norms, strict=True))
-            if self._progress:
-                done = min(start + self._batch, len(todo))
-                print(f"\rembedding {done}/{len(todo)} texts", end="", file=sys.stderr)
-        if self._progress and todo:
-            print(file=sys.stderr)
+        if self._progress:  # the single-prompt harness's progress bar (tqdm when installed)
+            vectors = embed_with_progress(todo, self._embed, batch_size=self._batch)
+        else:
+            chunks = [
+                self._embed(todo[i : i + self._batch]) for i in range(0, len(todo), self._batch)
+            ]
+            vectors = np.concatenate([np.asarray(c) for c in chunks])
+        vectors = np.asarray(vectors, dtype=np.float64)
+        if vectors.shape[0] != len(todo):
+            raise ValueError(f"embed returned {vectors.shape[0]} vectors for {len(todo)}")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        self._vectors.update(zip(todo, vectors / norms, strict=True))
         self.seconds += time.perf_counter() - started
 
     def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -176,10 +189,11 @@ class VectorTable:
 
 
 def exact_decision(
-    new: Conversation, cached: Conversation, vectors: VectorTable, *, threshold: float, guard: Any
+    new: Prompt, cached: Prompt, vectors: VectorTable, *, threshold: float, guard: Any
 ) -> bool:
-    """Today's behaviour: the context must be identical, the last message a single-prompt hit."""
-    if new.exact_context != cached.exact_context:
+    """``context_match="exact"``: the context must be identical, the last message a
+    single-prompt hit."""
+    if new.context != cached.context:
         return False
     if new.query == cached.query:
         return True
@@ -233,9 +247,9 @@ def _recall(
         distances = 1.0 - matrix @ vectors([text_of(ask(p.a))])[0]
         target = -1
         for i, c in enumerate(entries):
-            if _same(c, p.a) or c.configuration != p.a.configuration:
+            if c == p.a or c.configuration != p.a.configuration:
                 distances[i] = np.inf
-            elif _same(c, p.b):
+            elif c == p.b:
                 target = i
         # Rank among the others; a tie counts against (a search could return either).
         found += int(np.sum(distances <= distances[target] + 1e-9)) - 1 < k
@@ -245,25 +259,13 @@ def _recall(
 def _retrieval(pairs: Sequence[ConversationPair], vectors: VectorTable, k: int) -> dict[str, Any]:
     """Recall@k of the cached side among every conversation of the file (one partition per
     configuration): as asked, and with every conversation asking the same short question."""
-    pool: dict[tuple[str, str, str], Conversation] = {}
-    for p in pairs:
-        for c in (p.a, p.b):
-            pool.setdefault((c.configuration, c.exact_context, c.query), c)
-    entries = list(pool.values())
+    entries = list(dict.fromkeys(c for p in pairs for c in (p.a, p.b)))
     out: dict[str, Any] = {"pool": len(entries), "k": k, "shared_questions": SHARED_QUESTIONS}
     for name, text_of in (("search_text", search_text), ("last_message", query_text)):
         out[name] = _recall(pairs, entries, vectors, text_of, k)
         shared = [_recall(pairs, entries, vectors, text_of, k, q) for q in SHARED_QUESTIONS]
         out[f"{name}_shared_question"] = float(np.mean([r for r in shared if r is not None]))
     return out
-
-
-def _same(x: Conversation, y: Conversation) -> bool:
-    return (x.configuration, x.exact_context, x.query) == (
-        y.configuration,
-        y.exact_context,
-        y.query,
-    )
 
 
 def evaluate_file(
@@ -304,7 +306,11 @@ def evaluate_file(
         decide(p, d, context_threshold) for p, d in zip(pairs, context_distances, strict=True)
     ]
     decide_seconds = time.perf_counter() - started
-    exact = [exact_decision(p.a, p.b, vectors, threshold=threshold, guard=guard) for p in pairs]
+    exact = [
+        p.prompts is not None
+        and exact_decision(*p.prompts, vectors, threshold=threshold, guard=guard)
+        for p in pairs
+    ]
     semantic = [d.ok for d in decisions]
     rejections: dict[str, Counter[str]] = {}
     for p, d in zip(pairs, decisions, strict=True):
@@ -471,11 +477,54 @@ def _label(path: Path) -> str:
     return name.removeprefix("conversations_") or name
 
 
+def _sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[Path]]:
+    """Positional files (each a set named after it) and ``--set NAME=PATH[,PATH]``."""
+    sets: dict[str, list[Path]] = {}
+    for path in paths:
+        sets[_label(Path(path))] = [Path(path)]
+    for spec in named:
+        name, sep, files = spec.partition("=")
+        if not sep or not name or not files:
+            raise SystemExit(f"--set wants NAME=PATH[,PATH...], got {spec!r}")
+        sets[name] = [Path(f) for f in files.split(",") if f]
+    return sets or {_label(p): [p] for p in DEFAULT_FILES}
+
+
+def wants_conversations(argv: Sequence[str]) -> bool:
+    """Whether ``semcache eval ARGS`` is about conversation pairs: ``--conversations``, or a
+    pair file (positional or in ``--set``) whose first row's ``a`` is a list of messages."""
+    if "--conversations" in argv:
+        return True
+    files: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--set" and i + 1 < len(argv):
+            files += argv[i + 1].partition("=")[2].split(",")
+        elif arg.startswith("--set="):
+            files += arg.partition("=")[2].partition("=")[2].split(",")
+        elif arg.endswith(".jsonl"):
+            files.append(arg)
+    kinds = {is_conversation_file(f) for f in files if f and os.path.isfile(f)}
+    if len(kinds) > 1:
+        raise SystemExit("semcache eval: conversation and single-prompt pair files cannot mix")
+    return kinds == {True}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m semcache_core.quality_chat", description=__doc__.split("\n\n")[0]
+        prog="semcache eval --conversations", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("pairs", nargs="*", help="JSONL files (default: tuning and blind)")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=PATH[,PATH]",
+        help="a named set of one or more conversation pair files (repeatable)",
+    )
+    parser.add_argument(
+        "--conversations", action="store_true", help="(for semcache eval) conversation pairs"
+    )
     parser.add_argument("--embedder", choices=("minilm", "hash"), default="minilm")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     parser.add_argument("--threshold", type=float, default=DEFAULT_DISTANCE_THRESHOLD)
@@ -483,10 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=SEMANTIC_CANDIDATES, help="candidates per search")
     args = parser.parse_args(argv)
 
-    paths = [Path(p) for p in args.pairs] or list(DEFAULT_FILES)
-    files = {_label(p): load_pairs(p) for p in paths}
-    from semcache_core.quality import hash_embedder, minilm_embedder
-
+    named = _sets(args.pairs, args.sets)
+    files = {name: [p for f in paths for p in load_pairs(f)] for name, paths in named.items()}
     started = time.perf_counter()
     if args.embedder == "minilm":
         embed, name = minilm_embedder(), "all-MiniLM-L6-v2 (CPU)"
@@ -501,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     result["meta"] = {
         "embedder": name,
-        "files": [str(p) for p in paths],
+        "files": {label: [str(p) for p in paths] for label, paths in named.items()},
         "load_seconds": time.perf_counter() - started - result["timing"]["embed_seconds"],
     }
     for path in write_outputs(result, args.out):

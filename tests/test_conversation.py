@@ -15,17 +15,19 @@ from semcache_core.conversation import (
     Conversation,
     Turn,
     compare_contexts,
+    conversation_from_messages,
     focus,
     is_filler,
     match_conversation,
+    prompt_from_messages,
     query_text,
     salient_text,
     search_text,
-    split_turns,
     turns_from_messages,
     units,
 )
 from semcache_core.guard import TrapGuard
+from semcache_core.prompt import Prompt
 
 
 def chat(*lines: str, system: str | None = None) -> Conversation:
@@ -34,9 +36,14 @@ def chat(*lines: str, system: str | None = None) -> Conversation:
     for line in lines:
         role, text = line.split(": ", 1)
         messages.append({"role": {"u": "user", "a": "assistant"}[role], "content": text})
-    conversation = split_turns(turns_from_messages(messages))
+    conversation = conversation_from_messages(messages)
     assert conversation is not None
     return conversation
+
+
+def split_turns(turns: list[Turn]) -> Conversation | None:
+    """The core's one rule (``Prompt.from_turns``), its semantic split."""
+    return Prompt.from_turns("key", turns).conversation
 
 
 # -- splitting -------------------------------------------------------------------------------------
@@ -46,7 +53,7 @@ def test_split_keeps_configuration_exact_and_history_textual() -> None:
     turns = [
         Turn("system", "You are a gardening helper."),
         Turn("user", "My tomato leaves curl."),
-        Turn("assistant", "", extra='{"tool_calls":[{"name":"lookup"}]}'),
+        Turn("assistant", "", extra={"tool_calls": [{"name": "lookup"}]}),
         Turn("tool", '{"disease": "none"}'),
         Turn("assistant", "No disease found."),
         Turn("user", "What now?"),
@@ -59,8 +66,8 @@ def test_split_keeps_configuration_exact_and_history_textual() -> None:
         "No disease found.",
     ]
     configuration = json.loads(conversation.configuration)
-    assert ["before", "system", "You are a gardening helper.", ""] in configuration
-    assert ["before", "tool", '{"disease": "none"}', ""] in configuration
+    assert ["before", "system", "You are a gardening helper.", None] in configuration
+    assert ["before", "tool", '{"disease": "none"}', None] in configuration
     assert any(item[3] for item in configuration)  # the tool call is configuration
 
 
@@ -74,7 +81,15 @@ def test_configuration_ignores_where_small_talk_sits() -> None:
         system="Gardening helper.",
     )
     assert a.configuration == b.configuration
-    assert a.exact_context != b.exact_context
+    exact = [
+        prompt_from_messages([{"role": r, "content": t} for r, t in turns]).context
+        for turns in (
+            [("user", "My tomato leaves curl."), ("user", "What now?")],
+            [("user", "hello!"), ("assistant", "Hi!"), ("user", "My tomato leaves curl."),
+             ("user", "What now?")],
+        )
+    ]  # fmt: skip
+    assert exact[0] != exact[1]
 
 
 def test_non_text_parts_are_configuration() -> None:
@@ -377,6 +392,37 @@ def test_harness_on_a_tiny_file(tmp_path: Path) -> None:
     )
 
 
+def test_semcache_eval_dispatches_conversation_pairs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``semcache eval`` hands conversation pair files to the conversation harness and reports
+    each part (here a "tuning" and a "blind" set) on its own."""
+    from semcache_core.cli import main
+    from semcache_core.quality_chat import wants_conversations
+
+    pairs_file = _write_pairs(tmp_path / "conversations_tiny.jsonl")
+    single = tmp_path / "single.jsonl"
+    single.write_text(
+        json.dumps({"a": "hi", "b": "hello", "same_answer": True, "category": "x"}) + "\n"
+    )
+    assert wants_conversations([str(pairs_file)])
+    assert wants_conversations(["--set", f"tuning={pairs_file}"])
+    assert not wants_conversations([str(single)])
+    assert not wants_conversations([])
+    with pytest.raises(SystemExit, match="cannot mix"):
+        wants_conversations([str(pairs_file), str(single)])
+    out = tmp_path / "out"
+    sets = ["--set", f"tuning={pairs_file}", "--set", f"blind={pairs_file}"]
+    code = main(
+        ["eval", *sets, "--embedder", "hash", "--out", str(out), "--context-threshold", "1"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "tuning: should hit served" in printed and "blind: should hit served" in printed
+    result = json.loads((out / "conversation_quality.json").read_text(encoding="utf-8"))
+    assert set(result["files"]) == {"tuning", "blind"}
+
+
 def test_harness_rejects_a_malformed_line(tmp_path: Path) -> None:
     from semcache_core.quality_chat import load_pairs
 
@@ -432,7 +478,7 @@ def test_langchain_prompt_as_turns() -> None:
     from langchain_core.load import dumps
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-    from langchain_semcache._turns import turns_from_prompt
+    from langchain_semcache._prompts import split_prompt
 
     call = {"name": "weather", "args": {"city": "Oslo"}, "id": "c1"}
     history = [
@@ -442,24 +488,23 @@ def test_langchain_prompt_as_turns() -> None:
         ToolMessage("rain", tool_call_id="c1"),
         AIMessage("Rain is expected.", id="run-2", response_metadata={"model": "x"}),
     ]
-    a = split_turns(turns_from_prompt(dumps([*history, HumanMessage("Pack an umbrella?")])) or [])
+    a = split_prompt(dumps([*history, HumanMessage("Pack an umbrella?")])).conversation
     rerun = [m.model_copy(update={"id": None}) for m in history]
-    b = split_turns(
-        turns_from_prompt(dumps([*rerun, HumanMessage("ok"), HumanMessage("Pack an umbrella?")]))
-        or []
-    )
+    b = split_prompt(
+        dumps([*rerun, HumanMessage("ok"), HumanMessage("Pack an umbrella?")])
+    ).conversation
     assert a is not None and b is not None
     assert a.query == "Pack an umbrella?"
     assert a.configuration == b.configuration  # ids and metadata are not configuration
     assert "weather" in a.configuration and "rain" in a.configuration
     assert [t.text for t in a.history] == ["I fly to Oslo on Friday.", "Rain is expected."]
-    assert turns_from_prompt("plain completion prompt") is None
+    assert split_prompt("plain completion prompt").conversation is None
 
 
 def test_llamaindex_messages_as_turns() -> None:
     from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
 
-    from llamaindex_semcache._turns import turns_from_chat
+    from llamaindex_semcache._messages import chat_prompt
 
     messages = [
         ChatMessage(role=MessageRole.SYSTEM, content="You are terse."),
@@ -473,7 +518,7 @@ def test_llamaindex_messages_as_turns() -> None:
             ],
         ),
     ]
-    conversation = split_turns(turns_from_chat(messages))
+    conversation = chat_prompt(messages).conversation
     assert conversation is not None
     assert conversation.query == "What is this spot?"
     assert "p.png" in conversation.configuration and "You are terse." in conversation.configuration

@@ -1,9 +1,11 @@
 """Semantic matching of multi-turn chat contexts (``context_match="semantic"``).
 
-Pure and framework-free: adapters turn their messages into :class:`Turn` values, the engine
-(and the evaluation harness, :mod:`semcache_core.quality_chat`) use the functions here.
+Pure and framework-free: adapters turn their messages into the core's :class:`Turn` values,
+:meth:`semcache_core.prompt.Prompt.from_turns` splits them by the core's one rule (its
+``conversation``), the engine and the evaluation harness (:mod:`semcache_core.quality_chat`)
+use the functions here.
 
-The split (:func:`split_turns`)
+The split (:meth:`~semcache_core.prompt.Prompt.from_turns`)
     *Configuration*: system prompt, tool definitions, tool calls and results, non-text parts,
     message kwargs. Kept as canonical JSON, compared exactly: it is the partition key, with the
     scope and the embedder, as the whole context is today. Its items keep their order but not
@@ -56,7 +58,12 @@ from semcache_core.conversation.match import (
     search_text,
     validate_context_match,
 )
-from semcache_core.conversation.turns import Conversation, Turn, split_turns, turns_from_messages
+from semcache_core.conversation.turns import (
+    conversation_from_messages,
+    prompt_from_messages,
+    turns_from_messages,
+)
+from semcache_core.prompt import Conversation, Prompt, Turn
 
 __all__ = [
     "DEFAULT_CONTEXT_MATCH",
@@ -66,16 +73,18 @@ __all__ = [
     "ContextVerdict",
     "Conversation",
     "MatchDecision",
+    "Prompt",
     "Turn",
     "compare_contexts",
     "content_words",
+    "conversation_from_messages",
     "focus",
     "is_filler",
     "match_conversation",
+    "prompt_from_messages",
     "query_text",
     "salient_text",
     "search_text",
-    "split_turns",
     "turns_from_messages",
     "units",
     "validate_context_match",

@@ -17,7 +17,7 @@ from semcache_core.conversation.facts import (
     units,
     word_sequence,
 )
-from semcache_core.conversation.turns import Conversation
+from semcache_core.prompt import Conversation
 
 #: Cosine distance up to which two earlier turns with few words in common still align (with
 #: an embedder; tuned on the tuning half of the conversation set).

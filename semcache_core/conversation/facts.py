@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 
-from semcache_core.conversation.turns import Conversation
+from semcache_core.prompt import Conversation
 
 #: Minimum overlap coefficient of content words for two units to align (tuned on the tuning
 #: half of the conversation set; see the module docstring of :mod:`semcache_core.conversation`).

@@ -10,8 +10,8 @@ import numpy as np
 
 from semcache_core.conversation.context import UNIT_DISTANCE, compare_contexts
 from semcache_core.conversation.facts import is_filler, sentences, units
-from semcache_core.conversation.turns import Conversation, Turn
 from semcache_core.errors import SemcacheInputError
+from semcache_core.prompt import Conversation, Turn
 
 #: Earlier units put into the search text, most recent first. An unrelated exchange is
 #: usually *older* than what the question is about, so a short window keeps it out of the
@@ -34,9 +34,11 @@ DEFAULT_CONTEXT_MATCH: ContextMatch = "semantic"
 
 
 def validate_context_match(value: object) -> ContextMatch:
-    if value not in ("exact", "semantic"):
-        raise SemcacheInputError(f'context_match must be "exact" or "semantic", got {value!r}')
-    return value  # type: ignore[return-value]
+    if value == "exact":
+        return "exact"
+    if value == "semantic":
+        return "semantic"
+    raise SemcacheInputError(f'context_match must be "exact" or "semantic", got {value!r}')
 
 
 def focus(conversation: Conversation) -> Conversation:
