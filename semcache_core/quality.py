@@ -6,8 +6,8 @@
 
 Reads sets of labelled prompt pairs (``a``, ``b``, ``same_answer``, ``category``): each
 positional file is a set named after the file, each ``--set NAME=PATH[,PATH]`` a set of one or
-more files; by default the *tuning* set of the checkout (``benchmarks/data/tuning_pairs.jsonl``
-and ``tuning_pairs_2.jsonl``). Every set is reported on its own (``semcache eval
+more files; by default the *tuning* set of the checkout (``benchmarks/data/tuning_pairs.jsonl``,
+``tuning_pairs_2.jsonl`` and ``tuning_pairs_3.jsonl``, the retired first blind set). Every set is reported on its own (``semcache eval
 tuning.jsonl blind.jsonl``): the first set is the one the threshold is recommended on, the
 others are measured at that threshold too. It embeds every prompt once (unit vectors, with a
 progress bar on stderr), after :func:`semcache_core.guard.strip_padding` as the engine does
@@ -31,7 +31,10 @@ with the guard, the traps as a whole are served at most ``--max-trap-rate`` (3%)
 and no single trap category more than ``--max-category-rate`` (8%), one sweep step (0.02)
 below that edge as margin. The guard's cost per candidate pair is reported as the median (and
 p90) of per-pair timings: both prompts new to the feature cache, only the new one (the
-stored prompt's features cached, as in a lookup), and both seen. The per-category cap matters: the guard rejects almost every trap
+stored prompt's features cached, as in a one-candidate lookup), and both seen; and per
+candidate of a 4-candidate lookup (the new prompt against its pair's stored prompt and the 3
+stored prompts nearest to it, the new prompt's features extracted once, the time divided by
+4). ``--embed-cache PATH.npz`` reuses the embeddings of an earlier run. The per-category cap matters: the guard rejects almost every trap
 of the kinds it checks, so the pooled rate alone would let the threshold grow to the end of
 the sweep. What the threshold must hold back are the near-misses the guard cannot see
 (category ``lexical``: "bake bread" / "bake a cake"), and those are a minority of the traps.
@@ -56,30 +59,27 @@ from typing import Any
 import numpy as np
 
 from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD
-from semcache_core.guard import CHECKS, TrapGuard, extract_features, strip_padding
+from semcache_core.guard import CHECKS, TrapGuard, clear_caches, extract_features, strip_padding
 from semcache_core.models import MiniLMEmbedder
-from semcache_core.quality_report import _guard_cost, _pct, plot, render_markdown, write_outputs
-
-__all__ = [  # the reports live in semcache_core.quality_report
-    "Pair",
-    "embed_with_progress",
-    "evaluate",
-    "hash_embedder",
-    "load_pairs",
-    "main",
-    "minilm_embedder",
-    "plot",
-    "recommend_threshold",
-    "render_markdown",
-    "write_outputs",
-]
+from semcache_core.quality_report import (  # re-exported: the harness's public API
+    _guard_cost,
+    _pct,
+    _summary,
+    write_outputs,
+)
+from semcache_core.quality_report import plot as plot  # re-exported
+from semcache_core.quality_report import render_markdown as render_markdown  # re-exported
 
 # In a checkout: the project's labelled set and the results folder next to the package.
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PAIRS = ROOT / "benchmarks" / "data" / "tuning_pairs.jsonl"
 #: The tuning set: the frozen labelled set and the pairs added for the guard's new checks.
 DEFAULT_SETS: dict[str, tuple[Path, ...]] = {
-    "tuning": (DEFAULT_PAIRS, ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl")
+    "tuning": (
+        DEFAULT_PAIRS,
+        ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl",
+        ROOT / "benchmarks" / "data" / "tuning_pairs_3.jsonl",  # the retired first blind set
+    )
 }
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 #: The sweep: 0.02 to 0.60 in steps of 0.02 (cosine distance).
@@ -204,7 +204,7 @@ def evaluate(
     b = vectors[[index[p.b] for p in pairs]]
     distances = np.clip(1.0 - np.sum(a * b, axis=1), 0.0, 2.0)
 
-    verdicts, guard_timing = _timed_verdicts(pairs, guard)
+    verdicts, guard_timing = _timed_verdicts(pairs, guard, a @ b.T)
     guard_seconds = guard_timing["total_seconds"]
     ok = np.array([v is None or v.ok for v in verdicts])
     same = np.array([p.same_answer for p in pairs])
@@ -313,23 +313,23 @@ def evaluate(
             "guard_microseconds_p90_cold": guard_timing["p90_cold"],
             "guard_microseconds_median_warm": guard_timing["median_warm"],
             "guard_microseconds_median_one_new": guard_timing["median_one_new"],
+            "guard_microseconds_median_lookup4": guard_timing["median_lookup4"],
         },
         "details": details,
     }
 
 
 def _timed_verdicts(
-    pairs: Sequence[Pair], guard: TrapGuard | None
+    pairs: Sequence[Pair], guard: TrapGuard | None, similarity: np.ndarray | None = None
 ) -> tuple[list[Any], dict[str, Any]]:
     """The guard's verdict on every pair, and per-pair timings in µs: cold (feature caches
     cleared first, so both prompts are extracted) and warm (the same check again)."""
     if guard is None:
         return [None] * len(pairs), {
             "total_seconds": 0.0, "median_cold": None, "p90_cold": None, "median_warm": None,
-            "median_one_new": None,
+            "median_one_new": None, "median_lookup4": None,
         }  # fmt: skip
-    extract_features.cache_clear()
-    strip_padding.cache_clear()
+    clear_caches()
     verdicts, cold, warm = [], [], []
     clock = time.perf_counter_ns
     for p in pairs:
@@ -340,15 +340,30 @@ def _timed_verdicts(
         guard.check(p.a, p.b)
         warm.append((clock() - started) / 1e3)
     # one prompt new, the other seen: a lookup against stored prompts already in the cache
-    extract_features.cache_clear()
-    strip_padding.cache_clear()
+    clear_caches()
     one_new = []
     for p in pairs:
         extract_features(p.b)
         started = clock()
         guard.check(p.a, p.b)
         one_new.append((clock() - started) / 1e3)
+    # a whole lookup: the new prompt against its pair's stored prompt and the three other
+    # stored prompts nearest to it (the engine fetches 4 candidates), the new prompt's
+    # features extracted once; the time divided by the candidates checked
+    lookup4: list[float] = []
+    if similarity is not None and len(pairs) >= 4:
+        clear_caches()
+        for p in pairs:
+            extract_features(p.b)
+        for i, p in enumerate(pairs):
+            order = [j for j in np.argsort(-similarity[i])[:4] if j != i][:3]
+            stored = [p.b, *(pairs[j].b for j in order)]
+            started = clock()
+            for s in stored:
+                guard.check(p.a, s)
+            lookup4.append((clock() - started) / 1e3 / len(stored))
     return verdicts, {
+        "median_lookup4": float(np.median(lookup4)) if lookup4 else None,
         "total_seconds": sum(cold) / 1e6,
         "median_cold": float(np.median(cold)),
         "p90_cold": float(np.percentile(cold, 90)),
@@ -394,9 +409,6 @@ def recommend_threshold(
     if edge < 0:
         return None
     return float(ordered[max(0, edge - margin_steps)]["threshold"])
-
-
-# -- reporting: semcache_core.quality_report ---------------------------------------------------
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -447,6 +459,25 @@ def embed_with_progress(
     return np.concatenate(chunks) if chunks else np.zeros((0, 1))
 
 
+def _cached_embed(texts: list[str], embed: Embed, name: str, path: str | None) -> np.ndarray:
+    """Embed ``texts``, reusing the vectors an earlier run stored at ``path`` (an ``.npz`` of
+    texts and vectors for one embedder); only new texts are embedded, and the file is updated."""
+    known: dict[str, np.ndarray] = {}
+    if path and Path(path).exists():
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["embedder"]) == name:
+                known = dict(zip((str(t) for t in stored["texts"]), stored["vectors"], strict=True))
+    missing = [t for t in texts if t not in known]
+    if missing:
+        fresh = embed_with_progress(missing, embed, label=f"embedding ({name})")
+        known.update(zip(missing, fresh, strict=True))
+        if path:
+            keys = sorted(known)
+            np.savez(path, texts=np.array(keys), vectors=np.stack([known[k] for k in keys]),
+                     embedder=np.array(name))  # fmt: skip
+    return np.stack([known[t] for t in texts])
+
+
 def _parse_sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[str]]:
     sets: dict[str, list[str]] = {}
     for path in paths:
@@ -462,22 +493,6 @@ def _parse_sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[st
     if not sets:
         sets = {name: [str(p) for p in files] for name, files in DEFAULT_SETS.items()}
     return sets
-
-
-def _summary(name: str, result: dict[str, Any], threshold: float | None) -> str:
-    row = next((r for r in result["sweep"] if threshold is not None
-                and abs(r["threshold"] - threshold) < 1e-9), None)  # fmt: skip
-    if row is None:
-        row = result["at_threshold"]
-    if row is None:
-        return f"[{name}] no threshold"
-    worst = max(row["traps_served_guard_by_category"].items(), key=lambda kv: kv[1] or 0,
-                default=(None, None))  # fmt: skip
-    return (
-        f"[{name}] at {row['threshold']}: rewordings served {_pct(row['paraphrases_served_guard'])}"
-        f", traps served {_pct(row['traps_served_guard'])} (worst class {worst[0]} "
-        f"{_pct(worst[1])}); {result['paraphrases']} rewordings, {result['traps']} traps"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -503,6 +518,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-category-rate", type=float, default=MAX_CATEGORY_RATE)
     parser.add_argument("--no-guard", action="store_true", help="evaluate the distance alone")
     parser.add_argument(
+        "--embed-cache",
+        metavar="PATH.npz",
+        help="reuse embeddings stored there by an earlier run (keyed by text and embedder)",
+    )
+    parser.add_argument(
         "--no-padding",
         action="store_true",
         help="embed the raw prompts (default: strip_padding first, as the engine does)",
@@ -522,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = sorted({t for pairs in sets.values() for p in pairs for t in (p.a, p.b)})
     embedded = sorted({prepare(t) for t in texts})
     started = time.perf_counter()
-    vectors = embed_with_progress(embedded, embed, label=f"embedding ({name})")
+    vectors = _cached_embed(embedded, embed, name, args.embed_cache)
     embed_seconds = time.perf_counter() - started
     row_of = {t: i for i, t in enumerate(embedded)}
 

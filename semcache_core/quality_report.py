@@ -1,8 +1,5 @@
-"""The reports of :mod:`semcache_core.quality` (``semcache eval``): Markdown, JSON, the plot.
-
-Split out of the harness to keep each module short; :mod:`semcache_core.quality` re-exports
-every name here.
-"""
+"""Reporting for the quality harness (:mod:`semcache_core.quality`): the Markdown report,
+the plot, the output files and the one-line summaries ``semcache eval`` prints."""
 
 from __future__ import annotations
 
@@ -11,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+
+# -- reporting ---------------------------------------------------------------------------------
 
 
 def _pct(value: float | None) -> str:
@@ -25,8 +24,14 @@ def _guard_cost(result: dict[str, Any]) -> str:
         f"Guard cost per candidate pair (median): {timing['guard_microseconds_median_cold']:.0f} µs"
         f" with both prompts new (p90 {timing['guard_microseconds_p90_cold']:.0f} µs), "
         f"{timing['guard_microseconds_median_one_new']:.0f} µs with the stored prompt seen "
-        f"before (a lookup), {timing['guard_microseconds_median_warm']:.0f} µs with both seen."
+        f"before (a one-candidate lookup), {timing['guard_microseconds_median_warm']:.0f} µs "
+        f"with both seen; {_us(timing.get('guard_microseconds_median_lookup4'))} per candidate in"
+        " a lookup of 4 candidates (the new prompt's features extracted once per lookup)."
     )
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} µs"
 
 
 def render_markdown(result: dict[str, Any], *, title: str = "Semantic hit quality") -> str:
@@ -214,3 +219,19 @@ def write_outputs(
     except ImportError:
         print("matplotlib is not installed: no quality.png", file=sys.stderr)
     return written
+
+
+def _summary(name: str, result: dict[str, Any], threshold: float | None) -> str:
+    row = next((r for r in result["sweep"] if threshold is not None
+                and abs(r["threshold"] - threshold) < 1e-9), None)  # fmt: skip
+    if row is None:
+        row = result["at_threshold"]
+    if row is None:
+        return f"[{name}] no threshold"
+    worst = max(row["traps_served_guard_by_category"].items(), key=lambda kv: kv[1] or 0,
+                default=(None, None))  # fmt: skip
+    return (
+        f"[{name}] at {row['threshold']}: rewordings served {_pct(row['paraphrases_served_guard'])}"
+        f", traps served {_pct(row['traps_served_guard'])} (worst class {worst[0]} "
+        f"{_pct(worst[1])}); {result['paraphrases']} rewordings, {result['traps']} traps"
+    )

@@ -1,8 +1,8 @@
 """Semantic search on plain Redis: a per-client numpy mirror fed by a per-partition log.
 
 Redis stays the source of truth. The write script (:mod:`~semcache_core.backends.redis.lua`)
-writes each record atomically: ``XADD`` to the partition's log stream ``<ns>:vlog:<partition>``
-(id, vector, tags), then the record's hash with the log entry id as its version, and its TTL.
+writes each record atomically: ``XADD`` to the partition's log stream
+``<ns>:vlog:{<ns>:<tag>}<partition>`` (id, vector, tags), then the record's hash with the log entry id as its version, and its TTL.
 Each client keeps a numpy mirror of the partitions it searches (:mod:`semcache_core.mirror`)
 and, in the same round trip that checks the dimension, reads only the log entries after its
 offset (the last entry id it has). Candidates are verified with one ``HMGET`` round trip
@@ -15,7 +15,9 @@ holds at least :data:`COMPACT_FLOOR` entries and twice its live count at the las
 that writer ``XDEL``\\s the entries whose hash is gone or has another version, then bumps the
 log's epoch so every client rebuilds its mirror from the shorter log once. Entry ids never
 change, so readers keep their offsets. A log (and its meta hash) carries the TTL of its
-longest-lived entry, so the logs of abandoned partitions expire with their entries.
+longest-lived entry, so the logs of abandoned partitions expire with their entries. A log,
+its meta, lock and dimension keys and its records' hashes share the partition's hash slot
+(:class:`~semcache_core.backends.redis.keys.KeyLayout`), so the scripts run on one shard.
 
 *Memory bound:* at most ``max_mirror_rows`` rows per client (see the backend's docstring).
 """
@@ -39,17 +41,10 @@ from semcache_core.backends.redis.commands import (
     one,
     stream_entries,
 )
-from semcache_core.backends.redis.keys import (
-    dim_key,
-    entry_id_of,
-    lock_key,
-    log_key,
-    meta_key,
-    seq_of,
-    vector_key,
-)
+from semcache_core.backends.redis.keys import KeyLayout, entry_id_of, seq_of
 from semcache_core.backends.redis.lua import (
     FINISH_COMPACTION,
+    KnownDimensions,
     ScriptCall,
     run_commands,
     write_records,
@@ -73,27 +68,30 @@ class LogMirrorSearch(VectorStrategy):
     def __init__(self, mirrors: MirrorSet) -> None:
         self.mirrors = mirrors
         self.max_mirror_rows = mirrors.max_rows
+        self.dims = KnownDimensions()
         # The log epoch each mirror was built at (a compaction bumps it: the mirror rebuilds).
         self._epochs: weakref.WeakKeyDictionary[PartitionMirror, int] = weakref.WeakKeyDictionary()
 
-    def add(self, namespace: str, write: VectorWrite) -> Flow[None]:
+    def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]:
         partition = write.partition
         compact = yield from write_records(
-            namespace, write, use_log=True, compact_floor=COMPACT_FLOOR
+            namespace, write, layout, use_log=True, known=self.dims, compact_floor=COMPACT_FLOOR
         )
         if compact:
             try:
-                yield from self._compact_log(namespace, partition)
+                yield from self._compact_log(namespace, partition, layout)
             except BackendError as exc:
                 # The records are written; the lock expires and a later write compacts.
                 logger.debug(
-                    "semcache: compacting %s failed: %s", log_key(namespace, partition), exc
+                    "semcache: compacting %s failed: %s", layout.log_key(namespace, partition), exc
                 )
 
-    def search(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+    def search(
+        self, namespace: str, search: VectorSearch, layout: KeyLayout
+    ) -> Flow[list[VectorHit]]:
         partition, vector, k = search.partition, search.vector, search.k
         max_distance, tags = search.max_distance, search.tags
-        mirror = yield from self._catch_up(namespace, partition, int(vector.shape[0]))
+        mirror = yield from self._catch_up(namespace, partition, int(vector.shape[0]), layout)
         if mirror is None:
             return []
 
@@ -102,7 +100,7 @@ class LogMirrorSearch(VectorStrategy):
             # matched (same log entry, same partition).
             replies = yield Round(
                 [
-                    ("HMGET", vector_key(namespace, c.id), "ver", "partition", "payload")
+                    ("HMGET", layout.vector_key(namespace, c.id), "ver", "partition", "payload")
                     for c in candidates
                 ]
             )
@@ -123,20 +121,24 @@ class LogMirrorSearch(VectorStrategy):
         )
 
     def drop_namespace(self, namespace: str) -> None:
+        self.dims.drop(namespace)
         with self.mirrors.lock:
             self.mirrors.drop_namespace(namespace)
 
     def forget(self) -> None:
+        self.dims.clear()
         with self.mirrors.lock:
             self.mirrors.drop_all()
 
-    def _catch_up(self, namespace: str, partition: str, dim: int) -> Flow[PartitionMirror | None]:
+    def _catch_up(
+        self, namespace: str, partition: str, dim: int, layout: KeyLayout
+    ) -> Flow[PartitionMirror | None]:
         """This client's mirror of ``partition``, updated with the log entries it lacks.
 
-        One round trip in the common case: the namespace's dimension, the log's epoch and
-        length, and the entries after the mirror's offset come back together.
+        One round trip in the common case: the partition's dimension, the log's epoch and
+        length, and the entries after the mirror's offset come back together (one slot).
         """
-        log = log_key(namespace, partition)
+        log = layout.log_key(namespace, partition)
         cap = self.max_mirror_rows
         while True:
             with self.mirrors.lock:
@@ -158,8 +160,8 @@ class LogMirrorSearch(VectorStrategy):
             )
             stored_dim, server_epoch, length, entries = yield Round(
                 (
-                    ("GET", dim_key(namespace)),
-                    ("HGET", meta_key(namespace, partition), "epoch"),
+                    ("GET", layout.partition_dim_key(namespace, partition)),
+                    ("HGET", layout.meta_key(namespace, partition), "epoch"),
                     ("XLEN", log),
                     page,
                 )
@@ -167,7 +169,7 @@ class LogMirrorSearch(VectorStrategy):
             if stored_dim is None:
                 with self.mirrors.lock:
                     self.mirrors.drop(namespace, partition)
-                return None  # no vector was ever stored in this namespace (or it was cleared)
+                return None  # no vector is stored in this partition (or it was cleared)
             if int(stored_dim) != dim:
                 raise keyspace.dimension_error(namespace, dim, int(stored_dim))
             current_epoch = int(server_epoch or 0)
@@ -228,7 +230,7 @@ class LogMirrorSearch(VectorStrategy):
         newest.reverse()
         return newest
 
-    def _compact_log(self, namespace: str, partition: str) -> Flow[None]:
+    def _compact_log(self, namespace: str, partition: str, layout: KeyLayout) -> Flow[None]:
         """Drop dead entries (deleted, replaced or expired records) from a partition's log.
 
         Run by the one writer that won the compaction lock, when the log holds at least
@@ -236,7 +238,7 @@ class LogMirrorSearch(VectorStrategy):
         ids never change (XDEL), so concurrent readers keep their offsets; bumping the epoch
         makes every client rebuild its mirror from the shorter log once.
         """
-        log = log_key(namespace, partition)
+        log = layout.log_key(namespace, partition)
         expected_partition = partition.encode()
         live = 0
         start = "-"
@@ -255,7 +257,7 @@ class LogMirrorSearch(VectorStrategy):
                 [
                     (
                         "HMGET",
-                        vector_key(namespace, as_text(fields.get("id", b""))),
+                        layout.vector_key(namespace, as_text(fields.get("id", b""))),
                         "ver",
                         "partition",
                     )
@@ -280,7 +282,11 @@ class LogMirrorSearch(VectorStrategy):
             [
                 ScriptCall(
                     FINISH_COMPACTION,
-                    [meta_key(namespace, partition), log, lock_key(namespace, partition)],
+                    [
+                        layout.meta_key(namespace, partition),
+                        log,
+                        layout.lock_key(namespace, partition),
+                    ],
                     [max(COMPACT_FLOOR, 2 * live)],
                 )
             ]

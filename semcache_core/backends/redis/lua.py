@@ -5,6 +5,7 @@ Valkey and ElastiCache do)."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,15 +16,7 @@ from redis.exceptions import NoScriptError
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import VectorRecord, VectorWrite
 from semcache_core.backends.redis.commands import Command, Round, as_text, is_error, refused
-from semcache_core.backends.redis.keys import (
-    dim_key,
-    lock_key,
-    log_key,
-    meta_key,
-    partition_token,
-    tag_token,
-    vector_key,
-)
+from semcache_core.backends.redis.keys import KeyLayout, check_ids, partition_token, tag_token
 from semcache_core.codecs import canonical_json
 from semcache_core.flow import Flow
 
@@ -58,21 +51,26 @@ class ScriptCall:
 
 # -- Lua scripts -----------------------------------------------------------------------------
 
-# Writes vector records atomically: checks/sets the namespace's dimension, appends each record
+# Writes vector records atomically: checks/sets the partition's dimension (log path: the
+# mirrors need one per partition; the namespace's is checked before, outside the script, as it
+# is in no partition's slot: KeyLayout), appends each record
 # to its partition's log (XADD: the entry id is the record's version), replaces the record's
 # hash with its TTL (Query Engine path: vector, payload, partition, tag tokens, for the index;
 # log path: payload, partition, version only, the vector living in the log), keeps the log alive at
 # least as long as its longest-lived entry, and elects one writer to compact an overgrown log.
-# KEYS: dim, log, meta, lock, hash...   ARGV: dim, ttl_ms (0 = none), use_log, partition,
+# KEYS (one slot: the partition's): partition dim, log, meta, lock, hash...
+# ARGV: dim, ttl_ms (0 = none), use_log, partition,
 # partition token, compact floor, lock ms, then per record: id, vector, payload, tags json,
 # tag tokens.
 WRITE_VECTORS = Script(
     """
-local dim = redis.call('GET', KEYS[1])
-if dim and dim ~= ARGV[1] then return {'dim', dim} end
-if not dim then redis.call('SET', KEYS[1], ARGV[1]) end
 local ttl = tonumber(ARGV[2])
 local use_log = ARGV[3] == '1'
+if use_log then
+  local dim = redis.call('GET', KEYS[1])
+  if dim and dim ~= ARGV[1] then return {'dim', dim} end
+  if not dim then redis.call('SET', KEYS[1], ARGV[1]) end
+end
 local log_ttl = -1
 if use_log then log_ttl = redis.call('PTTL', KEYS[2]) end
 for i = 5, #KEYS do
@@ -99,9 +97,11 @@ if ttl == 0 then
 elseif log_ttl == -2 or (log_ttl >= 0 and log_ttl < ttl) then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  local t = redis.call('PTTL', KEYS[2])
-  if t >= 0 then redis.call('PEXPIRE', KEYS[3], t) else redis.call('PERSIST', KEYS[3]) end
+local t = redis.call('PTTL', KEYS[2])
+for _, k in ipairs({KEYS[3], KEYS[1]}) do
+  if redis.call('EXISTS', k) == 1 then
+    if t >= 0 then redis.call('PEXPIRE', k, t) else redis.call('PERSIST', k) end
+  end
 end
 local len = redis.call('XLEN', KEYS[2])
 local at = tonumber(redis.call('HGET', KEYS[3], 'compact_at') or ARGV[6])
@@ -112,8 +112,10 @@ return {'ok', len, 0}
 """
 )
 
-# Resets the TTL of vector records and extends their partition log (and its meta hash) so the
-# log outlives every live entry. KEYS: hashes.  ARGV: ttl_ms, namespace.
+# Resets the TTL of vector records and extends their partition log (and its meta hash and
+# dimension) so the log outlives every live entry. KEYS: hashes of one partition tag (one
+# slot).  ARGV: ttl_ms, log, meta and dimension key prefixes of that tag (the partition
+# completes them: the same slot).
 EXPIRE_VECTORS = Script(
     """
 local ttl = tonumber(ARGV[1])
@@ -121,7 +123,7 @@ for _, key in ipairs(KEYS) do
   if redis.call('PEXPIRE', key, ttl) == 1 then
     local part = redis.call('HGET', key, 'partition')
     if part then
-      for _, k in ipairs({ARGV[2] .. ':vlog:' .. part, ARGV[2] .. ':vmeta:' .. part}) do
+      for _, k in ipairs({ARGV[2] .. part, ARGV[3] .. part, ARGV[4] .. part}) do
         local t = redis.call('PTTL', k)
         if t >= 0 and t < ttl then redis.call('PEXPIRE', k, ttl) end
       end
@@ -142,6 +144,25 @@ local t = redis.call('PTTL', KEYS[2])
 if t >= 0 then redis.call('PEXPIRE', KEYS[1], t) end
 redis.call('DEL', KEYS[3])
 return 0
+"""
+)
+
+# Compare-and-set of one value key (semcache_core.context_cache). KEYS: the value key.
+# ARGV: expected value, "1" if the key is expected absent, new value, ttl_ms (0 = none).
+COMPARE_AND_SET = Script(
+    """
+local current = redis.call('GET', KEYS[1])
+if ARGV[2] == '1' then
+  if current then return 0 end
+elseif current ~= ARGV[1] then
+  return 0
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1
 """
 )
 
@@ -179,17 +200,64 @@ def _record_args(record: VectorRecord) -> list[Any]:
     ]
 
 
+class KnownDimensions:
+    """The namespace dimensions (``<ns>:vdim``) this client has set or found equal to its
+    writes: later writes of that dimension skip the check (one round trip)."""
+
+    def __init__(self) -> None:
+        self._dims: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, namespace: str) -> int | None:
+        with self._lock:
+            return self._dims.get(namespace)
+
+    def set(self, namespace: str, dim: int) -> None:
+        with self._lock:
+            self._dims[namespace] = dim
+
+    def drop(self, namespace: str) -> None:
+        with self._lock:
+            self._dims.pop(namespace, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._dims.clear()
+
+
+def check_namespace_dim(
+    namespace: str, dim: int, layout: KeyLayout, known: KnownDimensions
+) -> Flow[None]:
+    """Set the namespace's dimension if it has none, else check it (``SET NX`` then ``GET``,
+    one round trip). Outside the write script: ``<ns>:vdim`` is in no partition's slot."""
+    if known.get(namespace) == dim:
+        return
+    key = layout.dim_key(namespace)
+    _set, stored = yield Round((("SET", key, dim, "NX"), ("GET", key)))
+    if stored is not None and int(as_text(stored)) != dim:
+        raise keyspace.dimension_error(namespace, dim, int(as_text(stored)))
+    known.set(namespace, dim)
+
+
 def write_records(
-    namespace: str, write: VectorWrite, *, use_log: bool, compact_floor: int = 0
+    namespace: str,
+    write: VectorWrite,
+    layout: KeyLayout,
+    *,
+    use_log: bool,
+    known: KnownDimensions,
+    compact_floor: int = 0,
 ) -> Flow[bool]:
     """Write ``records`` with :data:`WRITE_VECTORS`; True when this writer should compact."""
     partition, records, dim = write.partition, write.records, write.dim
+    check_ids(partition, [record.id for record in records])
+    yield from check_namespace_dim(namespace, dim, layout, known)
     rows = [_record_args(record) for record in records]
     keys = [
-        dim_key(namespace),
-        log_key(namespace, partition),
-        meta_key(namespace, partition),
-        lock_key(namespace, partition),
+        layout.partition_dim_key(namespace, partition),
+        layout.log_key(namespace, partition),
+        layout.meta_key(namespace, partition),
+        layout.lock_key(namespace, partition),
     ]
     calls: list[Command | ScriptCall] = []
     for start in range(0, len(records), WRITE_CHUNK):
@@ -205,7 +273,7 @@ def write_records(
         ]
         for i in chunk:
             args.extend(rows[i])
-        hashes = [vector_key(namespace, records[i].id) for i in chunk]
+        hashes = [layout.vector_key(namespace, records[i].id) for i in chunk]
         calls.append(ScriptCall(WRITE_VECTORS, [*keys, *hashes], args))
     replies = yield from run_commands(calls)
     compact = False

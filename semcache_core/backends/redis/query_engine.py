@@ -1,7 +1,7 @@
 """Semantic search in the server: the Redis Query Engine (RediSearch >= 2.4: Redis Stack, 8).
 
 One index per namespace (``<ns>:idx``, HNSW, COSINE, FLOAT32, dimension of the first vector,
-created lazily) over the ``<ns>:vec:`` hashes. The partition and every tag are indexed as TAG
+created lazily) over the ``<ns>:vec:`` hashes (every partition's slot tag: keys.KeyLayout). The partition and every tag are indexed as TAG
 tokens (hex digests of the partition / of ``name``+``value``, so any value works without query
 escaping, case folding or whitespace trimming), and the query is
 ``(@ptag:{p} @ttag:{t}...)=>[KNN k @vector $vec]`` with DIALECT 2: the KNN runs only over
@@ -32,13 +32,14 @@ from semcache_core.backends.redis.commands import (
     refused,
 )
 from semcache_core.backends.redis.keys import (
-    dim_key,
+    KeyLayout,
     index_name,
     partition_token,
+    record_id,
     tag_token,
-    vector_key,
+    vector_prefix,
 )
-from semcache_core.backends.redis.lua import write_records
+from semcache_core.backends.redis.lua import KnownDimensions, write_records
 from semcache_core.backends.redis.strategy import VectorStrategy
 from semcache_core.codecs import Vector
 from semcache_core.errors import SchemaConflictError, VectorDimensionError
@@ -66,20 +67,25 @@ class QueryEngineSearch(VectorStrategy):
         self._indexes: dict[str, int] = {}  # namespace -> dimension of its checked index
         self._recreated: set[str] = set()
         self._state = threading.Lock()
+        self.dims = KnownDimensions()
 
-    def add(self, namespace: str, write: VectorWrite) -> Flow[None]:
-        yield from self._ensure_index(namespace, write.dim, create=True, adding=True)
-        yield from write_records(namespace, write, use_log=False)
+    def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]:
+        yield from self._ensure_index(namespace, write.dim, layout, create=True, adding=True)
+        yield from write_records(namespace, write, layout, use_log=False, known=self.dims)
 
     def drop_namespace(self, namespace: str) -> None:
+        self.dims.drop(namespace)
         with self._state:
             self._indexes.pop(namespace, None)
 
     def forget(self) -> None:
+        self.dims.clear()
         with self._state:
             self._indexes.clear()
 
-    def _ensure_index(self, namespace: str, dim: int, *, create: bool, adding: bool) -> Flow[bool]:
+    def _ensure_index(
+        self, namespace: str, dim: int, layout: KeyLayout, *, create: bool, adding: bool
+    ) -> Flow[bool]:
         """Check (once per client) or create the namespace's index; False if none exists."""
         with self._state:
             known = self._indexes.get(namespace)
@@ -89,7 +95,7 @@ class QueryEngineSearch(VectorStrategy):
             return True
         name = index_name(namespace)
         info, stored_dim = yield Round(
-            (("FT.INFO", name), ("GET", dim_key(namespace))), tolerate=True
+            (("FT.INFO", name), ("GET", layout.dim_key(namespace))), tolerate=True
         )
         if is_error(stored_dim):
             raise refused("GET", stored_dim)
@@ -104,15 +110,15 @@ class QueryEngineSearch(VectorStrategy):
                     raise _dimension_error(namespace, dim, dim_in_store, adding=adding)
             elif not create:
                 return False
-            yield from self._create_index(namespace, dim, replace=False)
+            yield from self._create_index(namespace, dim, layout, replace=False)
         else:
-            problems, index_dim = _schema_problems(info, namespace)
+            problems, index_dim = _schema_problems(info, namespace, layout)
             if index_dim is None and stored_dim is not None:
                 index_dim = int(stored_dim)
             conflict = bool(problems) or (index_dim is not None and index_dim != dim)
             if conflict and self.recreate_index and namespace not in self._recreated:
                 yield Round((("FT.DROPINDEX", name),))
-                yield from self._create_index(namespace, dim, replace=True)
+                yield from self._create_index(namespace, dim, layout, replace=True)
                 with self._state:
                     self._recreated.add(namespace)
             elif problems:
@@ -127,11 +133,13 @@ class QueryEngineSearch(VectorStrategy):
             self._indexes[namespace] = dim
         return True
 
-    def _create_index(self, namespace: str, dim: int, *, replace: bool) -> Flow[None]:
+    def _create_index(
+        self, namespace: str, dim: int, layout: KeyLayout, *, replace: bool
+    ) -> Flow[None]:
         commands: list[Command] = [
             (
                 "FT.CREATE", index_name(namespace), "ON", "HASH",
-                "PREFIX", 1, vector_key(namespace, ""),
+                "PREFIX", 1, vector_prefix(namespace),
                 "SCHEMA",
                 "ptag", "TAG", "SEPARATOR", ",",
                 "ttag", "TAG", "SEPARATOR", ",",
@@ -140,14 +148,14 @@ class QueryEngineSearch(VectorStrategy):
             )
         ]  # fmt: skip
         if replace:
-            commands.append(("SET", dim_key(namespace), dim))
+            commands.append(("SET", layout.dim_key(namespace), dim))
         replies = yield Round(commands, tolerate=True)
         created = replies[0]
         if is_error(created) and "already exists" not in str(created).lower():
             raise refused("FT.CREATE", created)
         if is_error(created):  # another client created it meanwhile: check it like ours
             info = yield from one(("FT.INFO", index_name(namespace)))
-            problems, index_dim = _schema_problems(info, namespace)
+            problems, index_dim = _schema_problems(info, namespace, layout)
             if problems:
                 raise SchemaConflictError(
                     f"Redis index {index_name(namespace)!r} was just created by another "
@@ -156,7 +164,9 @@ class QueryEngineSearch(VectorStrategy):
             if index_dim is not None and index_dim != dim:
                 raise _dimension_error(namespace, dim, index_dim, adding=True)
 
-    def search(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+    def search(
+        self, namespace: str, search: VectorSearch, layout: KeyLayout
+    ) -> Flow[list[VectorHit]]:
         partition, vector, k = search.partition, search.vector, search.k
         max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
@@ -178,12 +188,15 @@ class QueryEngineSearch(VectorStrategy):
             "DIALECT", 2,
         )  # fmt: skip
         for attempt in range(2):
-            ready = yield from self._ensure_index(namespace, dim, create=False, adding=False)
+            ready = yield from self._ensure_index(
+                namespace, dim, layout, create=False, adding=False
+            )
             if not ready:
                 return []
             reply = yield from one(command, tolerate=True)
             if not is_error(reply):
-                return _rank(_search_results(reply, namespace), vector, k, max_distance)
+                hits = _search_results(reply, namespace)
+                return _rank(hits, vector, k, max_distance)
             if not missing_index(reply) or attempt:
                 raise refused("FT.SEARCH", reply)
             with self._state:  # dropped elsewhere (clear): check again, recreate if needed
@@ -192,17 +205,21 @@ class QueryEngineSearch(VectorStrategy):
 
 
 def _search_results(reply: Any, namespace: str) -> list[tuple[str, dict[str, Any]]]:
-    """FT.SEARCH replies (RESP2 list or RESP3 map) as ``[(entry id, fields)]``."""
-    strip = len(vector_key(namespace, ""))
-    results: list[tuple[str, dict[str, Any]]] = []
+    """FT.SEARCH replies (RESP2 list or RESP3 map) as ``[(entry id, fields)]``; keys of
+    another layout (untagged records of earlier versions) are skipped: they miss."""
+    found: list[tuple[str, Any]] = []
     if isinstance(reply, dict):
         for item in pairs(reply).get("results", ()):
             fields = pairs(item)
-            doc = as_text(fields.get("id", ""))
-            results.append((doc[strip:], pairs(fields.get("extra_attributes", {}))))
+            found.append((as_text(fields.get("id", "")), fields.get("extra_attributes", {})))
     else:
         for i in range(1, len(reply) - 1, 2):
-            results.append((as_text(reply[i])[strip:], pairs(reply[i + 1])))
+            found.append((as_text(reply[i]), reply[i + 1]))
+    results: list[tuple[str, dict[str, Any]]] = []
+    for key, fields in found:
+        entry_id = record_id(namespace, key)
+        if entry_id is not None:
+            results.append((entry_id, pairs(fields)))
     return results
 
 
@@ -231,7 +248,7 @@ def _rank(
     return hits[:k]
 
 
-def _schema_problems(info: Any, namespace: str) -> tuple[list[str], int | None]:
+def _schema_problems(info: Any, namespace: str, layout: KeyLayout) -> tuple[list[str], int | None]:
     """How an existing index differs from the one semcache creates; and its dimension."""
     fields = pairs(info)
     problems: list[str] = []
@@ -240,8 +257,9 @@ def _schema_problems(info: Any, namespace: str) -> tuple[list[str], int | None]:
     if key_type != "HASH":
         problems.append(f"indexes {key_type} instead of HASH")
     prefixes = [as_text(p) for p in definition.get("prefixes", ()) or ()]
-    if prefixes and prefixes != [vector_key(namespace, "")]:
-        problems.append(f"prefixes {prefixes} instead of [{vector_key(namespace, '')!r}]")
+    expected_prefix = vector_prefix(namespace)
+    if prefixes and prefixes != [expected_prefix]:
+        problems.append(f"prefixes {prefixes} instead of [{expected_prefix!r}]")
     attributes: dict[str, dict[str, str]] = {}
     for attribute in fields.get("attributes", ()) or ():
         described = {key.lower(): value for key, value in pairs(attribute).items()}
