@@ -17,6 +17,8 @@ query (no embedding); else one embedding, the nearest stored queries of the
 partition, and for each, nearest first, the candidate stages of :mod:`semcache_core.stages`
 (threshold, trap guard, verifier); the first candidate that passes them all is served.
 :meth:`ResponseCache.explain` runs the same stages and reports each one's verdict.
+A conversation (``context_match="semantic"``, the default) goes the same way with the keys,
+vectors and ``context`` stage of :class:`~semcache_core.conversation.stage.ConversationMatching`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from semcache_core.codecs import (
     normalize,
     validate_ttl,
 )
+from semcache_core.conversation import stage as chat
 from semcache_core.embedder import Embedder
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, run
@@ -48,6 +51,7 @@ from semcache_core.resilience import BackendGuard, ErrorPolicy
 from semcache_core.stages import (
     Candidate,
     Query,
+    Stage,
     Verify,
     compared_query,
     decide,
@@ -257,6 +261,8 @@ class ResponseCache(CacheEngine):
         distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
         trap_guard: bool | Any = True,
         verifier: Any = None,
+        context_match: chat.ContextMatch = chat.DEFAULT_CONTEXT_MATCH,
+        context_threshold: float = chat.DEFAULT_CONTEXT_THRESHOLD,
         refresh_ttl_on_hit: bool = False,
         on_backend_error: ErrorPolicy = "warn",
         retry_after: float = 5.0,
@@ -287,6 +293,15 @@ class ResponseCache(CacheEngine):
             self.verifier = make_verifier(verifier)
         #: The candidate pipeline (:mod:`semcache_core.stages`), in order.
         self.stages = pipeline(guard=self.trap_guard, verifier=self.verifier is not None)
+        self.context_match: chat.ContextMatch = chat.validate_context_match(context_match)
+        self.context_threshold = validate_threshold(context_threshold)
+        self.conversations = chat.ConversationMatching(
+            embed=self._embed,
+            threshold=lambda: self.distance_threshold,
+            guard=self.trap_guard,
+            stages=self.stages,
+            context_threshold=self.context_threshold,
+        )
         # Vectors computed by a missed lookup, reused by the update that follows it.
         self._pending: OrderedDict[tuple[str, str], Vector] = OrderedDict()
         self._pending_lock = threading.Lock()
@@ -295,13 +310,30 @@ class ResponseCache(CacheEngine):
     def semantic(self) -> bool:
         return self.embedder is not None
 
+    def conversational(self, prompt: Prompt) -> bool:
+        """Whether ``prompt`` is looked up as a conversation (``context_match="semantic"``)."""
+        semantic = self.context_match == "semantic" and self.embedder is not None
+        return semantic and prompt.conversation is not None
+
     # -- keys ----------------------------------------------------------------------------------
     def partition(self, scope: str, prompt: Prompt) -> str:
-        """The semantic partition of ``prompt``: namespace, scope, embedder name, context."""
+        """The semantic partition of ``prompt``: namespace, scope, embedder name, context (a
+        conversation's configuration only, with ``context_match="semantic"``)."""
         assert self.embedder is not None
-        return keys.partition_key(
-            self.namespace, f"{scope}\x00embedder={self.embedder.name}", prompt.context
-        )
+        where, context = f"{scope}\x00embedder={self.embedder.name}", prompt.context
+        if self.conversational(prompt):
+            where, context = self.conversations.partition(where, prompt)
+        return keys.partition_key(self.namespace, where, context)
+
+    def entry_id(self, partition: str, query: Query) -> str:
+        """The id of the entry ``query`` would be stored under (its exact fast path)."""
+        conversation = self.conversational(query.prompt)
+        key = self.conversations.entry_key(query.prompt) if conversation else query.compared
+        return keys.semantic_entry_id(self.namespace, partition, key)
+
+    def stages_for(self, query: Query) -> tuple[Stage, ...]:
+        """The candidate stages of ``query`` (a conversation's have a ``context`` stage)."""
+        return self.conversations.stages if self.conversational(query.prompt) else self.stages
 
     def _remember_vector(self, partition: str, query: str, vector: Vector) -> None:
         with self._pending_lock:
@@ -354,7 +386,7 @@ class ResponseCache(CacheEngine):
 
         query = self.query(prompt)
         partition = self.partition(scope, prompt)
-        entry_key = keys.vector_key(keys.semantic_entry_id(ns, partition, query.compared))
+        entry_key = keys.vector_key(self.entry_id(partition, query))
         body = yield from self._read_one(entry_key)
         if self.is_exact_entry(body, query):
             yield from self._refresh(entry_key)
@@ -364,6 +396,8 @@ class ResponseCache(CacheEngine):
         if vector is None:
             return LookupResult(None, "miss")
         self._remember_vector(partition, query.compared, vector)
+        if self.conversational(prompt):
+            self.conversations.searched(query.compared, vector)
         search = self.ops.search_vectors(
             ns, partition, vector, k=SEMANTIC_CANDIDATES, max_distance=query.threshold
         )
@@ -371,16 +405,23 @@ class ResponseCache(CacheEngine):
         return (yield from self._serve_candidate(query, hits))
 
     def query(self, prompt: Prompt, threshold: float | None = None) -> Query:
-        """``prompt`` as a semantic lookup compares it (padding removed; the threshold)."""
+        """``prompt`` as a semantic lookup compares it (padding removed; the threshold; a
+        conversation: its search text, within the context threshold)."""
+        if self.conversational(prompt):
+            return self.conversations.query(prompt, threshold)
         if threshold is None:
             threshold = self.distance_threshold
         return Query(prompt, compared_query(prompt), threshold)
 
-    @staticmethod
-    def is_exact_entry(body: Body | None, query: Query) -> bool:
+    def is_exact_entry(self, body: Body | None, query: Query) -> bool:
         """Whether ``body``, read under the entry id of ``query``, is that query's entry (its
-        query, as asked, compares the same)."""
-        stored = body.get("query") if body is not None else None
+        query, as asked, compares the same; a conversation's history and question are the
+        same)."""
+        if body is None:
+            return False
+        if self.conversational(query.prompt):
+            return self.conversations.is_exact(body, query.prompt)
+        stored = body.get("query")
         if not isinstance(stored, str):
             return False
         return stored == query.prompt.query or unpadded(stored) == query.compared
@@ -400,7 +441,7 @@ class ResponseCache(CacheEngine):
             candidate = self.candidate(hit)
             if candidate is None:
                 continue
-            decision = yield from decide(query, candidate, self.stages)
+            decision = yield from decide(query, candidate, self.stages_for(query))
             for verdict in decision.verdicts:
                 if verdict.counts:
                     self.stats.add(**verdict.counts)
@@ -438,15 +479,20 @@ class ResponseCache(CacheEngine):
             write = self.ops.set_many(ns, [(key, payload)], ttl=entry_ttl)
         else:
             partition = self.partition(scope, prompt)
-            compared = compared_query(prompt)
+            query = self.query(prompt)
             body["query"] = prompt.query  # as asked: for auditing, and for the guard
-            payload = encode_entry("response", body)
-            vector = self._take_vector(partition, compared)
+            vector = self._take_vector(partition, query.compared)
             if vector is None:
-                vector = yield from self._embed(compared)
+                vector = yield from self._embed(query.compared)
                 if vector is None:
                     return None
-            record = VectorRecord(keys.semantic_entry_id(ns, partition, compared), vector, payload)
+            if self.conversational(prompt):
+                fields = yield from self.conversations.fields(prompt, query, vector)
+                if fields is None:
+                    return None
+                body.update(fields)
+            payload = encode_entry("response", body)
+            record = VectorRecord(self.entry_id(partition, query), vector, payload)
             write = self.ops.add_vectors(ns, partition, [record], ttl=entry_ttl)
         yield from self.guard.shield("write", write, None)
         self.stats.add(writes=1)
@@ -478,6 +524,7 @@ class ResponseCache(CacheEngine):
         yield from self.guard.shield("clear", self.ops.clear(self.namespace), None)
         with self._pending_lock:
             self._pending.clear()
+        self.conversations.clear()
 
     # -- public API ----------------------------------------------------------------------------
     def lookup(self, scope: str, prompt: Prompt) -> LookupResult:

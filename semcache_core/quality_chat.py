@@ -58,10 +58,11 @@ from semcache_core.conversation import (
     query_text,
     search_text,
     units,
+    without_padding,
 )
 from semcache_core.conversation.match import cosine_distance
 from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD, SEMANTIC_CANDIDATES
-from semcache_core.guard import TrapGuard
+from semcache_core.guard import TrapGuard, strip_padding
 from semcache_core.quality import embed_with_progress, hash_embedder, minilm_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +70,9 @@ DEFAULT_FILES = (
     ROOT / "benchmarks" / "data" / "conversations_tuning.jsonl",
     ROOT / "benchmarks" / "data" / "conversations_blind.jsonl",
 )
-DEFAULT_OUT = ROOT / "benchmarks" / "results"
+#: Not ``benchmarks/results`` itself: ``conversation_quality.md`` there is the record of the
+#: one blind run at design freeze and must stay as measured.
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "conversations"
 SHOULD_HIT = ("reworded_context", "irrelevant_history", "acknowledgements")
 TRAPS = ("other_referent", "changed_detail", "different_request")
 CONTEXT_SWEEP: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(2, 11))
@@ -124,8 +127,8 @@ def load_pairs(path: str | os.PathLike[str]) -> list[ConversationPair]:
             assert a.conversation is not None and b.conversation is not None
             pairs.append(
                 ConversationPair(
-                    a.conversation,
-                    b.conversation,
+                    without_padding(a.conversation),  # as the engine compares them
+                    without_padding(b.conversation),
                     row["same_answer"],
                     row["subtype"],
                     str(row.get("domain", "")),
@@ -197,7 +200,11 @@ def exact_decision(
         return False
     if new.query == cached.query:
         return True
-    va, vb = vectors([new.query, cached.query])
+    # Embedded without padding, as the engine does (the guard strips it itself).
+    a, b = (strip_padding(q) or q for q in (new.query, cached.query))
+    if a == b:
+        return True
+    va, vb = vectors([a, b])
     return cosine_distance(va, vb) <= threshold + 1e-12 and guard.check(new.query, cached.query).ok
 
 

@@ -57,6 +57,7 @@ from semcache_core.conversation.match import (
     query_text,
     search_text,
     validate_context_match,
+    without_padding,
 )
 from semcache_core.conversation.turns import (
     conversation_from_messages,
@@ -88,4 +89,5 @@ __all__ = [
     "turns_from_messages",
     "units",
     "validate_context_match",
+    "without_padding",
 ]

@@ -41,6 +41,19 @@ def validate_context_match(value: object) -> ContextMatch:
     raise SemcacheInputError(f'context_match must be "exact" or "semantic", got {value!r}')
 
 
+def without_padding(conversation: Conversation) -> Conversation:
+    """The conversation with its last message's padding removed (greetings, thanks, urgency,
+    emoji: :func:`~semcache_core.guard.strip_padding`, as single prompts are before they are
+    embedded), so "Hi there! Can I still return it? Many thanks!!" is the entry of "Can I
+    still return it?". A message that is nothing but padding is left as it is."""
+    from semcache_core.guard import strip_padding
+
+    query = strip_padding(conversation.query) or conversation.query
+    if query == conversation.query:
+        return conversation
+    return Conversation(conversation.configuration, conversation.history, query)
+
+
 def focus(conversation: Conversation) -> Conversation:
     """Move the statements that lead the last user message into the history.
 
