@@ -173,6 +173,13 @@ class CacheEngine:
             self.stats.add(backend_errors=1)
             logger.warning("semcache: embedding the prompt failed, treating it as a miss: %s", exc)
             return None
+        if embedded is None:
+            # A bad embedder, not a failed call: the failure fallback above would hide it as
+            # a miss that is never stored.
+            raise SemcacheInputError(
+                f"the embedder {getattr(self.embedder, 'name', '?')!r} returned None instead "
+                "of a vector"
+            )
         return normalize(as_vector(embedded))
 
     def _maybe_flush(self, *, force: bool = False) -> Flow[None]:
@@ -265,6 +272,7 @@ class ResponseCache(CacheEngine):
 
     # -- flows ---------------------------------------------------------------------------------
     def _lookup_flow(self, scope: str, prompt: Prompt) -> Flow[LookupResult]:
+        _check_text(scope, prompt)
         started = time.perf_counter()
         result = yield from self._find(scope, prompt)
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
@@ -349,6 +357,7 @@ class ResponseCache(CacheEngine):
         ttl: float | None,
     ) -> Flow[None]:
         ns = self.namespace
+        _check_text(scope, prompt)
         entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
         body: dict[str, Any] = {
             "value": value,
@@ -449,6 +458,13 @@ class ResponseCache(CacheEngine):
 
     async def aclear(self) -> None:
         await arun(self._clear_flow(), self.transport)
+
+
+def _check_text(scope: str, prompt: Prompt) -> None:
+    keys.require_text(scope, "scope (llm_string)")
+    keys.require_text(prompt.text, "prompt")
+    if prompt.query is not prompt.text:
+        keys.require_text(prompt.query, "prompt")
 
 
 def persisted_stats(backend: Backend | str | Any | None, namespace: str) -> dict[str, Any]:

@@ -96,6 +96,7 @@ def checked_keys(keys: Sequence[str]) -> list[str]:
     for key in keys:
         if not isinstance(key, str):
             raise TypeError(f"keys must be str, got {type(key).__name__}: {key!r}")
+        keyspace.require_text(key, "key")
     return list(keys)
 
 
@@ -103,6 +104,8 @@ def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
     for name, value in tags.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"vector tags must map str to str, got {name!r}: {value!r}")
+        keyspace.require_text(name, "tag name")
+        keyspace.require_text(value, "tag value")
     return dict(tags)
 
 
@@ -153,6 +156,7 @@ class Operations(ABC):
         namespace = keyspace.validate_namespace(namespace)
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        keyspace.require_text(prefix, "prefix")
         return self._scan_keys(namespace, prefix, cursor)
 
     # -- vectors -------------------------------------------------------------------------
