@@ -32,7 +32,9 @@ and unit length (see :func:`semcache_core.codecs.as_vector`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import logging
+import math
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,6 +42,8 @@ from semcache_core import keys as keyspace
 from semcache_core.codecs import Vector
 from semcache_core.errors import SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, done, run
+
+logger = logging.getLogger("semcache")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,24 @@ def checked_keys(keys: Sequence[str]) -> list[str]:
             raise TypeError(f"keys must be str, got {type(key).__name__}: {key!r}")
         keyspace.require_text(key, "key")
     return list(keys)
+
+
+def counters_of(pairs: Iterable[tuple[Any, Any]]) -> dict[str, float]:
+    """Stored counters as numbers: a field that is not a finite number (planted, or written by
+    another program) is skipped with a warning; stats must never take lookups down."""
+    counters: dict[str, float] = {}
+    for name, value in pairs:
+        try:
+            field_name = name.decode() if isinstance(name, bytes) else str(name)
+            number = float(value)
+        except (TypeError, ValueError, UnicodeDecodeError):
+            number = math.nan
+            field_name = repr(name)
+        if math.isfinite(number):
+            counters[field_name] = number
+        else:
+            logger.warning("semcache: ignoring a counter that is not a number: %s", field_name)
+    return counters
 
 
 def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:

@@ -20,6 +20,7 @@ from semcache_core.backends.base import (
     VectorHit,
     VectorSearch,
     VectorWrite,
+    counters_of,
 )
 from semcache_core.backends.elasticsearch.bulk import BulkWriter
 from semcache_core.backends.elasticsearch.calls import Call, Reply, error_of
@@ -423,4 +424,5 @@ class ElasticsearchOperations(BulkWriter, Operations):
             or source.get("key") != name
         ):
             return {}
-        return {str(k): float(v) for k, v in (source.get("counters") or {}).items()}
+        counters = source.get("counters")
+        return counters_of(counters.items()) if isinstance(counters, Mapping) else {}

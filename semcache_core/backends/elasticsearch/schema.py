@@ -164,11 +164,17 @@ def key_bytes(key: object, what: str) -> bytes:
 
 
 def doc_id(namespace: str, kind_prefix: str, key: str) -> str:
-    """``<namespace>:<kind_prefix><key>``, or a readable head plus a hash when too long."""
+    """``<namespace>:<kind_prefix><key>``, or a readable head plus ``#<hash>`` when the key is
+    too long or holds a ``#``.
+
+    Collision-free by construction: a plain id never holds ``#`` (namespaces and kind prefixes
+    cannot) and a hashed id always does, so a short key spelled like a long key's hashed id
+    (``<head>#<hash>``) gets a hashed id of its own instead of overwriting that document.
+    """
     raw = f"{namespace}:{kind_prefix}{key}"
-    if len(raw.encode("utf-8")) <= MAX_ID_BYTES:
+    if "#" not in key and len(raw.encode("utf-8")) <= MAX_ID_BYTES:
         return raw
-    head = key.encode("utf-8")[:200].decode("utf-8", "ignore")
+    head = key.encode("utf-8")[:200].decode("utf-8", "ignore").replace("#", "")
     return f"{namespace}:{kind_prefix}{head}#{stable_hash(kind_prefix, key)}"
 
 

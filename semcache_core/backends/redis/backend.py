@@ -3,7 +3,8 @@
 Connect with a URL (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS,
 ``unix:///path/to/redis.sock?db=0``; redis-py parses it) or with a redis-py client. Clients
 the backend creates get ``socket_timeout``/``socket_connect_timeout`` of 1 s, one retry
-without backoff, and a blocking pool of ``max_connections=100`` where a caller waits up to
+without backoff of a dropped connection (never of a timed-out command: a hung server costs one
+timeout per call, not two), and a blocking pool of ``max_connections=100`` where a caller waits up to
 ``pool_timeout=1`` s for a free connection (all configurable; ``redis_options`` passes any
 other redis-py setting), so a dead server costs about a second and the engine turns the
 failure into a miss. Every redis-py error (connection refused, timeout, an error reply) is
@@ -57,12 +58,14 @@ import threading
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.client import NEVER_DECODE
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
@@ -133,6 +136,8 @@ class RedisBackend(Backend):
             raise SemcacheInputError(f"max_mirror_rows must be >= 1, got {max_mirror_rows!r}")
         if retries < 0:
             raise SemcacheInputError(f"retries must be >= 0, got {retries!r}")
+        if url is not None:
+            _check_db(url)
         self._url = url
         self._options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
@@ -188,9 +193,12 @@ class RedisBackend(Backend):
         return self.ops.mode or self.ops.requested_mode
 
     def _retry(self, *, sync: bool) -> Any:
+        # Retry a dropped connection (a restarted server, an idle connection closed by a
+        # proxy), never a timeout: redis-py's default also retries a timed-out command, so a
+        # hung server cost two socket timeouts per call instead of one.
         if sync:
-            return Retry(NoBackoff(), self._retries)
-        return AsyncRetry(NoBackoff(), self._retries)
+            return Retry(NoBackoff(), self._retries, supported_errors=(RedisConnectionError,))
+        return AsyncRetry(NoBackoff(), self._retries, supported_errors=(RedisConnectionError,))
 
     def _sync_client(self) -> redis.Redis:
         if self._client is None:
@@ -304,6 +312,20 @@ def _backend_error(round_: Round, exc: BaseException) -> BackendError:
     names = sorted({str(command[0]) for command in round_.commands})
     detail = str(exc) or type(exc).__name__
     return BackendError(f"Redis {'/'.join(names)} failed: {detail}")
+
+
+def _check_db(url: str) -> None:
+    """redis-py reads ``redis://host/notadb`` as database 0: refuse a path that is no number."""
+    parts = urlsplit(url)
+    path = unquote(parts.path).strip("/") if parts.scheme in ("redis", "rediss") else ""
+    dbs = [path] if path else []
+    dbs += parse_qs(parts.query).get("db", [])
+    for db in dbs:
+        if not db.isdigit():
+            raise SemcacheInputError(
+                f"malformed Redis URL {_redact(url)!r}: the database must be a number "
+                f"(redis://host:6379/0), got {db!r}"
+            )
 
 
 def _redact(url: str) -> str:

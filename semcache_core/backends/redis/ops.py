@@ -8,11 +8,19 @@ when the server first answers (``vector_search="auto"`` probes ``MODULE LIST`` a
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Literal
 
 from semcache_core import keys as keyspace
-from semcache_core.backends.base import KeyPage, Operations, VectorHit, VectorSearch, VectorWrite
+from semcache_core.backends.base import (
+    KeyPage,
+    Operations,
+    VectorHit,
+    VectorSearch,
+    VectorWrite,
+    counters_of,
+)
 from semcache_core.backends.redis.commands import (
     Command,
     Round,
@@ -43,6 +51,7 @@ VectorSearchMode = Literal["auto", "query-engine", "mirror"]
 MIN_SEARCH_VERSION = 20400
 #: SCAN page size (a hint to Redis) and keys per UNLINK when clearing.
 SCAN_COUNT = 1000
+logger = logging.getLogger("semcache")
 
 
 class RedisOperations(Operations):
@@ -171,11 +180,19 @@ class RedisOperations(Operations):
     # -- counters --------------------------------------------------------------------------------
     def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:
         key = stats_key(namespace, name)
-        yield Round([("HINCRBYFLOAT", key, f, repr(d)) for f, d in deltas.items()])
+        fields = list(deltas.items())
+        replies = yield Round([("HINCRBYFLOAT", key, f, repr(d)) for f, d in fields], tolerate=True)
+        # A field that holds no number (planted, or another program's) refuses HINCRBYFLOAT:
+        # it is reset to this delta, so a bad counter never fails the flush (nor opens the
+        # circuit breaker and takes lookups down with it).
+        broken = [(f, d) for (f, d), reply in zip(fields, replies, strict=True) if is_error(reply)]
+        if broken:
+            logger.warning("semcache: resetting counters that were not numbers: %s", broken)
+            yield Round([("HSET", key, f, repr(d)) for f, d in broken])
 
     def _get_counters(self, namespace: str, name: str) -> Flow[dict[str, float]]:
         reply = yield from one(("HGETALL", stats_key(namespace, name)))
-        return {field: float(value) for field, value in pairs(reply).items()}
+        return counters_of(pairs(reply).items())
 
     # -- namespace-wide --------------------------------------------------------------------------
     def _clear(self, namespace: str) -> Flow[None]:
