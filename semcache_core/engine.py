@@ -36,7 +36,7 @@ from semcache_core.embedder import Embedder
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, run
 from semcache_core.prompt import Prompt
-from semcache_core.resilience import BackendGuard, ErrorPolicy
+from semcache_core.resilience import BackendGuard, ErrorPolicy, breaker_of
 from semcache_core.stats import CacheStats, from_counters
 
 logger = logging.getLogger("semcache")
@@ -122,7 +122,9 @@ class EngineTransport:
         if isinstance(step, Embed):
             return self._engine.require_embedder().embed(step.text)
         self._engine.guard.check()
-        return self._engine.backend.execute(step)
+        reply = self._engine.backend.execute(step)
+        self._engine.guard.succeeded()
+        return reply
 
     async def aexecute(self, step: Step) -> Any:
         if isinstance(step, Create):
@@ -131,7 +133,9 @@ class EngineTransport:
         if isinstance(step, Embed):
             return await self._engine.require_embedder().aembed(step.text)
         self._engine.guard.check()
-        return await self._engine.backend.aexecute(step)
+        reply = await self._engine.backend.aexecute(step)
+        self._engine.guard.succeeded()
+        return reply
 
 
 class CacheEngine:
@@ -150,7 +154,9 @@ class CacheEngine:
         self.ttl = validate_ttl(ttl)
         self.backend = connect(backend)
         self.ops = self.backend.ops
-        self.guard = BackendGuard(on_backend_error, retry_after=retry_after)
+        self.guard = BackendGuard(
+            on_backend_error, retry_after=retry_after, breaker=breaker_of(self.backend)
+        )
         self.stats = CacheStats()
         self.guard.on_error = lambda: self.stats.add(backend_errors=1)
         self.embedder: Embedder | None = None

@@ -125,12 +125,12 @@ class RedisOperations(Operations):
                 else ("HGET", vector_key(namespace, entry_id), "payload")
                 for key, entry_id in zip(keys, ids, strict=True)
             ]
-            replies = yield Round(commands)
+            replies = yield Round(commands, tolerate=True)
         elif len(keys) == 1:  # the exact-cache lookup: GET is a little cheaper than MGET
-            replies = [(yield from one(("GET", value_key(namespace, keys[0]))))]
+            replies = [(yield from one(("GET", value_key(namespace, keys[0])), tolerate=True))]
         else:
             replies = yield from one(("MGET", *(value_key(namespace, k) for k in keys)))
-        return [None if v is None else bytes(v) for v in replies]
+        return [_value_of(v) for v in replies]
 
     def _set_many(
         self, namespace: str, items: list[tuple[str, bytes]], ttl_ms: int | None
@@ -230,3 +230,12 @@ class RedisOperations(Operations):
             self.mirrors.drop_all()
         if self.strategy is not None:
             self.strategy.forget()
+
+
+def _value_of(reply: object) -> bytes | None:
+    """A read value; a key of the wrong type (``WRONGTYPE``: planted by another program)
+    is a miss with a warning, never an error that would open the circuit breaker."""
+    if is_error(reply):
+        logger.warning("semcache: ignoring a Redis key of the wrong type: %s", reply)
+        return None
+    return bytes(reply) if isinstance(reply, (bytes, bytearray, memoryview)) else None
