@@ -88,6 +88,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch, TransportError
 
 from semcache_core.backends.base import Backend
+from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
 from semcache_core.backends.elasticsearch.calls import Call, Reply, error_of
 from semcache_core.backends.elasticsearch.ops import ElasticsearchOperations
 from semcache_core.backends.elasticsearch.schema import MAX_WINDOW, SCHEMA_ERRORS, Refresh
@@ -239,6 +240,9 @@ class ElasticsearchBackend(Backend):
         self._async_by_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, _Clients[AsyncElasticsearch]
         ] = weakref.WeakKeyDictionary()
+        self._loop_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Guard] = (
+            weakref.WeakKeyDictionary()
+        )
         self.ops: ElasticsearchOperations = ElasticsearchOperations(
             index=index,
             refresh=refresh,
@@ -337,7 +341,7 @@ class ElasticsearchBackend(Backend):
             )
         return self._sync
 
-    def _async_clients(self) -> _Clients[AsyncElasticsearch]:
+    async def _async_clients(self) -> _Clients[AsyncElasticsearch]:
         if self._async is not None:
             return self._async
         if self._client_kwargs is None:
@@ -350,8 +354,11 @@ class ElasticsearchBackend(Backend):
         loop = asyncio.get_running_loop()
         clients = self._async_by_loop.get(loop)
         if clients is None:
-            clients = _Clients(AsyncElasticsearch(**self._client_kwargs), *self._timeouts)
+            client = AsyncElasticsearch(**self._client_kwargs)
+            clients = _Clients(client, *self._timeouts)
             self._async_by_loop[loop] = clients
+            # Closed when its loop ends, even if aclose() is never called there.
+            self._loop_guards[loop] = await close_at_loop_end(client.close)
         return clients
 
     def _failure(self, call: Call, exc: Exception) -> Exception:
@@ -380,7 +387,7 @@ class ElasticsearchBackend(Backend):
 
     async def aexecute(self, step: Step) -> Reply:
         call = _call(step)
-        method = operator.attrgetter(call.api)(self._async_clients().get(call))
+        method = operator.attrgetter(call.api)((await self._async_clients()).get(call))
         try:
             response = await method(**call.kwargs)
         except (ApiError, TransportError) as exc:
@@ -406,18 +413,22 @@ class ElasticsearchBackend(Backend):
     def close(self) -> None:
         """Close the clients semcache built from a URL (a client you passed stays open).
 
-        Async clients can only be closed from their event loop: use :meth:`aclose` there.
+        Async clients are closed in their event loop: when it ends, or by :meth:`aclose`.
         """
         if self._owned_sync is not None:
             self._owned_sync.close()
         for loop in list(self._async_by_loop):
             if loop.is_closed():
                 self._async_by_loop.pop(loop, None)
+                self._loop_guards.pop(loop, None)
 
     async def aclose(self) -> None:
-        clients = self._async_by_loop.pop(asyncio.get_running_loop(), None)
-        if clients is not None:
-            await clients.client.close()
+        """Close every client semcache built, each async one in its own event loop."""
+        for loop in list(self._async_by_loop):
+            self._async_by_loop.pop(loop, None)
+            guard = self._loop_guards.pop(loop, None)
+            if guard is not None:
+                await close_in_loop(loop, guard)
         self.close()
 
     def __repr__(self) -> str:

@@ -70,6 +70,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from semcache_core.backends.base import Backend
+from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
 from semcache_core.backends.redis.commands import Round
 from semcache_core.backends.redis.ops import RedisOperations, VectorSearchMode
 from semcache_core.errors import BackendError, SemcacheInputError
@@ -151,6 +152,7 @@ class RedisBackend(Backend):
         self._owns_client = False
         self._owns_async_client = False
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._async_guard: Guard | None = None
         self.ops: RedisOperations = RedisOperations(
             vector_search=vector_search,
             recreate_index=recreate_index,
@@ -220,13 +222,15 @@ class RedisBackend(Backend):
                     self._owns_client = True
         return self._client
 
-    def _async(self) -> redis.asyncio.Redis:
+    async def _async(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
         if self._owns_async_client and self._async_loop is not loop:
             # asyncio connections belong to the loop that opened them: a client built in an
-            # earlier loop (asyncio.run called again) is unusable, and its loop is gone.
+            # earlier loop (asyncio.run called again) is unusable there; it is closed in its
+            # own loop (when that loop ends: see semcache_core.backends.loops).
             self._async_client = None
             self._owns_async_client = False
+            self._async_guard = None
         if self._async_client is None:
             self._async_loop = loop
             if self._url is not None:
@@ -243,6 +247,7 @@ class RedisBackend(Backend):
                 )
             )
             self._owns_async_client = True
+            self._async_guard = await close_at_loop_end(partial(_close_async, self._async_client))
         return self._async_client
 
     # -- the transport ---------------------------------------------------------------------------
@@ -256,7 +261,7 @@ class RedisBackend(Backend):
     async def aexecute(self, step: Step) -> list[Any]:
         round_ = _round(step)
         try:
-            return round_.replies(await _request(self._async(), round_)())
+            return round_.replies(await _request(await self._async(), round_)())
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             return _settle(round_, exc)
 
@@ -272,16 +277,25 @@ class RedisBackend(Backend):
         self.ops.forget()
 
     async def aclose(self) -> None:
-        if self._owns_async_client and self._async_client is not None:
-            await self._async_client.aclose()
-            await self._async_client.connection_pool.disconnect()
+        """Close both clients the backend created, the async one in its own event loop (from
+        any loop: ``asyncio.run`` called twice leaves the first client in the first loop)."""
+        guard, loop = self._async_guard, self._async_loop
+        if self._owns_async_client:
             self._async_client = None
             self._owns_async_client = False
+            self._async_guard = None
+        if guard is not None and loop is not None:
+            await close_in_loop(loop, guard)
         self.close()
 
     def __repr__(self) -> str:
         where = _redact(self._url) if self._url else "client"
         return f"RedisBackend({where!r}, vector_search={self.vector_search!r})"
+
+
+async def _close_async(client: redis.asyncio.Redis) -> None:
+    await client.aclose()
+    await client.connection_pool.disconnect()
 
 
 def _request(client: Any, round_: Round) -> Callable[[], Any]:
