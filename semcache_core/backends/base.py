@@ -31,9 +31,9 @@ and unit length (see :func:`semcache_core.codecs.as_vector`).
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import logging
 import math
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar

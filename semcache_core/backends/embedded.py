@@ -34,12 +34,12 @@ import numpy as np
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import (
     Backend,
-    counters_of,
     KeyPage,
     Operations,
     VectorHit,
     VectorSearch,
     VectorWrite,
+    counters_of,
 )
 from semcache_core.codecs import canonical_json, loads_untrusted
 from semcache_core.errors import BackendError, SemcacheInputError

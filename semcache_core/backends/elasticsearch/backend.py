@@ -88,10 +88,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch, TransportError
 
 from semcache_core.backends.base import Backend
-from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
 from semcache_core.backends.elasticsearch.calls import Call, Reply, error_of
 from semcache_core.backends.elasticsearch.ops import ElasticsearchOperations
 from semcache_core.backends.elasticsearch.schema import MAX_WINDOW, SCHEMA_ERRORS, Refresh
+from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
 from semcache_core.errors import BackendError, SchemaConflictError, SemcacheInputError
 from semcache_core.flow import Step, arun, run
 

@@ -267,22 +267,29 @@ class ElasticsearchOperations(BulkWriter, Operations):
         key_bytes(record_id, "vector record id")
         return doc_id(namespace, "vec:", record_id)
 
-    def _namespace_dim(self, namespace: str, dim: int) -> Flow[bool]:
-        """Check ``dim`` against the namespace's; True when the namespace has none yet."""
-        if self._namespace_dims.get(namespace) == dim:
+    def _partition_dim(self, namespace: str, partition: str, dim: int) -> Flow[bool]:
+        """Check ``dim`` against the partition's; True when the partition has none yet.
+
+        The dimension is per partition (its ``meta:dims:<partition>`` document), not per
+        namespace: a new embedding model is a new partition (its name is part of it) and
+        simply starts its own, in the ``knn_<dim>`` field of its dimension.
+        """
+        if self._namespace_dims.get((namespace, partition)) == dim:
             return False
         # Unknown, or a different dimension cached (perhaps stale): ask the index (realtime).
         reply = yield Call(
             "get",
-            {"index": self.index, "id": doc_id(namespace, "meta:", "dims")},
+            {"index": self.index, "id": doc_id(namespace, "meta:", "dims:" + partition)},
             ignore=(404,),
         )
         source = self._document(reply)
         stored = source.get("dims") if source and source.get("kind") == META else None
-        if not isinstance(stored, int):
-            self._namespace_dims.pop(namespace, None)
-            return True
-        self._namespace_dims[namespace] = stored
+        if not isinstance(stored, int) or isinstance(stored, bool) or stored < 1:
+            if stored is not None:
+                logger.warning("semcache: ignoring a malformed dimension marker: %r", stored)
+            self._namespace_dims.pop((namespace, partition), None)
+            return stored is None
+        self._namespace_dims[(namespace, partition)] = stored
         if stored != dim:
             raise keyspace.dimension_error(namespace, dim, stored)
         return False
@@ -293,12 +300,13 @@ class ElasticsearchOperations(BulkWriter, Operations):
         ids = [self._vector_id(namespace, record.id) for record in records]
         yield from self.ensure_index()
         yield from self._ensure_vector_field(dim)
-        first = yield from self._namespace_dim(namespace, dim)
+        first = yield from self._partition_dim(namespace, partition, dim)
         expires_at = expiry_ms(ttl_ms)
         operations: list[dict[str, Any]] = []
         if first:
-            meta = {"ns": namespace, "kind": META, "key": "dims", "dims": dim}
-            operations += [self._action("create", doc_id(namespace, "meta:", "dims")), meta]
+            marker = "dims:" + partition
+            meta = {"ns": namespace, "kind": META, "key": marker, "dims": dim}
+            operations += [self._action("create", doc_id(namespace, "meta:", marker)), meta]
         knn = vector_field(dim)
         for record, record_id in zip(records, ids, strict=True):
             source: dict[str, Any] = {
@@ -317,7 +325,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
         # A semantic lookup must see this write: the configured refresh applies here.
         # 409: the meta document exists already.
         yield from self._send_bulk(operations, self.refresh, tolerate=(409,))
-        self._namespace_dims[namespace] = dim
+        self._namespace_dims[(namespace, partition)] = dim
         yield from self._maybe_purge()
 
     def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
@@ -325,7 +333,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
         max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
         yield from self.ensure_index()
-        yield from self._namespace_dim(namespace, dim)
+        yield from self._partition_dim(namespace, partition, dim)
         if not (yield from self._has_vector_field(dim)):
             return []  # no vector of this dimension was ever stored in the index
         now = now_ms()
@@ -390,7 +398,8 @@ class ElasticsearchOperations(BulkWriter, Operations):
             },
             admin=True,
         )
-        self._namespace_dims.pop(namespace, None)
+        for known in [k for k in self._namespace_dims if k[0] == namespace]:
+            self._namespace_dims.pop(known, None)
 
     def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:
         key_bytes(name, "counter group name")

@@ -11,10 +11,11 @@ Document layout (one index, or one alias pointing at one index; mapping in :func
   ``dense_vector`` searched by kNN, left out of ``_source``), ``expires_at``;
 * a counter group: id ``<namespace>:ctr:<name>``; ``kind="counter"``, ``counters`` (an object
   that is stored, not indexed);
-* the namespace's vector dimension: id ``<namespace>:meta:dims``; ``kind="meta"``, ``dims``.
+* each partition's vector dimension: id ``<namespace>:meta:dims:<partition>``; ``kind="meta"``,
+  ``dims`` (a new embedding model, a new partition, starts its own).
 
-Ids longer than Elasticsearch's 512 bytes keep a readable head and end in ``#<hash of the
-key>``. Every read checks ``ns``, ``kind`` and ``key`` of what it got, so a document is only
+Ids longer than Elasticsearch's 512 bytes, and ids of keys holding ``#``, keep a readable head
+and end in ``#<hash of the key>`` (so no plain id can equal a hashed one). Every read checks ``ns``, ``kind`` and ``key`` of what it got, so a document is only
 ever returned for the key that wrote it.
 """
 
@@ -198,7 +199,7 @@ class IndexSchema:
     _ready: bool
     _fields: dict[str, Any]
     _vector_fields_ready: set[int]
-    _namespace_dims: dict[str, int]
+    _namespace_dims: dict[tuple[str, str], int]  # (namespace, partition) -> dimension
 
     def forget_index(self) -> None:
         """The index vanished or changed: check (and create) it again on the next call."""

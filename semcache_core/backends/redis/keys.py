@@ -6,7 +6,9 @@
     <ns>:vlog:<partition>    log-mirror path only: STREAM of the partition's writes
     <ns>:vmeta:<partition>   log-mirror path only: compaction threshold and epoch
     <ns>:vlock:<partition>   log-mirror path only: compaction lock (expires)
-    <ns>:vdim                dimension of the namespace's vectors
+    <ns>:vdim                Query Engine path: dimension of the namespace's index
+    <ns>:vdim:<partition>    log-mirror path: dimension of the partition's vectors (a new
+                             embedding model is a new partition and starts its own)
     <ns>:stats:<name>        persisted counters (HASH, HINCRBYFLOAT)
     <ns>:idx                 Query Engine path only: the index name (not a key)
 
@@ -16,9 +18,12 @@ The kinds are :data:`semcache_core.keys.RESERVED_KINDS`; a vector record's key i
 
 from __future__ import annotations
 
+import logging
 import re
 
 from semcache_core.keys import stable_hash
+
+logger = logging.getLogger("semcache")
 
 _LOW64 = (1 << 64) - 1
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -44,8 +49,19 @@ def lock_key(namespace: str, partition: str) -> str:
     return f"{namespace}:vlock:{partition}"
 
 
-def dim_key(namespace: str) -> str:
-    return f"{namespace}:vdim"
+def dim_key(namespace: str, partition: str | None = None) -> str:
+    return f"{namespace}:vdim" if partition is None else f"{namespace}:vdim:{partition}"
+
+
+def dimension_of(marker: object) -> int | None:
+    """A stored dimension marker as an int; ``None`` (with a warning) when it is garbage."""
+    if marker is None:
+        return None
+    text = marker.decode("ascii", "replace") if isinstance(marker, bytes) else str(marker)
+    if text.isdigit() and 0 < int(text) <= 65536:
+        return int(text)
+    logger.warning("semcache: ignoring a malformed Redis dimension marker %r", text[:40])
+    return None
 
 
 def stats_key(namespace: str, name: str) -> str:

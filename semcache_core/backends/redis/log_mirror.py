@@ -41,6 +41,7 @@ from semcache_core.backends.redis.commands import (
 )
 from semcache_core.backends.redis.keys import (
     dim_key,
+    dimension_of,
     entry_id_of,
     lock_key,
     log_key,
@@ -156,20 +157,22 @@ class LogMirrorSearch(VectorStrategy):
                     LOG_PAGE,
                 )
             )
-            stored_dim, server_epoch, length, entries = yield Round(
+            marker, old_marker, server_epoch, length, entries = yield Round(
                 (
-                    ("GET", dim_key(namespace)),
+                    ("GET", dim_key(namespace, partition)),
+                    ("GET", dim_key(namespace)),  # written by versions before per-partition
                     ("HGET", meta_key(namespace, partition), "epoch"),
                     ("XLEN", log),
                     page,
                 )
             )
-            if stored_dim is None:
+            if marker is None and old_marker is None:
                 with self.mirrors.lock:
                     self.mirrors.drop(namespace, partition)
-                return None  # no vector was ever stored in this namespace (or it was cleared)
-            if int(stored_dim) != dim:
-                raise keyspace.dimension_error(namespace, dim, int(stored_dim))
+                return None  # no vector was ever stored in this partition (or it was cleared)
+            stored_dim = dimension_of(marker if marker is not None else old_marker)
+            if stored_dim is not None and stored_dim != dim:
+                raise keyspace.dimension_error(namespace, dim, stored_dim)
             current_epoch = int(server_epoch or 0)
             if not fresh and current_epoch != epoch:
                 with self.mirrors.lock:  # the log was compacted: rebuild from it

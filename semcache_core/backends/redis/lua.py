@@ -58,7 +58,9 @@ class ScriptCall:
 
 # -- Lua scripts -----------------------------------------------------------------------------
 
-# Writes vector records atomically: checks/sets the namespace's dimension, appends each record
+# Writes vector records atomically: checks/sets the dimension (the partition's on the log
+# path, the namespace's index's on the Query Engine path; a marker that is no number is
+# replaced), appends each record
 # to its partition's log (XADD: the entry id is the record's version), replaces the record's
 # hash with its TTL (Query Engine path: vector, payload, partition, tag tokens, for the index;
 # log path: payload, partition, version only, the vector living in the log), keeps the log alive at
@@ -69,6 +71,7 @@ class ScriptCall:
 WRITE_VECTORS = Script(
     """
 local dim = redis.call('GET', KEYS[1])
+if dim and not tonumber(dim) then dim = false end
 if dim and dim ~= ARGV[1] then return {'dim', dim} end
 if not dim then redis.call('SET', KEYS[1], ARGV[1]) end
 local ttl = tonumber(ARGV[2])
@@ -186,7 +189,7 @@ def write_records(
     partition, records, dim = write.partition, write.records, write.dim
     rows = [_record_args(record) for record in records]
     keys = [
-        dim_key(namespace),
+        dim_key(namespace, partition if use_log else None),
         log_key(namespace, partition),
         meta_key(namespace, partition),
         lock_key(namespace, partition),
