@@ -22,7 +22,6 @@ longest-lived entry, so the logs of abandoned partitions expire with their entri
 
 from __future__ import annotations
 
-import json
 import logging
 import weakref
 from collections.abc import Iterable, Mapping
@@ -56,6 +55,7 @@ from semcache_core.backends.redis.lua import (
     write_records,
 )
 from semcache_core.backends.redis.strategy import VectorStrategy
+from semcache_core.codecs import loads_untrusted
 from semcache_core.errors import BackendError
 from semcache_core.flow import Flow
 from semcache_core.mirror import Candidate, MirrorSet, PartitionMirror, verified_search
@@ -309,13 +309,17 @@ def _apply(
         if raw is None or len(raw) != width or "id" not in fields:
             continue  # foreign or corrupt: skipped, never read again
         try:
-            entry_tags = json.loads(fields.get("tags") or b"{}")
+            entry_tags = loads_untrusted(fields.get("tags") or b"{}")
         except ValueError:
+            continue
+        if not isinstance(entry_tags, dict) or not all(
+            isinstance(v, str) for v in entry_tags.values()
+        ):
             continue
         seqs.append(seq)
         ids.append(as_text(fields["id"]))
         vectors.append(bytes(raw))
-        tags.append(entry_tags if isinstance(entry_tags, dict) else {})
+        tags.append(entry_tags)
     if seqs:
         matrix = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(-1, dim)
         # Expiry is left to Redis (TTLs can be refreshed by other clients): every candidate
