@@ -67,11 +67,15 @@ class Breaker:
             with self._lock:
                 self._failed, self._probe_until = False, 0.0
 
-    def failed(self, retry_after: float) -> None:
+    def failed(self, retry_after: float) -> bool:
+        """Open the breaker; whether it was closed (False: a concurrent failure of a burst)."""
+        now = time.monotonic()
         with self._lock:
+            was_closed = now >= self._open_until
             self._failed = True
-            self._open_until = time.monotonic() + retry_after
+            self._open_until = now + retry_after
             self._probe_until = 0.0
+        return was_closed
 
 
 _BREAKERS: weakref.WeakKeyDictionary[object, Breaker] = weakref.WeakKeyDictionary()
@@ -118,10 +122,12 @@ class BackendGuard:
     def _failed(self, what: str, exc: BackendError) -> None:
         if self.policy == "raise":
             raise exc
-        self.breaker.failed(self.retry_after)
+        opened = self.breaker.failed(self.retry_after)
         if self.on_error is not None:
             self.on_error()
-        logger.warning(
+        # One warning per outage window: the callers that were waiting together fail together.
+        logger.log(
+            logging.WARNING if opened else logging.DEBUG,
             "semcache: %s failed, continuing without the cache for %.0fs: %s",
             what,
             self.retry_after,

@@ -58,7 +58,10 @@ HOSTILE_ENTRIES: list[tuple[str, bytes]] = [
     ("tokens text", _entry({"value": {}, "tokens": "many"})),
     ("tokens a bool", _entry({"value": {}, "tokens": True})),
     ("tokens NaN", b'{"_":"semcache","v":1,"kind":"response","body":{"value":{},"tokens":NaN}}'),
-    ("tokens 1e999", b'{"_":"semcache","v":1,"kind":"response","body":{"value":{},"tokens":1e999}}'),
+    (
+        "tokens 1e999",
+        b'{"_":"semcache","v":1,"kind":"response","body":{"value":{},"tokens":1e999}}',
+    ),
     ("created text", _entry({"value": {}, "created": "yesterday"})),
     ("query a number", _entry({"value": {}, "query": 7})),
     ("deep value", b'{"_":"semcache","v":1,"kind":"response","body":{"value":' + b"[" * 50_000),
@@ -135,7 +138,9 @@ def test_sqlite_rows_planted_by_hand_are_skipped(tmp_path: Path, namespace: str)
     cache.update(SCOPE, prompt, {"answer": "healthy"})
     partition = cache._partition(SCOPE, prompt)
     raw = sqlite3.connect(path, isolation_level=None)
-    insert = "INSERT INTO vec (ns, id, part, vector, payload, tags, expires_at) VALUES (?,?,?,?,?,?,?)"
+    insert = (
+        "INSERT INTO vec (ns, id, part, vector, payload, tags, expires_at) VALUES (?,?,?,?,?,?,?)"
+    )
     good_vector = normalize(as_vector(embedder.embed("reset my password how"))).tobytes()
     rows = [
         ("short vector", b"\x00" * 7, b"{}", "{}", None),
@@ -315,9 +320,13 @@ def test_key_edge_cases(backend: Backend, namespace: str) -> None:
 
 
 def test_model_switch_starts_a_new_partition(backend: Backend, namespace: str) -> None:
-    old = SemanticCache(backend, embeddings=WordHashEmbeddings(16, model="m16"), namespace=namespace)
+    old = SemanticCache(
+        backend, embeddings=WordHashEmbeddings(16, model="m16"), namespace=namespace
+    )
     old.update("What is the capital of France?", SCOPE, [Generation(text="Paris")])
-    new = SemanticCache(backend, embeddings=WordHashEmbeddings(32, model="m32"), namespace=namespace)
+    new = SemanticCache(
+        backend, embeddings=WordHashEmbeddings(32, model="m32"), namespace=namespace
+    )
     assert new.lookup("What is the capital of France?", SCOPE) is None  # never the old model's
     new.update("What is the capital of France?", SCOPE, [Generation(text="Paris (32)")])
     served = new.lookup("What is the capital of France?", SCOPE)

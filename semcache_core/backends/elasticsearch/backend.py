@@ -23,7 +23,9 @@ the client's own); ``admin_timeout`` (60 s: index creation, clear, purge); ``pur
 threshold means what it means on the other backends; ``int8_hnsw`` saves memory at the cost of
 approximate distances); ``index_settings`` (used when semcache creates the index); for URLs
 ``cloud_id``, ``api_key``, ``ca_certs``, ``verify_certs`` and ``client_options`` (any other
-``Elasticsearch()`` keyword). Connection, timeout and server errors raise ``BackendError``.
+``Elasticsearch()`` keyword; URL-built clients retry a failed connection once, never a timed
+out request, with up to 100 connections). Connection, timeout and server errors raise
+``BackendError``.
 
 Layout
 ------
@@ -286,7 +288,13 @@ class ElasticsearchBackend(Backend):
             if "index" in options:
                 raise SemcacheInputError("the index is given both in the URL path and as option")
             options["index"] = index
-        client_kwargs: dict[str, Any] = {"max_retries": 1, "retry_on_timeout": False}
+        # 100 connections (as the Redis pool): the client's default of 10 makes an 11th thread
+        # wait for a connection, then pay its own timeout after the first ten paid theirs.
+        client_kwargs: dict[str, Any] = {
+            "max_retries": 1,
+            "retry_on_timeout": False,
+            "connections_per_node": 100,
+        }
         client_kwargs.update(options.pop("client_options", None) or {})
         for name in _CONNECTION_OPTIONS:
             if name in options:
