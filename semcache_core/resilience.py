@@ -8,11 +8,13 @@ Policy (``on_backend_error``):
   costs one timeout per window instead of one per LLM call; calls in that window go straight
   to the model. The breaker (:class:`Breaker`) is shared by every cache on the same backend
   object, and after the window a single probe tests the backend while the others skip it.
-  Stored vectors of another dimension are also skipped with a warning under ``"warn"``.
+  Storage that does not fit the configuration (vectors of another dimension under the same
+  model name, an Elasticsearch index or alias semcache cannot use: ``SchemaConflictError``) is
+  also skipped, warned once per message, under ``"warn"``; ``"raise"`` raises it.
 * ``"raise"``: the :class:`~semcache_core.errors.BackendError` propagates.
 
-Only :class:`BackendError` is handled this way. Bad input (``TypeError``/``ValueError``) always
-propagates. Connect and socket timeouts are set by each backend (see its docstring).
+Only :class:`BackendError` (and those two configuration errors) is handled this way. Bad input
+(``TypeError``/``ValueError``) always propagates. Connect and socket timeouts are set by each backend (see its docstring).
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ import weakref
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
-from semcache_core.errors import BackendError, SemcacheInputError, VectorDimensionError
+from semcache_core.errors import (
+    BackendError,
+    SchemaConflictError,
+    SemcacheInputError,
+    VectorDimensionError,
+)
 from semcache_core.flow import Flow
 
 logger = logging.getLogger("semcache")
@@ -152,10 +159,11 @@ class BackendGuard:
         except BackendError as exc:
             self._failed(what, exc)
             return fallback
-        except VectorDimensionError as exc:
-            # Stored vectors of another dimension (a model switched without a new name):
-            # the configuration, not this call, is at fault; under "warn" the call goes on
-            # without the cache, warned once per message, and the breaker stays closed.
+        except (VectorDimensionError, SchemaConflictError) as exc:
+            # Storage that does not fit this configuration (vectors of another dimension under
+            # the same model name, an index or alias semcache cannot use): the configuration,
+            # not this call, is at fault; under "warn" the call goes on without the cache,
+            # warned once per message, and the breaker stays closed.
             if self.policy == "raise":
                 raise
             if self.on_error is not None:

@@ -20,7 +20,15 @@ import pytest
 from langchain_core.outputs import Generation
 
 from langchain_semcache import ExactCache, SemanticCache
-from semcache_core import Backend, Prompt, ResponseCache, SemcacheInputError, connect, keys
+from semcache_core import (
+    Backend,
+    Prompt,
+    ResponseCache,
+    SchemaConflictError,
+    SemcacheInputError,
+    connect,
+    keys,
+)
 from semcache_core.backends import VectorRecord
 from semcache_core.codecs import as_vector, normalize
 from semcache_core.testing import HashingEmbedder, fresh_namespace
@@ -360,3 +368,28 @@ def test_aclose_from_another_event_loop(
         if backend_kind not in ("memory", "sqlite"):  # an embedded database closes for good
             assert asyncio.run(use()) == [b"1"]  # network clients: usable again after aclose
             asyncio.run(backend.aclose())
+
+
+def test_alias_over_several_indices_is_a_warned_skip(server_pool: ServerPool) -> None:
+    pytest.importorskip("elasticsearch")
+    from elasticsearch import Elasticsearch
+
+    url = server_pool.url("elasticsearch").removeprefix("elasticsearch+")
+    raw = Elasticsearch(url)
+    first, second = f"rel-{fresh_namespace()}", f"rel-{fresh_namespace()}"
+    for name in (first, second):
+        raw.indices.create(index=name)
+    raw.indices.put_alias(index=[first, second], name=first + "-both")
+    try:
+        backend = connect(f"elasticsearch+{url}/{first}-both")
+        cache = ResponseCache(backend, namespace=fresh_namespace())
+        for _ in range(3):  # under "warn": misses and skipped writes, never an exception
+            assert cache.lookup(SCOPE, Prompt.plain("p")).outcome == "miss"
+            cache.update(SCOPE, Prompt.plain("p"), {"a": 1})
+        strict = ResponseCache(backend, namespace=fresh_namespace(), on_backend_error="raise")
+        with pytest.raises(SchemaConflictError, match="exactly one index"):
+            strict.lookup(SCOPE, Prompt.plain("p"))
+        backend.close()
+    finally:
+        raw.indices.delete(index=[first, second])
+        raw.close()
