@@ -232,3 +232,41 @@ def test_threads_lose_nothing_and_read_nothing_foreign(
     assert lost == [] and foreign == [], (lost[:3], foreign[:3])
     print(f"\n{kind}: {ops[0]} ops by {THREADS} threads in {elapsed:.1f}s, 0 lost, 0 foreign")
     backend.close()
+
+
+_PROCESS_WORKER = """
+import sys
+from semcache_core import Prompt, ResponseCache, connect
+path, who, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+cache = ResponseCache(connect(f"sqlite:///{path}"), namespace="shared", on_backend_error="raise")
+lost = 0
+for i in range(count):
+    cache.update("s", Prompt.plain(f"{who}:{i}"), {"who": who, "i": i})
+    body = cache.lookup("s", Prompt.plain(f"{(who + 1) % 6}:{i}")).body
+    if body is not None and body["value"] != {"who": (who + 1) % 6, "i": i}:
+        sys.exit("foreign read")
+    if cache.lookup("s", Prompt.plain(f"{who}:{i}")).body["value"] != {"who": who, "i": i}:
+        lost += 1
+sys.exit(1 if lost else 0)
+"""
+
+
+def test_processes_share_one_sqlite_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path, processes, count = tmp_path / "shared.db", 6, 100
+    connect(f"sqlite:///{path}").close()  # create the schema once
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PROCESS_WORKER, str(path), str(who), str(count)], env=env
+        )
+        for who in range(processes)
+    ]
+    assert [worker.wait(timeout=120) for worker in workers] == [0] * processes
+    cache = ResponseCache(connect(f"sqlite:///{path}"), namespace="shared")
+    for who in range(processes):
+        for i in range(count):
+            body = cache.lookup("s", Prompt.plain(f"{who}:{i}")).body
+            assert body is not None and body["value"] == {"who": who, "i": i}
