@@ -135,7 +135,7 @@ class BackendGuard:
         # One warning per outage window: the callers that were waiting together fail together.
         logger.log(
             logging.WARNING if opened else logging.DEBUG,
-            "semcache: %s failed, continuing without the cache for %.0fs: %s",
+            "semcache: %s failed, continuing without the cache for %.3gs: %s",
             what,
             self.retry_after,
             exc,
