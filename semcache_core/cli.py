@@ -11,7 +11,9 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from semcache_core.context_cache.usage import context_stats
 from semcache_core.engine import persisted_stats
 
 
@@ -24,6 +26,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     stats = persisted_stats(args.url, args.namespace)
+    # A context-cache registry's namespace (semcache_core.context_cache) has its own counters.
+    prices = json.loads(Path(args.prices).read_text()) if args.prices else None
+    context = context_stats(args.url, args.namespace, prices)
+    if context is not None:
+        stats["context_cache"] = context
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
@@ -57,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats.add_argument("url", help="backend URL, e.g. redis://localhost:6379/0")
     stats.add_argument("--namespace", required=True)
     stats.add_argument("--json", action="store_true")
+    stats.add_argument(
+        "--prices", help='JSON file {model: {"input", "cached_input", "storage_per_hour"}}'
+    )
     stats.set_defaults(run=_stats)
     sub.add_parser(
         "eval", help="semantic-hit quality over labelled pairs (semcache eval --help for options)"

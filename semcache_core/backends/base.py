@@ -10,7 +10,7 @@ A backend stores two things, both scoped by a namespace:
   addressed by its key :func:`semcache_core.keys.vector_key` (``vec:<id>``): ``get_many``,
   ``delete_many`` and ``expire_many`` read, delete and refresh values and records alike.
 
-:class:`Operations` is what the engine uses, ten operations, each a :data:`~semcache_core.flow.
+:class:`Operations` is what the engine uses, twelve operations, each a :data:`~semcache_core.flow.
 Flow` that yields backend-specific steps. Its public methods check the invariants once
 (namespace, key types, reserved kinds, one dimension per batch, TTL rounded to whole
 milliseconds) and then call the backend-specific ``_``-method. :class:`Backend` is the
@@ -122,6 +122,12 @@ def counters_of(pairs: Iterable[tuple[Any, Any]]) -> dict[str, float]:
     return counters
 
 
+def _checked_value(value: bytes) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"values must be bytes, got {type(value).__name__}")
+    return bytes(value)
+
+
 def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
     for name, value in tags.items():
         if not isinstance(name, str) or not isinstance(value, str):
@@ -132,7 +138,7 @@ def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
 
 
 class Operations(ABC):
-    """The ten operations the engine uses; invariants here, storage in the ``_`` methods."""
+    """The twelve operations the engine uses; invariants here, storage in the ``_`` methods."""
 
     #: Name used in messages ("the Redis backend").
     label: ClassVar[str] = "this"
@@ -148,17 +154,7 @@ class Operations(ABC):
     ) -> Flow[None]:
         """Store every ``(key, value)``, each expiring after ``ttl`` seconds (None = never)."""
         namespace = keyspace.validate_namespace(namespace)
-        checked: list[tuple[str, bytes]] = []
-        for key, value in items:
-            checked_keys([key])
-            if keyspace.is_reserved(key):
-                raise SemcacheInputError(
-                    f"value key {key!r} uses a kind {self.label} backend reserves for its own "
-                    f"records ({', '.join(sorted(keyspace.RESERVED_KINDS))})"
-                )
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise TypeError(f"values must be bytes, got {type(value).__name__}")
-            checked.append((key, bytes(value)))
+        checked = [(self._value_key(key), _checked_value(value)) for key, value in items]
         return self._set_many(namespace, checked, keyspace.ttl_ms(ttl)) if checked else done(None)
 
     def delete_many(self, namespace: str, keys: Sequence[str]) -> Flow[None]:
@@ -172,6 +168,40 @@ class Operations(ABC):
         ms = keyspace.ttl_ms(ttl)
         assert ms is not None
         return self._expire_many(namespace, list(dict.fromkeys(keys)), ms) if keys else done(None)
+
+    # -- atomic values (used by semcache_core.context_cache) ------------------------------
+    def set_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> Flow[bool]:
+        """Store ``value`` only if ``key`` has no live value; True if this call stored it."""
+        namespace, key = keyspace.validate_namespace(namespace), self._value_key(key)
+        return self._set_if_absent(namespace, key, _checked_value(value), keyspace.ttl_ms(ttl))
+
+    def compare_and_set(
+        self,
+        namespace: str,
+        key: str,
+        expected: bytes | None,
+        new: bytes,
+        *,
+        ttl: float | None = None,
+    ) -> Flow[bool]:
+        """Replace the value of ``key`` by ``new`` only if it is ``expected`` (``None``: absent
+        or expired), atomically; True if this call wrote it."""
+        namespace, key = keyspace.validate_namespace(namespace), self._value_key(key)
+        current = None if expected is None else _checked_value(expected)
+        ms = keyspace.ttl_ms(ttl)
+        return self._compare_and_set(namespace, key, current, _checked_value(new), ms)
+
+    def _value_key(self, key: str) -> str:
+        """``key`` if a value may be written under it (a str outside the reserved kinds)."""
+        checked_keys([key])
+        if keyspace.is_reserved(key):
+            raise SemcacheInputError(
+                f"value key {key!r} uses a kind {self.label} backend reserves for its own "
+                f"records ({', '.join(sorted(keyspace.RESERVED_KINDS))})"
+            )
+        return key
 
     def scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
         """One page of the live value keys starting with ``prefix`` (taken literally)."""
@@ -267,6 +297,16 @@ class Operations(ABC):
     @abstractmethod
     def _get_counters(self, namespace: str, name: str) -> Flow[dict[str, float]]: ...
 
+    @abstractmethod
+    def _set_if_absent(
+        self, namespace: str, key: str, value: bytes, ttl_ms: int | None
+    ) -> Flow[bool]: ...
+
+    @abstractmethod
+    def _compare_and_set(
+        self, namespace: str, key: str, expected: bytes | None, new: bytes, ttl_ms: int | None
+    ) -> Flow[bool]: ...
+
 
 class KeyScan:
     """A key scan in progress: the next page's flow, and each page's keys seen once."""
@@ -341,6 +381,26 @@ class Backend(ABC):
 
     async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
         await arun(self.ops.expire_many(namespace, keys, ttl=ttl), self)
+
+    def set_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return run(self.ops.set_if_absent(namespace, key, value, ttl=ttl), self)
+
+    async def aset_if_absent(
+        self, namespace: str, key: str, value: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return await arun(self.ops.set_if_absent(namespace, key, value, ttl=ttl), self)
+
+    def compare_and_set(
+        self, ns: str, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return run(self.ops.compare_and_set(ns, key, expected, new, ttl=ttl), self)
+
+    async def acompare_and_set(
+        self, ns: str, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
+    ) -> bool:
+        return await arun(self.ops.compare_and_set(ns, key, expected, new, ttl=ttl), self)
 
     def iter_keys(self, namespace: str, prefix: str = "") -> Iterator[str]:
         scan = KeyScan(self.ops, namespace, prefix)

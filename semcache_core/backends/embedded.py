@@ -12,8 +12,8 @@ search, reads only the rows added since its last look (``seq`` is monotonic), so
 other processes are seen at once. A candidate is verified against its row before it is
 returned, so deleted, replaced and expired records are never served.
 
-:class:`EmbeddedOperations` builds SQL steps (:class:`Query`, :class:`Write`); the backend is
-their transport. ``aexecute`` runs a step inline: every step is local and takes microseconds,
+:class:`EmbeddedOperations` builds SQL steps (:class:`Query`, :class:`Write`, and
+:class:`Swap`: the compare-and-write of the atomic operations); the backend is their transport. ``aexecute`` runs a step inline: every step is local and takes microseconds,
 so a thread hop would cost more than it saves.
 """
 
@@ -95,6 +95,18 @@ class Write(Step):
     """Statements run in one transaction."""
 
     statements: Sequence[Statement]
+
+
+@dataclass(frozen=True, slots=True)
+class Swap(Step):
+    """Compare the live value of ``key`` with ``expected`` (``None``: absent) and, if equal,
+    write ``new``: in one transaction. The reply is whether it wrote."""
+
+    namespace: str
+    key: str
+    expected: bytes | None
+    new: bytes
+    expires_at: float | None
 
 
 def _expiry(ttl_ms: int | None) -> float | None:
@@ -195,6 +207,19 @@ class EmbeddedOperations(Operations):
         now = time.time()
         live = [key for key, expires_at in rows if _live(expires_at, now)]
         return KeyPage(live, rows[-1][0] if len(rows) == _KEY_PAGE else None)
+
+    # -- atomic values (used by semcache_core.context_cache) --------------------------------
+    def _set_if_absent(
+        self, namespace: str, key: str, value: bytes, ttl_ms: int | None
+    ) -> Flow[bool]:
+        stored: bool = yield Swap(namespace, key, None, value, _expiry(ttl_ms))
+        return stored
+
+    def _compare_and_set(
+        self, namespace: str, key: str, expected: bytes | None, new: bytes, ttl_ms: int | None
+    ) -> Flow[bool]:
+        written: bool = yield Swap(namespace, key, expected, new, _expiry(ttl_ms))
+        return written
 
     # -- vectors ---------------------------------------------------------------------------
     def _check_dim(self, namespace: str, partition: str, dim: int) -> Flow[None]:
@@ -379,6 +404,8 @@ class EmbeddedBackend(Backend):
         if isinstance(step, Write):
             self._write(step.statements)
             return None
+        if isinstance(step, Swap):
+            return self._swap(step)
         raise TypeError(f"the embedded backend cannot execute {step!r}")
 
     async def aexecute(self, step: Step) -> Any:
@@ -405,6 +432,34 @@ class EmbeddedBackend(Backend):
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as exc:
+            raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
+
+    def _swap(self, swap: Swap) -> bool:
+        """A :class:`Swap` in one ``BEGIN IMMEDIATE`` transaction: it holds SQLite's write lock,
+        so no other connection (thread or process) writes between the read and the write."""
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._conn.execute(
+                        "SELECT value, expires_at FROM kv WHERE ns = ? AND key = ?",
+                        (swap.namespace, swap.key),
+                    ).fetchone()
+                    live = row is not None and _live(row[1], time.time())
+                    if (bytes(row[0]) if live else None) != swap.expected:
+                        self._conn.execute("ROLLBACK")
+                        return False
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?, ?, ?, ?)",
+                        (swap.namespace, swap.key, swap.new, swap.expires_at),
+                    )
+                    self._conn.execute("COMMIT")
+                    return True
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
                     raise
         except sqlite3.OperationalError as exc:
             raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc

@@ -28,7 +28,7 @@ import pytest
 from semcache_core import keys
 from semcache_core.backends.base import Backend, VectorRecord
 from semcache_core.codecs import as_vector, normalize
-from semcache_core.errors import VectorDimensionError
+from semcache_core.errors import SemcacheInputError, VectorDimensionError
 from semcache_core.testing import fresh_namespace
 
 DIM = 8
@@ -233,3 +233,42 @@ class BackendContract:
         assert await backend.aget_vector_payloads(namespace, ["x"]) == [None]
         await backend.aclear(namespace)
         assert [key async for key in backend.aiter_keys(namespace)] == []
+
+    # -- atomic values (set_if_absent / compare_and_set: the context-cache registry) ----------
+    def test_set_if_absent_stores_once(self, backend: Backend, namespace: str) -> None:
+        assert backend.set_if_absent(namespace, "kv:lease", b"a", ttl=60) is True
+        assert backend.set_if_absent(namespace, "kv:lease", b"b", ttl=60) is False
+        assert backend.get_many(namespace, ["kv:lease"]) == [b"a"]
+
+    def test_set_if_absent_after_expiry(self, backend: Backend, namespace: str) -> None:
+        assert backend.set_if_absent(namespace, "kv:lease", b"a", ttl=0.3)
+        time.sleep(0.6)
+        assert backend.set_if_absent(namespace, "kv:lease", b"b", ttl=60)
+        assert backend.get_many(namespace, ["kv:lease"]) == [b"b"]
+
+    def test_compare_and_set(self, backend: Backend, namespace: str) -> None:
+        assert backend.compare_and_set(namespace, "kv:r", b"x", b"y") is False  # absent
+        assert backend.compare_and_set(namespace, "kv:r", None, b"v1", ttl=60) is True
+        assert backend.compare_and_set(namespace, "kv:r", None, b"v2") is False
+        assert backend.compare_and_set(namespace, "kv:r", b"other", b"v2") is False
+        assert backend.compare_and_set(namespace, "kv:r", b"v1", b"v2", ttl=60) is True
+        assert backend.get_many(namespace, ["kv:r"]) == [b"v2"]
+        with pytest.raises(SemcacheInputError, match="reserve"):
+            backend.compare_and_set(namespace, "vec:r", None, b"v")
+
+    async def test_atomic_values_async(self, backend: Backend, namespace: str) -> None:
+        assert await backend.aset_if_absent(namespace, "kv:l", b"a", ttl=60)
+        assert not await backend.aset_if_absent(namespace, "kv:l", b"b", ttl=60)
+        assert await backend.acompare_and_set(namespace, "kv:l", b"a", b"c", ttl=60)
+        assert not await backend.acompare_and_set(namespace, "kv:l", b"a", b"d", ttl=60)
+        assert await backend.aget_many(namespace, ["kv:l"]) == [b"c"]
+
+    def test_set_if_absent_one_winner_among_threads(self, backend: Backend, namespace: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def take(i: int) -> bool:
+            return backend.set_if_absent(namespace, "kv:race", str(i).encode(), ttl=60)
+
+        with ThreadPoolExecutor(8) as pool:
+            won = list(pool.map(take, range(8)))
+        assert won.count(True) == 1

@@ -105,7 +105,7 @@ T = TypeVar("T")
 C = TypeVar("C", Elasticsearch, AsyncElasticsearch)
 
 DEFAULT_INDEX = "semcache"
-_WRITE_APIS = frozenset({"bulk", "update", "indices.create", "indices.put_mapping"})
+_WRITE_APIS = frozenset({"bulk", "index", "update", "indices.create", "indices.put_mapping"})
 # Elasticsearch index names: lowercase, none of these characters, not starting with -_+.
 _INDEX_NAME = re.compile(r'^(?![-_+])[^A-Z\\/*?"<>| ,#:]{1,255}$')
 

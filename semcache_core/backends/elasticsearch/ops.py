@@ -261,6 +261,51 @@ class ElasticsearchOperations(BulkWriter, Operations):
         # 409: rewritten meanwhile (the newer write has its own TTL); 404: deleted meanwhile.
         yield from self._send_bulk(operations, tolerate=(404, 409))
 
+    # -- atomic values (semcache_core.context_cache) -----------------------------------------
+    # Elasticsearch has no TTL: a document may exist but be expired, so both read the document
+    # (realtime get, with its sequence number) and then write with ``op_type=create`` (no
+    # document) or ``if_seq_no``/``if_primary_term`` (replacing exactly what was read); a 409
+    # means another writer got there first.
+    def _set_if_absent(
+        self, namespace: str, key: str, value: bytes, ttl_ms: int | None
+    ) -> Flow[bool]:
+        return (yield from self._compare_and_set(namespace, key, None, value, ttl_ms))
+
+    def _compare_and_set(
+        self, namespace: str, key: str, expected: bytes | None, new: bytes, ttl_ms: int | None
+    ) -> Flow[bool]:
+        value_id = self._value_id(namespace, key)
+        yield from self.ensure_index()
+        reply = yield Call("get", {"index": self.index, "id": value_id}, ignore=(404,))
+        source = self._document(reply)
+        current: bytes | None = None
+        if (
+            source
+            and (source.get("ns"), source.get("kind"), source.get("key")) == (namespace, VALUE, key)
+            and is_live(source, now_ms())
+        ):
+            current = decode_b64(source.get("value"), "value")
+        if current != expected:
+            return False
+        document: dict[str, Any] = {
+            "ns": namespace,
+            "kind": VALUE,
+            "key": key,
+            "value": bytes_to_base64(new),
+        }
+        expires_at = expiry_ms(ttl_ms)
+        if expires_at is not None:
+            document["expires_at"] = expires_at
+        kwargs = self._write_kwargs()
+        kwargs.update(id=value_id, document=document)
+        if source is None and not reply.body.get("found"):
+            kwargs["op_type"] = "create"
+        else:
+            kwargs["if_seq_no"] = reply.body["_seq_no"]
+            kwargs["if_primary_term"] = reply.body["_primary_term"]
+        written = yield Call("index", kwargs, ignore=(409,))
+        return bool(written.status != 409)
+
     # -- vectors ---------------------------------------------------------------------------
     @staticmethod
     def _vector_id(namespace: str, record_id: str) -> str:

@@ -148,6 +148,25 @@ return 0
 """
 )
 
+# Compare-and-set of one value key (semcache_core.context_cache). KEYS: the value key.
+# ARGV: expected value, "1" if the key is expected absent, new value, ttl_ms (0 = none).
+COMPARE_AND_SET = Script(
+    """
+local current = redis.call('GET', KEYS[1])
+if ARGV[2] == '1' then
+  if current then return 0 end
+elseif current ~= ARGV[1] then
+  return 0
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1
+"""
+)
+
 
 def run_commands(commands: Sequence[Command | ScriptCall]) -> Flow[list[Any]]:
     """Plain commands and script calls in one round trip (plus one if a script is unknown)."""

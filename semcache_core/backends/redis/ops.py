@@ -38,7 +38,12 @@ from semcache_core.backends.redis.keys import (
     vector_key,
 )
 from semcache_core.backends.redis.log_mirror import LogMirrorSearch
-from semcache_core.backends.redis.lua import EXPIRE_VECTORS, ScriptCall, run_commands
+from semcache_core.backends.redis.lua import (
+    COMPARE_AND_SET,
+    EXPIRE_VECTORS,
+    ScriptCall,
+    run_commands,
+)
 from semcache_core.backends.redis.query_engine import QueryEngineSearch
 from semcache_core.backends.redis.strategy import VectorStrategy
 from semcache_core.errors import SemcacheInputError
@@ -167,6 +172,23 @@ class RedisOperations(Operations):
             hashes = [vector_key(namespace, i) for i in ids]
             commands.append(ScriptCall(EXPIRE_VECTORS, hashes, [ttl_ms, namespace]))
         yield from run_commands(commands)
+
+    # -- atomic values (semcache_core.context_cache) ---------------------------------------------
+    # Values are plain keys with either vector strategy, so these need no Query Engine.
+    def _set_if_absent(
+        self, namespace: str, key: str, value: bytes, ttl_ms: int | None
+    ) -> Flow[bool]:
+        expiry = ("PX", ttl_ms) if ttl_ms else ()
+        reply = yield from one(("SET", value_key(namespace, key), value, "NX", *expiry))
+        return reply is not None
+
+    def _compare_and_set(
+        self, namespace: str, key: str, expected: bytes | None, new: bytes, ttl_ms: int | None
+    ) -> Flow[bool]:
+        args = [b"" if expected is None else expected, int(expected is None), new, ttl_ms or 0]
+        call = ScriptCall(COMPARE_AND_SET, [value_key(namespace, key)], args)
+        (reply,) = yield from run_commands([call])
+        return int(reply) == 1
 
     # -- vectors ---------------------------------------------------------------------------------
     def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]:
