@@ -393,3 +393,53 @@ def test_alias_over_several_indices_is_a_warned_skip(server_pool: ServerPool) ->
     finally:
         raw.indices.delete(index=[first, second])
         raw.close()
+
+
+# -- the circuit breaker, without a server -------------------------------------------------------
+
+
+def test_breaker_is_process_wide_with_a_single_probe(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from semcache_core.backends.embedded import EmbeddedBackend
+    from semcache_core.errors import BackendError
+
+    class Flaky(EmbeddedBackend):
+        down = False
+        calls = 0
+
+        def execute(self, step: Any) -> Any:
+            if self.down:
+                with lock:
+                    Flaky.calls += 1
+                time.sleep(0.05)  # a timeout
+                raise BackendError("down")
+            return super().execute(step)
+
+    lock = threading.Lock()
+    backend = Flaky(str(tmp_path / "flaky.db"))
+    caches = [ResponseCache(backend, namespace=fresh_namespace(), retry_after=0.3) for _ in "ab"]
+    for cache in caches:
+        cache.update(SCOPE, Prompt.plain("q"), {"a": 1})
+    backend.down = True
+    caches[0].lookup(SCOPE, Prompt.plain("q"))  # opens the breaker of the backend object
+    assert Flaky.calls == 1
+    stop = time.monotonic() + 1.0
+
+    def hammer(cache: ResponseCache) -> None:
+        while time.monotonic() < stop:
+            assert cache.lookup(SCOPE, Prompt.plain("q")).outcome == "miss"
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=hammer, args=(caches[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # One probe per window for 8 threads on two caches: about 1 s / (0.3 s + 0.05 s) probes.
+    assert 2 <= Flaky.calls <= 5, Flaky.calls
+    backend.down = False
+    time.sleep(0.35)
+    assert caches[1].lookup(SCOPE, Prompt.plain("q")).outcome == "exact"  # the probe closes it
+    assert caches[0].lookup(SCOPE, Prompt.plain("q")).outcome == "exact"
