@@ -448,7 +448,7 @@ class EmbeddedBackend(Backend):
                         (swap.namespace, swap.key),
                     ).fetchone()
                     live = row is not None and _live(row[1], time.time())
-                    if (bytes(row[0]) if live else None) != swap.expected:
+                    if (_blob(row[0]) if live else None) != swap.expected:
                         self._conn.execute("ROLLBACK")
                         return False
                     self._conn.execute(
