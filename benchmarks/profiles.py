@@ -194,7 +194,7 @@ def semantic(ctx: BenchContext, size: int = 10_000) -> None:
         cache = ResponseCache(
             backend, namespace=namespace, embedder=work.embedder, trap_guard=False
         )
-        partition = cache._partition(SCOPE, Prompt.plain("x"))
+        partition = cache.partition(SCOPE, Prompt.plain("x"))
         for start in range(0, size, 1000):
             backend.add_vectors(
                 namespace,
@@ -347,7 +347,7 @@ def _small_partition(
     """A selective filter: 100 entries of another partition in the same 10k-entry index."""
     from semcache_core.backends.redis.keys import index_name, partition_token
 
-    other = cache._partition("another-llm-string", Prompt.plain("x"))
+    other = cache.partition("another-llm-string", Prompt.plain("x"))
     small = 100
     records = [VectorRecord(f"small-{i}", work.vectors[i], work.payloads[i]) for i in range(small)]
     backend.add_vectors(namespace, other, records)
@@ -392,7 +392,7 @@ def memory(ctx: BenchContext, n: int = 2000) -> None:
     cache = ResponseCache(
         backend, namespace=namespace, embedder=PrecomputedEmbedder({}), trap_guard=False
     )
-    partition = cache._partition("bench-llm-string", Prompt.plain("x"))
+    partition = cache.partition("bench-llm-string", Prompt.plain("x"))
     vectors = unit_vectors(n, seed=5)
     payloads = [response_payload(f"stored question number {i}", i) for i in range(n)]
     records = [

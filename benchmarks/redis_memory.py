@@ -133,7 +133,7 @@ def _measure(ctx: BenchContext, kind: str, entry_kind: str, n: int) -> dict[str,
         cache = ResponseCache(
             backend, namespace=namespace, embedder=PrecomputedEmbedder({}), trap_guard=False
         )
-        partition = cache._partition("bench-llm-string", Prompt.plain("x"))
+        partition = cache.partition("bench-llm-string", Prompt.plain("x"))
         records = []
         for i in range(n):
             query = f"stored question number {i}"

@@ -304,9 +304,9 @@ def _load_semcache(
     namespace = ctx.namespace("sem")
     cache = ResponseCache(backend, namespace=namespace, embedder=work.embedder, trap_guard=False)
     try:
-        partition = cache._partition(SCOPE, Prompt.plain(work.near_texts[0]))
+        partition = cache.partition(SCOPE, Prompt.plain(work.near_texts[0]))
     except AttributeError as exc:
-        raise Skip(f"ResponseCache has no _partition any more: {exc}") from exc
+        raise Skip(f"ResponseCache has no partition() any more: {exc}") from exc
     started = time.perf_counter()
     for start in range(0, work.size, LOAD_BATCH):
         stop = min(start + LOAD_BATCH, work.size)

@@ -22,6 +22,7 @@ from langchain_semcache._serialization import (
 )
 from langchain_semcache.embeddings import LangChainEmbedder
 from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
+from semcache_core.explain import Explanation
 from semcache_core.resilience import ErrorPolicy
 
 
@@ -78,6 +79,16 @@ class _CoreBackedCache(BaseCache):
         await self._core.aupdate(
             llm_string, self._prompt(prompt), body, tokens=count_tokens(return_val), ttl=ttl
         )
+
+    def explain(self, prompt: str, llm_string: str, *, k: int = 5) -> Explanation:
+        """Why ``lookup(prompt, llm_string)`` would hit or miss, without writing or counting a
+        lookup (:mod:`semcache_core.explain`); ``print()`` it for a table."""
+        self._check(prompt, llm_string)
+        return self._core.explain(llm_string, self._prompt(prompt), k=k)
+
+    async def aexplain(self, prompt: str, llm_string: str, *, k: int = 5) -> Explanation:
+        self._check(prompt, llm_string)
+        return await self._core.aexplain(llm_string, self._prompt(prompt), k=k)
 
     def clear(self, **kwargs: Any) -> None:
         """Remove every entry of this cache's namespace (other namespaces are untouched)."""
@@ -144,12 +155,18 @@ class SemanticCache(_CoreBackedCache):
     stored query by cosine distance, only among entries with the same ``llm_string``, the same
     conversation context (system prompt, earlier turns, tools) and the same embedding model.
     A candidate within ``distance_threshold`` is served unless the trap guard sees that the
-    two prompts differ in negation, numbers, dates, versions, units, names, quoted strings,
-    code identifiers or quantifiers. The vector computed by a missed lookup is reused by the
-    ``update`` that follows it, so a miss costs one embedding call.
+    two prompts differ in a detail that changes the answer (negation, opposites, numbers,
+    dates, names, roles, audience...), or the optional ``verifier`` says no. Padding
+    (greetings, thanks, urgency, emoji) is removed from the query before it is embedded and
+    keyed, so a padded repeat is an exact hit. The vector computed by a missed lookup is
+    reused by the ``update`` that follows it, so a miss costs one embedding call.
 
     ``distance_threshold`` defaults to :data:`semcache_core.DEFAULT_DISTANCE_THRESHOLD`,
-    measured with all-MiniLM-L6-v2 (see the README). Other arguments as in :class:`ExactCache`.
+    measured with all-MiniLM-L6-v2 (see the README). ``verifier``: a callable ``(new, cached)
+    -> bool``, a chat model used as a yes/no judge, or a ``semcache_core.verifier.Verifier``;
+    asked only about candidates the threshold and the guard passed, fail-closed, verdicts
+    cached (see :class:`semcache_core.ResponseCache`). Other arguments as in
+    :class:`ExactCache`.
     """
 
     def __init__(
@@ -161,6 +178,7 @@ class SemanticCache(_CoreBackedCache):
         namespace: str = "semcache-semantic",
         ttl: float | None = None,
         trap_guard: bool = True,
+        verifier: Any = None,
         refresh_ttl_on_hit: bool = False,
         on_backend_error: ErrorPolicy = "warn",
         embeddings_name: str | None = None,
@@ -172,6 +190,7 @@ class SemanticCache(_CoreBackedCache):
             embedder=LangChainEmbedder(embeddings, name=embeddings_name),
             distance_threshold=distance_threshold,
             trap_guard=trap_guard,
+            verifier=verifier,
             refresh_ttl_on_hit=refresh_ttl_on_hit,
             on_backend_error=on_backend_error,
         )

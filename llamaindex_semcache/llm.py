@@ -60,6 +60,7 @@ from llamaindex_semcache.embedding import LlamaIndexEmbedder
 from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
 from semcache_core.embedder import Embedder
 from semcache_core.engine import ResponseCodec
+from semcache_core.explain import Explanation
 from semcache_core.resilience import ErrorPolicy
 
 logger = logging.getLogger("semcache")
@@ -133,6 +134,10 @@ class CachedLLM(FunctionCallingLLM):
             only); see :data:`semcache_core.DEFAULT_DISTANCE_THRESHOLD`.
         ttl: seconds an entry lives (``None`` = forever).
         trap_guard: reject near matches that differ in negation, numbers, names... (semantic).
+        verifier: (semantic) a callable ``(new, cached) -> bool``, a LlamaIndex LLM or
+            LangChain chat model used as a yes/no judge, or a ``semcache_core.verifier.
+            Verifier``: asked about candidates the threshold and the guard passed; fails
+            closed, caches its verdicts (see ``semcache_core.ResponseCache``).
         on_backend_error: ``"warn"`` (default: a failing backend is a miss) or ``"raise"``.
 
     ``metadata``, prompt formatting and any attribute this class does not define are those of
@@ -154,6 +159,7 @@ class CachedLLM(FunctionCallingLLM):
         distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
         ttl: float | None = None,
         trap_guard: bool = True,
+        verifier: Any = None,
         on_backend_error: ErrorPolicy = "warn",
     ) -> None:
         if not isinstance(llm, LLM):
@@ -187,6 +193,7 @@ class CachedLLM(FunctionCallingLLM):
             embedder=embedder,
             distance_threshold=distance_threshold,
             trap_guard=trap_guard,
+            verifier=verifier,
             on_backend_error=on_backend_error,
         )
 
@@ -376,6 +383,43 @@ class CachedLLM(FunctionCallingLLM):
             return self._arecorded(await call(), key, CHAT)
 
         return await self._cache.aget_or_create(*key, create, CHAT_ASTREAM)
+
+    # -- explain -------------------------------------------------------------------------------
+    def _explained_key(
+        self, prompt_or_messages: str | Sequence[ChatMessage], formatted: bool, kwargs: Any
+    ) -> Key:
+        if isinstance(prompt_or_messages, str):
+            key = self._completion_key(prompt_or_messages, formatted, kwargs)
+        else:
+            key = self._chat_key(list(prompt_or_messages), kwargs)
+        if key is None:
+            raise TypeError("this call is passed through uncached (see the debug log): no entry")
+        return key
+
+    def explain(
+        self,
+        prompt_or_messages: str | Sequence[ChatMessage],
+        *,
+        k: int = 5,
+        formatted: bool = False,
+        **kwargs: Any,
+    ) -> Explanation:
+        """Why ``complete(prompt)`` (a string) or ``chat(messages)`` (with the same keyword
+        arguments) would hit or miss, without writing or counting a lookup
+        (:mod:`semcache_core.explain`); ``print()`` it for a table."""
+        key = self._explained_key(prompt_or_messages, formatted, kwargs)
+        return self._cache.explain(*key, k=k)
+
+    async def aexplain(
+        self,
+        prompt_or_messages: str | Sequence[ChatMessage],
+        *,
+        k: int = 5,
+        formatted: bool = False,
+        **kwargs: Any,
+    ) -> Explanation:
+        key = self._explained_key(prompt_or_messages, formatted, kwargs)
+        return await self._cache.aexplain(*key, k=k)
 
     # -- cache management ----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from semcache_core.errors import (
     UnknownBackendError,
     VectorDimensionError,
 )
+from semcache_core.explain import CandidateReport, Explanation
 from semcache_core.kv import KeyValueCache
 from semcache_core.prompt import Prompt, Turn
 
@@ -26,6 +27,8 @@ __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
     "Backend",
     "BackendError",
+    "CandidateReport",
+    "Explanation",
     "KeyValueCache",
     "LookupResult",
     "Prompt",

@@ -1,4 +1,4 @@
-"""The ``semcache`` command: ``demo``, ``stats`` and ``eval``.
+"""The ``semcache`` command: ``demo``, ``stats``, ``explain`` and ``eval``.
 
 ``demo`` lives in ``langchain_semcache.demo`` (it is a LangChain app); it is imported by name
 only when asked for, so the core itself never imports LangChain.
@@ -12,9 +12,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from semcache_core.context_cache.usage import context_stats
-from semcache_core.engine import persisted_stats
+from semcache_core.embedder import Embedder
+from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD, ResponseCache, persisted_stats
+from semcache_core.prompt import Prompt
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -47,6 +50,55 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Renamed:
+    """An embedder under another name: the partition includes the embedder's name, so explain
+    must use the name the entries were stored with (e.g. a LangChain model's)."""
+
+    def __init__(self, embedder: Embedder, name: str) -> None:
+        self._embedder, self.name = embedder, name
+
+    def embed(self, text: str) -> Sequence[float]:
+        return self._embedder.embed(text)
+
+    async def aembed(self, text: str) -> Sequence[float]:
+        return await self._embedder.aembed(text)
+
+
+def _embedder(kind: str | None, name: str | None) -> Embedder | None:
+    embedder: Embedder
+    if kind is None:
+        return None
+    if kind == "minilm":
+        from semcache_core.models import MiniLMEmbedder
+
+        embedder = MiniLMEmbedder()
+    else:
+        from semcache_core.testing import HashingEmbedder
+
+        embedder = HashingEmbedder()
+    return embedder if name is None else _Renamed(embedder, name)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {}
+    if args.threshold is not None:
+        options["distance_threshold"] = args.threshold
+    cache = ResponseCache(
+        args.url,
+        namespace=args.namespace,
+        embedder=_embedder(args.embedder, args.embedder_name),
+        trap_guard=not args.no_trap_guard,
+        on_backend_error="raise",
+        **options,
+    )
+    try:
+        explanation = cache.explain(args.llm_string, Prompt.plain(args.prompt), k=args.k)
+    finally:
+        cache.backend.close()
+    print(json.dumps(explanation.as_dict(), indent=2) if args.json else explanation)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["eval"]:
@@ -68,6 +120,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--prices", help='JSON file {model: {"input", "cached_input", "storage_per_hour"}}'
     )
     stats.set_defaults(run=_stats)
+    explain = sub.add_parser(
+        "explain",
+        help="why a prompt hits or misses: its nearest stored queries and each stage's verdict",
+        description="Explain a lookup without writing or counting it. The semantic partition "
+        "includes the embedder's name: use the embedder the entries were stored with "
+        "(--embedder-name for another name, e.g. a LangChain model's). Without --embedder, an "
+        "exact cache is explained.",
+    )
+    explain.add_argument("url", help="backend URL, e.g. redis://localhost:6379/0")
+    explain.add_argument("prompt", help="the prompt (a plain prompt, compared as a whole)")
+    explain.add_argument("--namespace", required=True)
+    explain.add_argument("--llm-string", required=True, help="the scope: model and parameters")
+    explain.add_argument(
+        "--embedder",
+        choices=["minilm", "hash"],
+        help="minilm: all-MiniLM-L6-v2 (semcache_core.models.MiniLMEmbedder); hash: "
+        "semcache_core.testing.HashingEmbedder; omit for an exact cache",
+    )
+    explain.add_argument("--embedder-name", help="the name the entries' embedder had")
+    explain.add_argument(
+        "--threshold",
+        type=float,
+        help=f"distance threshold (default {DEFAULT_DISTANCE_THRESHOLD})",
+    )
+    explain.add_argument("--k", type=int, default=5, help="nearest candidates shown (5)")
+    explain.add_argument("--no-trap-guard", action="store_true", help="as a cache without guard")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(run=_explain)
     sub.add_parser(
         "eval", help="semantic-hit quality over labelled pairs (semcache eval --help for options)"
     )

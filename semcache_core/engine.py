@@ -6,9 +6,17 @@ namespaces, TTL, input validation, stats and backend errors, and delegate storag
 :class:`~semcache_core.backends.base.Backend`.
 
 Each operation is written once, as a flow (:mod:`semcache_core.flow`) that composes the
-backend's operations (``yield from self.ops.get_many(...)``) and :class:`Embed` steps; the
-public sync and async methods are ``run``/``arun`` of that flow over the engine's transport,
-so the two paths cannot drift apart.
+backend's operations (``yield from self.ops.get_many(...)``), :class:`Embed` steps and the
+verifier's :class:`~semcache_core.stages.Verify` steps; the public sync and async methods are
+``run``/``arun`` of that flow over the engine's transport, so the two paths cannot drift apart.
+
+A semantic lookup, in order: the query without padding (greetings, thanks, urgency, emoji:
+:func:`~semcache_core.stages.compared_query`; it keys the entry and is what is embedded, while
+the body keeps the query as asked, for auditing and for the guard); the exact entry of that
+query (no embedding); else one embedding, the nearest stored queries of the
+partition, and for each, nearest first, the candidate stages of :mod:`semcache_core.stages`
+(threshold, trap guard, verifier); the first candidate that passes them all is served.
+:meth:`ResponseCache.explain` runs the same stages and reports each one's verdict.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from semcache_core import keys
 from semcache_core.backends import Backend, VectorHit, VectorRecord, connect
@@ -37,7 +45,20 @@ from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, run
 from semcache_core.prompt import Prompt
 from semcache_core.resilience import BackendGuard, ErrorPolicy, breaker_of
+from semcache_core.stages import (
+    Candidate,
+    Query,
+    Verify,
+    compared_query,
+    decide,
+    pipeline,
+    unpadded,
+)
 from semcache_core.stats import CacheStats, from_counters
+from semcache_core.verifier import Verifier, make_verifier
+
+if TYPE_CHECKING:
+    from semcache_core.explain import Explanation
 
 logger = logging.getLogger("semcache")
 R = TypeVar("R")
@@ -106,7 +127,8 @@ class Embed(Step):
 
 
 class EngineTransport:
-    """Routes a flow's steps: :class:`Embed` to the embedder, the rest to the backend.
+    """Routes a flow's steps: :class:`Embed` to the embedder, :class:`Verify` to the verifier,
+    the rest to the backend.
 
     The circuit breaker wraps every backend step (``guard.check``). A failed step is thrown
     back into the flow, which applies the error policy (:meth:`BackendGuard.shield`,
@@ -121,6 +143,8 @@ class EngineTransport:
             return step.produce()
         if isinstance(step, Embed):
             return self._engine.require_embedder().embed(step.text)
+        if isinstance(step, Verify):
+            return self._engine.require_verifier().verdict(step.new, step.cached)
         self._engine.guard.check()
         reply = self._engine.backend.execute(step)
         self._engine.guard.succeeded()
@@ -132,6 +156,8 @@ class EngineTransport:
             return await produced if inspect.isawaitable(produced) else produced
         if isinstance(step, Embed):
             return await self._engine.require_embedder().aembed(step.text)
+        if isinstance(step, Verify):
+            return await self._engine.require_verifier().averdict(step.new, step.cached)
         self._engine.guard.check()
         reply = await self._engine.backend.aexecute(step)
         self._engine.guard.succeeded()
@@ -160,12 +186,18 @@ class CacheEngine:
         self.stats = CacheStats()
         self.guard.on_error = lambda: self.stats.add(backend_errors=1)
         self.embedder: Embedder | None = None
+        self.verifier: Verifier | None = None
         self.transport = EngineTransport(self)
 
     def require_embedder(self) -> Embedder:
         if self.embedder is None:
             raise SemcacheInputError("this cache has no embedder")
         return self.embedder
+
+    def require_verifier(self) -> Verifier:
+        if self.verifier is None:
+            raise SemcacheInputError("this cache has no verifier")
+        return self.verifier
 
     def _embed(self, text: str) -> Flow[Vector | None]:
         """The unit vector of ``text``; ``None`` when the embedder failed (policy "warn")."""
@@ -215,6 +247,15 @@ class ResponseCache(CacheEngine):
 
     ``scope`` (e.g. LangChain's ``llm_string``) names the model and its parameters; entries of
     different scopes never answer each other. Bodies are JSON dicts the adapter builds.
+
+    ``verifier`` (semantic only): a callable ``(new_query, cached_query) -> bool`` (or ``async
+    def``), a LangChain chat model, a LlamaIndex LLM, or a
+    :class:`~semcache_core.verifier.Verifier` (built by
+    :func:`~semcache_core.verifier.make_verifier`: 10 s timeout, 4,096 verdicts cached). It is the last stage: asked only about candidates within the threshold that the
+    guard passed, it fails closed (an error, a timeout or a reply that is neither yes nor no is
+    a miss), and costs one judge call per new (query, candidate) pair; counted in the stats
+    (``verifier_calls``, ``verifier_rejections``, ``verifier_failures``, latency). With a
+    verifier the threshold may be wider (e.g. 0.25) than the guard alone supports.
     """
 
     def __init__(
@@ -226,6 +267,7 @@ class ResponseCache(CacheEngine):
         embedder: Embedder | None = None,
         distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
         trap_guard: bool | Any = True,
+        verifier: Any = None,
         refresh_ttl_on_hit: bool = False,
         on_backend_error: ErrorPolicy = "warn",
         retry_after: float = 5.0,
@@ -250,6 +292,12 @@ class ResponseCache(CacheEngine):
             self.trap_guard = TrapGuard()
         else:
             self.trap_guard = trap_guard or None
+        if verifier is not None:
+            if embedder is None:
+                raise SemcacheInputError("a verifier judges semantic hits: it needs an embedder")
+            self.verifier = make_verifier(verifier)
+        #: The candidate pipeline (:mod:`semcache_core.stages`), in order.
+        self.stages = pipeline(guard=self.trap_guard, verifier=self.verifier is not None)
         # Vectors computed by a missed lookup, reused by the update that follows it.
         self._pending: OrderedDict[tuple[str, str], Vector] = OrderedDict()
         self._pending_lock = threading.Lock()
@@ -259,7 +307,8 @@ class ResponseCache(CacheEngine):
         return self.embedder is not None
 
     # -- keys ----------------------------------------------------------------------------------
-    def _partition(self, scope: str, prompt: Prompt) -> str:
+    def partition(self, scope: str, prompt: Prompt) -> str:
+        """The semantic partition of ``prompt``: namespace, scope, embedder name, context."""
         assert self.embedder is not None
         return keys.partition_key(
             self.namespace, f"{scope}\x00embedder={self.embedder.name}", prompt.context
@@ -315,42 +364,68 @@ class ResponseCache(CacheEngine):
             yield from self._refresh(key)
             return LookupResult(body, "exact", None)
 
-        partition = self._partition(scope, prompt)
-        entry_key = keys.vector_key(keys.semantic_entry_id(ns, partition, prompt.query))
+        query = self.query(prompt)
+        partition = self.partition(scope, prompt)
+        entry_key = keys.vector_key(keys.semantic_entry_id(ns, partition, query.compared))
         body = yield from self._read_one(entry_key)
-        if body is not None and body.get("query") == prompt.query:
+        if self.is_exact_entry(body, query):
             yield from self._refresh(entry_key)
             return LookupResult(body, "exact", 0.0)
 
-        vector = yield from self._embed(prompt.query)
+        vector = yield from self._embed(query.compared)
         if vector is None:
             return LookupResult(None, "miss")
-        self._remember_vector(partition, prompt.query, vector)
+        self._remember_vector(partition, query.compared, vector)
         search = self.ops.search_vectors(
-            ns, partition, vector, k=SEMANTIC_CANDIDATES, max_distance=self.distance_threshold
+            ns, partition, vector, k=SEMANTIC_CANDIDATES, max_distance=query.threshold
         )
         hits = yield from self.guard.shield("search_vectors", search, [])
-        return (yield from self._serve_candidate(prompt, hits))
+        return (yield from self._serve_candidate(query, hits))
 
-    def _serve_candidate(self, prompt: Prompt, hits: list[VectorHit]) -> Flow[LookupResult]:
-        """The semantic decision, in one place: nearest first, each candidate must pass the
-        distance threshold (the backend applied it), then the trap guard, to be served."""
+    def query(self, prompt: Prompt, threshold: float | None = None) -> Query:
+        """``prompt`` as a semantic lookup compares it (padding removed; the threshold)."""
+        if threshold is None:
+            threshold = self.distance_threshold
+        return Query(prompt, compared_query(prompt), threshold)
+
+    @staticmethod
+    def is_exact_entry(body: Body | None, query: Query) -> bool:
+        """Whether ``body``, read under the entry id of ``query``, is that query's entry (its
+        query, as asked, compares the same)."""
+        stored = body.get("query") if body is not None else None
+        if not isinstance(stored, str):
+            return False
+        return stored == query.prompt.query or unpadded(stored) == query.compared
+
+    @staticmethod
+    def candidate(hit: VectorHit) -> Candidate | None:
+        """The entry behind a search hit; None when it does not decode (untrusted data)."""
+        body = decode_entry(hit.payload, "response")
+        if body is None or not isinstance(body.get("query"), str):
+            return None
+        return Candidate(hit.id, hit.distance, body["query"], body)
+
+    def _serve_candidate(self, query: Query, hits: list[VectorHit]) -> Flow[LookupResult]:
+        """The semantic decision, in one place: nearest first, the first candidate that passes
+        every stage of :attr:`stages` (threshold, guard, verifier) is served."""
         for hit in hits:
-            body = decode_entry(hit.payload, "response")
-            if body is None or not isinstance(body.get("query"), str):
+            candidate = self.candidate(hit)
+            if candidate is None:
                 continue
-            if self.trap_guard is not None:
-                verdict = self.trap_guard.check(prompt.query, body["query"])
-                if not verdict.ok:
-                    self.stats.add(guard_rejections=1)
-                    logger.debug(
-                        "semcache: trap guard rejected a hit at distance %.3f: %s",
-                        hit.distance,
-                        verdict.detail,
-                    )
-                    continue
+            decision = yield from decide(query, candidate, self.stages)
+            for verdict in decision.verdicts:
+                if verdict.counts:
+                    self.stats.add(**verdict.counts)
+            if (rejection := decision.rejection) is not None:
+                logger.debug(
+                    "semcache: %s rejected a hit at distance %.3f: %s",
+                    rejection.stage,
+                    hit.distance,
+                    rejection.detail,
+                )
+                continue
             yield from self._refresh(keys.vector_key(hit.id))
-            return LookupResult(body, "semantic", hit.distance)
+            return LookupResult(candidate.body, "semantic", hit.distance)
         return LookupResult(None, "miss")
 
     def _update_flow(
@@ -375,17 +450,16 @@ class ResponseCache(CacheEngine):
             key = keys.exact_entry_key(ns, scope, prompt.text)
             write = self.ops.set_many(ns, [(key, payload)], ttl=entry_ttl)
         else:
-            partition = self._partition(scope, prompt)
-            body["query"] = prompt.query
+            partition = self.partition(scope, prompt)
+            compared = compared_query(prompt)
+            body["query"] = prompt.query  # as asked: for auditing, and for the guard
             payload = encode_entry("response", body)
-            vector = self._take_vector(partition, prompt.query)
+            vector = self._take_vector(partition, compared)
             if vector is None:
-                vector = yield from self._embed(prompt.query)
+                vector = yield from self._embed(compared)
                 if vector is None:
                     return None
-            record = VectorRecord(
-                keys.semantic_entry_id(ns, partition, prompt.query), vector, payload
-            )
+            record = VectorRecord(keys.semantic_entry_id(ns, partition, compared), vector, payload)
             write = self.ops.add_vectors(ns, partition, [record], ttl=entry_ttl)
         yield from self.guard.shield("write", write, None)
         self.stats.add(writes=1)
@@ -464,6 +538,24 @@ class ResponseCache(CacheEngine):
 
     async def aclear(self) -> None:
         await arun(self._clear_flow(), self.transport)
+
+    def explain(
+        self, scope: str, prompt: Prompt, *, k: int = 5, threshold: float | None = None
+    ) -> Explanation:
+        """Why ``prompt`` would hit or miss, without writing or counting a lookup: see
+        :mod:`semcache_core.explain`. ``k`` nearest candidates are shown (searched within
+        any distance); ``threshold`` overrides the cache's to try another."""
+        from semcache_core.explain import explain_flow
+
+        return run(explain_flow(self, scope, prompt, k=k, threshold=threshold), self.transport)
+
+    async def aexplain(
+        self, scope: str, prompt: Prompt, *, k: int = 5, threshold: float | None = None
+    ) -> Explanation:
+        from semcache_core.explain import explain_flow
+
+        flow = explain_flow(self, scope, prompt, k=k, threshold=threshold)
+        return await arun(flow, self.transport)
 
 
 def _check_text(scope: str, prompt: Prompt) -> None:

@@ -25,7 +25,13 @@ COUNTER_FIELDS = (
     "writes",
     "kv_hits",
     "kv_misses",
+    "verifier_calls",
+    "verifier_cache_hits",
+    "verifier_rejections",
+    "verifier_failures",
 )
+#: Summed judge-call time (seconds), a float counter: ``verifier_latency_ms`` is its mean.
+VERIFIER_SECONDS = "verifier_seconds"
 
 
 def _bin_label(index: int) -> str:
@@ -37,7 +43,11 @@ class CacheStats:
     """Thread-safe counters of one cache object.
 
     ``stats()`` on an adapter returns :meth:`snapshot`: counts, hit rate, the histogram of
-    semantic-hit distances, and lookup latency (median and p99 over the last 2,048 lookups).
+    semantic-hit distances, lookup latency (median and p99 over the last 2,048 lookups) and,
+    with a verifier, the judge's mean latency. ``verifier_calls`` counts judge calls (verdicts
+    from the verifier's cache are ``verifier_cache_hits``); ``verifier_rejections`` counts the
+    candidates it refused, ``verifier_failures`` (errors, timeouts, replies that are neither
+    yes nor no) included.
     """
 
     counters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COUNTER_FIELDS, 0))
@@ -109,6 +119,9 @@ def summarize(
         "hit_rate": (hits / lookups) if lookups else 0.0,
         "semantic_distance_histogram": histogram,
     }
+    calls = counters.get("verifier_calls", 0)
+    if calls:
+        result["verifier_latency_ms"] = {"mean": 1000 * counters.get(VERIFIER_SECONDS, 0) / calls}
     if latencies:
         result["lookup_latency_ms"] = {
             "median": 1000 * latencies[len(latencies) // 2],

@@ -32,9 +32,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["JUDGE_PROMPT", "Verifier", "VerifierStats", "make_verifier", "parse_yes_no"]
+__all__ = [
+    "JUDGE_PROMPT",
+    "Verifier",
+    "VerifierStats",
+    "VerifierVerdict",
+    "make_verifier",
+    "parse_yes_no",
+]
 
 #: The question put to a model judge; ``{new}`` and ``{cached}`` are the two prompts.
 JUDGE_PROMPT = (
@@ -86,6 +93,27 @@ class VerifierStats:
             }
 
 
+Outcome = Literal["accepted", "rejected", "failed", "timeout"]
+_TIMEOUT = "timeout: no verdict in"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierVerdict:
+    """One decision of the verifier: ``ok`` serves the candidate.
+
+    ``outcome``: ``"accepted"``, ``"rejected"`` (the judge said no), ``"failed"`` (an error or
+    a reply that is neither yes nor no) or ``"timeout"``; ``cached``: the verdict came from the
+    verdict cache (no judge call); ``seconds``: the judge call's duration (0 when cached);
+    ``detail``: why a failure failed.
+    """
+
+    ok: bool
+    outcome: Outcome
+    cached: bool = False
+    seconds: float = 0.0
+    detail: str = ""
+
+
 Judge = Callable[[str, str], Any]
 
 
@@ -117,73 +145,86 @@ class Verifier:
 
     # -- the verdict cache -------------------------------------------------------------------
 
-    def _cached(self, key: tuple[str, str]) -> bool | None:
+    def _cached(self, key: tuple[str, str]) -> VerifierVerdict | None:
         with self._lock:
             verdict = self._verdicts.get(key)
             if verdict is not None:
                 self._verdicts.move_to_end(key)
-        if verdict is not None:
-            with self.stats._lock:
-                self.stats.cache_hits += 1
-        return verdict
+        if verdict is None:
+            return None
+        with self.stats._lock:
+            self.stats.cache_hits += 1
+        return VerifierVerdict(verdict, "accepted" if verdict else "rejected", cached=True)
 
-    def _record(self, key: tuple[str, str], verdict: bool | None, seconds: float) -> bool:
-        """Count one judge call; a None verdict (failure) is a rejection and is not cached,
-        so a passing outage does not stick."""
+    def _record(
+        self, key: tuple[str, str], reply: Any, started: float, *, error: str = ""
+    ) -> VerifierVerdict:
+        """Count one judge call. A reply that is no verdict, or an ``error`` (the call failed
+        or timed out), is a rejection and is not cached, so a passing outage does not stick."""
+        seconds = time.perf_counter() - started
+        verdict = None if error else _as_verdict(reply)
+        timed_out = error.startswith(_TIMEOUT)
         with self.stats._lock:
             self.stats.calls += 1
             self.stats.latency_seconds_total += seconds
             self.stats.latency_seconds_max = max(self.stats.latency_seconds_max, seconds)
+            self.stats.timeouts += timed_out
             if verdict is None:
                 self.stats.failures += 1
             if verdict:
                 self.stats.accepted += 1
             else:
                 self.stats.rejections += 1
-        if verdict is not None and self.cache_size > 0:
+        if verdict is None:
+            detail = error or f"the judge gave no yes or no: {_shorten(reply)}"
+            outcome: Outcome = "timeout" if timed_out else "failed"
+            return VerifierVerdict(False, outcome, False, seconds, detail)
+        if self.cache_size > 0:
             with self._lock:
                 self._verdicts[key] = verdict
                 self._verdicts.move_to_end(key)
                 while len(self._verdicts) > self.cache_size:
                     self._verdicts.popitem(last=False)
-        return bool(verdict)
-
-    def _timed_out(self) -> None:
-        with self.stats._lock:
-            self.stats.timeouts += 1
+        return VerifierVerdict(verdict, "accepted" if verdict else "rejected", False, seconds)
 
     # -- sync and async ------------------------------------------------------------------------
 
     def verify(self, new_prompt: str, cached_prompt: str) -> bool:
         """Whether the answer cached for ``cached_prompt`` may be served for ``new_prompt``."""
-        key = (new_prompt, cached_prompt)
-        cached = self._cached(key)
-        if cached is not None:
-            return cached
-        started = time.perf_counter()
-        verdict: bool | None
-        try:
-            if self.timeout is None:
-                verdict = _as_verdict(self._judge(new_prompt, cached_prompt))
-            else:
-                future = self._executor().submit(self._judge, new_prompt, cached_prompt)
-                verdict = _as_verdict(future.result(timeout=self.timeout))
-        except concurrent.futures.TimeoutError:
-            self._timed_out()
-            verdict = None
-        except Exception:
-            verdict = None
-        return self._record(key, verdict, time.perf_counter() - started)
+        return self.verdict(new_prompt, cached_prompt).ok
 
     async def averify(self, new_prompt: str, cached_prompt: str) -> bool:
-        """:meth:`verify` for async code: the async judge if there is one, else the sync judge
-        in a worker thread; the timeout applies either way."""
+        """:meth:`verify` for async code."""
+        return (await self.averdict(new_prompt, cached_prompt)).ok
+
+    def verdict(self, new_prompt: str, cached_prompt: str) -> VerifierVerdict:
+        """:meth:`verify` with what happened: the outcome, whether the verdict came from the
+        cache, the judge's latency and, for a failure, why."""
         key = (new_prompt, cached_prompt)
         cached = self._cached(key)
         if cached is not None:
             return cached
         started = time.perf_counter()
-        verdict: bool | None
+        try:
+            if self.timeout is None:
+                reply = self._judge(new_prompt, cached_prompt)
+            else:
+                future = self._executor().submit(self._judge, new_prompt, cached_prompt)
+                reply = future.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            return self._record(key, None, started, error=f"{_TIMEOUT} {self.timeout}s")
+        except Exception as exc:
+            return self._record(key, None, started, error=f"{type(exc).__name__}: {exc}")
+        return self._record(key, reply, started)
+
+    async def averdict(self, new_prompt: str, cached_prompt: str) -> VerifierVerdict:
+        """:meth:`verdict` for async code: the async judge if there is one, else the sync
+        judge in a worker thread; the timeout applies either way."""
+        key = (new_prompt, cached_prompt)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        started = time.perf_counter()
         try:
             if self._ajudge is not None:
                 call = self._ajudge(new_prompt, cached_prompt)
@@ -191,13 +232,12 @@ class Verifier:
                 call = asyncio.get_running_loop().run_in_executor(
                     self._executor(), self._judge, new_prompt, cached_prompt
                 )
-            verdict = _as_verdict(await asyncio.wait_for(call, self.timeout))
+            reply = await asyncio.wait_for(call, self.timeout)
         except asyncio.TimeoutError:
-            self._timed_out()
-            verdict = None
-        except Exception:
-            verdict = None
-        return self._record(key, verdict, time.perf_counter() - started)
+            return self._record(key, None, started, error=f"{_TIMEOUT} {self.timeout}s")
+        except Exception as exc:
+            return self._record(key, None, started, error=f"{type(exc).__name__}: {exc}")
+        return self._record(key, reply, started)
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         # A timed-out judge keeps its thread until it returns; a small pool bounds them.
@@ -214,6 +254,11 @@ class Verifier:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _shorten(reply: Any, limit: int = 60) -> str:
+    text = repr(reply)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _as_verdict(value: Any) -> bool | None:

@@ -113,9 +113,10 @@ def test_hostile_semantic_payloads_are_misses(backend: Backend, namespace: str) 
     for index, (name, raw) in enumerate(HOSTILE_ENTRIES):
         query = f"hostile semantic payload number {index}"
         prompt = Prompt.plain(query)
-        partition = cache._partition(SCOPE, prompt)
-        vector = normalize(as_vector(embedder.embed(query)))
-        record_id = keys.semantic_entry_id(namespace, partition, query)
+        partition = cache.partition(SCOPE, prompt)
+        compared = cache.query(prompt).compared  # what the entry id and the vector are of
+        vector = normalize(as_vector(embedder.embed(compared)))
+        record_id = keys.semantic_entry_id(namespace, partition, compared)
         backend.add_vectors(namespace, partition, [VectorRecord(record_id, vector, raw)])
         # Both paths: the read by id (the same query) and the search (a paraphrase).
         assert cache.lookup(SCOPE, prompt).outcome == "miss", name
@@ -144,7 +145,7 @@ def test_sqlite_rows_planted_by_hand_are_skipped(tmp_path: Path, namespace: str)
     cache = ResponseCache(backend, namespace=namespace, embedder=embedder, trap_guard=False)
     prompt = Prompt.plain("how do I reset my password")
     cache.update(SCOPE, prompt, {"answer": "healthy"})
-    partition = cache._partition(SCOPE, prompt)
+    partition = cache.partition(SCOPE, prompt)
     raw = sqlite3.connect(path, isolation_level=None)
     insert = (
         "INSERT INTO vec (ns, id, part, vector, payload, tags, expires_at) VALUES (?,?,?,?,?,?,?)"
@@ -198,18 +199,19 @@ def test_redis_keys_planted_by_hand(kind: str, server_pool: ServerPool, tmp_path
     embedder = HashingEmbedder(16)
     cache = ResponseCache(backend, namespace=namespace, embedder=embedder, trap_guard=False)
     prompt = Prompt.plain("how do I reset my password")
-    partition = cache._partition(SCOPE, prompt)
+    partition = cache.partition(SCOPE, prompt)
     # A garbage dimension marker (the namespace's and the partition's) before any write.
     raw.set(f"{namespace}:vdim", "garbage")
     raw.set(f"{namespace}:vdim:{partition}", "\x00\xff")
     cache.update(SCOPE, prompt, {"answer": "healthy"})
-    paraphrase = Prompt.plain("how do I reset my password please")
+    paraphrase = Prompt.plain("how do I reset my own password")
     assert cache.lookup(SCOPE, paraphrase).outcome == "semantic"
     # Keys of the wrong type where values and records live.
     exact = ResponseCache(backend, namespace=namespace)
     raw.hset(f"{namespace}:{keys.exact_entry_key(namespace, SCOPE, 'p')}", "x", "y")
     assert exact.lookup(SCOPE, Prompt.plain("p")).outcome == "miss"
-    raw.set(f"{namespace}:vec:{keys.semantic_entry_id(namespace, partition, 'q')}", "string")
+    q_id = keys.semantic_entry_id(namespace, partition, cache.query(Prompt.plain("q")).compared)
+    raw.set(f"{namespace}:vec:{q_id}", "string")
     assert cache.lookup(SCOPE, Prompt.plain("q")).outcome == "miss"
     # Log entries (plain path) that are no vector records.
     raw.xadd(f"{namespace}:vlog:{partition}", {"id": "x", "vector": b"123", "tags": "{}"})
