@@ -120,7 +120,7 @@ def test_hostile_semantic_payloads_are_misses(backend: Backend, namespace: str) 
         backend.add_vectors(namespace, partition, [VectorRecord(record_id, vector, raw)])
         # Both paths: the read by id (the same query) and the search (a paraphrase).
         assert cache.lookup(SCOPE, prompt).outcome == "miss", name
-        assert cache.lookup(SCOPE, Prompt.plain(query + " please")).outcome == "miss", name
+        assert cache.lookup(SCOPE, Prompt.plain(query + " today")).outcome == "miss", name
     cache.update(SCOPE, Prompt.plain("a healthy question"), {"answer": 1})
     assert cache.lookup(SCOPE, Prompt.plain("a healthy question")).outcome == "exact"
 
@@ -173,7 +173,7 @@ def test_sqlite_rows_planted_by_hand_are_skipped(tmp_path: Path, namespace: str)
         (namespace,),
     )
     # The partition still answers (the healthy row is found; the planted ones are skipped).
-    paraphrase = Prompt.plain("how do I reset my password please")
+    paraphrase = Prompt.plain("how do I reset my own password")
     assert cache.lookup(SCOPE, paraphrase).body["value"] == {"answer": "healthy"}  # type: ignore[index]
     cache.update(SCOPE, Prompt.plain("another question entirely"), {"answer": 2})
     assert cache.lookup(SCOPE, Prompt.plain("another question entirely")).outcome == "exact"
