@@ -445,3 +445,32 @@ def test_breaker_is_process_wide_with_a_single_probe(tmp_path: Path) -> None:
     time.sleep(0.35)
     assert caches[1].lookup(SCOPE, Prompt.plain("q")).outcome == "exact"  # the probe closes it
     assert caches[0].lookup(SCOPE, Prompt.plain("q")).outcome == "exact"
+
+
+# -- the embedding cache is transparent ----------------------------------------------------------
+
+
+def test_cached_embedding_returns_the_models_floats(backend: Backend, namespace: str) -> None:
+    pytest.importorskip("llama_index.core")
+    import numpy as np
+
+    from llamaindex_semcache import CachedEmbedding
+    from tests.llama_fakes import WordHashEmbedding
+
+    model = WordHashEmbedding(dim=24)
+    texts = ["a first text", "another one", "a first text"]
+    expected = [model._vector(t) for t in texts]
+    lossless = CachedEmbedding(WordHashEmbedding(dim=24), backend, namespace=namespace)
+    assert lossless.get_text_embedding_batch(texts) == expected  # the miss
+    assert lossless.get_text_embedding_batch(texts) == expected  # the hit, bit for bit
+    assert lossless.get_query_embedding("a query") == model._vector("a query")
+    assert lossless.get_query_embedding("a query") == model._vector("a query")
+    half = CachedEmbedding(
+        WordHashEmbedding(dim=24), backend, namespace=namespace, precision="float32"
+    )
+    rounded = [[float(np.float32(x)) for x in vector] for vector in expected]
+    assert half.get_text_embedding_batch(texts) == rounded  # fresh, as a hit returns it
+    assert half.get_text_embedding_batch(texts) == rounded
+    assert rounded != expected  # the two precisions never read each other's entries
+    with pytest.raises(SemcacheInputError, match="precision"):
+        CachedEmbedding(model, backend, namespace=namespace, precision="float16")  # type: ignore[arg-type]

@@ -2,8 +2,8 @@
 32 threads of mixed operations with lost-write and foreign-read accounting.
 
 Every fault is injected into a *private* server this module starts per test, so the shared
-session servers of the rest of the suite are never disturbed. Budgets are small (a quarter
-second socket timeout, one second ``retry_after``, a few thousand operations per backend) so
+session servers of the rest of the suite are never disturbed. Budgets are small (a
+0.4 s socket timeout, one second ``retry_after``, a few thousand operations per backend) so
 the module runs in well under a minute; the README's reliability section reports its figures.
 """
 
@@ -28,7 +28,7 @@ from semcache_core.testing import HashingEmbedder, fresh_namespace
 from tests.backends import ServerPool, make_backend
 
 SCOPE = "llm-config"
-TIMEOUT = 0.25  # socket / request timeout of the backends under fault
+TIMEOUT = 0.4  # socket / request timeout of the backends under fault
 RETRY_AFTER = 1.0
 #: Threads and per-thread iterations of the load test (4 operations each).
 THREADS, ITERATIONS = 32, 40
@@ -113,8 +113,9 @@ def test_hung_server_costs_one_timeout_per_window(private_server: Any) -> None:
     durations, errors = _hammer(calls, seconds)
     assert errors == []
     slow = [d for d in durations if d > TIMEOUT * 0.8]
-    # One timeout per call, never two (redis-py used to retry the timed-out command).
-    assert max(durations) < TIMEOUT * 1.8
+    # One timeout per call, never two (redis-py used to retry the timed-out command); the
+    # margin is for a loaded CI machine.
+    assert max(durations) < TIMEOUT * 1.7
     # The threads in flight when it hung time out together; afterwards one probe per window.
     windows = int(seconds / RETRY_AFTER) + 1
     assert len(slow) <= threads + windows, (len(slow), len(durations))
