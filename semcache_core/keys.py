@@ -158,10 +158,11 @@ def single_dimension(records: Sequence[VectorRecord]) -> int:
 
 
 def dimension_error(namespace: str, dim: int, stored: int) -> Exception:
-    """The error of a vector whose dimension is not the namespace's (one message)."""
+    """The error of a vector whose dimension is not its partition's (one message)."""
     from semcache_core.errors import VectorDimensionError
 
     return VectorDimensionError(
-        f"vector has dimension {dim}, but namespace {namespace!r} stores vectors of "
-        f"dimension {stored}; use one embedding model per namespace or clear it"
+        f"vector has dimension {dim}, but this partition of namespace {namespace!r} stores "
+        f"vectors of dimension {stored}; a model of another dimension needs another name "
+        "(the embedder's name is part of the partition) or a cleared namespace"
     )
