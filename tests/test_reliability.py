@@ -372,28 +372,57 @@ def test_aclose_from_another_event_loop(
             asyncio.run(backend.aclose())
 
 
-def test_alias_over_several_indices_is_a_warned_skip(server_pool: ServerPool) -> None:
+def test_alias_over_several_indices_reads_all_writes_one(server_pool: ServerPool) -> None:
     pytest.importorskip("elasticsearch")
     from elasticsearch import Elasticsearch
 
     url = server_pool.url("elasticsearch").removeprefix("elasticsearch+")
     raw = Elasticsearch(url)
-    first, second = f"rel-{fresh_namespace()}", f"rel-{fresh_namespace()}"
-    for name in (first, second):
-        raw.indices.create(index=name)
-    raw.indices.put_alias(index=[first, second], name=first + "-both")
+    old, new, ns = f"rel-{fresh_namespace()}", f"rel-{fresh_namespace()}", fresh_namespace()
+    alias = old + "-all"
+    vector = normalize(as_vector([1.0, 0.0, 0.0, 0.0]))
+    before = connect(f"elasticsearch+{url}/{old}")  # written before the rollover
+    before.set_many(ns, [("kv:a", b"old a"), ("kv:b", b"old b")])
+    before.add_vectors(ns, "p", [VectorRecord("r", vector, b"old record")])
+    before.close()
+    raw.indices.create(index=new)
+    raw.indices.update_aliases(
+        actions=[
+            {"add": {"index": old, "alias": alias}},
+            {"add": {"index": new, "alias": alias, "is_write_index": True}},
+        ]
+    )
     try:
-        backend = connect(f"elasticsearch+{url}/{first}-both")
+        backend = connect(f"elasticsearch+{url}/{alias}")
+        assert backend.get_many(ns, ["kv:a", "kv:b"]) == [b"old a", b"old b"]
+        backend.set_many(ns, [("kv:a", b"new a"), ("kv:c", b"new c")])
+        assert raw.get(index=new, id=f"{ns}:kv:c")["found"]  # written to the write index
+        assert backend.get_many(ns, ["kv:a", "kv:c"]) == [b"new a", b"new c"]  # newest copy
+        backend.delete_many(ns, ["kv:a"])
+        assert backend.get_many(ns, ["kv:a"]) == [None]  # no older copy comes back
+        hits = backend.search_vectors(ns, "p", vector, k=3, max_distance=0.1)
+        assert [(h.id, h.payload) for h in hits] == [("r", b"old record")]
+        backend.incr_counters(ns, "stats", {"hits": 2})
+        assert backend.get_counters(ns, "stats") == {"hits": 2}
         cache = ResponseCache(backend, namespace=fresh_namespace())
-        for _ in range(3):  # under "warn": misses and skipped writes, never an exception
+        cache.update(SCOPE, Prompt.plain("p"), {"a": 1})
+        assert cache.lookup(SCOPE, Prompt.plain("p")).outcome == "exact"
+        backend.close()
+        # Without a write index the alias cannot take writes: a warned skip under "warn".
+        raw.indices.update_aliases(
+            actions=[{"add": {"index": new, "alias": alias, "is_write_index": False}}]
+        )
+        unusable = connect(f"elasticsearch+{url}/{alias}")
+        cache = ResponseCache(unusable, namespace=fresh_namespace())
+        for _ in range(3):
             assert cache.lookup(SCOPE, Prompt.plain("p")).outcome == "miss"
             cache.update(SCOPE, Prompt.plain("p"), {"a": 1})
-        strict = ResponseCache(backend, namespace=fresh_namespace(), on_backend_error="raise")
-        with pytest.raises(SchemaConflictError, match="exactly one index"):
+        strict = ResponseCache(unusable, namespace=fresh_namespace(), on_backend_error="raise")
+        with pytest.raises(SchemaConflictError, match="write index"):
             strict.lookup(SCOPE, Prompt.plain("p"))
-        backend.close()
+        unusable.close()
     finally:
-        raw.indices.delete(index=[first, second])
+        raw.indices.delete(index=[old, new])
         raw.close()
 
 

@@ -74,6 +74,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
         self.index_settings = dict(index_settings) if index_settings else None
         #: Whether ``index`` names an alias (writes then pass ``require_alias=True``).
         self.is_alias = False
+        self.read_indices = []
         self._ready = False
         self._fields = {}
         self._vector_fields_ready = set()
@@ -94,6 +95,9 @@ class ElasticsearchOperations(BulkWriter, Operations):
         return dict(source) if isinstance(source, Mapping) else None
 
     def _mget(self, ids: list[str], fields: list[str] | None = None) -> Call:
+        if self.read_indices:  # an alias over several indices: every id in every index
+            docs = [{"_index": name, "_id": i} for i in ids for name in self.read_indices]
+            return Call("mget", {"docs": docs, **({"source": fields} if fields else {})})
         kwargs: dict[str, Any] = {"index": self.index, "ids": ids}
         if fields is not None:
             kwargs["source"] = fields
@@ -117,6 +121,8 @@ class ElasticsearchOperations(BulkWriter, Operations):
             if not doc.get("found"):
                 continue
             key = keys_by_id.get(doc.get("_id", ""))
+            if key in found:
+                continue  # an older copy in another index of the alias (the newest came first)
             source = doc.get("_source") or {}
             if (
                 key is None
@@ -126,7 +132,12 @@ class ElasticsearchOperations(BulkWriter, Operations):
                 or not is_live(source, now)
             ):
                 continue
-            found[key] = {**source, "_seq_no": doc.get("_seq_no"), "_pt": doc.get("_primary_term")}
+            found[key] = {
+                **source,
+                "_seq_no": doc.get("_seq_no"),
+                "_pt": doc.get("_primary_term"),
+                "_in": doc.get("_index"),
+            }
         return found
 
     # -- values ----------------------------------------------------------------------------
@@ -186,7 +197,13 @@ class ElasticsearchOperations(BulkWriter, Operations):
 
     def _delete_many(self, namespace: str, keys: list[str]) -> Flow[None]:
         value_ids, vector_ids = self._ids_by_kind(namespace, keys)
-        operations = [self._action("delete", i) for i in [*value_ids, *vector_ids]]
+        # Through an alias over several indices, in each of them: an older copy must not be
+        # read again once the newest is gone.
+        operations = [
+            {"delete": {"_index": name, "_id": i}}
+            for i in [*value_ids, *vector_ids]
+            for name in (self.read_indices or [self.index])
+        ]
         yield from self.ensure_index()
         # Deleted records must not be found by a search right after: vector deletes use the
         # configured refresh; values are read by id (realtime) and need none.
@@ -276,7 +293,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
     ) -> Flow[bool]:
         value_id = self._value_id(namespace, key)
         yield from self.ensure_index()
-        reply = yield Call("get", {"index": self.index, "id": value_id}, ignore=(404,))
+        reply = yield Call("get", {"index": self.single_index, "id": value_id}, ignore=(404,))
         source = self._document(reply)
         current: bytes | None = None
         if (
@@ -324,7 +341,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
         # Unknown, or a different dimension cached (perhaps stale): ask the index (realtime).
         reply = yield Call(
             "get",
-            {"index": self.index, "id": doc_id(namespace, "meta:", "dims:" + partition)},
+            {"index": self.single_index, "id": doc_id(namespace, "meta:", "dims:" + partition)},
             ignore=(404,),
         )
         source = self._document(reply)
@@ -413,8 +430,15 @@ class ElasticsearchOperations(BulkWriter, Operations):
             },
         )
         hits: list[VectorHit] = []
-        for hit in reply.body["hits"]["hits"]:
+        found = reply.body["hits"]["hits"]
+        if self.read_indices:  # through several indices: the write index's copy of a key wins
+            found = sorted(found, key=lambda hit: hit.get("_index") != self.read_indices[0])
+        seen: set[str] = set()
+        for hit in found:
             source = hit.get("_source") or {}
+            if source.get("key") in seen:
+                continue
+            seen.add(str(source.get("key")))
             # Elasticsearch's cosine score is (1 + cos) / 2; our distance is 1 - cos.
             distance = min(2.0, max(0.0, 2.0 - 2.0 * float(hit["_score"])))
             if distance > max_distance or source.get("ns") != namespace:
@@ -468,7 +492,9 @@ class ElasticsearchOperations(BulkWriter, Operations):
         key_bytes(name, "counter group name")
         yield from self.ensure_index()
         reply = yield Call(
-            "get", {"index": self.index, "id": doc_id(namespace, "ctr:", name)}, ignore=(404,)
+            "get",
+            {"index": self.single_index, "id": doc_id(namespace, "ctr:", name)},
+            ignore=(404,),
         )
         source = self._document(reply)
         if (

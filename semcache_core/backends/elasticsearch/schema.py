@@ -196,6 +196,9 @@ class IndexSchema:
     vector_index_options: dict[str, Any]
     index_settings: dict[str, Any] | None
     is_alias: bool
+    #: An alias over several indices (rollover): its write index first, then the others,
+    #: newest name first. Empty for an index or an alias of one index.
+    read_indices: list[str]
     _ready: bool
     _fields: dict[str, Any]
     _vector_fields_ready: set[int]
@@ -214,14 +217,23 @@ class IndexSchema:
             return
         alias = yield Call("indices.get_alias", {"name": self.index}, ignore=(404,), admin=True)
         self.is_alias = alias.status == 200
-        if self.is_alias:
+        self.read_indices = []
+        if self.is_alias and len(alias.body) > 1:
             concrete = sorted(alias.body)
-            if len(concrete) != 1:
+            writers = [
+                name
+                for name in concrete
+                if (alias.body[name].get("aliases", {}).get(self.index) or {}).get("is_write_index")
+            ]
+            if len(writers) != 1:
                 raise SchemaConflictError(
                     f"Elasticsearch alias {self.index!r} points to {len(concrete)} indices "
-                    f"({', '.join(concrete)}); semcache reads documents by id, which needs an "
-                    "alias that points to exactly one index"
+                    f"({', '.join(concrete)}) and none is its write index; semcache writes "
+                    "through the alias, which needs exactly one index or an is_write_index"
                 )
+            # Reads go through every index, the write index (the newest copy) first.
+            others = sorted((name for name in concrete if name != writers[0]), reverse=True)
+            self.read_indices = [writers[0], *others]
         reply = yield Call("indices.get_mapping", {"index": self.index}, ignore=(404,), admin=True)
         if reply.status == 404:
             kwargs: dict[str, Any] = {
@@ -255,7 +267,7 @@ class IndexSchema:
         """Add ``properties`` to the mapping; ``SchemaConflictError(refused: ...)`` if refused."""
         put = yield Call(
             "indices.put_mapping",
-            {"index": self.index, "properties": properties},
+            {"index": self.single_index, "properties": properties},
             ignore=(400,),
             admin=True,
         )
@@ -263,8 +275,17 @@ class IndexSchema:
             error_type, reason = error_of(put.body)
             raise SchemaConflictError(f"{refused}: {error_type}: {reason}")
 
+    @property
+    def single_index(self) -> str:
+        """Where a single-document read or a mapping change goes: the write index of an alias
+        over several indices (they refuse single-index operations), else ``index``."""
+        return self.read_indices[0] if self.read_indices else self.index
+
     def _properties(self, body: Any) -> dict[str, Any]:
-        mappings = [entry.get("mappings", {}) for entry in dict(body).values()]
+        entries = dict(body)
+        if self.read_indices and self.read_indices[0] in entries:
+            entries = {self.read_indices[0]: entries[self.read_indices[0]]}
+        mappings = [entry.get("mappings", {}) for entry in entries.values()]
         if len(mappings) != 1:
             raise SchemaConflictError(
                 f"Elasticsearch name {self.index!r} resolves to {len(mappings)} indices; "
@@ -333,6 +354,11 @@ class IndexSchema:
         if name not in self._fields:
             reply = yield Call("indices.get_mapping", {"index": self.index}, admin=True)
             self._fields = self._properties(reply.body)
+            if name not in self._fields and self.read_indices:  # an older index may have it
+                return any(
+                    name in dict(entry).get("mappings", {}).get("properties", {})
+                    for entry in dict(reply.body).values()
+                )
         found = self._fields.get(name)
         if found is None:
             return False
