@@ -36,8 +36,10 @@ See :mod:`semcache_core.backends.elasticsearch.schema`: document ids ``<namespac
 dimension, ``knn_384``, and added with ``put_mapping`` when the first vector of that dimension
 arrives: a mapping needs ``dims``, and namespaces using different embedding models can share
 the index. They are excluded from ``_source`` (the base64 ``vector`` is the stored copy). An
-index whose mapping conflicts raises ``SchemaConflictError``. A name that is an alias must
-point to one index; writes then pass ``require_alias=True``.
+index whose mapping conflicts raises ``SchemaConflictError``. A name may be an alias; writes
+then pass ``require_alias=True``. An alias over several indices (rollover) needs a write index:
+reads go through every index (the write index's copy of a key first), writes go to the write
+index, deletes to every index (:attr:`~.schema.IndexSchema.read_indices`).
 
 Refresh
 -------

@@ -1,6 +1,7 @@
 """Elasticsearch backend: the index layout, and checking or creating the index.
 
-Document layout (one index, or one alias pointing at one index; mapping in :func:`mapping`):
+Document layout (one index, or an alias: of one index, or of several with a write index;
+mapping in :func:`mapping`):
 
 * a value: id ``<namespace>:<key>`` (the key already starts with its kind, ``kv:`` or
   ``llm:``); fields ``ns``, ``kind="value"``, ``key``, ``value`` (base64, ``binary``),
