@@ -15,6 +15,7 @@ from benchmarks.context import (
     ELASTICSEARCH,
     EMBEDDED,
     REDIS,
+    REDIS_CLUSTER,
     BenchContext,
     command_delta,
     command_stats,
@@ -38,6 +39,7 @@ from benchmarks.workloads import unit_vectors
 
 TITLE = "2. ByteStore: batches of 1,000 keys (mget / mset)"
 REDIS_FLOOR = "raw redis-py (floor)"
+CLUSTER_FLOOR = "raw RedisCluster (floor)"
 ES_FLOOR = "raw elasticsearch-py (floor)"
 COUNT_REPS = 5
 
@@ -63,7 +65,11 @@ def run(ctx: BenchContext) -> Section:
             f"{fmt_bytes(len(_value(0)))} each). Floors: Redis `MGET` and one non-transactional "
             "pipeline of `SET`; Elasticsearch one `_mget` and one `_bulk` (no refresh). "
             "Commands are from `INFO commandstats` deltas (per batch, over "
-            f"{COUNT_REPS} batches); round trips are counted client-side (redis-py sends, HTTP "
+            f"{COUNT_REPS} batches); on the cluster (3 primaries + 3 replicas) the floor is "
+            "redis-py's `RedisCluster.mget_nonatomic` and a cluster pipeline of `SET`, server "
+            "commands are not collected, and a round trip is one write to one node (a batch "
+            "is at most one per primary, the pipelines of the primaries written before any "
+            "reply is read); round trips are counted client-side (redis-py sends, HTTP "
             "requests), the median batch, and `one batch: +n` when one batch of the "
             f"{COUNT_REPS} made more (semcache flushes its stats counters at most every 5 s, "
             "riding on the next call)."
@@ -97,7 +103,11 @@ def run(ctx: BenchContext) -> Section:
             from langchain_semcache import BackendByteStore
 
             store = BackendByteStore(ctx.semcache_backend(kind), namespace=ctx.namespace("kv"))
-            anchor = {REDIS: REDIS_FLOOR, ELASTICSEARCH: ES_FLOOR}.get(kind, "")
+            anchor = {
+                REDIS: REDIS_FLOOR,
+                REDIS_CLUSTER: CLUSTER_FLOOR,
+                ELASTICSEARCH: ES_FLOOR,
+            }.get(kind, "")
             client = ctx.redis_client(REDIS) if kind == REDIS else None
             return Store("semcache BackendByteStore", kind, anchor, store.mget, store.mset, client)
 
@@ -124,6 +134,22 @@ def run(ctx: BenchContext) -> Section:
             return pipe.execute()
 
         return Store(REDIS_FLOOR, REDIS, "", mget, mset, client)
+
+    def raw_cluster() -> Store:
+        ctx.require_kind(REDIS_CLUSTER)
+        client = ctx.redis_client(REDIS_CLUSTER)
+        prefix = ctx.namespace("raw") + ":"
+
+        def mget(batch: list[str]) -> Any:
+            return client.mget_nonatomic([prefix + k for k in batch])
+
+        def mset(pairs: list[tuple[str, bytes]]) -> Any:
+            pipe = client.pipeline()
+            for key, value in pairs:
+                pipe.set(prefix + key, value)
+            return pipe.execute()
+
+        return Store(CLUSTER_FLOOR, REDIS_CLUSTER, "", mget, mset)
 
     def community() -> Store:
         ctx.require_kind(REDIS)
@@ -168,6 +194,8 @@ def run(ctx: BenchContext) -> Section:
     add(raw_redis, REDIS_FLOOR, REDIS)
     add(semcache(REDIS), "semcache BackendByteStore", REDIS)
     add(community, "langchain_community RedisStore", REDIS)
+    add(raw_cluster, CLUSTER_FLOOR, REDIS_CLUSTER)
+    add(semcache(REDIS_CLUSTER), "semcache BackendByteStore", REDIS_CLUSTER)
     add(raw_es, ES_FLOOR, ELASTICSEARCH)
     add(semcache(ELASTICSEARCH), "semcache BackendByteStore", ELASTICSEARCH)
 
@@ -225,7 +253,7 @@ def run(ctx: BenchContext) -> Section:
                     store.name, f"error: {samples.error}", backend=store.backend, op=op
                 )
                 continue
-            is_floor = store.name in (REDIS_FLOOR, ES_FLOOR)
+            is_floor = store.name in (REDIS_FLOOR, CLUSTER_FLOOR, ES_FLOOR)
             section.add(
                 data,
                 contender=store.name,
@@ -266,6 +294,23 @@ def run(ctx: BenchContext) -> Section:
                     else "",
                 )
             )
+    for op in ("mget", "mset"):
+        name = (
+            f"ByteStore {op} of 1,000 keys on {REDIS_CLUSTER}: ≤ 1 round trip per primary, "
+            "≤ 1.2× floor"
+        )
+        wanted = "≤ 3 round trips (3 primaries), ≤ 1.20×"
+        ours = measured.get(("semcache BackendByteStore", REDIS_CLUSTER, op))
+        if not ours or ours.get("error") or ours.get("ratio_to_floor") is None:
+            reason = reasons.get(REDIS_CLUSTER) or (ours or {}).get("error") or "not measured"
+            section.targets.append(Target.skipped(name, wanted, reason))
+            continue
+        trips, r = ours["round_trips"], ours["ratio_to_floor"]
+        section.targets.append(
+            Target.check(
+                name, wanted, f"{trips:g} round trips, {fmt_ratio(r)}", trips <= 3 and r <= 1.2
+            )
+        )
     section.notes.append(
         "In-process rows have no floor; they show what the batch costs without a network."
     )
@@ -279,7 +324,7 @@ def _value(i: int) -> bytes:
 
 def _count(store: Store, action: Callable[[], object]) -> tuple[list[float], Counter[str] | None]:
     """Client round trips of each of ``COUNT_REPS`` batches, and their server commands."""
-    if store.backend not in (REDIS, ELASTICSEARCH):
+    if store.backend not in (REDIS, REDIS_CLUSTER, ELASTICSEARCH):
         return [], None
     client = store.redis_client
     if client is not None:
@@ -292,6 +337,6 @@ def _count(store: Store, action: Callable[[], object]) -> tuple[list[float], Cou
                 commands.update(command_delta(client, action))
             else:
                 action()
-        trips = counts.redis if store.backend == REDIS else counts.http
+        trips = counts.http if store.backend == ELASTICSEARCH else counts.redis
         per_batch.append(trips - (2 if client is not None else 0))  # the two INFO calls
     return per_batch, commands

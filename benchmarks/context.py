@@ -30,13 +30,15 @@ from semcache_core import Backend, connect
 EMBEDDED = "embedded"
 REDIS = "redis"
 REDIS_QE = "redis-qe"
+REDIS_CLUSTER = "redis-cluster"
 ELASTICSEARCH = "elasticsearch"
-ALL_KINDS = (EMBEDDED, REDIS, REDIS_QE, ELASTICSEARCH)
-SERVER_KINDS = (REDIS, REDIS_QE, ELASTICSEARCH)
+ALL_KINDS = (EMBEDDED, REDIS, REDIS_QE, REDIS_CLUSTER, ELASTICSEARCH)
+SERVER_KINDS = (REDIS, REDIS_QE, REDIS_CLUSTER, ELASTICSEARCH)
 
 _BACKEND_MODULES = {
     REDIS: "semcache_core.backends.redis",
     REDIS_QE: "semcache_core.backends.redis",
+    REDIS_CLUSTER: "semcache_core.backends.redis",
     ELASTICSEARCH: "semcache_core.backends.elasticsearch",
 }
 
@@ -137,6 +139,8 @@ class BenchContext:
             try:
                 if kind == ELASTICSEARCH:
                     server = servers.start_elasticsearch()
+                elif kind == REDIS_CLUSTER:
+                    server = servers.start_redis_cluster()
                 else:
                     server = servers.start_redis(query_engine=kind == REDIS_QE)
             except Exception as exc:
@@ -153,8 +157,13 @@ class BenchContext:
             if kind == ELASTICSEARCH:
                 client = self.es_client()
                 return str(client.info()["version"]["number"])
-            info = self.redis_client(kind).info("server")
-            return str(info.get("redis_version"))
+            client = self.redis_client(kind)
+            if kind == REDIS_CLUSTER:
+                client = client.get_default_node().redis_connection
+            info = client.info("server")
+            return str(info.get("redis_version")) + (
+                " cluster, 3 + 3" if kind == REDIS_CLUSTER else ""
+            )
         except Exception:
             return None
 
@@ -169,6 +178,8 @@ class BenchContext:
             backend = self._connect("elasticsearch+" + self.server_url(kind), **options)
         elif kind == REDIS:
             backend = self._connect(self.server_url(kind), vector_search="mirror")
+        elif kind == REDIS_CLUSTER:  # no cluster-wide Query Engine: auto picks the mirror
+            backend = self._connect(self.server_url(kind), vector_search="auto")
         else:
             backend = self._connect(self.server_url(kind), vector_search="auto")
             if getattr(backend, "vector_search", None) != "query-engine":
@@ -194,8 +205,14 @@ class BenchContext:
 
     # -- raw clients (anchors and floors) ------------------------------------------------------
     def redis_client(self, kind: str = REDIS) -> Any:
+        """A redis-py client of ``kind``'s server (a ``RedisCluster`` for the cluster)."""
         import redis
+        import redis.cluster
 
+        if kind == REDIS_CLUSTER:
+            client = redis.cluster.RedisCluster.from_url(self.server_url(kind))
+            self._to_close.append(client.close)
+            return client
         client = redis.Redis.from_url(self.server_url(kind))
         self._to_close.append(client.close)
         return client
@@ -213,7 +230,11 @@ class BenchContext:
         """Wait until this run's servers are idle (background indexing, merges, a bulk request
         still being processed after a client timeout), so they do not steal the CPU of the
         next measurement. Returns the seconds waited."""
-        groups = {int(server.pid) for server in self._servers.values()}
+        groups = {
+            int(node.pid)
+            for server in self._servers.values()
+            for node in getattr(server, "nodes", [server])
+        }
         if not groups:
             return 0.0
         started = time.monotonic()

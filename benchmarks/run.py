@@ -149,7 +149,10 @@ def run_metadata(args: argparse.Namespace, ctx: BenchContext, seconds: float) ->
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    servers = {kind: ctx.server_version(kind) for kind in ("redis", "redis-qe", "elasticsearch")}
+    servers = {
+        kind: ctx.server_version(kind)
+        for kind in ("redis", "redis-qe", "redis-cluster", "elasticsearch")
+    }
     return {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["benchmarks/run.py", *(sys.argv[1:] if args else [])]),

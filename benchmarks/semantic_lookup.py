@@ -16,6 +16,7 @@ from benchmarks.context import (
     ELASTICSEARCH,
     EMBEDDED,
     REDIS,
+    REDIS_CLUSTER,
     REDIS_QE,
     BenchContext,
     module_available,
@@ -48,7 +49,7 @@ TITLE = "3. Semantic lookup (embedding excluded) at 1k / 10k / 100k entries"
 SCOPE = "bench-llm-string"
 LOAD_BATCH = 1000
 FLOOR = "numpy brute force (floor)"
-KINDS = (EMBEDDED, REDIS, REDIS_QE, ELASTICSEARCH)
+KINDS = (EMBEDDED, REDIS, REDIS_QE, REDIS_CLUSTER, ELASTICSEARCH)
 #: A contender slower than this (median lookup) at one size is not loaded at the next.
 TOO_SLOW_S = 0.1
 #: Share of near queries that must find their own entry for a latency target to count.
@@ -516,6 +517,7 @@ def _targets(ctx: BenchContext, section: Section, results: dict[int, list[Result
         (10_000, EMBEDDED, 1e-3),
         (10_000, REDIS, 1e-3),
         (10_000, REDIS_QE, 1e-3),
+        (10_000, REDIS_CLUSTER, 1e-3),
         (100_000, REDIS_QE, 3e-3),
     ]
     for size, kind, limit in wanted:

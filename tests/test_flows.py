@@ -201,3 +201,67 @@ def test_get_or_create_reads_through_in_one_flow() -> None:
     assert [c[0] for c in get.commands] == ["GET"]  # type: ignore[attr-defined]
     assert [c[0] for c in put.commands] == ["SET"]  # type: ignore[attr-defined]
     assert isinstance(backend.transport, _Fed) and not backend.transport.replies
+
+
+# -- Redis Cluster: the same operations, another key layout and node-by-node scans ------------
+
+
+def cluster_ops(layout: Any = "cluster") -> RedisOperations:
+    from semcache_core.backends.redis.keys import CLUSTER
+
+    return RedisOperations(
+        vector_search="mirror",
+        recreate_index=False,
+        max_mirror_rows=100,
+        layout=CLUSTER if layout == "cluster" else None,
+    )
+
+
+def test_cluster_get_many_is_one_get_per_key_in_one_round() -> None:
+    transport = FedTransport([b"1", b"2", b"payload"])
+    got = run(cluster_ops().get_many("ns", ["kv:a", "kv:b", keys.vector_key("r")]), transport)
+    assert got == [b"1", b"2", b"payload"]
+    (step,) = transport.steps
+    assert list(step.commands) == [  # type: ignore[attr-defined]
+        ("GET", "ns:kv:a"),
+        ("GET", "ns:kv:b"),
+        ("HGET", "ns:vec:{ns}r", "payload"),
+    ]
+
+
+def test_cluster_scan_visits_every_primary_in_turn() -> None:
+    from semcache_core.backends.redis.commands import Primaries
+
+    ops = cluster_ops()
+    primaries = ["n1:1", "n2:2"]
+    transport = FedTransport(
+        primaries,
+        [[7, [b"ns:kv:a", b"ns:vec:{ns}x"]]],
+        primaries,
+        [[0, [b"ns:kv:b"]]],
+        primaries,
+        [[0, [b"ns:kv:c"]]],
+    )
+    pages = []
+    cursor = None
+    while True:
+        page = run(ops.scan_keys("ns", "", cursor), transport)
+        pages.append(page.keys)
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert pages == [["kv:a"], ["kv:b"], ["kv:c"]]  # the vector record is not a value
+    rounds = [step for step in transport.steps if not isinstance(step, Primaries)]
+    assert [step.node for step in rounds] == ["n1:1", "n1:1", "n2:2"]  # type: ignore[attr-defined]
+    assert [step.commands[0][1] for step in rounds] == [0, 7, 0]  # type: ignore[attr-defined]
+
+
+def test_unknown_topology_is_asked_once() -> None:
+    from semcache_core.backends.redis.commands import Topology
+
+    ops = cluster_ops(layout=None)
+    transport = FedTransport(True, [b"1"], [b"2"])
+    assert run(ops.get_many("ns", ["kv:a"]), transport) == [b"1"]
+    assert run(ops.get_many("ns", ["kv:b"]), transport) == [b"2"]
+    assert isinstance(transport.steps[0], Topology)
+    assert sum(isinstance(step, Topology) for step in transport.steps) == 1

@@ -5,9 +5,11 @@
 ``"sqlite:///file.db"``                embedded backend on a SQLite file (several processes)
 ``"redis://"``, ``"rediss://"``,        Redis, with or without the Query Engine
 ``"unix://"``
+``"redis+cluster://h:p[,h:p...]"``      Redis Cluster (also detected from ``redis://``)
 ``"elasticsearch+http(s)://"``         Elasticsearch
 a ``redis.Redis`` / ``redis.asyncio``  wrapped as it is; semcache never closes it
-client, an ``Elasticsearch`` client
+client (or a ``RedisCluster``), an
+``Elasticsearch`` client
 =====================================  ==================================================
 
 Backend modules are imported lazily, so ``import semcache_core`` stays light.
@@ -31,6 +33,8 @@ _SCHEMES: dict[str, str] = {
     "redis": "semcache_core.backends.redis:RedisBackend",
     "rediss": "semcache_core.backends.redis:RedisBackend",
     "unix": "semcache_core.backends.redis:RedisBackend",
+    "redis+cluster": "semcache_core.backends.redis:RedisBackend",
+    "rediss+cluster": "semcache_core.backends.redis:RedisBackend",
     "elasticsearch+http": "semcache_core.backends.elasticsearch:ElasticsearchBackend",
     "elasticsearch+https": "semcache_core.backends.elasticsearch:ElasticsearchBackend",
 }

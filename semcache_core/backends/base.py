@@ -350,6 +350,10 @@ class Backend(ABC):
     async def aexecute(self, step: Step) -> Any:
         """Perform one step of this backend's operations with the asyncio client."""
 
+    def describe(self) -> dict[str, str]:
+        """What the backend chose at connect time, for ``stats()`` (e.g. ``vector_search``)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional: most backends own no connection
         """Release connections the backend opened itself (never a client the user passed)."""
 

@@ -30,7 +30,14 @@ are left to the distance threshold (the ``lexical`` category of the tuning set m
 
 from semcache_core.guard.features import extract_features
 from semcache_core.guard.padding import strip_padding
-from semcache_core.guard.registry import CHECKS, REGISTRY, Check, GuardVerdict, TrapGuard
+from semcache_core.guard.registry import (
+    CHECKS,
+    REGISTRY,
+    Check,
+    GuardVerdict,
+    TrapGuard,
+    clear_caches,
+)
 from semcache_core.guard.tokens import ALIASES, TECH_NAMES, Features
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "Features",
     "GuardVerdict",
     "TrapGuard",
+    "clear_caches",
     "extract_features",
     "strip_padding",
 ]

@@ -9,7 +9,6 @@ is frozen into :class:`~semcache_core.guard.tokens.Features` and cached per prom
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 from semcache_core.guard import intent, names, negation, numeric, qualifiers, roles
@@ -55,7 +54,7 @@ def extract_features(text: str) -> Features:
     ) >= 0.7 * len(capitalized)
     entity_at = names._names(tokens, normalized, title_case, out)
     roles.directions(tokens, unit_at, entity_at, out)
-    searchable = re.sub(r"\s+", " ", normalized).strip()
+    searchable = " ".join(normalized.split())
     sequence = _sequence(tokens)
     words = frozenset(w for w in sequence if w != "|")
     classified = frozenset(t.low for t in tokens if t.used and t.kind == "word")

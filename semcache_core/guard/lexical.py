@@ -33,29 +33,55 @@ def _kinds(word: str) -> tuple[frozenset[str], frozenset[str]]:
     )
 
 
-def _substitution(a: Features, b: Features) -> tuple[str, str] | None:
-    ca = [w for w in a.sequence if w != "|" and w not in _FUNCTION_WORDS]
-    cb = [w for w in b.sequence if w != "|" and w not in _FUNCTION_WORDS]
+def _substitution(a: Features, b: Features) -> tuple[str, str, str | None] | None:
+    """The one content word ``b`` has in place of one of ``a``'s, everything else equal and
+    in order, and the noun both put right after it (None if it is not followed by the same
+    word: "speeding ticket" / "parking ticket" -> ticket)."""
+    sa = [w for w in a.sequence if w != "|"]
+    sb = [w for w in b.sequence if w != "|"]
+    ca = [(i, w) for i, w in enumerate(sa) if w not in _FUNCTION_WORDS]
+    cb = [(i, w) for i, w in enumerate(sb) if w not in _FUNCTION_WORDS]
     if len(ca) != len(cb):
         return None
-    diff = [i for i, (x, y) in enumerate(zip(ca, cb, strict=True)) if x != y]
+    diff = [k for k in range(len(ca)) if ca[k][1] != cb[k][1]]
     if len(diff) != 1:
         return None
-    return ca[diff[0]], cb[diff[0]]
+    k = diff[0]
+    head = None
+    if (
+        k + 1 < len(ca)
+        and ca[k + 1][1] == cb[k + 1][1]
+        and ca[k + 1][0] == ca[k][0] + 1
+        and cb[k + 1][0] == cb[k][0] + 1
+    ):
+        head = ca[k + 1][1]
+    return ca[k][1], cb[k][1], head
 
 
 def lexical_differs(a: Features, b: Features) -> str | None:
     pair = _substitution(a, b)
     if pair is None:
         return None
-    x, y = pair
-    if x[:4] == y[:4] or one_typo_apart(x, y):
+    x, y, head = pair
+    if x[:4] == y[:4] or one_typo_apart(x, y) or base_forms(x) & base_forms(y):
         return None  # an inflection or a typo ("knife" / "knives", "pasword", "chiken")
     synsets_x, parents_x = _kinds(x)
     synsets_y, parents_y = _kinds(y)
-    if synsets_x & synsets_y or not parents_x & parents_y:
+    if synsets_x & synsets_y:
         return None
     # one a kind of the other ("fridge" under "refrigerator", "merlot" under "wine")
     if {"p" + s[1:] for s in synsets_x} & parents_y or {"p" + s[1:] for s in synsets_y} & parents_x:
         return None
-    return f"another kind of the same thing: {x!r} vs {y!r}"
+    if parents_x & parents_y:
+        return f"another kind of the same thing: {x!r} vs {y!r}"
+    # two nouns modifying one noun name two kinds of it: "speeding ticket" / "parking
+    # ticket", "work permit" / "study permit" (an abbreviation is no other kind: "env")
+    if (
+        head is not None
+        and synsets_x
+        and synsets_y
+        and _kinds(head)[0]
+        and not (x.startswith(y) or y.startswith(x))
+    ):
+        return f"another kind of {head!r}: {x!r} vs {y!r}"
+    return None

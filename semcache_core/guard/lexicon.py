@@ -8,7 +8,7 @@ data; nothing is read from anywhere else or downloaded at run time. Formats:
 
 ``antonyms.tsv``, ``inflections.tsv`` and ``prefix_false_friends.txt`` are generated from
 WordNet 3.0 by ``scripts/build_lexicon.py`` (license: ``data/WORDNET_LICENSE``); the others
-are curated by hand.
+(``antonyms_curated.tsv`` among them, merged into the WordNet table) are curated by hand.
 """
 
 from __future__ import annotations
@@ -51,8 +51,14 @@ def table(name: str, sep: str | None = None) -> dict[str, tuple[str, ...]]:
 
 @cache
 def antonyms() -> dict[str, frozenset[str]]:
-    """WordNet lemma -> its antonyms (direct, plus unambiguous indirect ones for adjectives)."""
-    return {k: frozenset(v) for k, v in table("antonyms.tsv").items()}
+    """WordNet lemma -> its antonyms (direct, plus unambiguous indirect ones for adjectives),
+    with the curated pairs of ``antonyms_curated.tsv`` added both ways."""
+    merged: dict[str, set[str]] = {k: set(v) for k, v in table("antonyms.tsv").items()}
+    for word, opposites in table("antonyms_curated.tsv").items():
+        for opposite in opposites:
+            merged.setdefault(word, set()).add(opposite)
+            merged.setdefault(opposite, set()).add(word)
+    return {k: frozenset(v) for k, v in merged.items()}
 
 
 @cache

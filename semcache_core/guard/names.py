@@ -53,8 +53,11 @@ def _names(tokens: list[Token], text: str, title_case: bool, out: Collector) -> 
             "_" in word.strip("_")
             or "." in word
             or called
-            or _CAMEL_RE.fullmatch(word)
-            or _PASCAL_CODE_RE.fullmatch(word)
+            # both need a capital: an all-lower-case word (most words) skips them
+            or (
+                not word.islower()
+                and (_CAMEL_RE.fullmatch(word) or _PASCAL_CODE_RE.fullmatch(word))
+            )
         ):
             if re.search(r"[^\W\d_]", word):
                 out.code.add(ascii_lower(word))
@@ -65,7 +68,7 @@ def _names(tokens: list[Token], text: str, title_case: bool, out: Collector) -> 
             entity = True
         elif len(word) >= 2 and word.isupper():
             entity = word not in ("I", "OK", "AM", "PM")
-        elif any(c.isupper() for c in word[1:]) and word[0].isalpha():
+        elif word[1:] != word[1:].lower() and word[0].isalpha():  # a capital after the first
             entity = True
         elif word[0].isupper():
             # Sentence-initial (or title-cased) words are names unless they are common words.
@@ -90,7 +93,13 @@ def _appears(item: str, text: str) -> bool:
 
 
 def _missing_items(mine: frozenset[str], theirs: frozenset[str], their_text: str) -> set[str]:
-    return {item for item in mine - theirs if not _appears(item, their_text)}
+    return {
+        item
+        for item in mine - theirs
+        if not _appears(item, their_text)
+        # "'out of network'" / "out-of-network": hyphens for spaces
+        and not _appears(item.replace("-", " "), their_text.replace("-", " "))
+    }
 
 
 def quoted_differs(a: Features, b: Features) -> str | None:
@@ -122,7 +131,31 @@ def _named_in(entity: str, other: Features) -> bool:
         # "Pyhton" / "Python"; not a changed letter, nor short names: "Gambia" / "Zambia",
         # "React" / "Preact", "MySQL" / "MSSQL" are other names
         or near_word(entity, other.words, min_length=6, substitution=False)
+        or any(_demonym(entity, w) or _demonym(w, entity) for w in other.words)
+        or any(_undoubled(entity, w) or _undoubled(w, entity) for w in other.words)
     )
+
+
+def _undoubled(short: str, long_: str) -> bool:
+    """ "Gogle" / "Google", "Facebok" / "Facebook": a doubled letter typed once (the typo
+    that is no other name; "React" / "Preact" adds a letter that is not doubled)."""
+    if len(long_) != len(short) + 1 or len(short) < 4:
+        return False
+    for i in range(1, len(long_)):
+        if long_[i] == long_[i - 1] and long_[:i] + long_[i + 1 :] == short:
+            return True
+    return False
+
+
+_DEMONYM_ENDINGS = ("n", "an", "ian", "ese", "ish", "i")
+
+
+def _demonym(place: str, word: str) -> bool:
+    """ "Canada" / "Canadian", "Australia" / "Australian", "Japan" / "Japanese": the adjective
+    of a place name of five letters or more, by its ending ("Austrian" is not "Australia")."""
+    if len(place) < 5 or not word.startswith(place[:4]):
+        return False
+    return any(word in (place + e, place[:-1] + e) for e in _DEMONYM_ENDINGS)
 
 
 def entity_differs(a: Features, b: Features) -> str | None:

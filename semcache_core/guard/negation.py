@@ -29,7 +29,7 @@ checks.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.tokens import Features
@@ -109,13 +109,15 @@ def _phrase_index() -> dict[str, list[tuple[int, int, tuple[str, ...]]]]:
 
 #: Particles whose swap reverses a phrasal verb, whatever the verb ("scale up" / "scale
 #: down", "plug in" / "plug out", "switch on" / "switch off").
-_PARTICLE_OPPOSITES = {
-    "up": "down",
-    "down": "up",
-    "in": "out",
-    "out": "in",
-    "on": "off",
-    "off": "on",
+_PARTICLE_OPPOSITES: dict[str, tuple[str, ...]] = {
+    "up": ("down",),
+    "down": ("up",),
+    "in": ("out",),
+    "into": ("out",),  # "move into" / "move out of"
+    "out": ("in", "into"),
+    "on": ("off",),
+    "onto": ("off",),
+    "off": ("on", "onto"),
 }
 
 
@@ -130,12 +132,20 @@ def particle_verbs(sequence: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     return frozenset(found)
 
 
+@lru_cache(maxsize=65536)
+def _entries(word: str) -> tuple[tuple[int, int, tuple[str, ...]], ...]:
+    """The phrase entries a word may start, in any of its base forms (cached per word)."""
+    index = _phrase_index()
+    return tuple(e for form in base_forms(word) for e in index.get(form, ()))
+
+
 def phrasal(sequence: tuple[str, ...]) -> frozenset[tuple[int, int]]:
     """(pair index, side) of every curated phrasal opposite in the prompt."""
-    index = _phrase_index()
     found = set()
     for i, word in enumerate(sequence):
-        entries = [e for form in base_forms(word) for e in index.get(form, ())]
+        entries = _entries(word)
+        if not entries:
+            continue
         # the particle right after the verb wins ("switch on roaming on my phone" is not
         # also "switch ... off"); a particle further on only when none is adjacent
         adjacent = {
@@ -207,7 +217,9 @@ def _negated_stem(word: str) -> str | None:
 
 def morphological_differs(a: Features, b: Features) -> str | None:
     for x, y in ((a, b), (b, a)):
-        only_y = set(_only(y, x))
+        # y's words x lacks verbatim: "unsalted butter" / "salted butter" in a prompt that
+        # also says "salt" still differs
+        only_y = {w for w in y.words - x.words if w.isalpha() and w not in y.negated}
         if not only_y:
             continue
         forms_y = {form: w for w in only_y for form in base_forms(w)} | {w: w for w in only_y}
@@ -228,9 +240,9 @@ def morphological_differs(a: Features, b: Features) -> str | None:
 def phrasal_differs(a: Features, b: Features) -> str | None:
     only_b = b.particles - a.particles
     for verb, particle in sorted(a.particles - b.particles):
-        opposite = _PARTICLE_OPPOSITES[particle]
-        if (verb, opposite) in only_b:
-            return f"opposite phrases: {verb + ' ' + particle!r} vs {verb + ' ' + opposite!r}"
+        for opposite in _PARTICLE_OPPOSITES[particle]:
+            if (verb, opposite) in only_b:
+                return f"opposite phrases: {verb + ' ' + particle!r} vs {verb + ' ' + opposite!r}"
     table = _phrase_table()
     for pair, side in sorted(a.phrasal - b.phrasal):
         if (pair, 1 - side) in b.phrasal - a.phrasal:

@@ -502,9 +502,37 @@ def version_differs(a: Features, b: Features) -> str | None:
     return _numbers_differ(a, b, "version")
 
 
+_BREAK_CHARS = frozenset(".!?:;\n")
+_ASKER = frozenset(["i", "we", "my", "our", "me", "us"])
+
+
+def _context_only(x: Features, y: Features) -> bool:
+    """Whether ``x`` is ``y``'s whole question with a sentence of context around it, and all
+    of ``x``'s dates are relative ones in that context ("Travelling next week! How do I
+    activate roaming?" / "How do I activate roaming?"); not "... in Paris next week?"."""
+    if y.dates or not x.dates or not all(d.startswith("rel:") for d in x.dates):
+        return False
+    core = y.text.rstrip(" .?!")
+    at = x.text.find(core) if len(core) >= 12 else -1
+    if at < 0:
+        return False
+    before, after = x.text[:at].rstrip(), x.text[at + len(core) :]
+    # a sentence about the asker ("I'm travelling next week"), not a bare time ("Next week:")
+    context = before.split()
+    if not any(w in _ASKER or w.endswith("ing") for w in context):
+        return False
+    # the context is a sentence of its own: a break (or a non-letter such as an emoji)
+    # right before the question, and the question ends where a sentence does
+    return (
+        bool(before)
+        and (before[-1] in _BREAK_CHARS or not before[-1].isascii())
+        and (not after or after[0] in _BREAK_CHARS)
+    )
+
+
 def date_differs(a: Features, b: Features) -> str | None:
     found = _numbers_differ(a, b, "date")
-    if found is None and a.dates != b.dates:
+    if found is None and a.dates != b.dates and not _context_only(a, b) and not _context_only(b, a):
         found = f"dates differ: {fmt(a.dates - b.dates)} vs {fmt(b.dates - a.dates)}"
     return found
 
@@ -520,8 +548,11 @@ def unit_differs(a: Features, b: Features) -> str | None:
         dims_a.setdefault(dim, set()).add(unit)
     for dim, unit in b.units:
         dims_b.setdefault(dim, set()).add(unit)
+    asked = {u for _, u in a.targets} if not b.targets else set()
+    asked |= {u for _, u in b.targets} if not a.targets else set()
     for dim in sorted(dims_a.keys() & dims_b.keys()):
-        if dims_a[dim] != dims_b[dim]:
+        # a unit one prompt only asks for ("how many hours per day" / "how much a day")
+        if dims_a[dim] != dims_b[dim] and not (dims_a[dim] ^ dims_b[dim]) <= asked:
             return f"{dim} units differ: {fmt(dims_a[dim])} vs {fmt(dims_b[dim])}"
     per_a: dict[str, set[str]] = {}
     per_b: dict[str, set[str]] = {}

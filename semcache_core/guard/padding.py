@@ -41,9 +41,10 @@ _LOOSE, _STRICT = _patterns()
 #: Every word the padding phrases are made of: a prompt whose first word (and whose last
 #: segment) has none of them skips the phrase regexes, the common case.
 _PADDING_WORDS = frozenset(
-    w for p in _LOOSE + _STRICT for w in re.findall(r"[a-z]+", p) if len(w) > 1 or w == "q"
+    w for p in _LOOSE + _STRICT for w in re.findall(r"[a-z]+", p) if len(w) > 1 or w in ("q", "i")
 )
 _WORD_RE = re.compile(r"[a-z]+")
+_LETTERS_RE = re.compile(r"[A-Za-z]{2,}")
 _STRETCHED_RE = re.compile(r"(.)\1+$")
 
 
@@ -68,6 +69,11 @@ _EMOJI = (
 _EMOJI_RE = re.compile(
     rf"^\s*(?:(?:{_EMOJI})\s*)+|(?:\s*(?:{_EMOJI}))+\s*$|(?<=[.?!,])\s*(?:(?:{_EMOJI})\s*)+"
     rf"|(?:\s*(?:{_EMOJI}))+(?=\s*[.?!,])"
+)
+# A sign-off with a name after the question: "... visa? Kind regards, Maria"
+_SIGNOFF_NAME_RE = re.compile(
+    r"(?<=[.?!])\s*(?i:(?:(?:best|kind|warm|many) )?(?:regards|wishes|thanks|cheers))\s*,?\s*"
+    r"[A-Z][a-z]+\.?\s*$"
 )
 _REPEATED_PUNCT_RE = re.compile(r"([?!.,])[?!.,]*(?:\s*\1)*")
 _SPACES_RE = re.compile(r"\s+")
@@ -98,6 +104,8 @@ def strip_padding(text: str) -> str:
         text = _EMOJI_RE.sub(" ", text)
         text = _EMOJI_RE.sub(" ", text.strip())
     text = _REPEATED_PUNCT_RE.sub(r"\1", text)
+    if "," in text[-40:]:
+        text = _SIGNOFF_NAME_RE.sub("", text)
     text = _SPACES_RE.sub(" ", text).strip()
     for _ in range(6):  # a few layers: "hey, sorry, quick q: ..."
         before = text
@@ -111,7 +119,7 @@ def strip_padding(text: str) -> str:
     text = text.strip(" ,;:-–—")
     if not text or _END_ALONE_RE.fullmatch(text):
         return original.strip()
-    words = re.findall(r"[A-Za-z]{2,}", text)
+    words = _LETTERS_RE.findall(text)
     if len(words) >= 3 and sum(w.isupper() for w in words) >= 0.6 * len(words):
         text = text.lower()  # SHOUTING: capitals carry no information
     return text

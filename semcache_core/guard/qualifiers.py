@@ -102,7 +102,7 @@ _PHRASES: tuple[tuple[str, str | None, str | None], ...] = (
         (
             r"how (?:many|much)|a little|a lot(?! of)|a bit|at all|after all|first of all"
             r"|each other|one another|all right|or not|not sure|not only|no matter|no problem"
-            r"|no worries|a few|a couple of|several|some of"
+            r"|no worries|a few|a couple of|several|some of|all over the place"
         ),
         None,
         None,
@@ -140,6 +140,9 @@ _PHRASES: tuple[tuple[str, str | None, str | None], ...] = (
     # Superlatives are not quantifiers: "the most popular", "my most recent commit".
     (r"(?:the|my|your|our|their|his|her|its) (?:most|least)", None, None),
     (r"no one", "quantifier", "NONE"),
+    # a part against the whole: "cancel part of the trip" / "cancel the whole trip"
+    (r"(?:a |one )?part of|partial|partially", "quantifier", "PART"),
+    (r"the (?:whole|entire)|whole|entire|in full", "quantifier", "WHOLE"),
     (r"other than|apart from|aside from|except for", "scope", "EXCEPT"),
     (r"prior to|earlier than", "scope", "BEFORE"),
     (r"later than|past (?=(?:the|its|their|my|your|his|her|our) )", "scope", "AFTER"),
@@ -159,7 +162,9 @@ _PHRASES: tuple[tuple[str, str | None, str | None], ...] = (
 def phrases(text: str, tokens: list[Token], out: Collector) -> None:
     """Multi-word quantifier, scope and negation phrases, and fillers that hide their words."""
     low = ascii_lower(text)
-    for pattern, check, group in _PHRASE_RES:
+    for pattern, check, group, anchors in _PHRASE_RES:
+        if anchors is not None and not anchors.search(low):
+            continue  # none of the pattern's literal words: it cannot match (the common case)
         for match in pattern.finditer(low):
             if any(t.used for t in tokens if match.start() <= t.start < match.end()):
                 continue
@@ -172,8 +177,82 @@ def phrases(text: str, tokens: list[Token], out: Collector) -> None:
             consume(tokens, match.start(), match.end())
 
 
-_PHRASE_RES: tuple[tuple[re.Pattern[str], str | None, str | None], ...] = tuple(
-    (re.compile(rf"\b(?:{pattern})\b"), check, group) for pattern, check, group in _PHRASES
+def _drop_lookarounds(pattern: str) -> str:
+    """``pattern`` without its lookaround groups and escapes (they consume no letters)."""
+    out, depth_skip, depth = [], 0, 0
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            out.append(" ")
+            continue
+        if c == "(":
+            depth += 1
+            if not depth_skip and pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+                depth_skip = depth
+        elif c == ")":
+            if depth_skip == depth:
+                depth_skip = 0
+                depth -= 1
+                i += 1
+                continue
+            depth -= 1
+        if not depth_skip:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+_ITEM_RE = re.compile(r"\(\?:([a-z |]+)\)([?*]?)|([a-z]+)([?*]?)")
+
+
+def _anchors(pattern: str) -> tuple[str, ...] | None:
+    """Literal words one of which every match of ``pattern`` contains: for each top-level
+    alternative its most specific required word or word group ("no (?:more|greater) than" ->
+    "than", "(?:or|and) (?:less|fewer)" -> "less", "fewer"); None if an alternative has none.
+    A prompt with none of them skips the pattern."""
+    pattern = _drop_lookarounds(pattern)
+    alternatives, depth, start = [], 0, 0
+    for i, c in enumerate(pattern):
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            alternatives.append(pattern[start:i])
+            start = i + 1
+    alternatives.append(pattern[start:])
+    out: list[str] = []
+    for alternative in alternatives:
+        best: list[str] = []
+        for m in _ITEM_RE.finditer(alternative):
+            group, group_opt, word, word_opt = m.groups()
+            if group is not None:
+                if group_opt:
+                    continue
+                words = [w.strip() for w in group.split("|")]
+            else:
+                words = [word[:-1] if word_opt else word]
+            if any(len(w) < 2 for w in words):
+                continue
+            if not best or min(map(len, words)) > min(map(len, best)):
+                best = words
+        if not best:
+            return None
+        out.extend(best)
+    return tuple(out)
+
+
+def _anchor_re(pattern: str) -> re.Pattern[str] | None:
+    anchors = _anchors(pattern)
+    return None if anchors is None else re.compile("|".join(map(re.escape, anchors)))
+
+
+_PHRASE_RES: tuple[tuple[re.Pattern[str], str | None, str | None, re.Pattern[str] | None], ...]
+_PHRASE_RES = tuple(
+    (re.compile(rf"\b(?:{pattern})\b"), check, group, _anchor_re(pattern))
+    for pattern, check, group in _PHRASES
 )
 
 
@@ -207,6 +286,39 @@ def _qualifier_index() -> dict[str, list[tuple[tuple[str, ...], tuple[str, str]]
     return index
 
 
+#: Words after which a one-word qualifier is a preposition, not a modifier ("outside the
+#: box", "inside an app" are no "outdoor" / "indoor").
+_DETERMINERS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "my",
+        "your",
+        "our",
+        "their",
+        "his",
+        "her",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+    ]
+)
+
+
+@cache
+def _value_words() -> dict[tuple[str, str], frozenset[str]]:
+    """(group, value) -> its one-word phrases, for typo tolerance ("begginers")."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for entries in _qualifier_index().values():
+        for words, value in entries:
+            if len(words) == 1:
+                out.setdefault(value, set()).add(words[0])
+    return {k: frozenset(v) for k, v in out.items()}
+
+
 def qualifiers(sequence: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     """(group, value) of every audience or qualifier word or phrase."""
     index = _qualifier_index()
@@ -214,9 +326,14 @@ def qualifiers(sequence: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     for i, word in enumerate(sequence):
         for words, value in index.get(word, ()):
             if sequence[i + 1 : i + len(words)] == words[1:]:
+                if len(words) == 1 and sequence[i + 1 : i + 2] in _DETERMINER_SLICES:
+                    break
                 found.add(value)
                 break
     return frozenset(found)
+
+
+_DETERMINER_SLICES = [(d,) for d in _DETERMINERS]
 
 
 def constraints(
@@ -247,7 +364,20 @@ def constraints(
 # -- checks ------------------------------------------------------------------------------------
 
 
+_PART_WHOLE = frozenset(["PART", "WHOLE"])
+
+
 def quantifier_differs(a: Features, b: Features) -> str | None:
+    only = a.quantifiers ^ b.quantifiers
+    if (
+        only
+        and only <= _PART_WHOLE
+        and not (
+            ("PART" in a.quantifiers and b.quantifiers & {"WHOLE", "ALL"})
+            or ("PART" in b.quantifiers and a.quantifiers & {"WHOLE", "ALL"})
+        )
+    ):
+        return None  # "the whole project" / "the project"; a part only against the whole
     if a.quantifiers != b.quantifiers:
         return (
             f"quantifiers differ: {fmt(a.quantifiers - b.quantifiers)} "
@@ -256,10 +386,83 @@ def quantifier_differs(a: Features, b: Features) -> str | None:
     return None
 
 
+#: Time-scope groups: one prompt's "before"/"after"/"until" against nothing in the other is
+#: usually the same question put another way ("how early should I arrive for a flight" /
+#: "... arrive before a flight"); it differs when the other prompt sets another time frame.
+_TEMPORAL = frozenset(["BEFORE", "AFTER", "UNTIL"])
+#: What a one-sided "per" ("per person", "each night") is contrasted with when it changes the
+#: answer: "the total cost" / "the cost per person".
+_TOTALS = frozenset(["total", "whole", "entire", "overall", "altogether", "combined", "sum"])
+_TIME_FRAMES = frozenset(["within", "during", "while", "inside"])
+_AT_TIME = frozenset(["on", "by", "at", "in"])
+_TIME_NOUNS = frozenset(
+    [
+        "day",
+        "days",
+        "week",
+        "weeks",
+        "month",
+        "months",
+        "year",
+        "years",
+        "night",
+        "time",
+        "date",
+        "morning",
+        "evening",
+        "hour",
+        "hours",
+        "minute",
+        "minutes",
+        "arrival",
+        "departure",
+        "end",
+        "start",
+        "beginning",
+        "weekend",
+        "deadline",
+    ]
+)
+
+
+def _adds_to(x: Features, y: Features) -> bool:
+    """Whether ``x`` says everything ``y`` says and more: ``y``'s content words all occur in
+    ``x`` ("cancel my contract" / "cancel my contract before the term ends")."""
+    stems_x = frozenset(w[:5] for w in x.words | x.lemmas)
+    return all(w[:5] in stems_x for w in y.words if w not in _FUNCTION_WORDS)
+
+
+def _time_frame(f: Features) -> bool:
+    """Whether ``f`` sets a time frame of its own: a time-scope word, "within"/"during", or
+    "on/by/at/in (the) <time noun>" ("on the day of arrival")."""
+    if f.scopes & _TEMPORAL or f.words & _TIME_FRAMES:
+        return True
+    seq = f.sequence
+    for i, word in enumerate(seq[:-1]):
+        if word in _AT_TIME:
+            nxt = (
+                seq[i + 2] if seq[i + 1] in ("the", "a", "an") and i + 2 < len(seq) else seq[i + 1]
+            )
+            if nxt in _TIME_NOUNS:
+                return True
+    return False
+
+
 def scope_differs(a: Features, b: Features) -> str | None:
-    if a.scopes != b.scopes:
-        return f"scope words differ: {fmt(a.scopes - b.scopes)} vs {fmt(b.scopes - a.scopes)}"
-    return None
+    if a.scopes == b.scopes:
+        return None
+    only_a, only_b = a.scopes - b.scopes, b.scopes - a.scopes
+    x, y = (a, b) if only_a else (b, a)
+    if only_a ^ only_b == {"PER"} and not (only_a and only_b) and not y.words & _TOTALS:
+        return None  # "how much sleep each night" / "how many hours of sleep"; not "total"
+    if (
+        (only_a | only_b) <= _TEMPORAL
+        and not (only_a and only_b)
+        and not _time_frame(y)
+        and not _adds_to(x, y)
+    ):
+        return None
+    return f"scope words differ: {fmt(only_a)} vs {fmt(only_b)}"
 
 
 def _groups_differ(a: Features, b: Features, audience: bool) -> str | None:
@@ -272,11 +475,37 @@ def _groups_differ(a: Features, b: Features, audience: bool) -> str | None:
         vb = {v for g, v in qb if g == group}
         if group.endswith("?") and not (va and vb):
             continue  # a "?" group differs only when both prompts name a value
+        if not (va and vb) and _misspelt(a if va else b, b if va else a, group, va | vb):
+            continue  # "for begginers" / "for beginners"
         if va != vb:
             return (
                 f"{group.split('-', 1)[-1].rstrip('?')} differs: {fmt(va - vb)} vs {fmt(vb - va)}"
             )
     return None
+
+
+def _misspelt(x: Features, y: Features, group: str, values: set[str]) -> bool:
+    """Whether ``y`` writes each of ``x``'s ``values`` with a typo (one letter off)."""
+    table = _value_words()
+    others = [w for w in y.words - x.words if len(w) >= 5]
+    return bool(others) and all(
+        any(_typo(w, word) for w in others for word in table.get((group, v), ())) for v in values
+    )
+
+
+def _typo(x: str, y: str) -> bool:
+    """One typo apart, or two for words of 8 letters or more ("begginers" / "beginners")."""
+    if near_word(x, (y,)):
+        return True
+    if min(len(x), len(y)) < 8 or abs(len(x) - len(y)) > 2 or x[:2] != y[:2]:
+        return False
+    previous = list(range(len(y) + 1))
+    for i, cx in enumerate(x, 1):
+        current = [i]
+        for j, cy in enumerate(y, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (cx != cy)))
+        previous = current
+    return previous[-1] <= 2
 
 
 def audience_differs(a: Features, b: Features) -> str | None:

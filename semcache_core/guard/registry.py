@@ -12,13 +12,14 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from semcache_core.guard import intent, lexical, names, negation, numeric, qualifiers, roles
 from semcache_core.guard.features import extract_features
 from semcache_core.guard.padding import strip_padding
 from semcache_core.guard.tokens import Features
 
-__all__ = ["CHECKS", "REGISTRY", "Check", "GuardVerdict", "TrapGuard"]
+__all__ = ["CHECKS", "REGISTRY", "Check", "GuardVerdict", "TrapGuard", "clear_caches"]
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,24 @@ _OK = GuardVerdict(True, None)
 _PUNCTUATION = str.maketrans("", "", string.punctuation + "¿¡…“”‘’«»")
 
 
+@lru_cache(maxsize=8192)
+def _padding_key(text: str) -> str:
+    """``text`` without padding, case, punctuation and spacing (cached per string)."""
+    return " ".join(strip_padding(text).casefold().translate(_PUNCTUATION).split())
+
+
+def clear_caches() -> None:
+    """Forget every per-prompt cache (features, padding, keys), as for prompts never seen;
+    per-word caches (inflections, phrase entries) stay, as in a long-running process."""
+    extract_features.cache_clear()
+    strip_padding.cache_clear()
+    _padding_key.cache_clear()
+    roles.clear_caches()
+
+
 def _same_after_padding(new_prompt: str, cached_prompt: str) -> bool:
     """The same prompt but for padding, case, punctuation and spacing."""
-
-    def key(text: str) -> str:
-        return " ".join(strip_padding(text).casefold().translate(_PUNCTUATION).split())
-
-    return key(new_prompt) == key(cached_prompt)
+    return _padding_key(new_prompt) == _padding_key(cached_prompt)
 
 
 class TrapGuard:

@@ -19,7 +19,7 @@ compared by the ``entity`` and ``unit`` checks, from the pairs extracted here).
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.tokens import Collector, Features, Token
@@ -62,6 +62,18 @@ def _singular(word: str) -> str:
     if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
         return word[:-1]
     return word
+
+
+@lru_cache(maxsize=8192)
+def _singulars(words: frozenset[str]) -> frozenset[str]:
+    """The singular of every word (cached per prompt's word set: a stored prompt is compared
+    with many queries)."""
+    return frozenset(_singular(w) for w in words)
+
+
+def clear_caches() -> None:
+    """Forget the per-prompt caches of this module."""
+    _singulars.cache_clear()
 
 
 def _is_role(word: str) -> bool:
@@ -156,12 +168,34 @@ def directions(
 # -- checks ------------------------------------------------------------------------------------
 
 
-def _content_forms(f: Features) -> set[str]:
-    return {_singular(w) for w in f.words} | set(f.lemmas)
+def _content_forms(f: Features) -> frozenset[str]:
+    return _singulars(f.words) | f.lemmas
+
+
+#: The speaker as a participant ("my employer sues me" / "I sue my employer"): subject and
+#: object pronouns are one participant; possessives only qualify the next noun.
+_SELF = frozenset(["i", "me", "myself"])
+_POSSESSIVES = frozenset(["my", "your", "our", "their", "his", "her", "its"])
 
 
 def _content(f: Features) -> list[str]:
-    return [w for w in f.sequence if w != "|" and w not in _FUNCTION_WORDS]
+    return [
+        "SELF" if w in _SELF else w
+        for w in f.sequence
+        if w in _SELF or (w != "|" and w not in _FUNCTION_WORDS and w not in _POSSESSIVES)
+    ]
+
+
+def _relations_between(f: Features, x: str, y: str) -> set[str]:
+    """The relational words between the first ``x`` and the next ``y`` of ``f`` ("roll my
+    401k into an IRA": "into" between "k" and "ira")."""
+    seq = ["SELF" if w in _SELF else w for w in f.sequence]
+    if x not in seq:
+        return set()
+    rest = seq[seq.index(x) + 1 :]
+    if y not in rest:
+        return set()
+    return {w for w in rest[: rest.index(y)] if w in RELATIONAL}
 
 
 def swapped_words(a: Features, b: Features) -> tuple[str, str] | None:
@@ -177,7 +211,19 @@ def swapped_words(a: Features, b: Features) -> tuple[str, str] | None:
         i, j = diff
         # adjacent words trading places are a compound reworded ("Python list" / "list in
         # Python", "oil change" / "change the oil"); far apart, a clause moved
-        if 2 <= j - i <= 3 and ca[i] == cb[j] and ca[j] == cb[i]:
+        if (
+            ca[i] == cb[j]
+            and ca[j] == cb[i]
+            and (
+                2 <= j - i <= 3
+                # neighbours swap around the same relational word: "401k into an IRA" / "IRA
+                # into a 401k" (not "get my dog to stop" / "stop my dog from")
+                or (
+                    j - i == 1
+                    and _relations_between(a, ca[i], ca[j]) & _relations_between(b, ca[j], ca[i])
+                )
+            )
+        ):
             return ca[i], ca[j]
     return None
 
@@ -215,8 +261,8 @@ def _ee_partner(x: str, y: str) -> bool:
 
 
 def role_differs(a: Features, b: Features) -> str | None:
-    only_a = {_singular(w) for w in a.words} - {_singular(w) for w in b.words}
-    only_b = {_singular(w) for w in b.words} - {_singular(w) for w in a.words}
+    singular_a, singular_b = _singulars(a.words), _singulars(b.words)
+    only_a, only_b = singular_a - singular_b, singular_b - singular_a
     partners = role_partners()
     for x in sorted(only_a):
         for y in sorted(only_b):

@@ -38,7 +38,13 @@ COMMON_WORDS: frozenset[str] = lexicon.words("common_words.txt")
 #: Surface forms mapped to one spelling before anything else, as (regex, replacement). Each
 #: entry is a name users really write in several ways; keep this table short and obvious.
 ALIASES: tuple[tuple[str, str], ...] = (
-    (r"\bU\.S\.A\.?|\bU\.S\.(?!\w)|\bUnited States(?: of America)?\b|\bUSA\b|\bUS\b", "USA"),
+    (
+        (
+            r"\bU\.S\.A\.?|\bU\.S\.(?!\w)|\bUnited States(?: of America)?\b|\bUSA\b|\bUS\b"
+            r"|(?<=\b[Ii]n the )us\b"  # "in the us": the country, typed in lower case
+        ),
+        "USA",
+    ),
     (r"\bU\.K\.|\bUnited Kingdom\b|\b(?:Great )?Britain\b|\bUK\b", "UK"),
     (r"\bEuropean Union\b|\bE\.U\.", "EU"),
     (r"\bUnited Nations\b|\bU\.N\.", "UN"),
@@ -138,6 +144,8 @@ def _may_have_alias(text: str) -> bool:
     )
 
 
+_DIGIT_RE = re.compile(r"\d")
+_LETTERS_RE = re.compile(r"[A-Za-z]{2,}")
 _ABBREVIATIONS_RE = re.compile(r"\b(?:e\.g|i\.e|etc|vs|approx|incl)\.(?=\s|$)", re.I)
 _SPEED_RE = re.compile(r"\b(km|mi|m)\s?/\s?(h|hr|s)\b", re.I)
 _SQUARE_RE = re.compile(
@@ -174,7 +182,7 @@ _TOKEN_RE = re.compile(
 _SENTENCE_END = frozenset(".?!;:\n|")
 
 
-@dataclass
+@dataclass(slots=True)
 class Token:
     kind: str
     text: str
@@ -293,30 +301,43 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
 
     text = _QUOTE_RE.sub(quote, text)
     text = text.replace("’", "'").replace("‘", "'")
-    words = re.findall(r"[A-Za-z]{2,}", text)
+    words = _LETTERS_RE.findall(text)
     if len(words) >= 3 and sum(w.isupper() for w in words) >= 0.6 * len(words):
         text = text.lower()  # SHOUTING: capitals carry no information
     if "'" in text or _BARE_CONTRACTION_RE.search(text):
         for pattern, replacement in _CONTRACTIONS:
             text = pattern.sub(replacement, text)
-    text = _ABBREVIATIONS_RE.sub(lambda m: m.group(0)[:-1].replace(".", ""), text)
+    if "." in text:
+        text = _ABBREVIATIONS_RE.sub(lambda m: m.group(0)[:-1].replace(".", ""), text)
     if _may_have_alias(text):
         text = _ALIAS_RE.sub(lambda m: _ALIAS_REPLACEMENTS[m.lastgroup or ""], text)
-    text = _PERCENT_RE.sub("percent", text)
-    text = _SPEED_RE.sub(
-        lambda m: (
-            " mph "
-            if m.group(1).lower() == "mi"
-            else (" kph " if m.group(1).lower() == "km" else " mps ")
-        ),
-        text,
-    )
+    if "cent" in text:
+        text = _PERCENT_RE.sub("percent", text)
+    if "/" in text:
+        text = _SPEED_RE.sub(
+            lambda m: (
+                " mph "
+                if m.group(1).lower() == "mi"
+                else (" kph " if m.group(1).lower() == "km" else " mps ")
+            ),
+            text,
+        )
 
     def square(match: re.Match[str]) -> str:
         unit = (match.group(1) or match.group(2)).lower()
         return " sq" + {"f": "ft", "m": "m", "k": "km"}.get(unit[0], "mi") + " "
 
-    text = _SQUARE_RE.sub(square, text)
+    low = text.lower()
+    if "sq" in low or "²" in text or "2" in text:
+        text = _SQUARE_RE.sub(square, text)
+    if not _DIGIT_RE.search(text):
+        # the passes below all need a digit, but for "Q" quarters, hyphens and degrees
+        if "-" in text:
+            text = _SHORT_HYPHEN_RE.sub(r"\1\2", text)
+        if "°" in text or "º" in text or "deg" in low:
+            text = _DEGREES_RE.sub(_degree, text)
+            text = _BARE_DEGREES_RE.sub(" ", text)
+        return text, quoted, code, dates
 
     def decade(match: re.Match[str]) -> str:
         short, full = match.group(1), match.group(2)
@@ -340,14 +361,13 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
     text = _LETTERS_DIGITS_RE.sub(r"\1 \2", text)
     text = _DIGITS_LETTERS_RE.sub(r"\1 \2", text)
     text = _DIGITS_SYMBOL_RE.sub(r"\1 \2", text)
-    text = _DEGREES_RE.sub(
-        lambda m: (
-            " " + {"c": "celsius", "f": "fahrenheit", "k": "kelvin"}[m.group(1)[0].lower()] + " "
-        ),
-        text,
-    )
+    text = _DEGREES_RE.sub(_degree, text)
     text = _BARE_DEGREES_RE.sub(" ", text)
     return text, quoted, code, dates
+
+
+def _degree(match: re.Match[str]) -> str:
+    return " " + {"c": "celsius", "f": "fahrenheit", "k": "kelvin"}[match.group(1)[0].lower()] + " "
 
 
 def tokenize(text: str) -> list[Token]:

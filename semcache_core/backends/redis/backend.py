@@ -18,7 +18,13 @@ db, credentials, TLS settings, timeouts, protocol); if those cannot be reproduce
 custom connection classes) the first call of the missing side raises a
 :class:`~semcache_core.errors.SemcacheInputError` that says to pass both clients. Clients the
 user passed are never closed; clients the backend built are closed by :meth:`close` (sync)
-and :meth:`aclose` (both). Redis Cluster clients are refused (multi-key commands).
+and :meth:`aclose` (both).
+
+**Redis Cluster** (:mod:`~semcache_core.backends.redis.cluster`): ``redis+cluster://host:port
+[,host:port...]``, a ``redis://`` URL to any node (asked ``INFO cluster`` before the first
+client is built), or a ``RedisCluster`` / ``redis.asyncio.cluster.RedisCluster`` client. Keys
+follow :class:`~semcache_core.backends.redis.keys.KeyLayout`; a round is one pipeline per
+primary; scans and ``clear`` visit every primary; :attr:`RedisBackend.topology` says which.
 
 **Layout and search.** Keys: :mod:`~semcache_core.backends.redis.keys`. ``clear(ns)`` drops
 the index and UNLINKs ``<ns>:*`` in SCAN pages; other namespaces, even ``<ns>x``, are untouched
@@ -65,13 +71,15 @@ import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.client import NEVER_DECODE
+from redis.exceptions import ClusterError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from semcache_core.backends.base import Backend
 from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
-from semcache_core.backends.redis.commands import Round
+from semcache_core.backends.redis import cluster
+from semcache_core.backends.redis.commands import Primaries, Round, Topology
+from semcache_core.backends.redis.keys import CLUSTER, STANDALONE
 from semcache_core.backends.redis.ops import RedisOperations, VectorSearchMode
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Step, run
@@ -113,14 +121,14 @@ _COPIED_SETTINGS = (
 class RedisBackend(Backend):
     """Values, vectors and counters in Redis (see the module docstring)."""
 
-    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
+    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix", *cluster.CLUSTER_SCHEMES)
 
     def __init__(
         self,
         *,
         url: str | None = None,
-        client: redis.Redis | None = None,
-        async_client: redis.asyncio.Redis | None = None,
+        client: redis.Redis | cluster.ClusterClient | None = None,
+        async_client: redis.asyncio.Redis | cluster.AsyncClusterClient | None = None,
         vector_search: VectorSearchMode = "auto",
         recreate_index: bool = False,
         max_mirror_rows: int = 200_000,
@@ -147,8 +155,17 @@ class RedisBackend(Backend):
         }
         self._retries = retries
         self._pool_limits = {"max_connections": max_connections, "timeout": pool_timeout}
-        self._client = client
-        self._async_client = async_client
+        self._client: Any = client
+        self._async_client: Any = async_client
+        #: Whether the server is a Redis Cluster; ``None`` until a ``redis://`` node answered.
+        self._cluster: bool | None = None
+        if client is not None or async_client is not None:
+            self._cluster = any(cluster.is_cluster_client(c) for c in (client, async_client))
+        elif url is not None:
+            scheme = url.split("://", 1)[0].lower()
+            self._cluster = True if scheme in cluster.CLUSTER_SCHEMES else None
+            if scheme == "unix":
+                self._cluster = False
         self._owns_client = False
         self._owns_async_client = False
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -157,13 +174,16 @@ class RedisBackend(Backend):
             vector_search=vector_search,
             recreate_index=recreate_index,
             max_mirror_rows=max_mirror_rows,
+            layout=None if self._cluster is None else CLUSTER if self._cluster else STANDALONE,
         )
         self._clients_lock = threading.Lock()
         if url is not None:
             try:
                 self._sync_client()
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, IndexError) as exc:
                 raise SemcacheInputError(f"malformed Redis URL {_redact(url)!r}: {exc}") from exc
+            except (RedisError, RedisClusterException, OSError):
+                pass  # unreachable now: the first call asks again
         # Resolve the search mode now when a sync client is at hand; an unreachable server
         # is not an error here (a cache must not stop the application from starting).
         if self._client is not None and self.ops.strategy is None:
@@ -177,22 +197,30 @@ class RedisBackend(Backend):
 
     @classmethod
     def from_client(cls, client: Any, **options: Any) -> RedisBackend:
-        """Wrap a ``redis.Redis`` or ``redis.asyncio.Redis`` (pass the other as ``client=`` /
-        ``async_client=`` to give both); semcache never closes them."""
-        if isinstance(client, redis.asyncio.Redis):
+        """Wrap a ``redis.Redis``, ``redis.asyncio.Redis`` or either ``RedisCluster`` (pass
+        the other side as ``client=`` / ``async_client=`` to give both); semcache never closes
+        them."""
+        if isinstance(client, (redis.asyncio.Redis, cluster.AsyncClusterClient)):
             return cls(async_client=client, **options)
-        if isinstance(client, redis.Redis):
+        if isinstance(client, (redis.Redis, cluster.ClusterClient)):
             return cls(client=client, **options)
         raise TypeError(
-            f"expected a redis.Redis or redis.asyncio.Redis client, got "
+            f"expected a redis.Redis, redis.asyncio.Redis or RedisCluster client, got "
             f"{type(client).__module__}.{type(client).__name__}"
-            + (" (Redis Cluster is not supported)" if "cluster" in type(client).__module__ else "")
         )
 
     @property
     def vector_search(self) -> str:
         """``"query-engine"`` or ``"mirror"``; ``"auto"`` until the server has answered."""
         return self.ops.mode or self.ops.requested_mode
+
+    @property
+    def topology(self) -> str:
+        """``"cluster"``, ``"standalone"``, or ``"unknown"`` until a ``redis://`` node answered."""
+        return {True: "cluster", False: "standalone", None: "unknown"}[self._cluster]
+
+    def describe(self) -> dict[str, str]:
+        return {"vector_search": self.vector_search, "redis_topology": self.topology}
 
     def _retry(self, *, sync: bool) -> Any:
         # Retry a dropped connection (a restarted server, an idle connection closed by a
@@ -202,9 +230,26 @@ class RedisBackend(Backend):
             return Retry(NoBackoff(), self._retries, supported_errors=(RedisConnectionError,))
         return AsyncRetry(NoBackoff(), self._retries, supported_errors=(RedisConnectionError,))
 
-    def _sync_client(self) -> redis.Redis:
+    def _sync_client(self) -> Any:
         if self._client is None:
             with self._clients_lock:
+                if self._client is None and self._cluster is None:
+                    assert self._url is not None
+                    self._cluster = self._probe_cluster(self._url)
+                    self.ops.layout = CLUSTER if self._cluster else STANDALONE
+                if self._client is None and self._cluster:
+                    if self._url is not None:
+                        self._client = cluster.sync_client(
+                            self._url,
+                            retry=self._retry(sync=True),
+                            options=self._options,
+                            pool_limits=self._pool_limits,
+                        )
+                    else:
+                        self._client = cluster.sync_from(
+                            self._async_client, retry=self._retry(sync=True)
+                        )
+                    self._owns_client = True
                 if self._client is None:
                     if self._url is not None:
                         template = redis.Redis.from_url(
@@ -222,7 +267,27 @@ class RedisBackend(Backend):
                     self._owns_client = True
         return self._client
 
-    async def _async(self) -> redis.asyncio.Redis:
+    def _probe_cluster(self, url: str) -> bool:
+        """Ask the node of a ``redis://`` URL whether it is part of a Redis Cluster (a server
+        that refuses ``INFO``, e.g. by ACL, is taken as standalone)."""
+        probe = redis.Redis.from_url(url, retry=self._retry(sync=True), **self._options)
+        try:
+            return cluster.is_cluster_info(probe.info("cluster"))
+        except ResponseError:
+            return False
+        finally:
+            probe.close()
+
+    async def _aprobe_cluster(self, url: str) -> bool:
+        probe = redis.asyncio.Redis.from_url(url, retry=self._retry(sync=False), **self._options)
+        try:
+            return cluster.is_cluster_info(await probe.info("cluster"))
+        except ResponseError:
+            return False
+        finally:
+            await probe.aclose()
+
+    async def _async(self) -> Any:
         loop = asyncio.get_running_loop()
         if self._owns_async_client and self._async_loop is not loop:
             # asyncio connections belong to the loop that opened them: a client built in an
@@ -231,6 +296,23 @@ class RedisBackend(Backend):
             self._async_client = None
             self._owns_async_client = False
             self._async_guard = None
+        if self._async_client is None and self._cluster is None:
+            assert self._url is not None
+            self._cluster = await self._aprobe_cluster(self._url)
+            self.ops.layout = CLUSTER if self._cluster else STANDALONE
+        if self._async_client is None and self._cluster:
+            self._async_loop = loop
+            if self._url is not None:
+                self._async_client = cluster.async_client(
+                    self._url,
+                    retry=self._retry(sync=False),
+                    options=self._options,
+                    pool_limits=self._pool_limits,
+                )
+            else:
+                self._async_client = cluster.async_from(self._client, retry=self._retry(sync=False))
+            self._owns_async_client = True
+            self._async_guard = await close_at_loop_end(partial(_close_async, self._async_client))
         if self._async_client is None:
             self._async_loop = loop
             if self._url is not None:
@@ -251,19 +333,35 @@ class RedisBackend(Backend):
         return self._async_client
 
     # -- the transport ---------------------------------------------------------------------------
-    def execute(self, step: Step) -> list[Any]:
-        round_ = _round(step)
+    def execute(self, step: Step) -> Any:
         try:
-            return round_.replies(_request(self._sync_client(), round_)())
-        except (RedisError, OSError) as exc:
-            return _settle(round_, exc)
+            if isinstance(step, Topology):
+                self._sync_client()
+                return self._cluster
+            if isinstance(step, Primaries):
+                return cluster.primaries(self._sync_client())
+            round_ = _round(step)
+            client = self._sync_client()
+            if self._cluster:
+                return round_.replies(cluster.send(client, round_, _RAW))
+            return round_.replies(_request(client, round_)())
+        except (RedisError, RedisClusterException, OSError) as exc:
+            return _settle(step, exc)
 
-    async def aexecute(self, step: Step) -> list[Any]:
-        round_ = _round(step)
+    async def aexecute(self, step: Step) -> Any:
         try:
-            return round_.replies(await _request(await self._async(), round_)())
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            return _settle(round_, exc)
+            if isinstance(step, Topology):
+                await self._async()
+                return self._cluster
+            if isinstance(step, Primaries):
+                return await cluster.asyncio_primaries(await self._async())
+            round_ = _round(step)
+            client = await self._async()
+            if self._cluster:
+                return round_.replies(await cluster.asend(client, round_, _RAW))
+            return round_.replies(await _request(client, round_)())
+        except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError) as exc:
+            return _settle(step, exc)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -271,7 +369,8 @@ class RedisBackend(Backend):
         :meth:`aclose`, which also closes the async client the backend created."""
         if self._owns_client and self._client is not None:
             self._client.close()
-            self._client.connection_pool.disconnect()
+            if not self._cluster:
+                self._client.connection_pool.disconnect()
             self._client = None
             self._owns_client = False
         self.ops.forget()
@@ -290,12 +389,17 @@ class RedisBackend(Backend):
 
     def __repr__(self) -> str:
         where = _redact(self._url) if self._url else "client"
-        return f"RedisBackend({where!r}, vector_search={self.vector_search!r})"
+        return (
+            f"RedisBackend({where!r}, vector_search={self.vector_search!r}, "
+            f"topology={self.topology!r})"
+        )
 
 
-async def _close_async(client: redis.asyncio.Redis) -> None:
+async def _close_async(client: Any) -> None:
     await client.aclose()
-    await client.connection_pool.disconnect()
+    pool = getattr(client, "connection_pool", None)  # a cluster client has one per node
+    if pool is not None:
+        await pool.disconnect()
 
 
 def _request(client: Any, round_: Round) -> Callable[[], Any]:
@@ -309,11 +413,18 @@ def _request(client: Any, round_: Round) -> Callable[[], Any]:
     return partial(pipe.execute, raise_on_error=not round_.tolerate)
 
 
-def _settle(round_: Round, exc: BaseException) -> list[Any]:
-    """A failed command's error as its reply when the round tolerates it, else BackendError."""
-    if round_.tolerate and isinstance(exc, ResponseError):
+def _settle(step: Step, exc: BaseException) -> list[Any]:
+    """A failed command's error as its reply when the round tolerates it, else BackendError.
+
+    A cluster that is down or reconfiguring (``CLUSTERDOWN``, an uncovered slot) is a
+    failure of the backend, never a reply, even in a tolerant round.
+    """
+    if not isinstance(step, Round):
+        detail = str(exc) or type(exc).__name__
+        raise BackendError(f"Redis did not answer {type(step).__name__}: {detail}") from exc
+    if step.tolerate and isinstance(exc, ResponseError) and not isinstance(exc, ClusterError):
         return [exc]
-    raise _backend_error(round_, exc) from exc
+    raise _backend_error(step, exc) from exc
 
 
 def _round(step: Step) -> Round:

@@ -25,14 +25,30 @@ class Round(Step):
 
     With ``tolerate`` the replies of failed commands come back as ``ResponseError`` objects
     instead of raising; connection errors and timeouts always raise ``BackendError``.
+
+    On a Redis Cluster the commands are routed by their keys: the transport sends one
+    pipeline per primary holding any of them (the pipelines go out together, so a round is
+    one round trip per primary it touches). A round for one node (``SCAN`` of that node, a
+    keyless probe) names it in ``node`` (``host:port``, from :class:`Primaries`).
     """
 
     commands: Sequence[Command]
     tolerate: bool = False
+    node: str | None = None
 
     def replies(self, sent: Any) -> list[Any]:
         """The replies in command order, from what the client returned for this round."""
         return [sent] if len(self.commands) == 1 else list(sent)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology(Step):
+    """Asks the transport whether its server is a Redis Cluster (reply: a bool)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Primaries(Step):
+    """Asks the transport for the cluster's current primaries (reply: sorted ``host:port``)."""
 
 
 def one(command: Command, *, tolerate: bool = False) -> Flow[Any]:

@@ -12,6 +12,8 @@
     <ns>:stats:<name>        persisted counters (HASH, HINCRBYFLOAT)
     <ns>:idx                 Query Engine path only: the index name (not a key)
 
+On a Redis Cluster the vector keys carry the hash tag ``{<ns>}`` (see :class:`KeyLayout`).
+
 The kinds are :data:`semcache_core.keys.RESERVED_KINDS`; a vector record's key is
 ``value_key(ns, keys.vector_key(id))``, the same string as :func:`vector_key`.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
 from semcache_core.keys import stable_hash
 
@@ -33,24 +36,66 @@ def value_key(namespace: str, key: str) -> str:
     return f"{namespace}:{key}"
 
 
-def vector_key(namespace: str, entry_id: str) -> str:
-    return f"{namespace}:vec:{entry_id}"
+def stats_key(namespace: str, name: str) -> str:
+    return f"{namespace}:stats:{name}"
 
 
-def log_key(namespace: str, partition: str) -> str:
-    return f"{namespace}:vlog:{partition}"
+def index_name(namespace: str) -> str:
+    return f"{namespace}:idx"
 
 
-def meta_key(namespace: str, partition: str) -> str:
-    return f"{namespace}:vmeta:{partition}"
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Where the vector records of a namespace live: standalone, or on a Redis Cluster.
+
+    On a cluster every key that one Lua script or one verification round touches must be in
+    one hash slot: the write script reads and writes the namespace's dimension, the
+    partition's log, meta and lock, and the records' hashes; a search reads the dimension and
+    the log, then the hashes. So those keys carry the hash tag ``{<ns>}`` (a namespace has
+    no braces), and Redis places them by the namespace alone::
+
+        <ns>:vec:{<ns>}<id>   <ns>:vlog:{<ns>}<partition>   <ns>:vdim:{<ns>}   ...
+
+    The tag cannot be per partition: a record is also addressed by its key alone
+    (``get_many(ns, ["vec:<id>"])``, ``delete_many``, ``expire_many`` know no partition).
+    Values, exact entries and counters (``<ns>:kv:...``, ``<ns>:llm:...``) carry no tag: they
+    spread over every shard key by key.
+    """
+
+    cluster: bool
+
+    def _tag(self, namespace: str) -> str:
+        return f"{{{namespace}}}" if self.cluster else ""
+
+    def vector_key(self, namespace: str, entry_id: str) -> str:
+        return f"{namespace}:vec:{self._tag(namespace)}{entry_id}"
+
+    def log_key(self, namespace: str, partition: str) -> str:
+        return f"{namespace}:vlog:{self._tag(namespace)}{partition}"
+
+    def meta_key(self, namespace: str, partition: str) -> str:
+        return f"{namespace}:vmeta:{self._tag(namespace)}{partition}"
+
+    def lock_key(self, namespace: str, partition: str) -> str:
+        return f"{namespace}:vlock:{self._tag(namespace)}{partition}"
+
+    def dim_key(self, namespace: str, partition: str | None = None) -> str:
+        """The namespace's dimension (Query Engine index) or, given ``partition``, the
+        partition's (log-mirror path: a new embedding model is a new partition)."""
+        if partition is not None:
+            return f"{namespace}:vdim:{self._tag(namespace)}{partition}"
+        return f"{namespace}:vdim" + (f":{self._tag(namespace)}" if self.cluster else "")
 
 
-def lock_key(namespace: str, partition: str) -> str:
-    return f"{namespace}:vlock:{partition}"
+STANDALONE = KeyLayout(cluster=False)
+CLUSTER = KeyLayout(cluster=True)
 
-
-def dim_key(namespace: str, partition: str | None = None) -> str:
-    return f"{namespace}:vdim" if partition is None else f"{namespace}:vdim:{partition}"
+# The standalone layout as functions (benchmarks and profiles name keys with them).
+vector_key = STANDALONE.vector_key
+log_key = STANDALONE.log_key
+meta_key = STANDALONE.meta_key
+lock_key = STANDALONE.lock_key
+dim_key = STANDALONE.dim_key
 
 
 def dimension_of(marker: object) -> int | None:
@@ -62,14 +107,6 @@ def dimension_of(marker: object) -> int | None:
         return int(text)
     logger.warning("semcache: ignoring a malformed Redis dimension marker %r", text[:40])
     return None
-
-
-def stats_key(namespace: str, name: str) -> str:
-    return f"{namespace}:stats:{name}"
-
-
-def index_name(namespace: str) -> str:
-    return f"{namespace}:idx"
 
 
 def glob_escape(text: str) -> str:

@@ -38,16 +38,7 @@ from semcache_core.backends.redis.commands import (
     one,
     stream_entries,
 )
-from semcache_core.backends.redis.keys import (
-    dim_key,
-    dimension_of,
-    entry_id_of,
-    lock_key,
-    log_key,
-    meta_key,
-    seq_of,
-    vector_key,
-)
+from semcache_core.backends.redis.keys import KeyLayout, dimension_of, entry_id_of, seq_of
 from semcache_core.backends.redis.lua import (
     FINISH_COMPACTION,
     ScriptCall,
@@ -77,24 +68,26 @@ class LogMirrorSearch(VectorStrategy):
         # The log epoch each mirror was built at (a compaction bumps it: the mirror rebuilds).
         self._epochs: weakref.WeakKeyDictionary[PartitionMirror, int] = weakref.WeakKeyDictionary()
 
-    def add(self, namespace: str, write: VectorWrite) -> Flow[None]:
+    def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]:
         partition = write.partition
         compact = yield from write_records(
-            namespace, write, use_log=True, compact_floor=COMPACT_FLOOR
+            namespace, write, layout, use_log=True, compact_floor=COMPACT_FLOOR
         )
         if compact:
             try:
-                yield from self._compact_log(namespace, partition)
+                yield from self._compact_log(namespace, partition, layout)
             except BackendError as exc:
                 # The records are written; the lock expires and a later write compacts.
                 logger.debug(
-                    "semcache: compacting %s failed: %s", log_key(namespace, partition), exc
+                    "semcache: compacting %s failed: %s", layout.log_key(namespace, partition), exc
                 )
 
-    def search(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+    def search(
+        self, namespace: str, search: VectorSearch, layout: KeyLayout
+    ) -> Flow[list[VectorHit]]:
         partition, vector, k = search.partition, search.vector, search.k
         max_distance, tags = search.max_distance, search.tags
-        mirror = yield from self._catch_up(namespace, partition, int(vector.shape[0]))
+        mirror = yield from self._catch_up(namespace, partition, int(vector.shape[0]), layout)
         if mirror is None:
             return []
 
@@ -103,7 +96,7 @@ class LogMirrorSearch(VectorStrategy):
             # matched (same log entry, same partition).
             replies = yield Round(
                 [
-                    ("HMGET", vector_key(namespace, c.id), "ver", "partition", "payload")
+                    ("HMGET", layout.vector_key(namespace, c.id), "ver", "partition", "payload")
                     for c in candidates
                 ]
             )
@@ -131,13 +124,15 @@ class LogMirrorSearch(VectorStrategy):
         with self.mirrors.lock:
             self.mirrors.drop_all()
 
-    def _catch_up(self, namespace: str, partition: str, dim: int) -> Flow[PartitionMirror | None]:
+    def _catch_up(
+        self, namespace: str, partition: str, dim: int, layout: KeyLayout
+    ) -> Flow[PartitionMirror | None]:
         """This client's mirror of ``partition``, updated with the log entries it lacks.
 
         One round trip in the common case: the namespace's dimension, the log's epoch and
         length, and the entries after the mirror's offset come back together.
         """
-        log = log_key(namespace, partition)
+        log = layout.log_key(namespace, partition)
         cap = self.max_mirror_rows
         while True:
             with self.mirrors.lock:
@@ -159,9 +154,9 @@ class LogMirrorSearch(VectorStrategy):
             )
             marker, old_marker, server_epoch, length, entries = yield Round(
                 (
-                    ("GET", dim_key(namespace, partition)),
-                    ("GET", dim_key(namespace)),  # written by versions before per-partition
-                    ("HGET", meta_key(namespace, partition), "epoch"),
+                    ("GET", layout.dim_key(namespace, partition)),
+                    ("GET", layout.dim_key(namespace)),  # written before per-partition markers
+                    ("HGET", layout.meta_key(namespace, partition), "epoch"),
                     ("XLEN", log),
                     page,
                 )
@@ -231,7 +226,7 @@ class LogMirrorSearch(VectorStrategy):
         newest.reverse()
         return newest
 
-    def _compact_log(self, namespace: str, partition: str) -> Flow[None]:
+    def _compact_log(self, namespace: str, partition: str, layout: KeyLayout) -> Flow[None]:
         """Drop dead entries (deleted, replaced or expired records) from a partition's log.
 
         Run by the one writer that won the compaction lock, when the log holds at least
@@ -239,7 +234,7 @@ class LogMirrorSearch(VectorStrategy):
         ids never change (XDEL), so concurrent readers keep their offsets; bumping the epoch
         makes every client rebuild its mirror from the shorter log once.
         """
-        log = log_key(namespace, partition)
+        log = layout.log_key(namespace, partition)
         expected_partition = partition.encode()
         live = 0
         start = "-"
@@ -258,7 +253,7 @@ class LogMirrorSearch(VectorStrategy):
                 [
                     (
                         "HMGET",
-                        vector_key(namespace, as_text(fields.get("id", b""))),
+                        layout.vector_key(namespace, as_text(fields.get("id", b""))),
                         "ver",
                         "partition",
                     )
@@ -283,7 +278,11 @@ class LogMirrorSearch(VectorStrategy):
             [
                 ScriptCall(
                     FINISH_COMPACTION,
-                    [meta_key(namespace, partition), log, lock_key(namespace, partition)],
+                    [
+                        layout.meta_key(namespace, partition),
+                        log,
+                        layout.lock_key(namespace, partition),
+                    ],
                     [max(COMPACT_FLOOR, 2 * live)],
                 )
             ]

@@ -15,15 +15,7 @@ from redis.exceptions import NoScriptError
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import VectorRecord, VectorWrite
 from semcache_core.backends.redis.commands import Command, Round, as_text, is_error, refused
-from semcache_core.backends.redis.keys import (
-    dim_key,
-    lock_key,
-    log_key,
-    meta_key,
-    partition_token,
-    tag_token,
-    vector_key,
-)
+from semcache_core.backends.redis.keys import KeyLayout, partition_token, tag_token
 from semcache_core.codecs import canonical_json
 from semcache_core.flow import Flow
 
@@ -116,7 +108,8 @@ return {'ok', len, 0}
 )
 
 # Resets the TTL of vector records and extends their partition log (and its meta hash) so the
-# log outlives every live entry. KEYS: hashes.  ARGV: ttl_ms, namespace.
+# log outlives every live entry. KEYS: hashes.  ARGV: ttl_ms, log key prefix, meta key prefix
+# (the partition completes them; on a cluster they share the hashes' slot).
 EXPIRE_VECTORS = Script(
     """
 local ttl = tonumber(ARGV[1])
@@ -124,7 +117,7 @@ for _, key in ipairs(KEYS) do
   if redis.call('PEXPIRE', key, ttl) == 1 then
     local part = redis.call('HGET', key, 'partition')
     if part then
-      for _, k in ipairs({ARGV[2] .. ':vlog:' .. part, ARGV[2] .. ':vmeta:' .. part}) do
+      for _, k in ipairs({ARGV[2] .. part, ARGV[3] .. part}) do
         local t = redis.call('PTTL', k)
         if t >= 0 and t < ttl then redis.call('PEXPIRE', k, ttl) end
       end
@@ -202,16 +195,21 @@ def _record_args(record: VectorRecord) -> list[Any]:
 
 
 def write_records(
-    namespace: str, write: VectorWrite, *, use_log: bool, compact_floor: int = 0
+    namespace: str,
+    write: VectorWrite,
+    layout: KeyLayout,
+    *,
+    use_log: bool,
+    compact_floor: int = 0,
 ) -> Flow[bool]:
     """Write ``records`` with :data:`WRITE_VECTORS`; True when this writer should compact."""
     partition, records, dim = write.partition, write.records, write.dim
     rows = [_record_args(record) for record in records]
     keys = [
-        dim_key(namespace, partition if use_log else None),
-        log_key(namespace, partition),
-        meta_key(namespace, partition),
-        lock_key(namespace, partition),
+        layout.dim_key(namespace, partition if use_log else None),
+        layout.log_key(namespace, partition),
+        layout.meta_key(namespace, partition),
+        layout.lock_key(namespace, partition),
     ]
     calls: list[Command | ScriptCall] = []
     for start in range(0, len(records), WRITE_CHUNK):
@@ -227,7 +225,7 @@ def write_records(
         ]
         for i in chunk:
             args.extend(rows[i])
-        hashes = [vector_key(namespace, records[i].id) for i in chunk]
+        hashes = [layout.vector_key(namespace, records[i].id) for i in chunk]
         calls.append(ScriptCall(WRITE_VECTORS, [*keys, *hashes], args))
     replies = yield from run_commands(calls)
     compact = False

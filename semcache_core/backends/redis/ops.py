@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import (
@@ -23,7 +23,9 @@ from semcache_core.backends.base import (
 )
 from semcache_core.backends.redis.commands import (
     Command,
+    Primaries,
     Round,
+    Topology,
     as_text,
     is_error,
     one,
@@ -31,11 +33,13 @@ from semcache_core.backends.redis.commands import (
     refused,
 )
 from semcache_core.backends.redis.keys import (
+    CLUSTER,
+    STANDALONE,
+    KeyLayout,
     glob_escape,
     index_name,
     stats_key,
     value_key,
-    vector_key,
 )
 from semcache_core.backends.redis.log_mirror import LogMirrorSearch
 from semcache_core.backends.redis.lua import (
@@ -51,6 +55,13 @@ from semcache_core.flow import Flow
 from semcache_core.mirror import MirrorSet
 
 VectorSearchMode = Literal["auto", "query-engine", "mirror"]
+
+logger = logging.getLogger("semcache")
+
+#: Clusters (by their primaries) whose fallback to the mirror path was already logged: once
+#: per process, however many caches connect to them.
+FALLBACK_LOGGED: set[tuple[str, ...]] = set()
+_FALLBACK_LOCK = threading.Lock()
 
 #: Oldest RediSearch with vector similarity search (2.4.0 reports ``ver`` 20400).
 MIN_SEARCH_VERSION = 20400
@@ -70,6 +81,7 @@ class RedisOperations(Operations):
         vector_search: VectorSearchMode,
         recreate_index: bool,
         max_mirror_rows: int,
+        layout: KeyLayout | None = STANDALONE,
     ) -> None:
         if vector_search not in ("auto", "query-engine", "mirror"):
             raise SemcacheInputError(
@@ -82,6 +94,8 @@ class RedisOperations(Operations):
         self.strategy: VectorStrategy | None = (
             LogMirrorSearch(self.mirrors) if vector_search == "mirror" else None
         )
+        #: The key layout, once the transport said whether the server is a cluster.
+        self.layout: KeyLayout | None = layout
         self._state = threading.Lock()
 
     @property
@@ -92,10 +106,27 @@ class RedisOperations(Operations):
         return "query-engine" if isinstance(self.strategy, QueryEngineSearch) else "mirror"
 
     # -- the vector strategy, chosen once --------------------------------------------------------
+    def topology(self) -> Flow[KeyLayout]:
+        """The key layout; asks the transport once whether the server is a Redis Cluster."""
+        if self.layout is None:
+            cluster = yield Topology()
+            self.layout = CLUSTER if cluster else STANDALONE
+        return self.layout
+
     def resolve_strategy(self) -> Flow[VectorStrategy]:
         if self.strategy is not None:
             return self.strategy
-        module_list, ft_list = yield Round((("MODULE", "LIST"), ("FT._LIST",)), tolerate=True)
+        layout = yield from self.topology()
+        node: str | None = None
+        primaries: tuple[str, ...] = ()
+        probes: tuple[Command, ...] = (("MODULE", "LIST"), ("FT._LIST",))
+        if layout.cluster:
+            # Search modules answer per shard unless a coordinator makes them cluster-wide
+            # (Redis Cloud / Enterprise, Redis 8 with the coordinator): its commands tell.
+            primaries = tuple((yield Primaries()))
+            node = primaries[0]
+            probes += (("SEARCH.CLUSTERINFO",), ("FT.CLUSTERINFO",))
+        module_list, ft_list, *coordinator = yield Round(probes, tolerate=True, node=node)
         version = 0
         if not is_error(module_list):
             for module in module_list or ():
@@ -105,14 +136,29 @@ class RedisOperations(Operations):
         else:  # MODULE LIST may be denied (ACL, managed services): FT._LIST alone decides
             version = MIN_SEARCH_VERSION
         found = version >= MIN_SEARCH_VERSION and not is_error(ft_list)
+        fallback = None
+        if layout.cluster and not _has_coordinator(coordinator):
+            fallback = "a search module per shard" if found else "no search module"
+            found = False
         if self.requested_mode == "query-engine" and not found:
             raise SemcacheInputError(
                 "vector_search='query-engine' but this Redis server has no Query Engine "
                 f"(RediSearch >= 2.4; MODULE LIST reports search version {version}); use "
                 "Redis Stack or Redis 8, or vector_search='auto'/'mirror'"
+                + (f" (this Redis Cluster has {fallback}, none cluster-wide)" if fallback else "")
             )
         with self._state:
             if self.strategy is None:
+                with _FALLBACK_LOCK:
+                    first = fallback is not None and primaries not in FALLBACK_LOGGED
+                    if first:
+                        FALLBACK_LOGGED.add(primaries)
+                if first:
+                    logger.warning(
+                        "semcache: this Redis Cluster has no cluster-wide Query Engine (%s); "
+                        "semantic search uses the mirror path (vector_search='mirror')",
+                        fallback,
+                    )
                 self.strategy = (
                     QueryEngineSearch(recreate_index=self.recreate_index)
                     if found
@@ -122,12 +168,15 @@ class RedisOperations(Operations):
 
     # -- values ----------------------------------------------------------------------------------
     def _get_many(self, namespace: str, keys: list[str]) -> Flow[list[bytes | None]]:
+        layout = yield from self.topology()
         ids = [keyspace.vector_id(key) for key in keys]
-        if any(entry_id is not None for entry_id in ids):
+        # On a cluster the keys of one batch live on many slots: one GET each, which the
+        # transport sends as one pipeline per primary (an MGET must stay within one slot).
+        if layout.cluster or any(entry_id is not None for entry_id in ids):
             commands: list[Command] = [
                 ("GET", value_key(namespace, key))
                 if entry_id is None
-                else ("HGET", vector_key(namespace, entry_id), "payload")
+                else ("HGET", layout.vector_key(namespace, entry_id), "payload")
                 for key, entry_id in zip(keys, ids, strict=True)
             ]
             replies = yield Round(commands, tolerate=True)
@@ -140,18 +189,45 @@ class RedisOperations(Operations):
     def _set_many(
         self, namespace: str, items: list[tuple[str, bytes]], ttl_ms: int | None
     ) -> Flow[None]:
+        yield from self.topology()
         expiry = ("PX", ttl_ms) if ttl_ms else ()
         yield Round([("SET", value_key(namespace, k), v, *expiry) for k, v in items])
 
     def _delete_many(self, namespace: str, keys: list[str]) -> Flow[None]:
-        # A vector record's key is the same string as its value key. Log entries of deleted
-        # records become dead: verification skips them and the next compaction drops them.
-        yield Round([("UNLINK", value_key(namespace, k)) for k in keys])
+        # Log entries of deleted records become dead: verification skips them and the next
+        # compaction drops them.
+        layout = yield from self.topology()
+        yield Round([("UNLINK", self._record_or_value(layout, namespace, k)) for k in keys])
+
+    @staticmethod
+    def _record_or_value(layout: KeyLayout, namespace: str, key: str) -> str:
+        entry_id = keyspace.vector_id(key)
+        if entry_id is None:
+            return value_key(namespace, key)
+        return layout.vector_key(namespace, entry_id)
 
     def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
+        layout = yield from self.topology()
         pattern = glob_escape(value_key(namespace, prefix)) + "*"
-        reply = yield from one(("SCAN", int(cursor or 0), "MATCH", pattern, "COUNT", SCAN_COUNT))
-        next_cursor, raw_keys = reply
+        node, position = None, cursor or "0"
+        if layout.cluster:
+            # The cursor of a cluster scan is "<primary index>:<that primary's cursor>".
+            primaries = yield Primaries()
+            index_text, _, position = (cursor or "0:0").partition(":")
+            index = int(index_text)
+            if index >= len(primaries):
+                return KeyPage([], None)
+            node = primaries[index]
+        replies = yield Round(
+            (("SCAN", int(position), "MATCH", pattern, "COUNT", SCAN_COUNT),), node=node
+        )
+        next_cursor, raw_keys = replies[0]
+        if node is None:
+            following = None if int(next_cursor) == 0 else str(int(next_cursor))
+        elif int(next_cursor) != 0:
+            following = f"{index}:{int(next_cursor)}"
+        else:
+            following = f"{index + 1}:0" if index + 1 < len(primaries) else None
         strip = len(namespace) + 1
         keys = []
         for raw in raw_keys:
@@ -159,9 +235,10 @@ class RedisOperations(Operations):
             key = key[strip:]
             if not keyspace.is_reserved(key):
                 keys.append(key)
-        return KeyPage(keys, None if int(next_cursor) == 0 else str(int(next_cursor)))
+        return KeyPage(keys, following)
 
     def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int) -> Flow[None]:
+        layout = yield from self.topology()
         ids = [i for i in map(keyspace.vector_id, keys) if i is not None]
         commands: list[Command | ScriptCall] = [
             ("PEXPIRE", value_key(namespace, k), ttl_ms)
@@ -169,8 +246,9 @@ class RedisOperations(Operations):
             if keyspace.vector_id(k) is None
         ]
         if ids:
-            hashes = [vector_key(namespace, i) for i in ids]
-            commands.append(ScriptCall(EXPIRE_VECTORS, hashes, [ttl_ms, namespace]))
+            hashes = [layout.vector_key(namespace, i) for i in ids]
+            prefixes = [layout.log_key(namespace, ""), layout.meta_key(namespace, "")]
+            commands.append(ScriptCall(EXPIRE_VECTORS, hashes, [ttl_ms, *prefixes]))
         yield from run_commands(commands)
 
     # -- atomic values (semcache_core.context_cache) ---------------------------------------------
@@ -192,15 +270,18 @@ class RedisOperations(Operations):
 
     # -- vectors ---------------------------------------------------------------------------------
     def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]:
+        layout = yield from self.topology()
         strategy = yield from self.resolve_strategy()
-        yield from strategy.add(namespace, write)
+        yield from strategy.add(namespace, write, layout)
 
     def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+        layout = yield from self.topology()
         strategy = yield from self.resolve_strategy()
-        return (yield from strategy.search(namespace, search))
+        return (yield from strategy.search(namespace, search, layout))
 
     # -- counters --------------------------------------------------------------------------------
     def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:
+        yield from self.topology()
         key = stats_key(namespace, name)
         fields = list(deltas.items())
         replies = yield Round([("HINCRBYFLOAT", key, f, repr(d)) for f, d in fields], tolerate=True)
@@ -213,11 +294,44 @@ class RedisOperations(Operations):
             yield Round([("HSET", key, f, repr(d)) for f, d in broken])
 
     def _get_counters(self, namespace: str, name: str) -> Flow[dict[str, float]]:
+        yield from self.topology()
         reply = yield from one(("HGETALL", stats_key(namespace, name)))
         return counters_of(pairs(reply).items())
 
     # -- namespace-wide --------------------------------------------------------------------------
     def _clear(self, namespace: str) -> Flow[None]:
+        layout = yield from self.topology()
+        if layout.cluster:
+            yield from self._clear_cluster(namespace)
+        else:
+            yield from self._clear_standalone(namespace)
+        with self.mirrors.lock:
+            self.mirrors.drop_namespace(namespace)
+        if self.strategy is not None:
+            self.strategy.drop_namespace(namespace)
+
+    def _clear_cluster(self, namespace: str) -> Flow[None]:
+        """Every primary in turn: ``SCAN`` a page of that node, ``UNLINK`` its keys (one
+        command each, routed by slot: keys of several slots cannot share an UNLINK)."""
+        primaries = yield Primaries()
+        if self.mode == "query-engine":
+            yield Round(
+                (("FT.DROPINDEX", index_name(namespace)),), tolerate=True, node=primaries[0]
+            )
+        pattern = glob_escape(namespace) + ":*"
+        for node in primaries:
+            cursor = 0
+            while True:
+                scanned = yield Round(
+                    (("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT),), node=node
+                )
+                cursor, found = int(scanned[0][0]), list(scanned[0][1])
+                if found:
+                    yield Round([("UNLINK", key) for key in found])
+                if not cursor:
+                    break
+
+    def _clear_standalone(self, namespace: str) -> Flow[None]:
         # The index goes first (in the first round), so Redis does not re-index what is being
         # deleted; its errors are ignored: the server may have no Query Engine or no index.
         pattern = glob_escape(namespace) + ":*"
@@ -241,10 +355,6 @@ class RedisOperations(Operations):
                 cursor, pending = int(replies[-1][0]), list(replies[-1][1])
             else:
                 pending = []
-        with self.mirrors.lock:
-            self.mirrors.drop_namespace(namespace)
-        if self.strategy is not None:
-            self.strategy.drop_namespace(namespace)
 
     def forget(self) -> None:
         """Drop all client-side state (mirrors, known indexes)."""
@@ -261,3 +371,9 @@ def _value_of(reply: object) -> bytes | None:
         logger.warning("semcache: ignoring a Redis key of the wrong type: %s", reply)
         return None
     return bytes(reply) if isinstance(reply, (bytes, bytearray, memoryview)) else None
+
+
+def _has_coordinator(replies: list[Any]) -> bool:
+    """Whether the search coordinator answered ``SEARCH.CLUSTERINFO`` or ``FT.CLUSTERINFO``
+    (unknown commands elsewhere, or refused: then the safe mirror path is used)."""
+    return any(not is_error(reply) for reply in replies)

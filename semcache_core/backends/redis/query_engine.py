@@ -32,12 +32,11 @@ from semcache_core.backends.redis.commands import (
     refused,
 )
 from semcache_core.backends.redis.keys import (
-    dim_key,
+    KeyLayout,
     dimension_of,
     index_name,
     partition_token,
     tag_token,
-    vector_key,
 )
 from semcache_core.backends.redis.lua import write_records
 from semcache_core.backends.redis.strategy import VectorStrategy
@@ -68,9 +67,9 @@ class QueryEngineSearch(VectorStrategy):
         self._recreated: set[str] = set()
         self._state = threading.Lock()
 
-    def add(self, namespace: str, write: VectorWrite) -> Flow[None]:
-        yield from self._ensure_index(namespace, write.dim, create=True, adding=True)
-        yield from write_records(namespace, write, use_log=False)
+    def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]:
+        yield from self._ensure_index(namespace, write.dim, layout, create=True, adding=True)
+        yield from write_records(namespace, write, layout, use_log=False)
 
     def drop_namespace(self, namespace: str) -> None:
         with self._state:
@@ -80,7 +79,9 @@ class QueryEngineSearch(VectorStrategy):
         with self._state:
             self._indexes.clear()
 
-    def _ensure_index(self, namespace: str, dim: int, *, create: bool, adding: bool) -> Flow[bool]:
+    def _ensure_index(
+        self, namespace: str, dim: int, layout: KeyLayout, *, create: bool, adding: bool
+    ) -> Flow[bool]:
         """Check (once per client) or create the namespace's index; False if none exists."""
         with self._state:
             known = self._indexes.get(namespace)
@@ -90,7 +91,7 @@ class QueryEngineSearch(VectorStrategy):
             return True
         name = index_name(namespace)
         info, stored_dim = yield Round(
-            (("FT.INFO", name), ("GET", dim_key(namespace))), tolerate=True
+            (("FT.INFO", name), ("GET", layout.dim_key(namespace))), tolerate=True
         )
         if is_error(stored_dim):
             raise refused("GET", stored_dim)
@@ -106,15 +107,15 @@ class QueryEngineSearch(VectorStrategy):
                     raise _dimension_error(namespace, dim, dim_in_store, adding=adding)
             elif not create:
                 return False
-            yield from self._create_index(namespace, dim, replace=False)
+            yield from self._create_index(namespace, dim, layout, replace=False)
         else:
-            problems, index_dim = _schema_problems(info, namespace)
+            problems, index_dim = _schema_problems(info, namespace, layout)
             if index_dim is None and stored_dim is not None:
                 index_dim = stored_dim
             conflict = bool(problems) or (index_dim is not None and index_dim != dim)
             if conflict and self.recreate_index and namespace not in self._recreated:
                 yield Round((("FT.DROPINDEX", name),))
-                yield from self._create_index(namespace, dim, replace=True)
+                yield from self._create_index(namespace, dim, layout, replace=True)
                 with self._state:
                     self._recreated.add(namespace)
             elif problems:
@@ -129,11 +130,13 @@ class QueryEngineSearch(VectorStrategy):
             self._indexes[namespace] = dim
         return True
 
-    def _create_index(self, namespace: str, dim: int, *, replace: bool) -> Flow[None]:
+    def _create_index(
+        self, namespace: str, dim: int, layout: KeyLayout, *, replace: bool
+    ) -> Flow[None]:
         commands: list[Command] = [
             (
                 "FT.CREATE", index_name(namespace), "ON", "HASH",
-                "PREFIX", 1, vector_key(namespace, ""),
+                "PREFIX", 1, layout.vector_key(namespace, ""),
                 "SCHEMA",
                 "ptag", "TAG", "SEPARATOR", ",",
                 "ttag", "TAG", "SEPARATOR", ",",
@@ -142,14 +145,14 @@ class QueryEngineSearch(VectorStrategy):
             )
         ]  # fmt: skip
         if replace:
-            commands.append(("SET", dim_key(namespace), dim))
+            commands.append(("SET", layout.dim_key(namespace), dim))
         replies = yield Round(commands, tolerate=True)
         created = replies[0]
         if is_error(created) and "already exists" not in str(created).lower():
             raise refused("FT.CREATE", created)
         if is_error(created):  # another client created it meanwhile: check it like ours
             info = yield from one(("FT.INFO", index_name(namespace)))
-            problems, index_dim = _schema_problems(info, namespace)
+            problems, index_dim = _schema_problems(info, namespace, layout)
             if problems:
                 raise SchemaConflictError(
                     f"Redis index {index_name(namespace)!r} was just created by another "
@@ -158,7 +161,9 @@ class QueryEngineSearch(VectorStrategy):
             if index_dim is not None and index_dim != dim:
                 raise _dimension_error(namespace, dim, index_dim, adding=True)
 
-    def search(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+    def search(
+        self, namespace: str, search: VectorSearch, layout: KeyLayout
+    ) -> Flow[list[VectorHit]]:
         partition, vector, k = search.partition, search.vector, search.k
         max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
@@ -180,12 +185,15 @@ class QueryEngineSearch(VectorStrategy):
             "DIALECT", 2,
         )  # fmt: skip
         for attempt in range(2):
-            ready = yield from self._ensure_index(namespace, dim, create=False, adding=False)
+            ready = yield from self._ensure_index(
+                namespace, dim, layout, create=False, adding=False
+            )
             if not ready:
                 return []
             reply = yield from one(command, tolerate=True)
             if not is_error(reply):
-                return _rank(_search_results(reply, namespace), vector, k, max_distance)
+                hits = _search_results(reply, layout.vector_key(namespace, ""))
+                return _rank(hits, vector, k, max_distance)
             if not missing_index(reply) or attempt:
                 raise refused("FT.SEARCH", reply)
             with self._state:  # dropped elsewhere (clear): check again, recreate if needed
@@ -193,9 +201,9 @@ class QueryEngineSearch(VectorStrategy):
         return []
 
 
-def _search_results(reply: Any, namespace: str) -> list[tuple[str, dict[str, Any]]]:
+def _search_results(reply: Any, prefix: str) -> list[tuple[str, dict[str, Any]]]:
     """FT.SEARCH replies (RESP2 list or RESP3 map) as ``[(entry id, fields)]``."""
-    strip = len(vector_key(namespace, ""))
+    strip = len(prefix)
     results: list[tuple[str, dict[str, Any]]] = []
     if isinstance(reply, dict):
         for item in pairs(reply).get("results", ()):
@@ -233,7 +241,7 @@ def _rank(
     return hits[:k]
 
 
-def _schema_problems(info: Any, namespace: str) -> tuple[list[str], int | None]:
+def _schema_problems(info: Any, namespace: str, layout: KeyLayout) -> tuple[list[str], int | None]:
     """How an existing index differs from the one semcache creates; and its dimension."""
     fields = pairs(info)
     problems: list[str] = []
@@ -242,8 +250,9 @@ def _schema_problems(info: Any, namespace: str) -> tuple[list[str], int | None]:
     if key_type != "HASH":
         problems.append(f"indexes {key_type} instead of HASH")
     prefixes = [as_text(p) for p in definition.get("prefixes", ()) or ()]
-    if prefixes and prefixes != [vector_key(namespace, "")]:
-        problems.append(f"prefixes {prefixes} instead of [{vector_key(namespace, '')!r}]")
+    expected_prefix = layout.vector_key(namespace, "")
+    if prefixes and prefixes != [expected_prefix]:
+        problems.append(f"prefixes {prefixes} instead of [{expected_prefix!r}]")
     attributes: dict[str, dict[str, str]] = {}
     for attribute in fields.get("attributes", ()) or ():
         described = {key.lower(): value for key, value in pairs(attribute).items()}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from semcache_core.backends.base import VectorHit, VectorSearch, VectorWrite
+from semcache_core.backends.redis.keys import KeyLayout
 from semcache_core.flow import Flow
 
 
@@ -20,10 +21,12 @@ class VectorStrategy(ABC):
     """Writes and searches of vector records; everything else is strategy-independent."""
 
     @abstractmethod
-    def add(self, namespace: str, write: VectorWrite) -> Flow[None]: ...
+    def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]: ...
 
     @abstractmethod
-    def search(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]: ...
+    def search(
+        self, namespace: str, search: VectorSearch, layout: KeyLayout
+    ) -> Flow[list[VectorHit]]: ...
 
     @abstractmethod
     def drop_namespace(self, namespace: str) -> None:
