@@ -221,7 +221,7 @@ def test_a_namespace_vector_keys_share_one_slot(
         for key in _keys_of(raw, f"{namespace}:*")
         if key.split(":", 2)[1] in ("vec", "vlog", "vmeta", "vdim")
     }
-    assert len(vector_keys) == 60 + 3 + 1
+    assert len(vector_keys) == 60 + 3 + 3  # records, logs, each partition's dimension
     assert {raw.keyslot(key) for key in vector_keys} == {raw.keyslot(f"{{{namespace}}}")}
     assert f"{namespace}:vlog:{{{namespace}}}p1" in vector_keys
     hits = backend.search_vectors(namespace, "a{b}c", unit(1, 3), k=1, max_distance=0.01)
