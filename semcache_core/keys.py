@@ -92,9 +92,44 @@ def partition_key(namespace: str, scope: str, context: str) -> str:
     return stable_hash("partition", namespace, scope, context)
 
 
+#: What :func:`partition_key` returns (a :func:`stable_hash`): such a partition has a tag.
+_PARTITION_HASH = re.compile(r"^[0-9a-f]{32}$")
+#: A partition's tag: the first 16 hex digits of its hash.
+_TAG = re.compile(r"^[0-9a-f]{16}$")
+PARTITION_TAG_LENGTH = 16
+#: Between the partition tag and the rest of a semantic entry id.
+ENTRY_ID_SEPARATOR = "."
+
+
+def partition_tag(partition: str) -> str | None:
+    """The tag a semantic entry id carries for ``partition``: the first 16 hex digits of a
+    partition made by :func:`partition_key`; ``None`` for any other partition string.
+
+    A backend can place an entry by its id alone, with its partition (Redis: the partition's
+    log and its entries share one hash slot, and partitions spread over a cluster's shards).
+    """
+    return partition[:PARTITION_TAG_LENGTH] if _PARTITION_HASH.match(partition) else None
+
+
+def split_entry_id(entry_id: str) -> tuple[str | None, str]:
+    """``(tag, rest)`` of an id ``<tag>.<rest>`` (see :func:`semantic_entry_id`), else
+    ``(None, entry_id)``: ids of another form carry no partition tag."""
+    tag, dot, rest = entry_id.partition(ENTRY_ID_SEPARATOR)
+    if dot and rest and _TAG.match(tag):
+        return tag, rest
+    return None, entry_id
+
+
 def semantic_entry_id(namespace: str, partition: str, query: str) -> str:
-    """Id of the semantic entry for ``query`` in ``partition``; stable so updates overwrite."""
-    return stable_hash("semantic", namespace, partition, query)
+    """Id of the semantic entry for ``query`` in ``partition``; stable so updates overwrite.
+
+    ``<partition tag>.<hash>`` (:func:`partition_tag`): the id tells its partition's place,
+    so a backend can read, delete or refresh the entry by id alone. A partition that
+    :func:`partition_key` did not make has no tag: the id is then the hash alone.
+    """
+    entry = stable_hash("semantic", namespace, partition, query)
+    tag = partition_tag(partition)
+    return entry if tag is None else f"{tag}{ENTRY_ID_SEPARATOR}{entry}"
 
 
 KV_PREFIX = "kv:"

@@ -70,7 +70,7 @@ def test_redis_get_many_is_one_round_for_values_and_records() -> None:
     assert list(step.commands) == [
         ("GET", "ns:kv:a"),
         ("GET", "ns:kv:b"),
-        ("HGET", "ns:vec:r", "payload"),
+        ("HGET", "ns:vec:{ns}r", "payload"),
     ]
 
 

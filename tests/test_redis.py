@@ -20,10 +20,16 @@ import redis
 from langchain_core.outputs import Generation
 
 from langchain_semcache import BackendByteStore, ExactCache, SemanticCache
-from semcache_core import Backend, VectorRecord, connect
+from semcache_core import Backend, VectorRecord, connect, keys
 from semcache_core.backends.redis import RedisBackend, log_mirror
+from semcache_core.backends.redis.keys import partition_token
 from semcache_core.codecs import as_vector, normalize
-from semcache_core.errors import BackendError, SchemaConflictError, VectorDimensionError
+from semcache_core.errors import (
+    BackendError,
+    SchemaConflictError,
+    SemcacheInputError,
+    VectorDimensionError,
+)
 from tests.backends import BACKEND_KINDS, ServerPool, fresh_namespace, make_backend
 from tests.fakes import WordHashEmbeddings
 
@@ -139,12 +145,12 @@ def test_ttl_is_set_with_the_value(
     assert 0 < raw.pttl(f"{namespace}:kv:b") <= 30_000
     backend.add_vectors(namespace, "p", [VectorRecord("v1", unit(1), b"x")], ttl=30)
     backend.add_vectors(namespace, "q", [VectorRecord("v2", unit(1), b"x")])
-    assert 0 < raw.pttl(f"{namespace}:vec:v1") <= 30_000
-    assert raw.pttl(f"{namespace}:vec:v2") == -1
+    assert 0 < raw.pttl(f"{namespace}:vec:{{{namespace}}}v1") <= 30_000
+    assert raw.pttl(f"{namespace}:vec:{{{namespace}}}v2") == -1
     if kind == "redis":
         # A partition's log lives as long as its longest-lived entry.
-        assert 0 < raw.pttl(f"{namespace}:vlog:p") <= 30_000
-        assert raw.pttl(f"{namespace}:vlog:q") == -1
+        assert 0 < raw.pttl(f"{namespace}:vlog:{{{namespace}}}p") <= 30_000
+        assert raw.pttl(f"{namespace}:vlog:{{{namespace}}}q") == -1
 
 
 def test_semantic_entries_expire(backend: Backend, namespace: str) -> None:
@@ -218,17 +224,17 @@ def test_key_layout(backend: Backend, namespace: str, raw: redis.Redis, kind: st
     keys = {key.decode() for key in raw.scan_iter(match=f"{namespace}:*", count=1000)}
     assert f"{namespace}:kv:user key" in keys
     assert any(key.startswith(f"{namespace}:llm:") for key in keys)
-    assert f"{namespace}:vec:id1" in keys
+    assert f"{namespace}:vec:{{{namespace}}}id1" in keys
     assert f"{namespace}:stats:stats" in keys
-    assert (f"{namespace}:vlog:part" in keys) == (kind == "redis")
-    record: dict[bytes, bytes] = raw.hgetall(f"{namespace}:vec:id1")  # type: ignore[assignment]
+    assert (f"{namespace}:vlog:{{{namespace}}}part" in keys) == (kind == "redis")
+    record: dict[bytes, bytes] = raw.hgetall(f"{namespace}:vec:{{{namespace}}}id1")  # type: ignore[assignment]
     assert record[b"payload"] == b"payload"
     assert record[b"partition"] == b"part"
     if kind == "redis-qe":  # the index reads the vector from the hash
         assert np.frombuffer(record[b"vector"], dtype="<f4").tolist() == unit(1).tolist()
     else:  # plain Redis: the vector lives once, in the partition log the mirrors read
         assert b"vector" not in record
-        ((_, fields),) = raw.xrange(f"{namespace}:vlog:part")  # type: ignore[misc]
+        ((_, fields),) = raw.xrange(f"{namespace}:vlog:{{{namespace}}}part")  # type: ignore[misc]
         assert np.frombuffer(fields[b"vector"], dtype="<f4").tolist() == unit(1).tolist()
     assert raw.hgetall(f"{namespace}:stats:stats") == {b"hits": b"1"}
     # Internal keys never show up as values.
@@ -237,6 +243,52 @@ def test_key_layout(backend: Backend, namespace: str, raw: redis.Redis, kind: st
         for key in keys
         if key.startswith((f"{namespace}:kv:", f"{namespace}:llm:"))
     )
+
+
+def test_key_layout_of_engine_partitions(
+    backend: Backend, namespace: str, raw: redis.Redis, kind: str
+) -> None:
+    """An engine-made partition's keys carry its hash tag ``{<ns>:<tag>}`` (plain Redis has
+    the cluster's layout), the entry id carries the tag, and by-id calls need no partition."""
+    partition = keys.partition_key(namespace, "llm", "")
+    tag = keys.partition_tag(partition)
+    entry_id = keys.semantic_entry_id(namespace, partition, "question")
+    assert tag is not None and entry_id.startswith(f"{tag}.")
+    backend.add_vectors(namespace, partition, [VectorRecord(entry_id, unit(1), b"payload")])
+    entry = entry_id.split(".", 1)[1]
+    record_key = f"{namespace}:vec:{{{namespace}:{tag}}}{entry}"
+    assert raw.hget(record_key, "partition") == partition.encode()
+    log = f"{namespace}:vlog:{{{namespace}:{tag}}}{partition}"
+    assert raw.exists(log) == (kind == "redis")
+    assert raw.get(f"{namespace}:vdim") == str(DIM).encode()
+    assert nearest(backend, namespace, partition, unit(1)) == [(entry_id, b"payload")]
+    assert backend.get_vector_payloads(namespace, [entry_id]) == [b"payload"]
+    backend.expire_many(namespace, [keys.vector_key(entry_id)], ttl=60)
+    assert 0 < raw.pttl(record_key) <= 60_000
+    backend.delete_vectors(namespace, [entry_id])
+    assert not raw.exists(record_key)
+    assert nearest(backend, namespace, partition, unit(1)) == []
+    with pytest.raises(SemcacheInputError, match="needs an id"):  # it would cross slots
+        backend.add_vectors(namespace, partition, [VectorRecord("x", unit(1), b"v")])
+    with pytest.raises(SemcacheInputError, match="needs an id"):
+        backend.add_vectors(namespace, "p", [VectorRecord(entry_id, unit(1), b"v")])
+
+
+def test_entries_of_the_untagged_layout_miss(
+    backend: Backend, namespace: str, raw: redis.Redis, kind: str
+) -> None:
+    """Entries written before the slot tags (``<ns>:vec:<id>``, ``<ns>:vlog:<partition>``)
+    are neither read by id nor found by a search: they miss."""
+    partition = keys.partition_key(namespace, "llm", "")
+    entry_id = keys.semantic_entry_id(namespace, partition, "question")
+    backend.add_vectors(namespace, partition, [VectorRecord(entry_id, unit(0, 1), b"new")])
+    old = keys.stable_hash("semantic", namespace, partition, "question")
+    fields = {"vector": unit(1).astype("<f4").tobytes(), "payload": b"old"}
+    token = partition_token(partition)  # indexed on the Query Engine path: a hit to skip
+    raw.hset(f"{namespace}:vec:{old}", mapping={**fields, "partition": partition, "ptag": token})
+    raw.xadd(f"{namespace}:vlog:{partition}", {"id": old, "vector": fields["vector"], "tags": "{}"})
+    assert backend.get_vector_payloads(namespace, [old]) == [None]
+    assert nearest(backend, namespace, partition, unit(1)) == []
 
 
 def test_special_characters_in_llm_string_and_tags(backend: Backend, namespace: str) -> None:
@@ -487,7 +539,7 @@ def test_log_compaction_keeps_results_and_shrinks_the_log(
     if kind != "redis":
         pytest.skip("the log exists on the mirror path only")
     monkeypatch.setattr(log_mirror, "COMPACT_FLOOR", 8)
-    log = f"{namespace}:vlog:p"
+    log = f"{namespace}:vlog:{{{namespace}}}p"
     assert second.search_vectors(namespace, "p", unit(1), k=1, max_distance=0.1) == []
     for version in range(40):  # the same three ids, rewritten over and over
         backend.add_vectors(
@@ -501,7 +553,7 @@ def test_log_compaction_keeps_results_and_shrinks_the_log(
         )
         backend.delete_vectors(namespace, ["gone"])
     assert raw.xlen(log) < 3 * 40 // 2
-    assert int(raw.hget(f"{namespace}:vmeta:p", "epoch") or 0) >= 1
+    assert int(raw.hget(f"{namespace}:vmeta:{{{namespace}}}p", "epoch") or 0) >= 1
     for client in (backend, second):  # the second client rebuilds its mirror after a compaction
         assert nearest(client, namespace, "p", unit(1)) == [("a", b"a39")]
         assert nearest(client, namespace, "p", unit(0, 1)) == [("b", b"b39")]

@@ -1,7 +1,7 @@
 """Redis Cluster: what only a cluster has (the generic suites already run on ``redis-cluster``).
 
 Detection from a node URL, a cluster URL and cluster clients; batches split by slot and sent as
-one pipeline per primary; a namespace's vector keys in one slot; scans and ``clear`` over
+one pipeline per primary; a partition's vector keys in one slot, partitions over shards; scans and ``clear`` over
 every primary; the fallback from ``auto`` to the mirror path; and a failover (SIGKILL of a
 primary) that costs misses, never exceptions or wrong answers.
 """
@@ -25,7 +25,7 @@ from langchain_core.outputs import Generation
 from redis.connection import AbstractConnection
 
 from langchain_semcache import BackendByteStore, ExactCache, SemanticCache
-from semcache_core import VectorRecord, connect
+from semcache_core import VectorRecord, connect, keys
 from semcache_core.backends.redis import RedisBackend
 from semcache_core.backends.redis import ops as redis_ops
 from semcache_core.codecs import as_vector, normalize
@@ -207,9 +207,73 @@ def test_batch_keys_on_several_slots_one_pipeline_per_primary(
     assert store.mget(keys) == [None] * len(keys)
 
 
-def test_a_namespace_vector_keys_share_one_slot(
+def _partition_keys(raw: Any, namespace: str, tag: str) -> set[str]:
+    """Every vector key (records, log, meta, dimension) of the partitions tagged ``tag``."""
+    found = set()
+    for kind in ("vec", "vlog", "vmeta", "vlock", "vdim"):
+        found |= _keys_of(raw, f"{namespace}:{kind}:{{{namespace}:{tag}}}*")
+    return found
+
+
+def test_a_partition_log_and_its_entries_share_one_slot_and_partitions_spread(
     backend: RedisBackend, raw: Any, namespace: str
 ) -> None:
+    """Engine-made partitions: a partition's log, meta, dimension and record hashes share
+    the slot of ``{<ns>:<tag>}``; two partitions of one namespace sit on different primaries
+    (found by trying scopes); records are read, refreshed and deleted by id alone."""
+    first = keys.partition_key(namespace, "scope-0", "")
+    first_node = raw.get_node_from_key(f"{{{namespace}:{keys.partition_tag(first)}}}").name
+    second = next(
+        partition
+        for partition in (keys.partition_key(namespace, f"scope-{i}", "") for i in range(1, 200))
+        if raw.get_node_from_key(f"{{{namespace}:{keys.partition_tag(partition)}}}").name
+        != first_node
+    )
+    ids: dict[str, list[str]] = {}
+    for partition in (first, second):
+        ids[partition] = [keys.semantic_entry_id(namespace, partition, f"q{i}") for i in range(20)]
+        records = [
+            VectorRecord(i, unit(1, n), b"v" + i.encode()) for n, i in enumerate(ids[partition])
+        ]
+        backend.add_vectors(namespace, partition, records, ttl=600)
+    slots = {}
+    for partition in (first, second):
+        tag = keys.partition_tag(partition)
+        assert tag is not None and all(i.startswith(f"{tag}.") for i in ids[partition])
+        found = _partition_keys(raw, namespace, tag)
+        assert len(found) == 20 + 2  # the records, the log and the partition's dimension
+        assert f"{namespace}:vlog:{{{namespace}:{tag}}}{partition}" in found
+        assert f"{namespace}:vdim:{{{namespace}:{tag}}}{partition}" in found
+        assert {raw.keyslot(key) for key in found} == {raw.keyslot(f"{{{namespace}:{tag}}}")}
+        slots[partition] = raw.keyslot(f"{{{namespace}:{tag}}}")
+        assert {raw.get_node_from_key(key).name for key in found} == {
+            raw.get_node_from_key(f"{{{namespace}:{tag}}}").name
+        }
+    assert slots[first] != slots[second]
+    assert raw.get_node_from_key(f"{namespace}:vdim").name  # the namespace's dimension: anywhere
+    both = [ids[first][3], ids[second][5]]
+    hits = backend.search_vectors(namespace, second, unit(1, 5), k=1, max_distance=0.01)
+    assert [h.id for h in hits] == [ids[second][5]]
+    assert backend.get_vector_payloads(namespace, both) == [b"v" + i.encode() for i in both]
+    backend.expire_many(
+        namespace, [keys.vector_key(i) for i in both], ttl=3600
+    )  # one script per slot
+    for partition in (first, second):
+        tag = keys.partition_tag(partition)
+        log = f"{namespace}:vlog:{{{namespace}:{tag}}}{partition}"
+        assert 600_000 < raw.pttl(log) <= 3_600_000
+    backend.delete_vectors(namespace, both)
+    assert backend.get_vector_payloads(namespace, both) == [None, None]
+    with pytest.raises(SemcacheInputError, match="needs an id"):
+        backend.add_vectors(namespace, first, [VectorRecord("x", unit(1), b"v")])
+    backend.clear(namespace)
+    assert _keys_of(raw, f"{namespace}:*") == set()
+
+
+def test_untagged_partitions_and_ids_share_the_namespace_slot(
+    backend: RedisBackend, raw: Any, namespace: str
+) -> None:
+    """Partitions and ids of other forms (no tag) keep working, in the slot of ``{<ns>}``."""
     for partition in ("p1", "p2", "a{b}c"):
         backend.add_vectors(
             namespace,
@@ -219,9 +283,9 @@ def test_a_namespace_vector_keys_share_one_slot(
     vector_keys = {
         key
         for key in _keys_of(raw, f"{namespace}:*")
-        if key.split(":", 2)[1] in ("vec", "vlog", "vmeta", "vdim")
+        if key.split(":", 2)[1] in ("vec", "vlog", "vmeta", "vdim") and key != f"{namespace}:vdim"
     }
-    assert len(vector_keys) == 60 + 3 + 3  # records, logs, each partition's dimension
+    assert len(vector_keys) == 60 + 3 + 3
     assert {raw.keyslot(key) for key in vector_keys} == {raw.keyslot(f"{{{namespace}}}")}
     assert f"{namespace}:vlog:{{{namespace}}}p1" in vector_keys
     hits = backend.search_vectors(namespace, "a{b}c", unit(1, 3), k=1, max_distance=0.01)
@@ -288,11 +352,6 @@ def test_failover_costs_misses_not_exceptions_or_wrong_answers(
     namespace = fresh_namespace("failover")
     raw = _raw_cluster(cluster.url)
     try:
-        # The primary holding the namespace's vector keys is the one killed: both the exact
-        # entries on it and every semantic lookup go through the failover.
-        victim_name = raw.get_node_from_key(f"{{{namespace}s}}").name
-        victim = cluster.node_for_port(int(victim_name.rsplit(":", 1)[1]))
-        survivor = next(n.url for n in cluster.nodes if n is not victim)
         exact = ExactCache(cluster.url, namespace=namespace)
         embeddings = WordHashEmbeddings()
         semantic = SemanticCache(exact.backend, embeddings=embeddings, namespace=f"{namespace}s")
@@ -302,6 +361,12 @@ def test_failover_costs_misses_not_exceptions_or_wrong_answers(
             semantic.update(prompt, "llm", [Generation(text=f"answer {i}")])
         raw.wait(1, 1000)  # replicas have the entries before the kill (best effort)
         time.sleep(0.5)
+        # The primary holding the semantic partition (its log and entries) is the one killed:
+        # both the exact entries on it and every semantic lookup go through the failover.
+        (log,) = _keys_of(raw, f"{namespace}s:vlog:*")
+        victim_name = raw.get_node_from_key(log).name
+        victim = cluster.node_for_port(int(victim_name.rsplit(":", 1)[1]))
+        survivor = next(n.url for n in cluster.nodes if n is not victim)
 
         exceptions = wrong = misses = hits = 0
         killed_at = promoted_at = back_at = None

@@ -201,8 +201,10 @@ def test_redis_keys_planted_by_hand(kind: str, server_pool: ServerPool, tmp_path
     prompt = Prompt.plain("how do I reset my password")
     partition = cache.partition(SCOPE, prompt)
     # A garbage dimension marker (the namespace's and the partition's) before any write.
-    raw.set(f"{namespace}:vdim", "garbage")
-    raw.set(f"{namespace}:vdim:{partition}", "\x00\xff")
+    from semcache_core.backends.redis import keys as layout
+
+    raw.set(layout.dim_key(namespace), "garbage")
+    raw.set(layout.partition_dim_key(namespace, partition), "\x00\xff")
     cache.update(SCOPE, prompt, {"answer": "healthy"})
     paraphrase = Prompt.plain("how do I reset my own password")
     assert cache.lookup(SCOPE, paraphrase).outcome == "semantic"
@@ -211,12 +213,12 @@ def test_redis_keys_planted_by_hand(kind: str, server_pool: ServerPool, tmp_path
     raw.hset(f"{namespace}:{keys.exact_entry_key(namespace, SCOPE, 'p')}", "x", "y")
     assert exact.lookup(SCOPE, Prompt.plain("p")).outcome == "miss"
     q_id = keys.semantic_entry_id(namespace, partition, cache.query(Prompt.plain("q")).compared)
-    raw.set(f"{namespace}:vec:{q_id}", "string")
+    raw.set(layout.vector_key(namespace, q_id), "string")
     assert cache.lookup(SCOPE, Prompt.plain("q")).outcome == "miss"
     # Log entries (plain path) that are no vector records.
-    raw.xadd(f"{namespace}:vlog:{partition}", {"id": "x", "vector": b"123", "tags": "{}"})
-    raw.xadd(f"{namespace}:vlog:{partition}", {"id": "y", "vector": b"\x00" * 64, "tags": "["})
-    raw.xadd(f"{namespace}:vlog:{partition}", {"junk": "1"})
+    raw.xadd(layout.log_key(namespace, partition), {"id": "x", "vector": b"123", "tags": "{}"})
+    raw.xadd(layout.log_key(namespace, partition), {"id": "y", "vector": b"\x00" * 64, "tags": "["})
+    raw.xadd(layout.log_key(namespace, partition), {"junk": "1"})
     assert cache.lookup(SCOPE, paraphrase).outcome == "semantic"
     # A stats field that is no number: flushes keep working, lookups keep hitting.
     raw.hset(f"{namespace}:stats:stats", mapping={"writes": "abc", "exact_hits": "1e999x"})

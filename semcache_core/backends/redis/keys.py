@@ -1,21 +1,24 @@
-"""The Redis key layout (``SCAN`` shows it as is; ``<ns>`` cannot contain ``:``)::
+"""The Redis key layout (``SCAN`` shows it as is; ``<ns>`` cannot contain ``:`` or braces)::
 
-    <ns>:kv:<user key>       values of ByteStore / KV adapters (SET ... PX ttl)
-    <ns>:llm:<hash>          exact LLM entries
-    <ns>:vec:<id>            semantic entries: HASH of vector, payload, partition, tags, version
-    <ns>:vlog:<partition>    log-mirror path only: STREAM of the partition's writes
-    <ns>:vmeta:<partition>   log-mirror path only: compaction threshold and epoch
-    <ns>:vlock:<partition>   log-mirror path only: compaction lock (expires)
-    <ns>:vdim                Query Engine path: dimension of the namespace's index
-    <ns>:vdim:<partition>    log-mirror path: dimension of the partition's vectors (a new
-                             embedding model is a new partition and starts its own)
-    <ns>:stats:<name>        persisted counters (HASH, HINCRBYFLOAT)
-    <ns>:idx                 Query Engine path only: the index name (not a key)
+    <ns>:kv:<user key>              values of ByteStore / KV adapters (SET ... PX ttl)
+    <ns>:llm:<hash>                 exact LLM entries
+    <ns>:vec:{<ns>:<tag>}<hash>     semantic entry ``<tag>.<hash>``: HASH of vector, payload,
+                                    partition, tags, version
+    <ns>:vlog:{<ns>:<tag>}<part>    log-mirror path only: STREAM of the partition's writes
+    <ns>:vmeta:{<ns>:<tag>}<part>   log-mirror path only: compaction threshold and epoch
+    <ns>:vlock:{<ns>:<tag>}<part>   log-mirror path only: compaction lock (expires)
+    <ns>:vdim:{<ns>:<tag>}<part>    log-mirror path only: dimension of the partition's vectors
+    <ns>:vdim                       Query Engine path only: dimension of the namespace's index
+    <ns>:stats:<name>               persisted counters (HASH, HINCRBYFLOAT)
+    <ns>:idx                        Query Engine path only: the index name (not a key)
 
-On a Redis Cluster the vector keys carry the hash tag ``{<ns>}`` (see :class:`KeyLayout`).
+``<tag>`` is the partition's tag (:func:`semcache_core.keys.partition_tag`), which a semantic
+entry id carries (:func:`semcache_core.keys.semantic_entry_id`); ids and partitions without a
+tag use ``{<ns>}`` instead of ``{<ns>:<tag>}``. The same layout serves plain Redis and Redis
+Cluster (see :class:`KeyLayout`).
 
 The kinds are :data:`semcache_core.keys.RESERVED_KINDS`; a vector record's key is
-``value_key(ns, keys.vector_key(id))``, the same string as :func:`vector_key`.
+computed from ``keys.vector_key(id)`` by :func:`vector_key`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from semcache_core import keys as keyspace
 from semcache_core.keys import stable_hash
 
 logger = logging.getLogger("semcache")
@@ -44,58 +48,62 @@ def index_name(namespace: str) -> str:
     return f"{namespace}:idx"
 
 
-@dataclass(frozen=True, slots=True)
-class KeyLayout:
-    """Where the vector records of a namespace live: standalone, or on a Redis Cluster.
-
-    On a cluster every key that one Lua script or one verification round touches must be in
-    one hash slot: the write script reads and writes the namespace's dimension, the
-    partition's log, meta and lock, and the records' hashes; a search reads the dimension and
-    the log, then the hashes. So those keys carry the hash tag ``{<ns>}`` (a namespace has
-    no braces), and Redis places them by the namespace alone::
-
-        <ns>:vec:{<ns>}<id>   <ns>:vlog:{<ns>}<partition>   <ns>:vdim:{<ns>}   ...
-
-    The tag cannot be per partition: a record is also addressed by its key alone
-    (``get_many(ns, ["vec:<id>"])``, ``delete_many``, ``expire_many`` know no partition).
-    Values, exact entries and counters (``<ns>:kv:...``, ``<ns>:llm:...``) carry no tag: they
-    spread over every shard key by key.
-    """
-
-    cluster: bool
-
-    def _tag(self, namespace: str) -> str:
-        return f"{{{namespace}}}" if self.cluster else ""
-
-    def vector_key(self, namespace: str, entry_id: str) -> str:
-        return f"{namespace}:vec:{self._tag(namespace)}{entry_id}"
-
-    def log_key(self, namespace: str, partition: str) -> str:
-        return f"{namespace}:vlog:{self._tag(namespace)}{partition}"
-
-    def meta_key(self, namespace: str, partition: str) -> str:
-        return f"{namespace}:vmeta:{self._tag(namespace)}{partition}"
-
-    def lock_key(self, namespace: str, partition: str) -> str:
-        return f"{namespace}:vlock:{self._tag(namespace)}{partition}"
-
-    def dim_key(self, namespace: str, partition: str | None = None) -> str:
-        """The namespace's dimension (Query Engine index) or, given ``partition``, the
-        partition's (log-mirror path: a new embedding model is a new partition)."""
-        if partition is not None:
-            return f"{namespace}:vdim:{self._tag(namespace)}{partition}"
-        return f"{namespace}:vdim" + (f":{self._tag(namespace)}" if self.cluster else "")
+def slot_tag(namespace: str, tag: str | None) -> str:
+    """The hash tag of a partition's keys: ``{<ns>:<tag>}``, or ``{<ns>}`` without a tag."""
+    return f"{{{namespace}}}" if tag is None else f"{{{namespace}:{tag}}}"
 
 
-STANDALONE = KeyLayout(cluster=False)
-CLUSTER = KeyLayout(cluster=True)
+def partition_prefix(kind: str, namespace: str, tag: str | None) -> str:
+    """What precedes the partition in the ``kind`` key of a partition tagged ``tag``."""
+    return f"{namespace}:{kind}:{slot_tag(namespace, tag)}"
 
-# The standalone layout as functions (benchmarks and profiles name keys with them).
-vector_key = STANDALONE.vector_key
-log_key = STANDALONE.log_key
-meta_key = STANDALONE.meta_key
-lock_key = STANDALONE.lock_key
-dim_key = STANDALONE.dim_key
+
+def _partition_keys(kind: str, namespace: str, partition: str) -> str:
+    return partition_prefix(kind, namespace, keyspace.partition_tag(partition)) + partition
+
+
+def vector_key(namespace: str, entry_id: str) -> str:
+    """The key of the record ``entry_id``: in its partition's slot, found from the id alone."""
+    tag, rest = keyspace.split_entry_id(entry_id)
+    return f"{namespace}:vec:{slot_tag(namespace, tag)}{rest}"
+
+
+def vector_prefix(namespace: str) -> str:
+    """The prefix of every record key of ``namespace``: the Query Engine index's prefix (it
+    also covers the untagged ``<ns>:vec:<id>`` keys of earlier versions, so their indexes
+    stay valid; :func:`record_id` skips those keys' search hits)."""
+    return f"{namespace}:vec:"
+
+
+def record_id(namespace: str, key: str) -> str | None:
+    """The id of the record named ``key`` (the inverse of :func:`vector_key`); ``None`` for a
+    key of another form (such as the untagged ``<ns>:vec:<id>`` of semcache < the slot tags)."""
+    prefix = f"{namespace}:vec:{{{namespace}"
+    if not key.startswith(prefix):
+        return None
+    rest = key[len(prefix) :]
+    if rest.startswith("}"):
+        return rest[1:]
+    tag, close, entry = rest[1:].partition("}") if rest.startswith(":") else ("", "", "")
+    if not close or not entry or keyspace.split_entry_id(f"{tag}.{entry}")[0] != tag:
+        return None
+    return f"{tag}{keyspace.ENTRY_ID_SEPARATOR}{entry}"
+
+
+def log_key(namespace: str, partition: str) -> str:
+    return _partition_keys("vlog", namespace, partition)
+
+
+def meta_key(namespace: str, partition: str) -> str:
+    return _partition_keys("vmeta", namespace, partition)
+
+
+def lock_key(namespace: str, partition: str) -> str:
+    return _partition_keys("vlock", namespace, partition)
+
+
+def partition_dim_key(namespace: str, partition: str) -> str:
+    return _partition_keys("vdim", namespace, partition)
 
 
 def dimension_of(marker: object) -> int | None:
@@ -107,6 +115,78 @@ def dimension_of(marker: object) -> int | None:
         return int(text)
     logger.warning("semcache: ignoring a malformed Redis dimension marker %r", text[:40])
     return None
+
+
+def dim_key(namespace: str) -> str:
+    return f"{namespace}:vdim"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Where the vector records of a namespace live: one layout on plain Redis and on a
+    Redis Cluster (``cluster`` only decides how batches and scans are sent).
+
+    On a cluster every key that one Lua script touches must be in one hash slot. The write
+    script reads and writes the partition's dimension, log, meta and lock, and the records'
+    hashes; so those keys carry the hash tag ``{<ns>:<tag>}`` of their partition, and Redis
+    places each partition by the namespace and partition: one namespace's semantic data
+    spreads over the shards partition by partition::
+
+        <ns>:vec:{<ns>:<tag>}<hash>   <ns>:vlog:{<ns>:<tag>}<partition>   ...
+
+    A record is also addressed by its key alone (``get_many(ns, ["vec:<id>"])``,
+    ``delete_many``, ``expire_many`` know no partition): that works because the id carries
+    the tag (``<tag>.<hash>``, :func:`semcache_core.keys.semantic_entry_id`). Ids and
+    partitions of another form (no tag) share ``{<ns>}``; a write whose ids do not carry
+    their partition's tag is refused (:func:`check_ids`), as it would cross slots.
+
+    The namespace's dimension (``<ns>:vdim``) cannot be in every partition's slot: it is
+    checked and set outside the script, before a client's first write of a dimension to
+    the namespace (``SET NX``, then ``GET``); the script checks each partition's own
+    dimension atomically with its writes on the mirror path, whose mirrors need one
+    dimension per partition. Values, exact entries and counters (``<ns>:kv:...``,
+    ``<ns>:llm:...``) carry no tag: they spread over every shard key by key.
+    """
+
+    cluster: bool
+
+    def vector_key(self, namespace: str, entry_id: str) -> str:
+        return vector_key(namespace, entry_id)
+
+    def log_key(self, namespace: str, partition: str) -> str:
+        return log_key(namespace, partition)
+
+    def meta_key(self, namespace: str, partition: str) -> str:
+        return meta_key(namespace, partition)
+
+    def lock_key(self, namespace: str, partition: str) -> str:
+        return lock_key(namespace, partition)
+
+    def partition_dim_key(self, namespace: str, partition: str) -> str:
+        return partition_dim_key(namespace, partition)
+
+    def dim_key(self, namespace: str) -> str:
+        return dim_key(namespace)
+
+
+STANDALONE = KeyLayout(cluster=False)
+CLUSTER = KeyLayout(cluster=True)
+
+
+def check_ids(partition: str, ids: list[str]) -> None:
+    """Refuse records whose ids do not carry ``partition``'s tag: their hashes would be in
+    another slot than the partition's log (a cross-slot script on a cluster)."""
+    tag = keyspace.partition_tag(partition)
+    wrong = [i for i in ids if keyspace.split_entry_id(i)[0] != tag]
+    if wrong:
+        from semcache_core.errors import SemcacheInputError
+
+        shown = ", ".join(repr(i) for i in wrong[:3])
+        raise SemcacheInputError(
+            f"on Redis a vector record of partition {partition!r} needs an id "
+            + (f"'{tag}.<rest>'" if tag else "without a '<16 hex digits>.' prefix")
+            + f" (semcache_core.keys.semantic_entry_id makes such ids); got {shown}"
+        )
 
 
 def glob_escape(text: str) -> str:

@@ -1,8 +1,8 @@
 """Semantic search on plain Redis: a per-client numpy mirror fed by a per-partition log.
 
 Redis stays the source of truth. The write script (:mod:`~semcache_core.backends.redis.lua`)
-writes each record atomically: ``XADD`` to the partition's log stream ``<ns>:vlog:<partition>``
-(id, vector, tags), then the record's hash with the log entry id as its version, and its TTL.
+writes each record atomically: ``XADD`` to the partition's log stream
+``<ns>:vlog:{<ns>:<tag>}<partition>`` (id, vector, tags), then the record's hash with the log entry id as its version, and its TTL.
 Each client keeps a numpy mirror of the partitions it searches (:mod:`semcache_core.mirror`)
 and, in the same round trip that checks the dimension, reads only the log entries after its
 offset (the last entry id it has). Candidates are verified with one ``HMGET`` round trip
@@ -15,7 +15,9 @@ holds at least :data:`COMPACT_FLOOR` entries and twice its live count at the las
 that writer ``XDEL``\\s the entries whose hash is gone or has another version, then bumps the
 log's epoch so every client rebuilds its mirror from the shorter log once. Entry ids never
 change, so readers keep their offsets. A log (and its meta hash) carries the TTL of its
-longest-lived entry, so the logs of abandoned partitions expire with their entries.
+longest-lived entry, so the logs of abandoned partitions expire with their entries. A log,
+its meta, lock and dimension keys and its records' hashes share the partition's hash slot
+(:class:`~semcache_core.backends.redis.keys.KeyLayout`), so the scripts run on one shard.
 
 *Memory bound:* at most ``max_mirror_rows`` rows per client (see the backend's docstring).
 """
@@ -41,6 +43,7 @@ from semcache_core.backends.redis.commands import (
 from semcache_core.backends.redis.keys import KeyLayout, dimension_of, entry_id_of, seq_of
 from semcache_core.backends.redis.lua import (
     FINISH_COMPACTION,
+    KnownDimensions,
     ScriptCall,
     run_commands,
     write_records,
@@ -65,13 +68,14 @@ class LogMirrorSearch(VectorStrategy):
     def __init__(self, mirrors: MirrorSet) -> None:
         self.mirrors = mirrors
         self.max_mirror_rows = mirrors.max_rows
+        self.dims = KnownDimensions()
         # The log epoch each mirror was built at (a compaction bumps it: the mirror rebuilds).
         self._epochs: weakref.WeakKeyDictionary[PartitionMirror, int] = weakref.WeakKeyDictionary()
 
     def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]:
         partition = write.partition
         compact = yield from write_records(
-            namespace, write, layout, use_log=True, compact_floor=COMPACT_FLOOR
+            namespace, write, layout, use_log=True, known=self.dims, compact_floor=COMPACT_FLOOR
         )
         if compact:
             try:
@@ -117,10 +121,12 @@ class LogMirrorSearch(VectorStrategy):
         )
 
     def drop_namespace(self, namespace: str) -> None:
+        self.dims.drop(namespace)
         with self.mirrors.lock:
             self.mirrors.drop_namespace(namespace)
 
     def forget(self) -> None:
+        self.dims.clear()
         with self.mirrors.lock:
             self.mirrors.drop_all()
 
@@ -129,8 +135,8 @@ class LogMirrorSearch(VectorStrategy):
     ) -> Flow[PartitionMirror | None]:
         """This client's mirror of ``partition``, updated with the log entries it lacks.
 
-        One round trip in the common case: the namespace's dimension, the log's epoch and
-        length, and the entries after the mirror's offset come back together.
+        One round trip in the common case: the partition's dimension, the log's epoch and
+        length, and the entries after the mirror's offset come back together (one slot).
         """
         log = layout.log_key(namespace, partition)
         cap = self.max_mirror_rows
@@ -152,22 +158,21 @@ class LogMirrorSearch(VectorStrategy):
                     LOG_PAGE,
                 )
             )
-            marker, old_marker, server_epoch, length, entries = yield Round(
+            stored_dim, server_epoch, length, entries = yield Round(
                 (
-                    ("GET", layout.dim_key(namespace, partition)),
-                    ("GET", layout.dim_key(namespace)),  # written before per-partition markers
+                    ("GET", layout.partition_dim_key(namespace, partition)),
                     ("HGET", layout.meta_key(namespace, partition), "epoch"),
                     ("XLEN", log),
                     page,
                 )
             )
-            if marker is None and old_marker is None:
+            if stored_dim is None:
                 with self.mirrors.lock:
                     self.mirrors.drop(namespace, partition)
-                return None  # no vector was ever stored in this partition (or it was cleared)
-            stored_dim = dimension_of(marker if marker is not None else old_marker)
-            if stored_dim is not None and stored_dim != dim:
-                raise keyspace.dimension_error(namespace, dim, stored_dim)
+                return None  # no vector is stored in this partition (or it was cleared)
+            marked = dimension_of(stored_dim)  # garbage: ignored (the next write replaces it)
+            if marked is not None and marked != dim:
+                raise keyspace.dimension_error(namespace, dim, marked)
             current_epoch = int(server_epoch or 0)
             if not fresh and current_epoch != epoch:
                 with self.mirrors.lock:  # the log was compacted: rebuild from it
@@ -318,7 +323,7 @@ def _apply(
         seqs.append(seq)
         ids.append(as_text(fields["id"]))
         vectors.append(bytes(raw))
-        tags.append(entry_tags)
+        tags.append(entry_tags if isinstance(entry_tags, dict) else {})
     if seqs:
         matrix = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(-1, dim)
         # Expiry is left to Redis (TTLs can be refreshed by other clients): every candidate

@@ -5,6 +5,7 @@ Valkey and ElastiCache do)."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,13 @@ from redis.exceptions import NoScriptError
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import VectorRecord, VectorWrite
 from semcache_core.backends.redis.commands import Command, Round, as_text, is_error, refused
-from semcache_core.backends.redis.keys import KeyLayout, partition_token, tag_token
+from semcache_core.backends.redis.keys import (
+    KeyLayout,
+    check_ids,
+    dimension_of,
+    partition_token,
+    tag_token,
+)
 from semcache_core.codecs import canonical_json
 from semcache_core.flow import Flow
 
@@ -50,24 +57,27 @@ class ScriptCall:
 
 # -- Lua scripts -----------------------------------------------------------------------------
 
-# Writes vector records atomically: checks/sets the dimension (the partition's on the log
-# path, the namespace's index's on the Query Engine path; a marker that is no number is
-# replaced), appends each record
+# Writes vector records atomically: checks/sets the partition's dimension (log path: the
+# mirrors need one per partition; the namespace's is checked before, outside the script, as it
+# is in no partition's slot: KeyLayout), appends each record
 # to its partition's log (XADD: the entry id is the record's version), replaces the record's
 # hash with its TTL (Query Engine path: vector, payload, partition, tag tokens, for the index;
 # log path: payload, partition, version only, the vector living in the log), keeps the log alive at
 # least as long as its longest-lived entry, and elects one writer to compact an overgrown log.
-# KEYS: dim, log, meta, lock, hash...   ARGV: dim, ttl_ms (0 = none), use_log, partition,
+# KEYS (one slot: the partition's): partition dim, log, meta, lock, hash...
+# ARGV: dim, ttl_ms (0 = none), use_log, partition,
 # partition token, compact floor, lock ms, then per record: id, vector, payload, tags json,
 # tag tokens.
 WRITE_VECTORS = Script(
     """
-local dim = redis.call('GET', KEYS[1])
-if dim and not tonumber(dim) then dim = false end
-if dim and dim ~= ARGV[1] then return {'dim', dim} end
-if not dim then redis.call('SET', KEYS[1], ARGV[1]) end
 local ttl = tonumber(ARGV[2])
 local use_log = ARGV[3] == '1'
+if use_log then
+  local dim = redis.call('GET', KEYS[1])
+  if dim and not tonumber(dim) then dim = false end
+  if dim and dim ~= ARGV[1] then return {'dim', dim} end
+  if not dim then redis.call('SET', KEYS[1], ARGV[1]) end
+end
 local log_ttl = -1
 if use_log then log_ttl = redis.call('PTTL', KEYS[2]) end
 for i = 5, #KEYS do
@@ -94,9 +104,11 @@ if ttl == 0 then
 elseif log_ttl == -2 or (log_ttl >= 0 and log_ttl < ttl) then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  local t = redis.call('PTTL', KEYS[2])
-  if t >= 0 then redis.call('PEXPIRE', KEYS[3], t) else redis.call('PERSIST', KEYS[3]) end
+local t = redis.call('PTTL', KEYS[2])
+for _, k in ipairs({KEYS[3], KEYS[1]}) do
+  if redis.call('EXISTS', k) == 1 then
+    if t >= 0 then redis.call('PEXPIRE', k, t) else redis.call('PERSIST', k) end
+  end
 end
 local len = redis.call('XLEN', KEYS[2])
 local at = tonumber(redis.call('HGET', KEYS[3], 'compact_at') or ARGV[6])
@@ -107,9 +119,10 @@ return {'ok', len, 0}
 """
 )
 
-# Resets the TTL of vector records and extends their partition log (and its meta hash) so the
-# log outlives every live entry. KEYS: hashes.  ARGV: ttl_ms, log key prefix, meta key prefix
-# (the partition completes them; on a cluster they share the hashes' slot).
+# Resets the TTL of vector records and extends their partition log (and its meta hash and
+# dimension) so the log outlives every live entry. KEYS: hashes of one partition tag (one
+# slot).  ARGV: ttl_ms, log, meta and dimension key prefixes of that tag (the partition
+# completes them: the same slot).
 EXPIRE_VECTORS = Script(
     """
 local ttl = tonumber(ARGV[1])
@@ -117,7 +130,7 @@ for _, key in ipairs(KEYS) do
   if redis.call('PEXPIRE', key, ttl) == 1 then
     local part = redis.call('HGET', key, 'partition')
     if part then
-      for _, k in ipairs({ARGV[2] .. part, ARGV[3] .. part}) do
+      for _, k in ipairs({ARGV[2] .. part, ARGV[3] .. part, ARGV[4] .. part}) do
         local t = redis.call('PTTL', k)
         if t >= 0 and t < ttl then redis.call('PEXPIRE', k, ttl) end
       end
@@ -194,19 +207,68 @@ def _record_args(record: VectorRecord) -> list[Any]:
     ]
 
 
+class KnownDimensions:
+    """The namespace dimensions (``<ns>:vdim``) this client has set or found equal to its
+    writes: later writes of that dimension skip the check (one round trip)."""
+
+    def __init__(self) -> None:
+        self._dims: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, namespace: str) -> int | None:
+        with self._lock:
+            return self._dims.get(namespace)
+
+    def set(self, namespace: str, dim: int) -> None:
+        with self._lock:
+            self._dims[namespace] = dim
+
+    def drop(self, namespace: str) -> None:
+        with self._lock:
+            self._dims.pop(namespace, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._dims.clear()
+
+
+def check_namespace_dim(
+    namespace: str, dim: int, layout: KeyLayout, known: KnownDimensions
+) -> Flow[None]:
+    """Set the namespace's dimension if it has none, else check it (``SET NX`` then ``GET``,
+    one round trip). Outside the write script: ``<ns>:vdim`` is in no partition's slot."""
+    if known.get(namespace) == dim:
+        return
+    key = layout.dim_key(namespace)
+    _set, stored = yield Round((("SET", key, dim, "NX"), ("GET", key)))
+    stored_dim = dimension_of(stored)
+    if stored is not None and stored_dim is None:  # garbage: replaced, never a failed write
+        yield Round((("SET", key, dim),))
+    elif stored_dim is not None and stored_dim != dim:
+        raise keyspace.dimension_error(namespace, dim, stored_dim)
+    known.set(namespace, dim)
+
+
 def write_records(
     namespace: str,
     write: VectorWrite,
     layout: KeyLayout,
     *,
     use_log: bool,
+    known: KnownDimensions,
     compact_floor: int = 0,
 ) -> Flow[bool]:
     """Write ``records`` with :data:`WRITE_VECTORS`; True when this writer should compact."""
     partition, records, dim = write.partition, write.records, write.dim
+    check_ids(partition, [record.id for record in records])
+    if not use_log:
+        # The Query Engine indexes a namespace with one dimension. The log path needs only
+        # the partition's (checked in the script): a new embedding model is a new partition
+        # and simply starts its own, in the same namespace.
+        yield from check_namespace_dim(namespace, dim, layout, known)
     rows = [_record_args(record) for record in records]
     keys = [
-        layout.dim_key(namespace, partition if use_log else None),
+        layout.partition_dim_key(namespace, partition),
         layout.log_key(namespace, partition),
         layout.meta_key(namespace, partition),
         layout.lock_key(namespace, partition),

@@ -38,6 +38,7 @@ from semcache_core.backends.redis.keys import (
     KeyLayout,
     glob_escape,
     index_name,
+    partition_prefix,
     stats_key,
     value_key,
 )
@@ -245,9 +246,14 @@ class RedisOperations(Operations):
             for k in keys
             if keyspace.vector_id(k) is None
         ]
-        if ids:
-            hashes = [layout.vector_key(namespace, i) for i in ids]
-            prefixes = [layout.log_key(namespace, ""), layout.meta_key(namespace, "")]
+        # One script call per partition tag (one slot each: a cluster runs them on their
+        # shards, in one round trip per primary).
+        by_tag: dict[str | None, list[str]] = {}
+        for entry_id in ids:
+            by_tag.setdefault(keyspace.split_entry_id(entry_id)[0], []).append(entry_id)
+        for tag, tagged in by_tag.items():
+            hashes = [layout.vector_key(namespace, i) for i in tagged]
+            prefixes = [partition_prefix(k, namespace, tag) for k in ("vlog", "vmeta", "vdim")]
             commands.append(ScriptCall(EXPIRE_VECTORS, hashes, [ttl_ms, *prefixes]))
         yield from run_commands(commands)
 

@@ -1,7 +1,7 @@
 """Semantic search in the server: the Redis Query Engine (RediSearch >= 2.4: Redis Stack, 8).
 
 One index per namespace (``<ns>:idx``, HNSW, COSINE, FLOAT32, dimension of the first vector,
-created lazily) over the ``<ns>:vec:`` hashes. The partition and every tag are indexed as TAG
+created lazily) over the ``<ns>:vec:`` hashes (every partition's slot tag: keys.KeyLayout). The partition and every tag are indexed as TAG
 tokens (hex digests of the partition / of ``name``+``value``, so any value works without query
 escaping, case folding or whitespace trimming), and the query is
 ``(@ptag:{p} @ttag:{t}...)=>[KNN k @vector $vec]`` with DIALECT 2: the KNN runs only over
@@ -36,9 +36,11 @@ from semcache_core.backends.redis.keys import (
     dimension_of,
     index_name,
     partition_token,
+    record_id,
     tag_token,
+    vector_prefix,
 )
-from semcache_core.backends.redis.lua import write_records
+from semcache_core.backends.redis.lua import KnownDimensions, write_records
 from semcache_core.backends.redis.strategy import VectorStrategy
 from semcache_core.codecs import Vector
 from semcache_core.errors import SchemaConflictError, VectorDimensionError
@@ -66,16 +68,19 @@ class QueryEngineSearch(VectorStrategy):
         self._indexes: dict[str, int] = {}  # namespace -> dimension of its checked index
         self._recreated: set[str] = set()
         self._state = threading.Lock()
+        self.dims = KnownDimensions()
 
     def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]:
         yield from self._ensure_index(namespace, write.dim, layout, create=True, adding=True)
-        yield from write_records(namespace, write, layout, use_log=False)
+        yield from write_records(namespace, write, layout, use_log=False, known=self.dims)
 
     def drop_namespace(self, namespace: str) -> None:
+        self.dims.drop(namespace)
         with self._state:
             self._indexes.pop(namespace, None)
 
     def forget(self) -> None:
+        self.dims.clear()
         with self._state:
             self._indexes.clear()
 
@@ -136,7 +141,7 @@ class QueryEngineSearch(VectorStrategy):
         commands: list[Command] = [
             (
                 "FT.CREATE", index_name(namespace), "ON", "HASH",
-                "PREFIX", 1, layout.vector_key(namespace, ""),
+                "PREFIX", 1, vector_prefix(namespace),
                 "SCHEMA",
                 "ptag", "TAG", "SEPARATOR", ",",
                 "ttag", "TAG", "SEPARATOR", ",",
@@ -192,7 +197,7 @@ class QueryEngineSearch(VectorStrategy):
                 return []
             reply = yield from one(command, tolerate=True)
             if not is_error(reply):
-                hits = _search_results(reply, layout.vector_key(namespace, ""))
+                hits = _search_results(reply, namespace)
                 return _rank(hits, vector, k, max_distance)
             if not missing_index(reply) or attempt:
                 raise refused("FT.SEARCH", reply)
@@ -201,18 +206,22 @@ class QueryEngineSearch(VectorStrategy):
         return []
 
 
-def _search_results(reply: Any, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-    """FT.SEARCH replies (RESP2 list or RESP3 map) as ``[(entry id, fields)]``."""
-    strip = len(prefix)
-    results: list[tuple[str, dict[str, Any]]] = []
+def _search_results(reply: Any, namespace: str) -> list[tuple[str, dict[str, Any]]]:
+    """FT.SEARCH replies (RESP2 list or RESP3 map) as ``[(entry id, fields)]``; keys of
+    another layout (untagged records of earlier versions) are skipped: they miss."""
+    found: list[tuple[str, Any]] = []
     if isinstance(reply, dict):
         for item in pairs(reply).get("results", ()):
             fields = pairs(item)
-            doc = as_text(fields.get("id", ""))
-            results.append((doc[strip:], pairs(fields.get("extra_attributes", {}))))
+            found.append((as_text(fields.get("id", "")), fields.get("extra_attributes", {})))
     else:
         for i in range(1, len(reply) - 1, 2):
-            results.append((as_text(reply[i])[strip:], pairs(reply[i + 1])))
+            found.append((as_text(reply[i]), reply[i + 1]))
+    results: list[tuple[str, dict[str, Any]]] = []
+    for key, fields in found:
+        entry_id = record_id(namespace, key)
+        if entry_id is not None:
+            results.append((entry_id, pairs(fields)))
     return results
 
 
@@ -250,7 +259,7 @@ def _schema_problems(info: Any, namespace: str, layout: KeyLayout) -> tuple[list
     if key_type != "HASH":
         problems.append(f"indexes {key_type} instead of HASH")
     prefixes = [as_text(p) for p in definition.get("prefixes", ()) or ()]
-    expected_prefix = layout.vector_key(namespace, "")
+    expected_prefix = vector_prefix(namespace)
     if prefixes and prefixes != [expected_prefix]:
         problems.append(f"prefixes {prefixes} instead of [{expected_prefix!r}]")
     attributes: dict[str, dict[str, str]] = {}
