@@ -15,10 +15,10 @@ is compared as a whole.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from semcache_core import Prompt, Turn
+from semcache_core.codecs import loads_untrusted
 
 
 def _message_type(item: Any) -> str | None:
@@ -92,7 +92,7 @@ def split_prompt(prompt: str) -> Prompt:
     if not prompt.startswith("["):
         return Prompt.plain(prompt)
     try:
-        messages = json.loads(prompt)
+        messages = loads_untrusted(prompt)
     except ValueError:
         return Prompt.plain(prompt)
     if not isinstance(messages, list) or not messages:

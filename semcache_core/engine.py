@@ -47,7 +47,7 @@ from semcache_core.embedder import Embedder
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, run
 from semcache_core.prompt import Prompt
-from semcache_core.resilience import BackendGuard, ErrorPolicy
+from semcache_core.resilience import BackendGuard, ErrorPolicy, breaker_of
 from semcache_core.stages import (
     Candidate,
     Query,
@@ -152,7 +152,9 @@ class EngineTransport:
         if isinstance(step, Verify):
             return self._engine.require_verifier().verdict(step.new, step.cached)
         self._engine.guard.check()
-        return self._engine.backend.execute(step)
+        reply = self._engine.backend.execute(step)
+        self._engine.guard.succeeded()
+        return reply
 
     async def aexecute(self, step: Step) -> Any:
         if isinstance(step, Create):
@@ -163,7 +165,9 @@ class EngineTransport:
         if isinstance(step, Verify):
             return await self._engine.require_verifier().averdict(step.new, step.cached)
         self._engine.guard.check()
-        return await self._engine.backend.aexecute(step)
+        reply = await self._engine.backend.aexecute(step)
+        self._engine.guard.succeeded()
+        return reply
 
 
 class CacheEngine:
@@ -182,7 +186,9 @@ class CacheEngine:
         self.ttl = validate_ttl(ttl)
         self.backend = connect(backend)
         self.ops = self.backend.ops
-        self.guard = BackendGuard(on_backend_error, retry_after=retry_after)
+        self.guard = BackendGuard(
+            on_backend_error, retry_after=retry_after, breaker=breaker_of(self.backend)
+        )
         self.stats = CacheStats()
         self.guard.on_error = lambda: self.stats.add(backend_errors=1)
         self.embedder: Embedder | None = None
@@ -211,6 +217,13 @@ class CacheEngine:
             self.stats.add(backend_errors=1)
             logger.warning("semcache: embedding the prompt failed, treating it as a miss: %s", exc)
             return None
+        if embedded is None:
+            # A bad embedder, not a failed call: the failure fallback above would hide it as
+            # a miss that is never stored.
+            raise SemcacheInputError(
+                f"the embedder {getattr(self.embedder, 'name', '?')!r} returned None instead "
+                "of a vector"
+            )
         return normalize(as_vector(embedded))
 
     def _maybe_flush(self, *, force: bool = False) -> Flow[None]:
@@ -348,6 +361,7 @@ class ResponseCache(CacheEngine):
 
     # -- flows ---------------------------------------------------------------------------------
     def _lookup_flow(self, scope: str, prompt: Prompt) -> Flow[LookupResult]:
+        _check_text(scope, prompt)
         started = time.perf_counter()
         result = yield from self._find(scope, prompt)
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
@@ -467,6 +481,7 @@ class ResponseCache(CacheEngine):
         ttl: float | None,
     ) -> Flow[None]:
         ns = self.namespace
+        _check_text(scope, prompt)
         entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
         body: dict[str, Any] = {
             "value": value,
@@ -590,6 +605,13 @@ class ResponseCache(CacheEngine):
 
         flow = explain_flow(self, scope, prompt, k=k, threshold=threshold)
         return await arun(flow, self.transport)
+
+
+def _check_text(scope: str, prompt: Prompt) -> None:
+    keys.require_text(scope, "scope (llm_string)")
+    keys.require_text(prompt.text, "prompt")
+    if prompt.query is not prompt.text:
+        keys.require_text(prompt.query, "prompt")
 
 
 def persisted_stats(backend: Backend | str | Any | None, namespace: str) -> dict[str, Any]:
