@@ -48,15 +48,12 @@ from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, run
 from semcache_core.prompt import Prompt
 from semcache_core.resilience import BackendGuard, ErrorPolicy, breaker_of
+from semcache_core.semantic_keys import SemanticKeys
 from semcache_core.stages import (
-    Candidate,
     Query,
-    Stage,
     Verify,
-    compared_query,
     decide,
     pipeline,
-    unpadded,
 )
 from semcache_core.stats import CacheStats, from_counters
 from semcache_core.verifier import Verifier, make_verifier
@@ -248,7 +245,7 @@ class CacheEngine:
         await arun(self._maybe_flush(force=True), self.transport)
 
 
-class ResponseCache(CacheEngine):
+class ResponseCache(SemanticKeys, CacheEngine):
     """Exact and semantic caching of LLM responses, framework-neutral.
 
     ``scope`` (e.g. LangChain's ``llm_string``) names the model and its parameters; entries of
@@ -323,31 +320,6 @@ class ResponseCache(CacheEngine):
     def semantic(self) -> bool:
         return self.embedder is not None
 
-    def conversational(self, prompt: Prompt) -> bool:
-        """Whether ``prompt`` is looked up as a conversation (``context_match="semantic"``)."""
-        semantic = self.context_match == "semantic" and self.embedder is not None
-        return semantic and prompt.conversation is not None
-
-    # -- keys ----------------------------------------------------------------------------------
-    def partition(self, scope: str, prompt: Prompt) -> str:
-        """The semantic partition of ``prompt``: namespace, scope, embedder name, context (a
-        conversation's configuration only, with ``context_match="semantic"``)."""
-        assert self.embedder is not None
-        where, context = f"{scope}\x00embedder={self.embedder.name}", prompt.context
-        if self.conversational(prompt):
-            where, context = self.conversations.partition(where, prompt)
-        return keys.partition_key(self.namespace, where, context)
-
-    def entry_id(self, partition: str, query: Query) -> str:
-        """The id of the entry ``query`` would be stored under (its exact fast path)."""
-        conversation = self.conversational(query.prompt)
-        key = self.conversations.entry_key(query.prompt) if conversation else query.compared
-        return keys.semantic_entry_id(self.namespace, partition, key)
-
-    def stages_for(self, query: Query) -> tuple[Stage, ...]:
-        """The candidate stages of ``query`` (a conversation's have a ``context`` stage)."""
-        return self.conversations.stages if self.conversational(query.prompt) else self.stages
-
     def _remember_vector(self, partition: str, query: str, vector: Vector) -> None:
         with self._pending_lock:
             self._pending[(partition, query)] = vector
@@ -417,36 +389,6 @@ class ResponseCache(CacheEngine):
         )
         hits = yield from self.guard.shield("search_vectors", search, [])
         return (yield from self._serve_candidate(query, hits))
-
-    def query(self, prompt: Prompt, threshold: float | None = None) -> Query:
-        """``prompt`` as a semantic lookup compares it (padding removed; the threshold; a
-        conversation: its search text, within the context threshold)."""
-        if self.conversational(prompt):
-            return self.conversations.query(prompt, threshold)
-        if threshold is None:
-            threshold = self.distance_threshold
-        return Query(prompt, compared_query(prompt), threshold)
-
-    def is_exact_entry(self, body: Body | None, query: Query) -> bool:
-        """Whether ``body``, read under the entry id of ``query``, is that query's entry (its
-        query, as asked, compares the same; a conversation's history and question are the
-        same)."""
-        if body is None:
-            return False
-        if self.conversational(query.prompt):
-            return self.conversations.is_exact(body, query.prompt)
-        stored = body.get("query")
-        if not isinstance(stored, str):
-            return False
-        return stored == query.prompt.query or unpadded(stored) == query.compared
-
-    @staticmethod
-    def candidate(hit: VectorHit) -> Candidate | None:
-        """The entry behind a search hit; None when it does not decode (untrusted data)."""
-        body = decode_entry(hit.payload, "response")
-        if body is None or not isinstance(body.get("query"), str):
-            return None
-        return Candidate(hit.id, hit.distance, body["query"], body)
 
     def _serve_candidate(self, query: Query, hits: list[VectorHit]) -> Flow[LookupResult]:
         """The semantic decision, in one place: nearest first, the first candidate that passes
