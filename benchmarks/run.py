@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import (  # noqa: E402 - needs the repo root on sys.path first
     byte_store,
+    conversation_lookup,
     embed_calls,
     embedding_cache,
     exact_cache,
@@ -50,6 +51,7 @@ SECTIONS: dict[str, tuple[str, Callable[[BenchContext], Section]]] = {
     "embeddings": (embedding_cache.TITLE, embedding_cache.run),
     "memory": (redis_memory.TITLE, redis_memory.run),
     "calls": (embed_calls.TITLE, embed_calls.run),
+    "conversation": (conversation_lookup.TITLE, conversation_lookup.run),
 }
 
 _PACKAGES = (

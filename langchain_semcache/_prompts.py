@@ -1,18 +1,24 @@
 """How a LangChain prompt string splits into the semantic query and the exact context.
 
 Chat models hand the cache ``dumps(messages)``: a JSON list of serialized messages. Each
-becomes a core :class:`~semcache_core.Turn` (a ``HumanMessage`` is a user turn) and the core's
-one rule splits them (:meth:`semcache_core.Prompt.from_turns`): the query compared semantically
-is the text of the last human message, everything else must match exactly. A plain-text prompt
-(completion models) is compared as a whole.
+becomes a core :class:`~semcache_core.Turn` (a ``HumanMessage`` is a user turn, an ``AIMessage``
+an assistant turn ...) and the core's one rule splits them
+(:meth:`semcache_core.Prompt.from_turns`): the query compared semantically is the text of the
+last human message; with ``context_match="exact"`` everything else must match exactly, with
+``"semantic"`` the earlier human/AI texts are compared by meaning and facts. A turn's
+``extra`` (what must still match exactly then) is everything about the message but its text:
+tool calls, tool call ids, names, non-empty additional kwargs, non-text content parts. Message
+ids and response/usage metadata are left out of it: they differ between two runs of the same
+conversation and never change what the model answers. A plain-text prompt (completion models)
+is compared as a whole.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from semcache_core import Prompt, Turn
+from semcache_core.codecs import loads_untrusted
 
 
 def _message_type(item: Any) -> str | None:
@@ -46,13 +52,37 @@ def _split_content(content: Any) -> tuple[str, list[Any]]:
     return "\n".join(texts), others
 
 
+_ROLES = {
+    "HumanMessage": "user",
+    "AIMessage": "assistant",
+    "SystemMessage": "system",
+    "ToolMessage": "tool",
+    "FunctionMessage": "function",
+}
+#: Message fields that are not part of what the model is asked.
+_IGNORED = frozenset({"content", "type", "id", "response_metadata", "usage_metadata", "example"})
+
+
 def _turn(message: dict[str, Any], kind: str) -> Turn:
-    text, non_text = _split_content(message["kwargs"].get("content"))
-    kwargs = {k: v for k, v in message["kwargs"].items() if k != "content"}
+    kwargs: dict[str, Any] = message["kwargs"]
+    text, non_text = _split_content(kwargs.get("content"))
+    base = kind.removesuffix("Chunk")
+    role = _ROLES.get(base) or str(kwargs.get("role") or base)
+    answer_changing = {
+        key: value
+        for key, value in kwargs.items()
+        if key not in _IGNORED and value not in (None, "", [], {})
+    }
+    if base == "ChatMessage":
+        answer_changing.pop("role", None)
+    extra = None
+    if answer_changing or non_text:
+        extra = {"kind": base, "kwargs": answer_changing, "non_text": non_text}
     return Turn(
-        is_user=kind in ("HumanMessage", "HumanMessageChunk"),
+        role=role,
         text=text,
-        rest={"kwargs": kwargs, "non_text": non_text},
+        extra=extra,
+        rest={"kwargs": {k: v for k, v in kwargs.items() if k != "content"}, "non_text": non_text},
         whole=message,
     )
 
@@ -62,7 +92,7 @@ def split_prompt(prompt: str) -> Prompt:
     if not prompt.startswith("["):
         return Prompt.plain(prompt)
     try:
-        messages = json.loads(prompt)
+        messages = loads_untrusted(prompt)
     except ValueError:
         return Prompt.plain(prompt)
     if not isinstance(messages, list) or not messages:

@@ -22,6 +22,7 @@ from langchain_semcache._serialization import (
 )
 from langchain_semcache.embeddings import LangChainEmbedder
 from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
+from semcache_core.conversation.match import DEFAULT_CONTEXT_MATCH, ContextMatch
 from semcache_core.explain import Explanation
 from semcache_core.resilience import ErrorPolicy
 
@@ -153,7 +154,13 @@ class SemanticCache(_CoreBackedCache):
     A lookup first tries the exact key (no embedding), then embeds the prompt's query (the
     last human message of a chat, or the whole plain prompt) once and searches the nearest
     stored query by cosine distance, only among entries with the same ``llm_string``, the same
-    conversation context (system prompt, earlier turns, tools) and the same embedding model.
+    configuration (system prompt, tools, tool results, non-text parts) and the same embedding
+    model. In a chat, ``context_match`` decides how the earlier turns are compared:
+    ``"semantic"`` (default) by meaning and by the facts the answer can depend on (numbers,
+    dates, names, what "it" in the last message refers to; greetings and "ok thanks" turns do
+    not count), with one vector of the last message in its context searched;
+    ``"exact"``: every earlier message must be identical (see the README, "Multi-turn
+    conversations").
     A candidate within ``distance_threshold`` is served unless the trap guard sees that the
     two prompts differ in a detail that changes the answer (negation, opposites, numbers,
     dates, names, roles, audience...), or the optional ``verifier`` says no. Padding
@@ -179,6 +186,7 @@ class SemanticCache(_CoreBackedCache):
         ttl: float | None = None,
         trap_guard: bool = True,
         verifier: Any = None,
+        context_match: ContextMatch = DEFAULT_CONTEXT_MATCH,
         refresh_ttl_on_hit: bool = False,
         on_backend_error: ErrorPolicy = "warn",
         embeddings_name: str | None = None,
@@ -191,6 +199,7 @@ class SemanticCache(_CoreBackedCache):
             distance_threshold=distance_threshold,
             trap_guard=trap_guard,
             verifier=verifier,
+            context_match=context_match,
             refresh_ttl_on_hit=refresh_ttl_on_hit,
             on_backend_error=on_backend_error,
         )

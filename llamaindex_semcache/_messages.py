@@ -154,7 +154,10 @@ def _message_json(message: Any) -> dict[str, Any]:
 def chat_prompt(messages: Sequence[ChatMessage]) -> Prompt:
     """A conversation as the core's :class:`~semcache_core.Prompt`, split by the core's one
     rule (:meth:`semcache_core.Prompt.from_turns`): the last user message's text is compared
-    semantically, the rest must match exactly."""
+    semantically; the rest exactly (``context_match="exact"``) or, for the earlier user and
+    assistant texts, by meaning and facts (``"semantic"``). A turn's ``extra`` (what must still
+    match exactly) is its non-text blocks (images, tool calls, thinking ...) and non-empty
+    ``additional_kwargs``."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise Uncacheable(f"messages must be a sequence, got {type(messages).__name__}")
     turns = []
@@ -166,12 +169,14 @@ def chat_prompt(messages: Sequence[ChatMessage]) -> Prompt:
             for b, block in zip(dumped["blocks"], blocks, strict=True)
             if not isinstance(block, TextBlock)
         ]
+        kwargs = dumped.get("additional_kwargs", {})
         turns.append(
             Turn(
-                is_user=message.role == MessageRole.USER,
+                role=str(dumped.get("role", message.role)),
                 text="\n".join(block.text for block in blocks if isinstance(block, TextBlock)),
+                extra={"blocks": non_text, "kwargs": kwargs} if non_text or kwargs else None,
                 rest={
-                    "additional_kwargs": dumped.get("additional_kwargs", {}),
+                    "additional_kwargs": kwargs,
                     "non_text": non_text,
                     "text_blocks": sum(isinstance(block, TextBlock) for block in blocks),
                 },

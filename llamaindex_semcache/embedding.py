@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -13,7 +13,6 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
 from llamaindex_semcache import _identity
 from llamaindex_semcache._identity import model_slug
 from semcache_core import Backend, KeyValueCache, keys
-from semcache_core.codecs import vector_from_bytes, vector_to_bytes
 from semcache_core.errors import SemcacheInputError
 from semcache_core.resilience import ErrorPolicy
 
@@ -61,26 +60,34 @@ class LlamaIndexEmbedder:
         return await self.embed_model.aget_query_embedding(text)
 
 
-def _encode_vector(vector: Sequence[float]) -> bytes | None:
-    """float32 bytes of ``vector``, or ``None`` for something not worth caching."""
+#: How ``CachedEmbedding`` stores vectors: ``float64`` keeps every float the model returned,
+#: bit for bit (a hit is indistinguishable from the miss that stored it); ``float32`` halves
+#: the storage and rounds each value to float32 (about 7 significant digits), fresh or cached.
+PRECISIONS = {"float64": "<f8", "float32": "<f4"}
+Precision = Literal["float64", "float32"]
+
+
+def _encode_vector(vector: Sequence[float], dtype: str = "<f8") -> bytes | None:
+    """``dtype`` bytes of ``vector``, or ``None`` for something not worth caching."""
     try:
-        array = np.asarray(vector, dtype=np.float32)
+        array = np.asarray(vector, dtype=dtype)
     except (TypeError, ValueError):
         return None
     if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
         return None
-    return vector_to_bytes(array)
+    return array.tobytes()
 
 
-def _decode_vector(raw: bytes | None) -> Embedding | None:
+def _decode_vector(raw: bytes | None, dtype: str = "<f8") -> Embedding | None:
     if raw is None:
         return None
-    try:
-        array = vector_from_bytes(raw)
-    except SemcacheInputError:
-        logger.warning("semcache: ignoring a corrupt cached embedding (not float32 bytes)")
+    width = np.dtype(dtype).itemsize
+    if not isinstance(raw, bytes) or not raw or len(raw) % width:
+        logger.warning("semcache: ignoring a corrupt cached embedding (not %s bytes)", dtype)
         return None
-    if array.size == 0:
+    array = np.frombuffer(raw, dtype=dtype)
+    if not np.all(np.isfinite(array)):
+        logger.warning("semcache: ignoring a corrupt cached embedding (not finite)")
         return None
     return [float(x) for x in array]
 
@@ -93,8 +100,10 @@ class CachedEmbedding(BaseEmbedding):
     them differently), and by the text. A batch costs one backend read (``mget``) for all
     its texts, one call of the wrapped model's ``get_text_embedding_batch`` for the missing
     ones only (it batches them by its own ``embed_batch_size``), and one write (``mset``).
-    Vectors are stored as float32 bytes and returned at float32 precision, fresh or cached, so
-    results never depend on whether the cache was warm.
+    Vectors are stored losslessly by default (``precision="float64"``: a hit returns exactly the
+    floats the model returned on the miss); ``precision="float32"`` halves the storage and
+    returns float32-rounded values, fresh or cached, so results never depend on whether the
+    cache was warm. The two precisions use different keys: switching never misreads entries.
 
     Instrumentation: this wrapper reports every request through the usual LlamaIndex events;
     the wrapped model reports only the texts it actually embedded.
@@ -107,6 +116,7 @@ class CachedEmbedding(BaseEmbedding):
         ttl: seconds an entry lives (``None`` = forever).
         name: the model identity to key by, instead of the derived one.
         on_backend_error: ``"warn"`` (a failing backend means recomputing) or ``"raise"``.
+        precision: ``"float64"`` (default, lossless) or ``"float32"`` (half the storage).
     """
 
     embed_model: SerializeAsAny[BaseEmbedding] = Field(
@@ -121,6 +131,8 @@ class CachedEmbedding(BaseEmbedding):
     _core: KeyValueCache = PrivateAttr()
     _model_key: str = PrivateAttr()
     _identity: str = PrivateAttr()
+    _dtype: str = PrivateAttr(default="<f8")
+    _key_identity: str = PrivateAttr()
 
     def __init__(
         self,
@@ -131,13 +143,22 @@ class CachedEmbedding(BaseEmbedding):
         ttl: float | None = None,
         name: str | None = None,
         on_backend_error: ErrorPolicy = "warn",
+        precision: Precision = "float64",
         **kwargs: Any,
     ) -> None:
         _check_model(embed_model)
+        if precision not in PRECISIONS:
+            raise SemcacheInputError(
+                f"precision must be 'float64' (lossless) or 'float32', got {precision!r}"
+            )
         kwargs.setdefault("model_name", embed_model.model_name)
         super().__init__(embed_model=embed_model, **kwargs)  # type: ignore[call-arg]
         self._identity = name or embedding_identity(embed_model)
         self._model_key = model_slug(self._identity, embed_model.model_name)
+        self._dtype = PRECISIONS[precision]
+        # float32 entries keep the keys of earlier versions (which stored float32 only).
+        suffix = "" if precision == "float32" else "\x00precision=float64"
+        self._key_identity = self._identity + suffix
         self._core = KeyValueCache(
             backend,
             namespace=namespace or "semcache-embeddings",
@@ -167,7 +188,8 @@ class CachedEmbedding(BaseEmbedding):
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"texts must be str, got {type(text).__name__}")
-        return [keys.embedding_key(self._model_key, self._identity, kind, text) for text in texts]
+        identity = self._key_identity
+        return [keys.embedding_key(self._model_key, identity, kind, text) for text in texts]
 
     @staticmethod
     def _missing(texts: Sequence[str], cached: list[Embedding | None]) -> list[str]:
@@ -176,17 +198,17 @@ class CachedEmbedding(BaseEmbedding):
     def _encode_fresh(
         self, kind: str, missing: list[str], fresh: Sequence[Embedding]
     ) -> tuple[list[tuple[str, bytes]], dict[str, Embedding]]:
-        """Items to store, and the fresh vectors at float32 precision (as a hit returns them,
+        """Items to store, and the fresh vectors at the stored precision (as a hit returns them,
         so results never depend on whether the cache was warm)."""
         items: list[tuple[str, bytes]] = []
         by_text: dict[str, Embedding] = {}
         for text, key, vector in zip(missing, self._keys(kind, missing), fresh, strict=True):
-            raw = _encode_vector(vector)
+            raw = _encode_vector(vector, self._dtype)
             if raw is None:
                 by_text[text] = list(vector)
                 continue
             items.append((key, raw))
-            by_text[text] = _decode_vector(raw) or list(vector)
+            by_text[text] = _decode_vector(raw, self._dtype) or list(vector)
         return items, by_text
 
     @staticmethod
@@ -200,7 +222,8 @@ class CachedEmbedding(BaseEmbedding):
 
     # -- sync ----------------------------------------------------------------------------------
     def _lookup(self, kind: str, texts: Sequence[str]) -> list[Embedding | None]:
-        return [_decode_vector(raw) for raw in self._core.mget(self._keys(kind, texts))]
+        raws = self._core.mget(self._keys(kind, texts))
+        return [_decode_vector(raw, self._dtype) for raw in raws]
 
     def _get_query_embedding(self, query: str) -> Embedding:
         hit = self._lookup("query", [query])[0]
@@ -227,7 +250,7 @@ class CachedEmbedding(BaseEmbedding):
     # -- async ---------------------------------------------------------------------------------
     async def _alookup(self, kind: str, texts: Sequence[str]) -> list[Embedding | None]:
         raws = await self._core.amget(self._keys(kind, texts))
-        return [_decode_vector(raw) for raw in raws]
+        return [_decode_vector(raw, self._dtype) for raw in raws]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         hit = (await self._alookup("query", [query]))[0]

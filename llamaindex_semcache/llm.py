@@ -58,6 +58,7 @@ from llamaindex_semcache._messages import (
 )
 from llamaindex_semcache.embedding import LlamaIndexEmbedder
 from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
+from semcache_core.conversation.match import DEFAULT_CONTEXT_MATCH, ContextMatch
 from semcache_core.embedder import Embedder
 from semcache_core.engine import ResponseCodec
 from semcache_core.explain import Explanation
@@ -138,6 +139,11 @@ class CachedLLM(FunctionCallingLLM):
             LangChain chat model used as a yes/no judge, or a ``semcache_core.verifier.
             Verifier``: asked about candidates the threshold and the guard passed; fails
             closed, caches its verdicts (see ``semcache_core.ResponseCache``).
+        context_match: (semantic, chats) ``"semantic"`` (default): the earlier user and
+            assistant turns are compared by meaning and by their facts (numbers, dates, names,
+            what "it" refers to), the system prompt, tools and non-text parts exactly;
+            ``"exact"``: every earlier message must be identical (see the README,
+            "Multi-turn conversations").
         on_backend_error: ``"warn"`` (default: a failing backend is a miss) or ``"raise"``.
 
     ``metadata``, prompt formatting and any attribute this class does not define are those of
@@ -160,6 +166,7 @@ class CachedLLM(FunctionCallingLLM):
         ttl: float | None = None,
         trap_guard: bool = True,
         verifier: Any = None,
+        context_match: ContextMatch = DEFAULT_CONTEXT_MATCH,
         on_backend_error: ErrorPolicy = "warn",
     ) -> None:
         if not isinstance(llm, LLM):
@@ -194,6 +201,7 @@ class CachedLLM(FunctionCallingLLM):
             distance_threshold=distance_threshold,
             trap_guard=trap_guard,
             verifier=verifier,
+            context_match=context_match,
             on_backend_error=on_backend_error,
         )
 

@@ -102,7 +102,14 @@ def _explain(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["eval"]:
-        # The harness owns its options (and --help); hand them over untouched.
+        # The harnesses own their options (and --help); hand them over untouched. Conversation
+        # pair files ({"a": [messages], "b": [messages], ...}) go to the conversation harness.
+        from semcache_core.quality_chat import wants_conversations
+
+        if wants_conversations(arguments[1:]):
+            from semcache_core.quality_chat import main as conversation_main
+
+            return int(conversation_main(arguments[1:]))
         from semcache_core.quality import main as quality_main
 
         return int(quality_main(arguments[1:]))
@@ -149,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(run=_explain)
     sub.add_parser(
-        "eval", help="semantic-hit quality over labelled pairs (semcache eval --help for options)"
+        "eval",
+        help="semantic-hit quality over labelled pairs, single prompts or conversations "
+        "(semcache eval --help, semcache eval --conversations --help)",
     )
     args = parser.parse_args(arguments)
     return int(args.run(args))

@@ -127,15 +127,63 @@ def encode_entry(kind: str, body: dict[str, Any]) -> bytes:
         text = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"cache entry of kind {kind!r} is not JSON-serializable: {exc}") from exc
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        bad = [name for name, part in body.items() if not _encodes(part)]
+        raise SemcacheInputError(
+            f"cache entry of kind {kind!r} holds text that is not valid Unicode (a lone "
+            f"surrogate) in {', '.join(map(repr, bad)) or 'its body'}"
+        ) from None
+
+
+def _encodes(part: Any) -> bool:
+    try:
+        json.dumps(part, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def loads_untrusted(raw: str | bytes) -> Any:
+    """``json.loads`` for data semcache did not just write: too deep a nesting (``[[[[...``,
+    100k levels) is a ``ValueError`` like any other malformed JSON, never a RecursionError."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _response_problem(body: dict[str, Any]) -> str | None:
+    """Why a ``response`` body cannot be served, or ``None`` (what the engine reads of it)."""
+    if not isinstance(body.get("value"), dict):
+        return "its value is not a JSON object"
+    for name in ("tokens", "created"):
+        if name in body and not _is_number(body[name]):
+            return f"its {name} is not a finite number"
+    if "query" in body and not isinstance(body["query"], str):
+        return "its query is not a string"
+    return None
+
+
+#: The body check of each entry kind that has one (the fields the engine relies on).
+BODY_CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {"response": _response_problem}
 
 
 def decode_entry(raw: bytes | None, kind: str) -> dict[str, Any] | None:
-    """Decode an entry written by :func:`encode_entry`; anything else is a miss with a warning."""
+    """Decode an entry written by :func:`encode_entry`; anything else is a miss with a warning.
+
+    The envelope and, for kinds in :data:`BODY_CHECKS`, the body are checked: an entry whose
+    body lacks its value or holds a field of the wrong type is a miss, never an exception.
+    """
     if raw is None:
         return None
     try:
-        envelope = json.loads(raw)
+        envelope = loads_untrusted(raw)
     except (UnicodeDecodeError, ValueError):
         logger.warning("semcache: ignoring a corrupt cache entry (not JSON)")
         return None
@@ -151,6 +199,11 @@ def decode_entry(raw: bytes | None, kind: str) -> dict[str, Any] | None:
         logger.warning("semcache: ignoring a cache entry of unknown version %r", envelope.get("v"))
         return None
     body: dict[str, Any] = envelope["body"]
+    check = BODY_CHECKS.get(kind)
+    problem = check(body) if check is not None else None
+    if problem is not None:
+        logger.warning("semcache: ignoring a malformed %r cache entry: %s", kind, problem)
+        return None
     return body
 
 

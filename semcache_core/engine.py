@@ -17,6 +17,8 @@ query (no embedding); else one embedding, the nearest stored queries of the
 partition, and for each, nearest first, the candidate stages of :mod:`semcache_core.stages`
 (threshold, trap guard, verifier); the first candidate that passes them all is served.
 :meth:`ResponseCache.explain` runs the same stages and reports each one's verdict.
+A conversation (``context_match="semantic"``, the default) goes the same way with the keys,
+vectors and ``context`` stage of :class:`~semcache_core.conversation.stage.ConversationMatching`.
 """
 
 from __future__ import annotations
@@ -40,19 +42,18 @@ from semcache_core.codecs import (
     normalize,
     validate_ttl,
 )
+from semcache_core.conversation import stage as chat
 from semcache_core.embedder import Embedder
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, run
 from semcache_core.prompt import Prompt
-from semcache_core.resilience import BackendGuard, ErrorPolicy
+from semcache_core.resilience import BackendGuard, ErrorPolicy, breaker_of
+from semcache_core.semantic_keys import SemanticKeys
 from semcache_core.stages import (
-    Candidate,
     Query,
     Verify,
-    compared_query,
     decide,
     pipeline,
-    unpadded,
 )
 from semcache_core.stats import CacheStats, from_counters
 from semcache_core.verifier import Verifier, make_verifier
@@ -148,7 +149,9 @@ class EngineTransport:
         if isinstance(step, Verify):
             return self._engine.require_verifier().verdict(step.new, step.cached)
         self._engine.guard.check()
-        return self._engine.backend.execute(step)
+        reply = self._engine.backend.execute(step)
+        self._engine.guard.succeeded()
+        return reply
 
     async def aexecute(self, step: Step) -> Any:
         if isinstance(step, Create):
@@ -159,7 +162,9 @@ class EngineTransport:
         if isinstance(step, Verify):
             return await self._engine.require_verifier().averdict(step.new, step.cached)
         self._engine.guard.check()
-        return await self._engine.backend.aexecute(step)
+        reply = await self._engine.backend.aexecute(step)
+        self._engine.guard.succeeded()
+        return reply
 
 
 class CacheEngine:
@@ -178,7 +183,9 @@ class CacheEngine:
         self.ttl = validate_ttl(ttl)
         self.backend = connect(backend)
         self.ops = self.backend.ops
-        self.guard = BackendGuard(on_backend_error, retry_after=retry_after)
+        self.guard = BackendGuard(
+            on_backend_error, retry_after=retry_after, breaker=breaker_of(self.backend)
+        )
         self.stats = CacheStats()
         self.guard.on_error = lambda: self.stats.add(backend_errors=1)
         self.embedder: Embedder | None = None
@@ -207,6 +214,13 @@ class CacheEngine:
             self.stats.add(backend_errors=1)
             logger.warning("semcache: embedding the prompt failed, treating it as a miss: %s", exc)
             return None
+        if embedded is None:
+            # A bad embedder, not a failed call: the failure fallback above would hide it as
+            # a miss that is never stored.
+            raise SemcacheInputError(
+                f"the embedder {getattr(self.embedder, 'name', '?')!r} returned None instead "
+                "of a vector"
+            )
         return normalize(as_vector(embedded))
 
     def _maybe_flush(self, *, force: bool = False) -> Flow[None]:
@@ -231,7 +245,7 @@ class CacheEngine:
         await arun(self._maybe_flush(force=True), self.transport)
 
 
-class ResponseCache(CacheEngine):
+class ResponseCache(SemanticKeys, CacheEngine):
     """Exact and semantic caching of LLM responses, framework-neutral.
 
     ``scope`` (e.g. LangChain's ``llm_string``) names the model and its parameters; entries of
@@ -257,6 +271,8 @@ class ResponseCache(CacheEngine):
         distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD,
         trap_guard: bool | Any = True,
         verifier: Any = None,
+        context_match: chat.ContextMatch = chat.DEFAULT_CONTEXT_MATCH,
+        context_threshold: float = chat.DEFAULT_CONTEXT_THRESHOLD,
         refresh_ttl_on_hit: bool = False,
         on_backend_error: ErrorPolicy = "warn",
         retry_after: float = 5.0,
@@ -287,6 +303,15 @@ class ResponseCache(CacheEngine):
             self.verifier = make_verifier(verifier)
         #: The candidate pipeline (:mod:`semcache_core.stages`), in order.
         self.stages = pipeline(guard=self.trap_guard, verifier=self.verifier is not None)
+        self.context_match: chat.ContextMatch = chat.validate_context_match(context_match)
+        self.context_threshold = validate_threshold(context_threshold)
+        self.conversations = chat.ConversationMatching(
+            embed=self._embed,
+            threshold=lambda: self.distance_threshold,
+            guard=self.trap_guard,
+            stages=self.stages,
+            context_threshold=self.context_threshold,
+        )
         # Vectors computed by a missed lookup, reused by the update that follows it.
         self._pending: OrderedDict[tuple[str, str], Vector] = OrderedDict()
         self._pending_lock = threading.Lock()
@@ -294,14 +319,6 @@ class ResponseCache(CacheEngine):
     @property
     def semantic(self) -> bool:
         return self.embedder is not None
-
-    # -- keys ----------------------------------------------------------------------------------
-    def partition(self, scope: str, prompt: Prompt) -> str:
-        """The semantic partition of ``prompt``: namespace, scope, embedder name, context."""
-        assert self.embedder is not None
-        return keys.partition_key(
-            self.namespace, f"{scope}\x00embedder={self.embedder.name}", prompt.context
-        )
 
     def _remember_vector(self, partition: str, query: str, vector: Vector) -> None:
         with self._pending_lock:
@@ -316,6 +333,7 @@ class ResponseCache(CacheEngine):
 
     # -- flows ---------------------------------------------------------------------------------
     def _lookup_flow(self, scope: str, prompt: Prompt) -> Flow[LookupResult]:
+        _check_text(scope, prompt)
         started = time.perf_counter()
         result = yield from self._find(scope, prompt)
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
@@ -354,7 +372,7 @@ class ResponseCache(CacheEngine):
 
         query = self.query(prompt)
         partition = self.partition(scope, prompt)
-        entry_key = keys.vector_key(keys.semantic_entry_id(ns, partition, query.compared))
+        entry_key = keys.vector_key(self.entry_id(partition, query))
         body = yield from self._read_one(entry_key)
         if self.is_exact_entry(body, query):
             yield from self._refresh(entry_key)
@@ -364,34 +382,13 @@ class ResponseCache(CacheEngine):
         if vector is None:
             return LookupResult(None, "miss")
         self._remember_vector(partition, query.compared, vector)
+        if self.conversational(prompt):
+            self.conversations.searched(query.compared, vector)
         search = self.ops.search_vectors(
             ns, partition, vector, k=SEMANTIC_CANDIDATES, max_distance=query.threshold
         )
         hits = yield from self.guard.shield("search_vectors", search, [])
         return (yield from self._serve_candidate(query, hits))
-
-    def query(self, prompt: Prompt, threshold: float | None = None) -> Query:
-        """``prompt`` as a semantic lookup compares it (padding removed; the threshold)."""
-        if threshold is None:
-            threshold = self.distance_threshold
-        return Query(prompt, compared_query(prompt), threshold)
-
-    @staticmethod
-    def is_exact_entry(body: Body | None, query: Query) -> bool:
-        """Whether ``body``, read under the entry id of ``query``, is that query's entry (its
-        query, as asked, compares the same)."""
-        stored = body.get("query") if body is not None else None
-        if not isinstance(stored, str):
-            return False
-        return stored == query.prompt.query or unpadded(stored) == query.compared
-
-    @staticmethod
-    def candidate(hit: VectorHit) -> Candidate | None:
-        """The entry behind a search hit; None when it does not decode (untrusted data)."""
-        body = decode_entry(hit.payload, "response")
-        if body is None or not isinstance(body.get("query"), str):
-            return None
-        return Candidate(hit.id, hit.distance, body["query"], body)
 
     def _serve_candidate(self, query: Query, hits: list[VectorHit]) -> Flow[LookupResult]:
         """The semantic decision, in one place: nearest first, the first candidate that passes
@@ -400,7 +397,7 @@ class ResponseCache(CacheEngine):
             candidate = self.candidate(hit)
             if candidate is None:
                 continue
-            decision = yield from decide(query, candidate, self.stages)
+            decision = yield from decide(query, candidate, self.stages_for(query))
             for verdict in decision.verdicts:
                 if verdict.counts:
                     self.stats.add(**verdict.counts)
@@ -426,6 +423,7 @@ class ResponseCache(CacheEngine):
         ttl: float | None,
     ) -> Flow[None]:
         ns = self.namespace
+        _check_text(scope, prompt)
         entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
         body: dict[str, Any] = {
             "value": value,
@@ -438,15 +436,20 @@ class ResponseCache(CacheEngine):
             write = self.ops.set_many(ns, [(key, payload)], ttl=entry_ttl)
         else:
             partition = self.partition(scope, prompt)
-            compared = compared_query(prompt)
+            query = self.query(prompt)
             body["query"] = prompt.query  # as asked: for auditing, and for the guard
-            payload = encode_entry("response", body)
-            vector = self._take_vector(partition, compared)
+            vector = self._take_vector(partition, query.compared)
             if vector is None:
-                vector = yield from self._embed(compared)
+                vector = yield from self._embed(query.compared)
                 if vector is None:
                     return None
-            record = VectorRecord(keys.semantic_entry_id(ns, partition, compared), vector, payload)
+            if self.conversational(prompt):
+                fields = yield from self.conversations.fields(prompt, query, vector)
+                if fields is None:
+                    return None
+                body.update(fields)
+            payload = encode_entry("response", body)
+            record = VectorRecord(self.entry_id(partition, query), vector, payload)
             write = self.ops.add_vectors(ns, partition, [record], ttl=entry_ttl)
         yield from self.guard.shield("write", write, None)
         self.stats.add(writes=1)
@@ -478,6 +481,7 @@ class ResponseCache(CacheEngine):
         yield from self.guard.shield("clear", self.ops.clear(self.namespace), None)
         with self._pending_lock:
             self._pending.clear()
+        self.conversations.clear()
 
     # -- public API ----------------------------------------------------------------------------
     def lookup(self, scope: str, prompt: Prompt) -> LookupResult:
@@ -543,6 +547,13 @@ class ResponseCache(CacheEngine):
 
         flow = explain_flow(self, scope, prompt, k=k, threshold=threshold)
         return await arun(flow, self.transport)
+
+
+def _check_text(scope: str, prompt: Prompt) -> None:
+    keys.require_text(scope, "scope (llm_string)")
+    keys.require_text(prompt.text, "prompt")
+    if prompt.query is not prompt.text:
+        keys.require_text(prompt.query, "prompt")
 
 
 def persisted_stats(backend: Backend | str | Any | None, namespace: str) -> dict[str, Any]:

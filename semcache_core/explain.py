@@ -94,6 +94,9 @@ class Explanation:
     served: str | None = None
     distance: float | None = None
     candidates: tuple[CandidateReport, ...] = ()
+    #: ``"semantic"`` when the prompt was looked up as a conversation (``query`` is then its
+    #: search text; the ``context`` stage's detail says which earlier facts differed).
+    context_match: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON types only (for ``semcache explain --json``)."""
@@ -127,7 +130,8 @@ def explain_flow(
 
     query = cache.query(prompt, None if threshold is None else validate_threshold(threshold))
     partition = cache.partition(scope, prompt)
-    entry_id = keys.semantic_entry_id(ns, partition, query.compared)
+    entry_id = cache.entry_id(partition, query)
+    pipeline = cache.stages_for(query)
     exact = cache.is_exact_entry((yield from _read(cache, keys.vector_key(entry_id))), query)
     vector = normalize(as_vector((yield Embed(query.compared))))
     search = cache.ops.search_vectors(
@@ -149,7 +153,7 @@ def explain_flow(
             continue
         reached = not exact and served is None and index < SEMANTIC_CANDIDATES
         # A candidate a lookup never reaches gets the stages that call no model, for tuning.
-        stages = cache.stages if reached else tuple(s for s in cache.stages if not s.calls_out)
+        stages = pipeline if reached else tuple(s for s in pipeline if not s.calls_out)
         decision = yield from decide(query, candidate, stages, explaining=True)
         report = _report(candidate.entry_id, candidate.query, hit.distance, within, decision)
         if exact and hit.id == entry_id:
@@ -179,10 +183,11 @@ def explain_flow(
         entry_id,
         threshold=query.threshold,
         embedder=cache.require_embedder().name,
-        stages=tuple(stage.name for stage in cache.stages),
+        stages=tuple(stage.name for stage in pipeline),
         served=entry_id if exact else served.entry_id if served else None,
         distance=0.0 if exact else served.distance if served else None,
         candidates=tuple(shown),
+        context_match="semantic" if cache.conversational(prompt) else None,
     )
 
 
@@ -195,7 +200,9 @@ def _report(
     entry_id: str, stored: str, distance: float, within: bool, decision: Decision
 ) -> CandidateReport:
     by_stage = {verdict.stage: verdict for verdict in decision.verdicts}
-    guard, verifier = by_stage.get("guard"), by_stage.get("verifier")
+    # A conversation's context stage runs the guard on the questions itself.
+    guard = by_stage.get("guard") or by_stage.get("context")
+    verifier = by_stage.get("verifier")
     rejection = decision.rejection
     return CandidateReport(
         entry_id,
@@ -238,6 +245,8 @@ def format_explanation(explanation: Explanation) -> str:
         ]
         return "\n".join(lines)
     head = f"semantic lookup in namespace {e.namespace!r}, embedder {e.embedder}"
+    if e.context_match == "semantic":
+        head = "conversation " + head + " (earlier turns compared by meaning and facts)"
     lines = [
         f"{head}, threshold {e.threshold:.3f}, stages {' -> '.join(e.stages)}",
         f"  asked:    {_quoted(e.asked)}",

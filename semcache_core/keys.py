@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from semcache_core.backends.base import VectorRecord
 
-NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_.\-/]{1,128}$")
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.\-/]{1,128}")  # whole string: fullmatch
 DEFAULT_NAMESPACE = "semcache"
 _VALID_NAMESPACES: set[str] = set()
 
@@ -38,7 +38,7 @@ def validate_namespace(namespace: object) -> str:
 
     if not isinstance(namespace, str):
         raise TypeError(f"namespace must be a str, got {type(namespace).__name__}")
-    if not NAMESPACE_PATTERN.match(namespace):
+    if not NAMESPACE_PATTERN.fullmatch(namespace):  # `$` would accept a trailing newline
         raise SemcacheInputError(
             f"invalid namespace {namespace!r}: use 1 to 128 characters from "
             "letters, digits, '_', '.', '-' and '/' (no ':', spaces or glob characters)"
@@ -46,6 +46,22 @@ def validate_namespace(namespace: object) -> str:
     if len(_VALID_NAMESPACES) < 4096:
         _VALID_NAMESPACES.add(namespace)
     return namespace
+
+
+def require_text(value: str, name: str) -> str:
+    """``value`` if it can be stored as UTF-8; a lone surrogate (``"\\ud800"``, from a bad
+    decode) is an error that names the argument instead of a bare UnicodeEncodeError deep in a
+    backend client."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        from semcache_core.errors import SemcacheInputError
+
+        raise SemcacheInputError(
+            f"{name} is not valid Unicode text: a lone surrogate {value[exc.start]!r} at "
+            f"position {exc.start}"
+        ) from None
+    return value
 
 
 def stable_hash(*parts: str) -> str:
@@ -177,10 +193,11 @@ def single_dimension(records: Sequence[VectorRecord]) -> int:
 
 
 def dimension_error(namespace: str, dim: int, stored: int) -> Exception:
-    """The error of a vector whose dimension is not the namespace's (one message)."""
+    """The error of a vector whose dimension is not its partition's (one message)."""
     from semcache_core.errors import VectorDimensionError
 
     return VectorDimensionError(
-        f"vector has dimension {dim}, but namespace {namespace!r} stores vectors of "
-        f"dimension {stored}; use one embedding model per namespace or clear it"
+        f"vector has dimension {dim}, but this partition of namespace {namespace!r} stores "
+        f"vectors of dimension {stored}; a model of another dimension needs another name "
+        "(the embedder's name is part of the partition) or a cleared namespace"
     )

@@ -1,15 +1,25 @@
 """A prompt as the core sees it, and the one rule that splits a conversation.
 
 ``text`` is the whole prompt (the exact key). ``query`` is what a semantic lookup compares.
-``context`` is everything else, as canonical JSON: it must match *exactly* for a semantic hit,
-so it is part of the partition.
+``context`` is everything else, as canonical JSON: with ``context_match="exact"`` it must match
+*exactly* for a semantic hit, so it is part of the partition. ``conversation`` is the same
+split seen by ``context_match="semantic"`` (:mod:`semcache_core.conversation`).
 
 **The rule** (:meth:`Prompt.from_turns`, for every framework): the query is the text of the
-last user turn; the context is every turn before and after it plus whatever that turn holds
-besides its text (non-text parts, keyword arguments). A conversation without a user turn, or
-whose last user turn has no text (empty or whitespace), is its own query *and* context: only
-an identical conversation matches it. The adapters only translate their message objects into
-:class:`Turn` values.
+last user turn. A conversation without a user turn, or whose last user turn has no text (empty
+or whitespace), is its own query *and* context: only an identical conversation matches it.
+Otherwise:
+
+* the exact context is every turn before and after it plus whatever that turn holds besides
+  its text (non-text parts, keyword arguments);
+* the semantic split (:class:`Conversation`) keeps the *configuration* exact (system prompt,
+  tool definitions, tool calls and results, non-text parts, message kwargs: the ``extra`` of
+  every turn and the text of every turn that is not a user or assistant turn) and makes the
+  text of the earlier user and assistant turns the *history*, compared by meaning and facts.
+  Configuration items keep their order but not their positions among the chat turns, so extra
+  small talk does not change it.
+
+The adapters only translate their message objects into :class:`Turn` values.
 """
 
 from __future__ import annotations
@@ -20,20 +30,61 @@ from typing import Any
 
 from semcache_core.codecs import canonical_json
 
+#: Roles whose text is compared by meaning in the semantic split; every other role (system,
+#: developer, tool, function ...) is configuration.
+CHAT_ROLES = frozenset({"user", "assistant"})
+_ROLE_ALIASES = {"human": "user", "ai": "assistant", "model": "assistant", "chatbot": "assistant"}
+
+
+def normalize_role(role: object) -> str:
+    """A framework's role name as the core's (``human`` -> ``user``, ``ai`` -> ``assistant``)."""
+    name = str(getattr(role, "value", role)).lower()
+    return _ROLE_ALIASES.get(name, name)
+
 
 @dataclass(frozen=True, slots=True)
 class Turn:
     """One message of a conversation, framework-neutral.
 
-    ``is_user``: written by the user (LangChain ``HumanMessage``, LlamaIndex ``USER``);
-    ``text``: its text parts, joined with newlines; ``rest``: everything of the message that is
-    not its text, as JSON types; ``whole``: the whole message as JSON types.
+    ``role``: ``user`` (LangChain ``HumanMessage``, LlamaIndex ``USER``), ``assistant``,
+    ``system``, ``tool`` ... (normalized by :func:`normalize_role`); ``text``: its text parts,
+    joined with newlines; ``extra``: what else of the message may change the answer (tool
+    calls, non-text parts, non-empty kwargs) as JSON types, ``None`` when nothing; ``rest``:
+    everything of the message that is not its text, as JSON types (the exact context; defaults
+    to ``extra``); ``whole``: the whole message as JSON types (the exact context; defaults to
+    ``[role, text, extra]``).
     """
 
-    is_user: bool
+    role: str
     text: str
-    rest: Any
-    whole: Any
+    extra: Any = None
+    rest: Any = None
+    whole: Any = None
+
+    @property
+    def is_user(self) -> bool:
+        return normalize_role(self.role) == "user"
+
+    def exact_rest(self) -> Any:
+        return self.extra if self.rest is None else self.rest
+
+    def exact_whole(self) -> Any:
+        return (
+            [normalize_role(self.role), self.text, self.extra] if self.whole is None else self.whole
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The semantic split of a conversation (see the module docstring).
+
+    ``configuration`` is canonical JSON and must match exactly; ``history`` holds the earlier
+    user/assistant turns (role and text only); ``query`` is the text of the last user turn.
+    """
+
+    configuration: str
+    history: tuple[Turn, ...]
+    query: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +94,7 @@ class Prompt:
     text: str
     query: str
     context: str = ""
+    conversation: Conversation | None = None
 
     @classmethod
     def plain(cls, text: str) -> Prompt:
@@ -52,13 +104,30 @@ class Prompt:
     @classmethod
     def from_turns(cls, text: str, turns: Sequence[Turn]) -> Prompt:
         """Split a conversation whose exact key is ``text`` by the one rule above."""
-        users = [i for i, turn in enumerate(turns) if turn.is_user]
+        roles = [normalize_role(turn.role) for turn in turns]
+        users = [i for i, role in enumerate(roles) if role == "user"]
         if not users or not turns[users[-1]].text.strip():
             return cls(text=text, query=text, context=text)
         last = users[-1]
         context = {
-            "before": [turn.whole for turn in turns[:last]],
-            "after": [turn.whole for turn in turns[last + 1 :]],
-            "last_user": turns[last].rest,
+            "before": [turn.exact_whole() for turn in turns[:last]],
+            "after": [turn.exact_whole() for turn in turns[last + 1 :]],
+            "last_user": turns[last].exact_rest(),
         }
-        return cls(text=text, query=turns[last].text, context=canonical_json(context))
+        configuration: list[Any] = []
+        history: list[Turn] = []
+        for i, (turn, role) in enumerate(zip(turns, roles, strict=True)):
+            chat = role in CHAT_ROLES and i < last
+            if turn.extra or not (chat or i == last):
+                where = "last" if i == last else ("after" if i > last else "before")
+                shown = "" if chat or i == last else turn.text
+                configuration.append([where, role, shown, turn.extra or None])
+            if chat and turn.text.strip():
+                history.append(Turn(role, turn.text))
+        conversation = Conversation(canonical_json(configuration), tuple(history), turns[last].text)
+        return cls(
+            text=text,
+            query=turns[last].text,
+            context=canonical_json(context),
+            conversation=conversation,
+        )

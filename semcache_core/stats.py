@@ -20,6 +20,7 @@ COUNTER_FIELDS = (
     "semantic_hits",
     "misses",
     "guard_rejections",
+    "context_rejections",
     "backend_errors",
     "tokens_saved",
     "writes",

@@ -155,7 +155,8 @@ def test_one_chat_splitting_rule_for_every_framework() -> None:
     from semcache_core import Turn
 
     def turn(is_user: bool, text: str) -> Turn:
-        return Turn(is_user, text, rest={"extra": 1}, whole={"user": is_user, "text": text})
+        role = "user" if is_user else "assistant"
+        return Turn(role, text, rest={"extra": 1}, whole={"user": is_user, "text": text})
 
     split = Prompt.from_turns("T", [turn(False, "be brief"), turn(True, "hi"), turn(False, "ok")])
     assert (split.text, split.query) == ("T", "hi")
@@ -166,6 +167,10 @@ def test_one_chat_splitting_rule_for_every_framework() -> None:
     # No user turn, or a last user turn without text: only the identical conversation matches.
     for turns in ([turn(False, "system only")], [turn(True, "first"), turn(True, "  ")]):
         assert Prompt.from_turns("T", turns) == Prompt("T", "T", "T")
+    # The semantic split of the same turns (``context_match="semantic"``).
+    assert split.conversation is not None
+    assert split.conversation.query == "hi"
+    assert [(t.role, t.text) for t in split.conversation.history] == [("assistant", "be brief")]
 
 
 def test_a_missing_extra_is_an_import_error_naming_it() -> None:

@@ -377,19 +377,32 @@ def test_llm_other_parameters_are_a_miss(backend: Backend, namespace: str) -> No
     assert cold.calls == 3
 
 
-def test_llm_other_system_prompt_or_history_is_a_miss(backend: Backend, namespace: str) -> None:
+@pytest.mark.parametrize("context_match", ["exact", "semantic"])
+def test_llm_other_system_prompt_or_history_is_a_miss(
+    backend: Backend, namespace: str, context_match: str
+) -> None:
     inner = CountingLLM()
     llm = CachedLLM(
-        inner, backend, namespace=namespace, embeddings=WordHashEmbedding(), trap_guard=False
+        inner,
+        backend,
+        namespace=namespace,
+        embeddings=WordHashEmbedding(),
+        trap_guard=False,
+        context_match=context_match,  # type: ignore[arg-type]
     )
     question = user("What is the capital of France?")
     llm.chat([system("Answer in French."), question])
     llm.chat([system("Answer in English."), question])
     llm.chat([user("Hi"), assistant("Hello! Ask me anything."), question])
     llm.chat([question])
-    assert inner.calls == 4
+    # With context_match="exact" (the rule before issue 11) every earlier turn must be
+    # identical; with "semantic" a greeting exchange carries no fact the answer depends on, so
+    # the bare question is served the answer given after "Hi" / "Hello! Ask me anything.".
+    assert inner.calls == (4 if context_match == "exact" else 3)
+    llm.chat([user("I live in Spain."), assistant("Nice."), question])
+    assert inner.calls == (5 if context_match == "exact" else 4)  # a fact: a miss in both
     llm.chat([system("Answer in French."), user("what's the capital city of france")])
-    assert inner.calls == 4  # the same context again: a semantic hit
+    assert inner.calls == (5 if context_match == "exact" else 4)  # same context: a hit
 
 
 def test_llm_streaming_replays_a_cached_response(backend: Backend, namespace: str) -> None:

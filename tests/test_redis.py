@@ -260,7 +260,12 @@ def test_key_layout_of_engine_partitions(
     assert raw.hget(record_key, "partition") == partition.encode()
     log = f"{namespace}:vlog:{{{namespace}:{tag}}}{partition}"
     assert raw.exists(log) == (kind == "redis")
-    assert raw.get(f"{namespace}:vdim") == str(DIM).encode()
+    # The namespace's dimension is the Query Engine index's; the log path keeps each
+    # partition's (a new embedding model starts its own partition).
+    namespace_dim = raw.get(f"{namespace}:vdim")
+    assert namespace_dim == (str(DIM).encode() if kind == "redis-qe" else None)
+    partition_dim = raw.get(f"{namespace}:vdim:{{{namespace}:{tag}}}{partition}")
+    assert partition_dim == (str(DIM).encode() if kind == "redis" else None)
     assert nearest(backend, namespace, partition, unit(1)) == [(entry_id, b"payload")]
     assert backend.get_vector_payloads(namespace, [entry_id]) == [b"payload"]
     backend.expire_many(namespace, [keys.vector_key(entry_id)], ttl=60)

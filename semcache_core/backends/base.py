@@ -31,8 +31,10 @@ and unit length (see :func:`semcache_core.codecs.as_vector`).
 
 from __future__ import annotations
 
+import logging
+import math
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,6 +42,8 @@ from semcache_core import keys as keyspace
 from semcache_core.codecs import Vector
 from semcache_core.errors import SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, done, run
+
+logger = logging.getLogger("semcache")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,26 @@ def checked_keys(keys: Sequence[str]) -> list[str]:
     for key in keys:
         if not isinstance(key, str):
             raise TypeError(f"keys must be str, got {type(key).__name__}: {key!r}")
+        keyspace.require_text(key, "key")
     return list(keys)
+
+
+def counters_of(pairs: Iterable[tuple[Any, Any]]) -> dict[str, float]:
+    """Stored counters as numbers: a field that is not a finite number (planted, or written by
+    another program) is skipped with a warning; stats must never take lookups down."""
+    counters: dict[str, float] = {}
+    for name, value in pairs:
+        try:
+            field_name = name.decode() if isinstance(name, bytes) else str(name)
+            number = float(value)
+        except (TypeError, ValueError, UnicodeDecodeError):
+            number = math.nan
+            field_name = repr(name)
+        if math.isfinite(number):
+            counters[field_name] = number
+        else:
+            logger.warning("semcache: ignoring a counter that is not a number: %s", field_name)
+    return counters
 
 
 def _checked_value(value: bytes) -> bytes:
@@ -109,6 +132,8 @@ def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
     for name, value in tags.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"vector tags must map str to str, got {name!r}: {value!r}")
+        keyspace.require_text(name, "tag name")
+        keyspace.require_text(value, "tag value")
     return dict(tags)
 
 
@@ -183,6 +208,7 @@ class Operations(ABC):
         namespace = keyspace.validate_namespace(namespace)
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        keyspace.require_text(prefix, "prefix")
         return self._scan_keys(namespace, prefix, cursor)
 
     # -- vectors -------------------------------------------------------------------------

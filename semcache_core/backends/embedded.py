@@ -19,7 +19,7 @@ so a thread hop would cost more than it saves.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import sqlite3
 import threading
@@ -39,8 +39,9 @@ from semcache_core.backends.base import (
     VectorHit,
     VectorSearch,
     VectorWrite,
+    counters_of,
 )
-from semcache_core.codecs import canonical_json
+from semcache_core.codecs import canonical_json, loads_untrusted
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step
 from semcache_core.mirror import Candidate, MirrorSet, verified_search
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS counters (
 
 # SQLite allows 32766 host parameters per statement; stay well below for IN (...) lists.
 _BATCH = 500
+logger = logging.getLogger("semcache")
 _INSERT_VECTOR = (
     "INSERT OR REPLACE INTO vec (ns, id, part, vector, payload, tags, expires_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -112,7 +114,16 @@ def _expiry(ttl_ms: int | None) -> float | None:
 
 
 def _live(expires_at: float | None, now: float) -> bool:
-    return expires_at is None or expires_at > now
+    if isinstance(expires_at, (int, float)):
+        return expires_at > now
+    return expires_at is None  # anything else in the column is garbage: not served
+
+
+def _blob(value: object) -> bytes | None:
+    """A stored value as bytes; a column of another type (planted by hand) is ``None``."""
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value)
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else None
 
 
 class EmbeddedOperations(Operations):
@@ -137,7 +148,10 @@ class EmbeddedOperations(Operations):
                 f"WHERE ns = ? AND {column} IN ({marks})",
                 [namespace, *chunk],
             )
-            found.update({key: bytes(value) for key, value, exp in rows if _live(exp, now)})
+            for key, value, exp in rows:
+                raw = _blob(value)
+                if raw is not None and _live(exp, now):
+                    found[key] = raw
         return found
 
     # -- values ----------------------------------------------------------------------------
@@ -183,10 +197,12 @@ class EmbeddedOperations(Operations):
 
     def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
         # Pages by key (keyset pagination): a huge namespace never sits in memory.
+        # The prefix is compared as UTF-8 bytes: substr() on TEXT stops at a NUL character.
+        raw_prefix = prefix.encode("utf-8")
         rows = yield Query(
             "SELECT key, expires_at FROM kv WHERE ns = ? AND (key > ? OR ?) "
-            "AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?",
-            (namespace, cursor or "", cursor is None, len(prefix), prefix, _KEY_PAGE),
+            "AND substr(CAST(key AS BLOB), 1, ?) = ? ORDER BY key LIMIT ?",
+            (namespace, cursor or "", cursor is None, len(raw_prefix), raw_prefix, _KEY_PAGE),
         )
         now = time.time()
         live = [key for key, expires_at in rows if _live(expires_at, now)]
@@ -206,18 +222,22 @@ class EmbeddedOperations(Operations):
         return written
 
     # -- vectors ---------------------------------------------------------------------------
-    def _check_dim(self, namespace: str, dim: int, *, register: bool) -> Flow[None]:
-        rows = yield Query("SELECT dim FROM vec_dim WHERE ns = ?", (namespace,))
-        if rows:
-            if rows[0][0] != dim:
-                raise keyspace.dimension_error(namespace, dim, rows[0][0])
-        elif register:
-            sql = "INSERT OR IGNORE INTO vec_dim (ns, dim) VALUES (?, ?)"
-            yield Write([(sql, (namespace, dim))])
+    def _check_dim(self, namespace: str, partition: str, dim: int) -> Flow[None]:
+        """A partition holds vectors of one dimension: its newest row's. The dimension is per
+        partition, not per namespace, so a new embedding model (a new partition: the model's
+        name is part of it) simply starts its own. A row whose bytes are not a whole float32
+        vector is garbage, skipped by searches, and decides nothing."""
+        rows = yield Query(
+            "SELECT length(vector) FROM vec WHERE ns = ? AND part = ? ORDER BY seq DESC LIMIT 1",
+            (namespace, partition),
+        )
+        stored = rows[0][0] if rows and isinstance(rows[0][0], int) else None
+        if stored is not None and stored % 4 == 0 and stored and stored != 4 * dim:
+            raise keyspace.dimension_error(namespace, dim, stored // 4)
 
     def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]:
         partition, records, dim, ttl_ms = write.partition, write.records, write.dim, write.ttl_ms
-        yield from self._check_dim(namespace, dim, register=True)
+        yield from self._check_dim(namespace, partition, dim)
         expires_at = _expiry(ttl_ms)
         rows = [
             (
@@ -237,7 +257,7 @@ class EmbeddedOperations(Operations):
         partition, vector, k = search.partition, search.vector, search.k
         max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
-        yield from self._check_dim(namespace, dim, register=False)
+        yield from self._check_dim(namespace, partition, dim)
         with self.mirrors.lock:
             mirror = self.mirrors.get(namespace, partition, dim)
             since = mirror.last_seq
@@ -248,7 +268,7 @@ class EmbeddedOperations(Operations):
         )
         if rows:
             with self.mirrors.lock:
-                fresh = [row for row in rows if row[0] > mirror.last_seq]
+                fresh = _valid_rows([row for row in rows if row[0] > mirror.last_seq], dim)
                 if fresh:
                     mirror.append(
                         [row[0] for row in fresh],
@@ -257,8 +277,10 @@ class EmbeddedOperations(Operations):
                             -1, dim
                         ),
                         [row[3] for row in fresh],
-                        [json.loads(row[4]) for row in fresh],
+                        [row[4] for row in fresh],
                     )
+                if rows[-1][0] > mirror.last_seq:  # skipped rows are not read again
+                    mirror.last_seq = rows[-1][0]
                 self.mirrors.enforce_bound()
         return (
             yield from verified_search(
@@ -274,7 +296,7 @@ class EmbeddedOperations(Operations):
             [c.seq for c in candidates],
         )
         now = time.time()
-        found = {seq: bytes(payload) for seq, payload, exp in rows if _live(exp, now)}
+        found = {seq: _blob(payload) for seq, payload, exp in rows if _live(exp, now)}
         return [found.get(c.seq) for c in candidates]
 
     # -- namespace-wide --------------------------------------------------------------------
@@ -292,7 +314,34 @@ class EmbeddedOperations(Operations):
         rows = yield Query(
             "SELECT field, value FROM counters WHERE ns = ? AND name = ?", (namespace, name)
         )
-        return {field: value for field, value in rows}
+        return counters_of(rows)
+
+
+def _valid_rows(rows: list[Any], dim: int) -> list[tuple[Any, ...]]:
+    """``rows`` (seq, id, vector, expires_at, tags) whose vector is ``dim`` float32 values and
+    whose tags are a JSON object of strings, tags decoded; any other row is skipped with a
+    warning (stored data is untrusted: one bad row must not take the partition down)."""
+    valid: list[tuple[Any, ...]] = []
+    for seq, entry_id, vector, expires_at, raw_tags in rows:
+        tags = _tags_of(raw_tags)
+        if not isinstance(vector, bytes) or len(vector) != 4 * dim or tags is None:
+            logger.warning("semcache: skipping a malformed vector row (seq %s)", seq)
+            continue
+        if not isinstance(expires_at, (int, float, type(None))):
+            logger.warning("semcache: skipping a vector row with a bad expiry (seq %s)", seq)
+            continue
+        valid.append((seq, entry_id, vector, expires_at, tags))
+    return valid
+
+
+def _tags_of(raw: object) -> dict[str, str] | None:
+    try:
+        tags = loads_untrusted(raw) if isinstance(raw, (str, bytes)) else None
+    except ValueError:
+        return None
+    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+        return None
+    return tags
 
 
 class EmbeddedBackend(Backend):
@@ -399,7 +448,7 @@ class EmbeddedBackend(Backend):
                         (swap.namespace, swap.key),
                     ).fetchone()
                     live = row is not None and _live(row[1], time.time())
-                    if (bytes(row[0]) if live else None) != swap.expected:
+                    if (_blob(row[0]) if live else None) != swap.expected:
                         self._conn.execute("ROLLBACK")
                         return False
                     self._conn.execute(

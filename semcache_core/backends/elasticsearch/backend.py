@@ -23,7 +23,9 @@ the client's own); ``admin_timeout`` (60 s: index creation, clear, purge); ``pur
 threshold means what it means on the other backends; ``int8_hnsw`` saves memory at the cost of
 approximate distances); ``index_settings`` (used when semcache creates the index); for URLs
 ``cloud_id``, ``api_key``, ``ca_certs``, ``verify_certs`` and ``client_options`` (any other
-``Elasticsearch()`` keyword). Connection, timeout and server errors raise ``BackendError``.
+``Elasticsearch()`` keyword; URL-built clients retry a failed connection once, never a timed
+out request, with up to 100 connections). Connection, timeout and server errors raise
+``BackendError``.
 
 Layout
 ------
@@ -34,8 +36,10 @@ See :mod:`semcache_core.backends.elasticsearch.schema`: document ids ``<namespac
 dimension, ``knn_384``, and added with ``put_mapping`` when the first vector of that dimension
 arrives: a mapping needs ``dims``, and namespaces using different embedding models can share
 the index. They are excluded from ``_source`` (the base64 ``vector`` is the stored copy). An
-index whose mapping conflicts raises ``SchemaConflictError``. A name that is an alias must
-point to one index; writes then pass ``require_alias=True``.
+index whose mapping conflicts raises ``SchemaConflictError``. A name may be an alias; writes
+then pass ``require_alias=True``. An alias over several indices (rollover) needs a write index:
+reads go through every index (the write index's copy of a key first), writes go to the write
+index, deletes to every index (:attr:`~.schema.IndexSchema.read_indices`).
 
 Refresh
 -------
@@ -91,6 +95,7 @@ from semcache_core.backends.base import Backend
 from semcache_core.backends.elasticsearch.calls import Call, Reply, error_of
 from semcache_core.backends.elasticsearch.ops import ElasticsearchOperations
 from semcache_core.backends.elasticsearch.schema import MAX_WINDOW, SCHEMA_ERRORS, Refresh
+from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
 from semcache_core.errors import BackendError, SchemaConflictError, SemcacheInputError
 from semcache_core.flow import Step, arun, run
 
@@ -239,6 +244,9 @@ class ElasticsearchBackend(Backend):
         self._async_by_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, _Clients[AsyncElasticsearch]
         ] = weakref.WeakKeyDictionary()
+        self._loop_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Guard] = (
+            weakref.WeakKeyDictionary()
+        )
         self.ops: ElasticsearchOperations = ElasticsearchOperations(
             index=index,
             refresh=refresh,
@@ -282,7 +290,13 @@ class ElasticsearchBackend(Backend):
             if "index" in options:
                 raise SemcacheInputError("the index is given both in the URL path and as option")
             options["index"] = index
-        client_kwargs: dict[str, Any] = {"max_retries": 1, "retry_on_timeout": False}
+        # 100 connections (as the Redis pool): the client's default of 10 makes an 11th thread
+        # wait for a connection, then pay its own timeout after the first ten paid theirs.
+        client_kwargs: dict[str, Any] = {
+            "max_retries": 1,
+            "retry_on_timeout": False,
+            "connections_per_node": 100,
+        }
         client_kwargs.update(options.pop("client_options", None) or {})
         for name in _CONNECTION_OPTIONS:
             if name in options:
@@ -337,7 +351,7 @@ class ElasticsearchBackend(Backend):
             )
         return self._sync
 
-    def _async_clients(self) -> _Clients[AsyncElasticsearch]:
+    async def _async_clients(self) -> _Clients[AsyncElasticsearch]:
         if self._async is not None:
             return self._async
         if self._client_kwargs is None:
@@ -350,8 +364,11 @@ class ElasticsearchBackend(Backend):
         loop = asyncio.get_running_loop()
         clients = self._async_by_loop.get(loop)
         if clients is None:
-            clients = _Clients(AsyncElasticsearch(**self._client_kwargs), *self._timeouts)
+            client = AsyncElasticsearch(**self._client_kwargs)
+            clients = _Clients(client, *self._timeouts)
             self._async_by_loop[loop] = clients
+            # Closed when its loop ends, even if aclose() is never called there.
+            self._loop_guards[loop] = await close_at_loop_end(client.close)
         return clients
 
     def _failure(self, call: Call, exc: Exception) -> Exception:
@@ -380,7 +397,7 @@ class ElasticsearchBackend(Backend):
 
     async def aexecute(self, step: Step) -> Reply:
         call = _call(step)
-        method = operator.attrgetter(call.api)(self._async_clients().get(call))
+        method = operator.attrgetter(call.api)((await self._async_clients()).get(call))
         try:
             response = await method(**call.kwargs)
         except (ApiError, TransportError) as exc:
@@ -406,18 +423,22 @@ class ElasticsearchBackend(Backend):
     def close(self) -> None:
         """Close the clients semcache built from a URL (a client you passed stays open).
 
-        Async clients can only be closed from their event loop: use :meth:`aclose` there.
+        Async clients are closed in their event loop: when it ends, or by :meth:`aclose`.
         """
         if self._owned_sync is not None:
             self._owned_sync.close()
         for loop in list(self._async_by_loop):
             if loop.is_closed():
                 self._async_by_loop.pop(loop, None)
+                self._loop_guards.pop(loop, None)
 
     async def aclose(self) -> None:
-        clients = self._async_by_loop.pop(asyncio.get_running_loop(), None)
-        if clients is not None:
-            await clients.client.close()
+        """Close every client semcache built, each async one in its own event loop."""
+        for loop in list(self._async_by_loop):
+            self._async_by_loop.pop(loop, None)
+            guard = self._loop_guards.pop(loop, None)
+            if guard is not None:
+                await close_in_loop(loop, guard)
         self.close()
 
     def __repr__(self) -> str:

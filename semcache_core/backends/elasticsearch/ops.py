@@ -20,6 +20,7 @@ from semcache_core.backends.base import (
     VectorHit,
     VectorSearch,
     VectorWrite,
+    counters_of,
 )
 from semcache_core.backends.elasticsearch.bulk import BulkWriter
 from semcache_core.backends.elasticsearch.calls import Call, Reply, error_of
@@ -73,6 +74,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
         self.index_settings = dict(index_settings) if index_settings else None
         #: Whether ``index`` names an alias (writes then pass ``require_alias=True``).
         self.is_alias = False
+        self.read_indices = []
         self._ready = False
         self._fields = {}
         self._vector_fields_ready = set()
@@ -93,6 +95,9 @@ class ElasticsearchOperations(BulkWriter, Operations):
         return dict(source) if isinstance(source, Mapping) else None
 
     def _mget(self, ids: list[str], fields: list[str] | None = None) -> Call:
+        if self.read_indices:  # an alias over several indices: every id in every index
+            docs = [{"_index": name, "_id": i} for i in ids for name in self.read_indices]
+            return Call("mget", {"docs": docs, **({"source": fields} if fields else {})})
         kwargs: dict[str, Any] = {"index": self.index, "ids": ids}
         if fields is not None:
             kwargs["source"] = fields
@@ -116,6 +121,8 @@ class ElasticsearchOperations(BulkWriter, Operations):
             if not doc.get("found"):
                 continue
             key = keys_by_id.get(doc.get("_id", ""))
+            if key in found:
+                continue  # an older copy in another index of the alias (the newest came first)
             source = doc.get("_source") or {}
             if (
                 key is None
@@ -125,7 +132,12 @@ class ElasticsearchOperations(BulkWriter, Operations):
                 or not is_live(source, now)
             ):
                 continue
-            found[key] = {**source, "_seq_no": doc.get("_seq_no"), "_pt": doc.get("_primary_term")}
+            found[key] = {
+                **source,
+                "_seq_no": doc.get("_seq_no"),
+                "_pt": doc.get("_primary_term"),
+                "_in": doc.get("_index"),
+            }
         return found
 
     # -- values ----------------------------------------------------------------------------
@@ -185,7 +197,13 @@ class ElasticsearchOperations(BulkWriter, Operations):
 
     def _delete_many(self, namespace: str, keys: list[str]) -> Flow[None]:
         value_ids, vector_ids = self._ids_by_kind(namespace, keys)
-        operations = [self._action("delete", i) for i in [*value_ids, *vector_ids]]
+        # Through an alias over several indices, in each of them: an older copy must not be
+        # read again once the newest is gone.
+        operations = [
+            {"delete": {"_index": name, "_id": i}}
+            for i in [*value_ids, *vector_ids]
+            for name in (self.read_indices or [self.index])
+        ]
         yield from self.ensure_index()
         # Deleted records must not be found by a search right after: vector deletes use the
         # configured refresh; values are read by id (realtime) and need none.
@@ -275,7 +293,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
     ) -> Flow[bool]:
         value_id = self._value_id(namespace, key)
         yield from self.ensure_index()
-        reply = yield Call("get", {"index": self.index, "id": value_id}, ignore=(404,))
+        reply = yield Call("get", {"index": self.single_index, "id": value_id}, ignore=(404,))
         source = self._document(reply)
         current: bytes | None = None
         if (
@@ -311,22 +329,29 @@ class ElasticsearchOperations(BulkWriter, Operations):
         key_bytes(record_id, "vector record id")
         return doc_id(namespace, "vec:", record_id)
 
-    def _namespace_dim(self, namespace: str, dim: int) -> Flow[bool]:
-        """Check ``dim`` against the namespace's; True when the namespace has none yet."""
-        if self._namespace_dims.get(namespace) == dim:
+    def _partition_dim(self, namespace: str, partition: str, dim: int) -> Flow[bool]:
+        """Check ``dim`` against the partition's; True when the partition has none yet.
+
+        The dimension is per partition (its ``meta:dims:<partition>`` document), not per
+        namespace: a new embedding model is a new partition (its name is part of it) and
+        simply starts its own, in the ``knn_<dim>`` field of its dimension.
+        """
+        if self._namespace_dims.get((namespace, partition)) == dim:
             return False
         # Unknown, or a different dimension cached (perhaps stale): ask the index (realtime).
         reply = yield Call(
             "get",
-            {"index": self.index, "id": doc_id(namespace, "meta:", "dims")},
+            {"index": self.single_index, "id": doc_id(namespace, "meta:", "dims:" + partition)},
             ignore=(404,),
         )
         source = self._document(reply)
         stored = source.get("dims") if source and source.get("kind") == META else None
-        if not isinstance(stored, int):
-            self._namespace_dims.pop(namespace, None)
-            return True
-        self._namespace_dims[namespace] = stored
+        if not isinstance(stored, int) or isinstance(stored, bool) or stored < 1:
+            if stored is not None:
+                logger.warning("semcache: ignoring a malformed dimension marker: %r", stored)
+            self._namespace_dims.pop((namespace, partition), None)
+            return stored is None
+        self._namespace_dims[(namespace, partition)] = stored
         if stored != dim:
             raise keyspace.dimension_error(namespace, dim, stored)
         return False
@@ -337,12 +362,13 @@ class ElasticsearchOperations(BulkWriter, Operations):
         ids = [self._vector_id(namespace, record.id) for record in records]
         yield from self.ensure_index()
         yield from self._ensure_vector_field(dim)
-        first = yield from self._namespace_dim(namespace, dim)
+        first = yield from self._partition_dim(namespace, partition, dim)
         expires_at = expiry_ms(ttl_ms)
         operations: list[dict[str, Any]] = []
         if first:
-            meta = {"ns": namespace, "kind": META, "key": "dims", "dims": dim}
-            operations += [self._action("create", doc_id(namespace, "meta:", "dims")), meta]
+            marker = "dims:" + partition
+            meta = {"ns": namespace, "kind": META, "key": marker, "dims": dim}
+            operations += [self._action("create", doc_id(namespace, "meta:", marker)), meta]
         knn = vector_field(dim)
         for record, record_id in zip(records, ids, strict=True):
             source: dict[str, Any] = {
@@ -361,7 +387,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
         # A semantic lookup must see this write: the configured refresh applies here.
         # 409: the meta document exists already.
         yield from self._send_bulk(operations, self.refresh, tolerate=(409,))
-        self._namespace_dims[namespace] = dim
+        self._namespace_dims[(namespace, partition)] = dim
         yield from self._maybe_purge()
 
     def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
@@ -369,7 +395,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
         max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
         yield from self.ensure_index()
-        yield from self._namespace_dim(namespace, dim)
+        yield from self._partition_dim(namespace, partition, dim)
         if not (yield from self._has_vector_field(dim)):
             return []  # no vector of this dimension was ever stored in the index
         now = now_ms()
@@ -404,8 +430,15 @@ class ElasticsearchOperations(BulkWriter, Operations):
             },
         )
         hits: list[VectorHit] = []
-        for hit in reply.body["hits"]["hits"]:
+        found = reply.body["hits"]["hits"]
+        if self.read_indices:  # through several indices: the write index's copy of a key wins
+            found = sorted(found, key=lambda hit: hit.get("_index") != self.read_indices[0])
+        seen: set[str] = set()
+        for hit in found:
             source = hit.get("_source") or {}
+            if source.get("key") in seen:
+                continue
+            seen.add(str(source.get("key")))
             # Elasticsearch's cosine score is (1 + cos) / 2; our distance is 1 - cos.
             distance = min(2.0, max(0.0, 2.0 - 2.0 * float(hit["_score"])))
             if distance > max_distance or source.get("ns") != namespace:
@@ -434,7 +467,8 @@ class ElasticsearchOperations(BulkWriter, Operations):
             },
             admin=True,
         )
-        self._namespace_dims.pop(namespace, None)
+        for known in [k for k in self._namespace_dims if k[0] == namespace]:
+            self._namespace_dims.pop(known, None)
 
     def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:
         key_bytes(name, "counter group name")
@@ -458,7 +492,9 @@ class ElasticsearchOperations(BulkWriter, Operations):
         key_bytes(name, "counter group name")
         yield from self.ensure_index()
         reply = yield Call(
-            "get", {"index": self.index, "id": doc_id(namespace, "ctr:", name)}, ignore=(404,)
+            "get",
+            {"index": self.single_index, "id": doc_id(namespace, "ctr:", name)},
+            ignore=(404,),
         )
         source = self._document(reply)
         if (
@@ -468,4 +504,5 @@ class ElasticsearchOperations(BulkWriter, Operations):
             or source.get("key") != name
         ):
             return {}
-        return {str(k): float(v) for k, v in (source.get("counters") or {}).items()}
+        counters = source.get("counters")
+        return counters_of(counters.items()) if isinstance(counters, Mapping) else {}

@@ -1,6 +1,7 @@
 """Elasticsearch backend: the index layout, and checking or creating the index.
 
-Document layout (one index, or one alias pointing at one index; mapping in :func:`mapping`):
+Document layout (one index, or an alias: of one index, or of several with a write index;
+mapping in :func:`mapping`):
 
 * a value: id ``<namespace>:<key>`` (the key already starts with its kind, ``kv:`` or
   ``llm:``); fields ``ns``, ``kind="value"``, ``key``, ``value`` (base64, ``binary``),
@@ -11,10 +12,11 @@ Document layout (one index, or one alias pointing at one index; mapping in :func
   ``dense_vector`` searched by kNN, left out of ``_source``), ``expires_at``;
 * a counter group: id ``<namespace>:ctr:<name>``; ``kind="counter"``, ``counters`` (an object
   that is stored, not indexed);
-* the namespace's vector dimension: id ``<namespace>:meta:dims``; ``kind="meta"``, ``dims``.
+* each partition's vector dimension: id ``<namespace>:meta:dims:<partition>``; ``kind="meta"``,
+  ``dims`` (a new embedding model, a new partition, starts its own).
 
-Ids longer than Elasticsearch's 512 bytes keep a readable head and end in ``#<hash of the
-key>``. Every read checks ``ns``, ``kind`` and ``key`` of what it got, so a document is only
+Ids longer than Elasticsearch's 512 bytes, and ids of keys holding ``#``, keep a readable head
+and end in ``#<hash of the key>`` (so no plain id can equal a hashed one). Every read checks ``ns``, ``kind`` and ``key`` of what it got, so a document is only
 ever returned for the key that wrote it.
 """
 
@@ -164,11 +166,17 @@ def key_bytes(key: object, what: str) -> bytes:
 
 
 def doc_id(namespace: str, kind_prefix: str, key: str) -> str:
-    """``<namespace>:<kind_prefix><key>``, or a readable head plus a hash when too long."""
+    """``<namespace>:<kind_prefix><key>``, or a readable head plus ``#<hash>`` when the key is
+    too long or holds a ``#``.
+
+    Collision-free by construction: a plain id never holds ``#`` (namespaces and kind prefixes
+    cannot) and a hashed id always does, so a short key spelled like a long key's hashed id
+    (``<head>#<hash>``) gets a hashed id of its own instead of overwriting that document.
+    """
     raw = f"{namespace}:{kind_prefix}{key}"
-    if len(raw.encode("utf-8")) <= MAX_ID_BYTES:
+    if "#" not in key and len(raw.encode("utf-8")) <= MAX_ID_BYTES:
         return raw
-    head = key.encode("utf-8")[:200].decode("utf-8", "ignore")
+    head = key.encode("utf-8")[:200].decode("utf-8", "ignore").replace("#", "")
     return f"{namespace}:{kind_prefix}{head}#{stable_hash(kind_prefix, key)}"
 
 
@@ -189,10 +197,13 @@ class IndexSchema:
     vector_index_options: dict[str, Any]
     index_settings: dict[str, Any] | None
     is_alias: bool
+    #: An alias over several indices (rollover): its write index first, then the others,
+    #: newest name first. Empty for an index or an alias of one index.
+    read_indices: list[str]
     _ready: bool
     _fields: dict[str, Any]
     _vector_fields_ready: set[int]
-    _namespace_dims: dict[str, int]
+    _namespace_dims: dict[tuple[str, str], int]  # (namespace, partition) -> dimension
 
     def forget_index(self) -> None:
         """The index vanished or changed: check (and create) it again on the next call."""
@@ -207,14 +218,23 @@ class IndexSchema:
             return
         alias = yield Call("indices.get_alias", {"name": self.index}, ignore=(404,), admin=True)
         self.is_alias = alias.status == 200
-        if self.is_alias:
+        self.read_indices = []
+        if self.is_alias and len(alias.body) > 1:
             concrete = sorted(alias.body)
-            if len(concrete) != 1:
+            writers = [
+                name
+                for name in concrete
+                if (alias.body[name].get("aliases", {}).get(self.index) or {}).get("is_write_index")
+            ]
+            if len(writers) != 1:
                 raise SchemaConflictError(
                     f"Elasticsearch alias {self.index!r} points to {len(concrete)} indices "
-                    f"({', '.join(concrete)}); semcache reads documents by id, which needs an "
-                    "alias that points to exactly one index"
+                    f"({', '.join(concrete)}) and none is its write index; semcache writes "
+                    "through the alias, which needs exactly one index or an is_write_index"
                 )
+            # Reads go through every index, the write index (the newest copy) first.
+            others = sorted((name for name in concrete if name != writers[0]), reverse=True)
+            self.read_indices = [writers[0], *others]
         reply = yield Call("indices.get_mapping", {"index": self.index}, ignore=(404,), admin=True)
         if reply.status == 404:
             kwargs: dict[str, Any] = {
@@ -248,7 +268,7 @@ class IndexSchema:
         """Add ``properties`` to the mapping; ``SchemaConflictError(refused: ...)`` if refused."""
         put = yield Call(
             "indices.put_mapping",
-            {"index": self.index, "properties": properties},
+            {"index": self.single_index, "properties": properties},
             ignore=(400,),
             admin=True,
         )
@@ -256,8 +276,17 @@ class IndexSchema:
             error_type, reason = error_of(put.body)
             raise SchemaConflictError(f"{refused}: {error_type}: {reason}")
 
+    @property
+    def single_index(self) -> str:
+        """Where a single-document read or a mapping change goes: the write index of an alias
+        over several indices (they refuse single-index operations), else ``index``."""
+        return self.read_indices[0] if self.read_indices else self.index
+
     def _properties(self, body: Any) -> dict[str, Any]:
-        mappings = [entry.get("mappings", {}) for entry in dict(body).values()]
+        entries = dict(body)
+        if self.read_indices and self.read_indices[0] in entries:
+            entries = {self.read_indices[0]: entries[self.read_indices[0]]}
+        mappings = [entry.get("mappings", {}) for entry in entries.values()]
         if len(mappings) != 1:
             raise SchemaConflictError(
                 f"Elasticsearch name {self.index!r} resolves to {len(mappings)} indices; "
@@ -326,6 +355,11 @@ class IndexSchema:
         if name not in self._fields:
             reply = yield Call("indices.get_mapping", {"index": self.index}, admin=True)
             self._fields = self._properties(reply.body)
+            if name not in self._fields and self.read_indices:  # an older index may have it
+                return any(
+                    name in dict(entry).get("mappings", {}).get("properties", {})
+                    for entry in dict(reply.body).values()
+                )
         found = self._fields.get(name)
         if found is None:
             return False

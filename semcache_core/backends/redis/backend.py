@@ -3,7 +3,8 @@
 Connect with a URL (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS,
 ``unix:///path/to/redis.sock?db=0``; redis-py parses it) or with a redis-py client. Clients
 the backend creates get ``socket_timeout``/``socket_connect_timeout`` of 1 s, one retry
-without backoff, and a blocking pool of ``max_connections=100`` where a caller waits up to
+without backoff of a dropped connection (never of a timed-out command: a hung server costs one
+timeout per call, not two), and a blocking pool of ``max_connections=100`` where a caller waits up to
 ``pool_timeout=1`` s for a free connection (all configurable; ``redis_options`` passes any
 other redis-py setting), so a dead server costs about a second and the engine turns the
 failure into a miss. Every redis-py error (connection refused, timeout, an error reply) is
@@ -63,6 +64,7 @@ import threading
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 import redis.asyncio
@@ -70,9 +72,11 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.client import NEVER_DECODE
 from redis.exceptions import ClusterError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from semcache_core.backends.base import Backend
+from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
 from semcache_core.backends.redis import cluster
 from semcache_core.backends.redis.commands import Primaries, Round, Topology
 from semcache_core.backends.redis.keys import CLUSTER, STANDALONE
@@ -141,6 +145,8 @@ class RedisBackend(Backend):
             raise SemcacheInputError(f"max_mirror_rows must be >= 1, got {max_mirror_rows!r}")
         if retries < 0:
             raise SemcacheInputError(f"retries must be >= 0, got {retries!r}")
+        if url is not None:
+            _check_db(url)
         self._url = url
         self._options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
@@ -163,6 +169,7 @@ class RedisBackend(Backend):
         self._owns_client = False
         self._owns_async_client = False
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._async_guard: Guard | None = None
         self.ops: RedisOperations = RedisOperations(
             vector_search=vector_search,
             recreate_index=recreate_index,
@@ -216,9 +223,12 @@ class RedisBackend(Backend):
         return {"vector_search": self.vector_search, "redis_topology": self.topology}
 
     def _retry(self, *, sync: bool) -> Any:
+        # Retry a dropped connection (a restarted server, an idle connection closed by a
+        # proxy), never a timeout: redis-py's default also retries a timed-out command, so a
+        # hung server cost two socket timeouts per call instead of one.
         if sync:
-            return Retry(NoBackoff(), self._retries)
-        return AsyncRetry(NoBackoff(), self._retries)
+            return Retry(NoBackoff(), self._retries, supported_errors=(RedisConnectionError,))
+        return AsyncRetry(NoBackoff(), self._retries, supported_errors=(RedisConnectionError,))
 
     def _sync_client(self) -> Any:
         if self._client is None:
@@ -281,9 +291,11 @@ class RedisBackend(Backend):
         loop = asyncio.get_running_loop()
         if self._owns_async_client and self._async_loop is not loop:
             # asyncio connections belong to the loop that opened them: a client built in an
-            # earlier loop (asyncio.run called again) is unusable, and its loop is gone.
+            # earlier loop (asyncio.run called again) is unusable there; it is closed in its
+            # own loop (when that loop ends: see semcache_core.backends.loops).
             self._async_client = None
             self._owns_async_client = False
+            self._async_guard = None
         if self._async_client is None and self._cluster is None:
             assert self._url is not None
             self._cluster = await self._aprobe_cluster(self._url)
@@ -300,6 +312,7 @@ class RedisBackend(Backend):
             else:
                 self._async_client = cluster.async_from(self._client, retry=self._retry(sync=False))
             self._owns_async_client = True
+            self._async_guard = await close_at_loop_end(partial(_close_async, self._async_client))
         if self._async_client is None:
             self._async_loop = loop
             if self._url is not None:
@@ -316,6 +329,7 @@ class RedisBackend(Backend):
                 )
             )
             self._owns_async_client = True
+            self._async_guard = await close_at_loop_end(partial(_close_async, self._async_client))
         return self._async_client
 
     # -- the transport ---------------------------------------------------------------------------
@@ -362,12 +376,15 @@ class RedisBackend(Backend):
         self.ops.forget()
 
     async def aclose(self) -> None:
-        if self._owns_async_client and self._async_client is not None:
-            await self._async_client.aclose()
-            if not self._cluster:
-                await self._async_client.connection_pool.disconnect()
+        """Close both clients the backend created, the async one in its own event loop (from
+        any loop: ``asyncio.run`` called twice leaves the first client in the first loop)."""
+        guard, loop = self._async_guard, self._async_loop
+        if self._owns_async_client:
             self._async_client = None
             self._owns_async_client = False
+            self._async_guard = None
+        if guard is not None and loop is not None:
+            await close_in_loop(loop, guard)
         self.close()
 
     def __repr__(self) -> str:
@@ -376,6 +393,13 @@ class RedisBackend(Backend):
             f"RedisBackend({where!r}, vector_search={self.vector_search!r}, "
             f"topology={self.topology!r})"
         )
+
+
+async def _close_async(client: Any) -> None:
+    await client.aclose()
+    pool = getattr(client, "connection_pool", None)  # a cluster client has one per node
+    if pool is not None:
+        await pool.disconnect()
 
 
 def _request(client: Any, round_: Round) -> Callable[[], Any]:
@@ -413,6 +437,20 @@ def _backend_error(round_: Round, exc: BaseException) -> BackendError:
     names = sorted({str(command[0]) for command in round_.commands})
     detail = str(exc) or type(exc).__name__
     return BackendError(f"Redis {'/'.join(names)} failed: {detail}")
+
+
+def _check_db(url: str) -> None:
+    """redis-py reads ``redis://host/notadb`` as database 0: refuse a path that is no number."""
+    parts = urlsplit(url)
+    path = unquote(parts.path).strip("/") if parts.scheme in ("redis", "rediss") else ""
+    dbs = [path] if path else []
+    dbs += parse_qs(parts.query).get("db", [])
+    for db in dbs:
+        if not db.isdigit():
+            raise SemcacheInputError(
+                f"malformed Redis URL {_redact(url)!r}: the database must be a number "
+                f"(redis://host:6379/0), got {db!r}"
+            )
 
 
 def _redact(url: str) -> str:

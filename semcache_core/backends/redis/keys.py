@@ -8,7 +8,7 @@
     <ns>:vmeta:{<ns>:<tag>}<part>   log-mirror path only: compaction threshold and epoch
     <ns>:vlock:{<ns>:<tag>}<part>   log-mirror path only: compaction lock (expires)
     <ns>:vdim:{<ns>:<tag>}<part>    log-mirror path only: dimension of the partition's vectors
-    <ns>:vdim                       dimension of the namespace's vectors
+    <ns>:vdim                       Query Engine path only: dimension of the namespace's index
     <ns>:stats:<name>               persisted counters (HASH, HINCRBYFLOAT)
     <ns>:idx                        Query Engine path only: the index name (not a key)
 
@@ -23,11 +23,14 @@ computed from ``keys.vector_key(id)`` by :func:`vector_key`.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 from semcache_core import keys as keyspace
 from semcache_core.keys import stable_hash
+
+logger = logging.getLogger("semcache")
 
 _LOW64 = (1 << 64) - 1
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -101,6 +104,17 @@ def lock_key(namespace: str, partition: str) -> str:
 
 def partition_dim_key(namespace: str, partition: str) -> str:
     return _partition_keys("vdim", namespace, partition)
+
+
+def dimension_of(marker: object) -> int | None:
+    """A stored dimension marker as an int; ``None`` (with a warning) when it is garbage."""
+    if marker is None:
+        return None
+    text = marker.decode("ascii", "replace") if isinstance(marker, bytes) else str(marker)
+    if text.isdigit() and 0 < int(text) <= 65536:
+        return int(text)
+    logger.warning("semcache: ignoring a malformed Redis dimension marker %r", text[:40])
+    return None
 
 
 def dim_key(namespace: str) -> str:

@@ -24,7 +24,6 @@ its meta, lock and dimension keys and its records' hashes share the partition's 
 
 from __future__ import annotations
 
-import json
 import logging
 import weakref
 from collections.abc import Iterable, Mapping
@@ -41,7 +40,7 @@ from semcache_core.backends.redis.commands import (
     one,
     stream_entries,
 )
-from semcache_core.backends.redis.keys import KeyLayout, entry_id_of, seq_of
+from semcache_core.backends.redis.keys import KeyLayout, dimension_of, entry_id_of, seq_of
 from semcache_core.backends.redis.lua import (
     FINISH_COMPACTION,
     KnownDimensions,
@@ -50,6 +49,7 @@ from semcache_core.backends.redis.lua import (
     write_records,
 )
 from semcache_core.backends.redis.strategy import VectorStrategy
+from semcache_core.codecs import loads_untrusted
 from semcache_core.errors import BackendError
 from semcache_core.flow import Flow
 from semcache_core.mirror import Candidate, MirrorSet, PartitionMirror, verified_search
@@ -170,8 +170,9 @@ class LogMirrorSearch(VectorStrategy):
                 with self.mirrors.lock:
                     self.mirrors.drop(namespace, partition)
                 return None  # no vector is stored in this partition (or it was cleared)
-            if int(stored_dim) != dim:
-                raise keyspace.dimension_error(namespace, dim, int(stored_dim))
+            marked = dimension_of(stored_dim)  # garbage: ignored (the next write replaces it)
+            if marked is not None and marked != dim:
+                raise keyspace.dimension_error(namespace, dim, marked)
             current_epoch = int(server_epoch or 0)
             if not fresh and current_epoch != epoch:
                 with self.mirrors.lock:  # the log was compacted: rebuild from it
@@ -312,8 +313,12 @@ def _apply(
         if raw is None or len(raw) != width or "id" not in fields:
             continue  # foreign or corrupt: skipped, never read again
         try:
-            entry_tags = json.loads(fields.get("tags") or b"{}")
+            entry_tags = loads_untrusted(fields.get("tags") or b"{}")
         except ValueError:
+            continue
+        if not isinstance(entry_tags, dict) or not all(
+            isinstance(v, str) for v in entry_tags.values()
+        ):
             continue
         seqs.append(seq)
         ids.append(as_text(fields["id"]))

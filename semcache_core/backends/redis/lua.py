@@ -16,7 +16,13 @@ from redis.exceptions import NoScriptError
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import VectorRecord, VectorWrite
 from semcache_core.backends.redis.commands import Command, Round, as_text, is_error, refused
-from semcache_core.backends.redis.keys import KeyLayout, check_ids, partition_token, tag_token
+from semcache_core.backends.redis.keys import (
+    KeyLayout,
+    check_ids,
+    dimension_of,
+    partition_token,
+    tag_token,
+)
 from semcache_core.codecs import canonical_json
 from semcache_core.flow import Flow
 
@@ -68,6 +74,7 @@ local ttl = tonumber(ARGV[2])
 local use_log = ARGV[3] == '1'
 if use_log then
   local dim = redis.call('GET', KEYS[1])
+  if dim and not tonumber(dim) then dim = false end
   if dim and dim ~= ARGV[1] then return {'dim', dim} end
   if not dim then redis.call('SET', KEYS[1], ARGV[1]) end
 end
@@ -234,8 +241,11 @@ def check_namespace_dim(
         return
     key = layout.dim_key(namespace)
     _set, stored = yield Round((("SET", key, dim, "NX"), ("GET", key)))
-    if stored is not None and int(as_text(stored)) != dim:
-        raise keyspace.dimension_error(namespace, dim, int(as_text(stored)))
+    stored_dim = dimension_of(stored)
+    if stored is not None and stored_dim is None:  # garbage: replaced, never a failed write
+        yield Round((("SET", key, dim),))
+    elif stored_dim is not None and stored_dim != dim:
+        raise keyspace.dimension_error(namespace, dim, stored_dim)
     known.set(namespace, dim)
 
 
@@ -251,7 +261,11 @@ def write_records(
     """Write ``records`` with :data:`WRITE_VECTORS`; True when this writer should compact."""
     partition, records, dim = write.partition, write.records, write.dim
     check_ids(partition, [record.id for record in records])
-    yield from check_namespace_dim(namespace, dim, layout, known)
+    if not use_log:
+        # The Query Engine indexes a namespace with one dimension. The log path needs only
+        # the partition's (checked in the script): a new embedding model is a new partition
+        # and simply starts its own, in the same namespace.
+        yield from check_namespace_dim(namespace, dim, layout, known)
     rows = [_record_args(record) for record in records]
     keys = [
         layout.partition_dim_key(namespace, partition),

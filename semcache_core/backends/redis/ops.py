@@ -13,7 +13,14 @@ import threading
 from typing import Any, Literal
 
 from semcache_core import keys as keyspace
-from semcache_core.backends.base import KeyPage, Operations, VectorHit, VectorSearch, VectorWrite
+from semcache_core.backends.base import (
+    KeyPage,
+    Operations,
+    VectorHit,
+    VectorSearch,
+    VectorWrite,
+    counters_of,
+)
 from semcache_core.backends.redis.commands import (
     Command,
     Primaries,
@@ -61,6 +68,7 @@ _FALLBACK_LOCK = threading.Lock()
 MIN_SEARCH_VERSION = 20400
 #: SCAN page size (a hint to Redis) and keys per UNLINK when clearing.
 SCAN_COUNT = 1000
+logger = logging.getLogger("semcache")
 
 
 class RedisOperations(Operations):
@@ -172,12 +180,12 @@ class RedisOperations(Operations):
                 else ("HGET", layout.vector_key(namespace, entry_id), "payload")
                 for key, entry_id in zip(keys, ids, strict=True)
             ]
-            replies = yield Round(commands)
+            replies = yield Round(commands, tolerate=True)
         elif len(keys) == 1:  # the exact-cache lookup: GET is a little cheaper than MGET
-            replies = [(yield from one(("GET", value_key(namespace, keys[0]))))]
+            replies = [(yield from one(("GET", value_key(namespace, keys[0])), tolerate=True))]
         else:
             replies = yield from one(("MGET", *(value_key(namespace, k) for k in keys)))
-        return [None if v is None else bytes(v) for v in replies]
+        return [_value_of(v) for v in replies]
 
     def _set_many(
         self, namespace: str, items: list[tuple[str, bytes]], ttl_ms: int | None
@@ -281,12 +289,20 @@ class RedisOperations(Operations):
     def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:
         yield from self.topology()
         key = stats_key(namespace, name)
-        yield Round([("HINCRBYFLOAT", key, f, repr(d)) for f, d in deltas.items()])
+        fields = list(deltas.items())
+        replies = yield Round([("HINCRBYFLOAT", key, f, repr(d)) for f, d in fields], tolerate=True)
+        # A field that holds no number (planted, or another program's) refuses HINCRBYFLOAT:
+        # it is reset to this delta, so a bad counter never fails the flush (nor opens the
+        # circuit breaker and takes lookups down with it).
+        broken = [(f, d) for (f, d), reply in zip(fields, replies, strict=True) if is_error(reply)]
+        if broken:
+            logger.warning("semcache: resetting counters that were not numbers: %s", broken)
+            yield Round([("HSET", key, f, repr(d)) for f, d in broken])
 
     def _get_counters(self, namespace: str, name: str) -> Flow[dict[str, float]]:
         yield from self.topology()
         reply = yield from one(("HGETALL", stats_key(namespace, name)))
-        return {field: float(value) for field, value in pairs(reply).items()}
+        return counters_of(pairs(reply).items())
 
     # -- namespace-wide --------------------------------------------------------------------------
     def _clear(self, namespace: str) -> Flow[None]:
@@ -352,6 +368,15 @@ class RedisOperations(Operations):
             self.mirrors.drop_all()
         if self.strategy is not None:
             self.strategy.forget()
+
+
+def _value_of(reply: object) -> bytes | None:
+    """A read value; a key of the wrong type (``WRONGTYPE``: planted by another program)
+    is a miss with a warning, never an error that would open the circuit breaker."""
+    if is_error(reply):
+        logger.warning("semcache: ignoring a Redis key of the wrong type: %s", reply)
+        return None
+    return bytes(reply) if isinstance(reply, (bytes, bytearray, memoryview)) else None
 
 
 def _has_coordinator(replies: list[Any]) -> bool:

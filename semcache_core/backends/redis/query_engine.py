@@ -33,6 +33,7 @@ from semcache_core.backends.redis.commands import (
 )
 from semcache_core.backends.redis.keys import (
     KeyLayout,
+    dimension_of,
     index_name,
     partition_token,
     record_id,
@@ -99,13 +100,14 @@ class QueryEngineSearch(VectorStrategy):
         )
         if is_error(stored_dim):
             raise refused("GET", stored_dim)
+        stored_dim = dimension_of(stored_dim)  # garbage: as if absent (the write replaces it)
         if is_error(info) and not missing_index(info):
             raise refused("FT.INFO", info)
         if is_error(info):  # no index yet
             if stored_dim is not None:
                 # Vectors exist (written before the index, or the index was dropped by a
                 # clear elsewhere): index them with their dimension.
-                dim_in_store = int(stored_dim)
+                dim_in_store = stored_dim
                 if dim_in_store != dim:
                     raise _dimension_error(namespace, dim, dim_in_store, adding=adding)
             elif not create:
@@ -114,7 +116,7 @@ class QueryEngineSearch(VectorStrategy):
         else:
             problems, index_dim = _schema_problems(info, namespace, layout)
             if index_dim is None and stored_dim is not None:
-                index_dim = int(stored_dim)
+                index_dim = stored_dim
             conflict = bool(problems) or (index_dim is not None and index_dim != dim)
             if conflict and self.recreate_index and namespace not in self._recreated:
                 yield Round((("FT.DROPINDEX", name),))
