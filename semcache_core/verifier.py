@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from semcache_core.flow import Flow, Step, arun, run
+
 __all__ = [
     "JUDGE_PROMPT",
     "Verifier",
@@ -200,44 +202,42 @@ class Verifier:
     def verdict(self, new_prompt: str, cached_prompt: str) -> VerifierVerdict:
         """:meth:`verify` with what happened: the outcome, whether the verdict came from the
         cache, the judge's latency and, for a failure, why."""
+        return run(self._verdict_flow(new_prompt, cached_prompt), _JudgeTransport(self))
+
+    async def averdict(self, new_prompt: str, cached_prompt: str) -> VerifierVerdict:
+        """:meth:`verdict` for async code: the async judge if there is one, else the sync
+        judge in a worker thread; the timeout applies either way."""
+        return await arun(self._verdict_flow(new_prompt, cached_prompt), _JudgeTransport(self))
+
+    def _verdict_flow(self, new_prompt: str, cached_prompt: str) -> Flow[VerifierVerdict]:
+        """The verdict policy, written once: the cache, one judge call, what a failure means."""
         key = (new_prompt, cached_prompt)
         cached = self._cached(key)
         if cached is not None:
             return cached
         started = time.perf_counter()
         try:
-            if self.timeout is None:
-                reply = self._judge(new_prompt, cached_prompt)
-            else:
-                future = self._executor().submit(self._judge, new_prompt, cached_prompt)
-                reply = future.result(timeout=self.timeout)
-        except concurrent.futures.TimeoutError:
+            reply = yield AskJudge(new_prompt, cached_prompt)
+        except (concurrent.futures.TimeoutError, asyncio.TimeoutError):
             return self._record(key, None, started, error=f"{_TIMEOUT} {self.timeout}s")
         except Exception as exc:
             return self._record(key, None, started, error=f"{type(exc).__name__}: {exc}")
         return self._record(key, reply, started)
 
-    async def averdict(self, new_prompt: str, cached_prompt: str) -> VerifierVerdict:
-        """:meth:`verdict` for async code: the async judge if there is one, else the sync
-        judge in a worker thread; the timeout applies either way."""
-        key = (new_prompt, cached_prompt)
-        cached = self._cached(key)
-        if cached is not None:
-            return cached
-        started = time.perf_counter()
-        try:
-            if self._ajudge is not None:
-                call = self._ajudge(new_prompt, cached_prompt)
-            else:
-                call = asyncio.get_running_loop().run_in_executor(
-                    self._executor(), self._judge, new_prompt, cached_prompt
-                )
-            reply = await asyncio.wait_for(call, self.timeout)
-        except asyncio.TimeoutError:
-            return self._record(key, None, started, error=f"{_TIMEOUT} {self.timeout}s")
-        except Exception as exc:
-            return self._record(key, None, started, error=f"{type(exc).__name__}: {exc}")
-        return self._record(key, reply, started)
+    def _ask(self, step: AskJudge) -> Any:
+        if self.timeout is None:
+            return self._judge(step.new_prompt, step.cached_prompt)
+        future = self._executor().submit(self._judge, step.new_prompt, step.cached_prompt)
+        return future.result(timeout=self.timeout)
+
+    async def _aask(self, step: AskJudge) -> Any:
+        if self._ajudge is not None:
+            call = self._ajudge(step.new_prompt, step.cached_prompt)
+        else:
+            call = asyncio.get_running_loop().run_in_executor(
+                self._executor(), self._judge, step.new_prompt, step.cached_prompt
+            )
+        return await asyncio.wait_for(call, self.timeout)
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         # A timed-out judge keeps its thread until it returns; a small pool bounds them.
@@ -333,3 +333,26 @@ def make_verifier(
         "verifier must be a callable (new_prompt, cached_prompt) -> bool, a LangChain chat "
         f"model (.invoke) or a LlamaIndex LLM (.complete); got {type(obj).__name__}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AskJudge(Step):
+    """One judge call: do ``new_prompt`` and ``cached_prompt`` have the same answer?"""
+
+    new_prompt: str
+    cached_prompt: str
+
+
+class _JudgeTransport:
+    """Performs :class:`AskJudge` steps with the verifier's sync or async judge."""
+
+    def __init__(self, verifier: Verifier) -> None:
+        self._verifier = verifier
+
+    def execute(self, step: Step) -> Any:
+        assert isinstance(step, AskJudge)
+        return self._verifier._ask(step)
+
+    async def aexecute(self, step: Step) -> Any:
+        assert isinstance(step, AskJudge)
+        return await self._verifier._aask(step)

@@ -117,30 +117,44 @@ def _parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]
     return nodes, settings
 
 
-def sync_client(
-    url: str, *, retry: Any, options: Mapping[str, Any], pool_limits: Mapping[str, Any]
-) -> ClusterClient:
-    """A ``RedisCluster`` for ``url`` (a cluster URL or a ``redis://`` URL to one node), with
-    up to ``max_connections`` per node (redis-py's cluster client has no blocking pool on
-    both sides: a caller beyond that fails at once, which the engine turns into a miss)."""
+def _client(
+    client_class: Any,
+    node_class: Any,
+    url: str,
+    *,
+    retry: Any,
+    options: Mapping[str, Any],
+    pool_limits: Mapping[str, Any],
+) -> Any:
+    """A cluster client of ``client_class`` for ``url`` (a cluster URL or a ``redis://`` URL to
+    one node), with up to ``max_connections`` per node (redis-py's cluster client has no
+    blocking pool on either side: a caller beyond that fails at once, which the engine turns
+    into a miss). The sync and asyncio clients take the same settings, so one function builds
+    both."""
     settings = {**options, "retry": retry, "max_connections": pool_limits["max_connections"]}
     if url.split("://", 1)[0].lower() in CLUSTER_SCHEMES:
         nodes, from_url = _parse_cluster_url(url)
-        startup = [_SyncNode(host, port) for host, port in nodes]
-        return ClusterClient(startup_nodes=startup, **from_url, **settings)
-    return ClusterClient.from_url(url, **settings)
+        startup = [node_class(host, port) for host, port in nodes]
+        return client_class(startup_nodes=startup, **from_url, **settings)
+    return client_class.from_url(url, **settings)
+
+
+def sync_client(
+    url: str, *, retry: Any, options: Mapping[str, Any], pool_limits: Mapping[str, Any]
+) -> ClusterClient:
+    """A ``RedisCluster`` for ``url`` (see :func:`_client`)."""
+    return _client(  # type: ignore[no-any-return]
+        ClusterClient, _SyncNode, url, retry=retry, options=options, pool_limits=pool_limits
+    )
 
 
 def async_client(
     url: str, *, retry: Any, options: Mapping[str, Any], pool_limits: Mapping[str, Any]
 ) -> AsyncClusterClient:
-    """The asyncio counterpart of :func:`sync_client` (``max_connections`` per node)."""
-    settings = {**options, "retry": retry, "max_connections": pool_limits["max_connections"]}
-    if url.split("://", 1)[0].lower() in CLUSTER_SCHEMES:
-        nodes, from_url = _parse_cluster_url(url)
-        startup = [_AsyncNode(host, port) for host, port in nodes]
-        return AsyncClusterClient(startup_nodes=startup, **from_url, **settings)
-    return AsyncClusterClient.from_url(url, **settings)
+    """The asyncio ``RedisCluster`` for ``url`` (see :func:`_client`)."""
+    return _client(  # type: ignore[no-any-return]
+        AsyncClusterClient, _AsyncNode, url, retry=retry, options=options, pool_limits=pool_limits
+    )
 
 
 def sync_from(client: AsyncClusterClient, *, retry: Any) -> ClusterClient:
