@@ -22,6 +22,7 @@ from langchain_core.outputs import Generation
 from langchain_semcache import BackendByteStore, ExactCache, SemanticCache
 from semcache_core import Backend, VectorRecord, connect, keys
 from semcache_core.backends.redis import RedisBackend, log_mirror
+from semcache_core.backends.redis.commands import as_text
 from semcache_core.backends.redis.keys import partition_token
 from semcache_core.codecs import as_vector, normalize
 from semcache_core.errors import (
@@ -260,12 +261,12 @@ def test_key_layout_of_engine_partitions(
     assert raw.hget(record_key, "partition") == partition.encode()
     log = f"{namespace}:vlog:{{{namespace}:{tag}}}{partition}"
     assert raw.exists(log) == (kind == "redis")
-    # The namespace's dimension is the Query Engine index's; the log path keeps each
-    # partition's (a new embedding model starts its own partition).
+    # The namespace's first dimension is the one of the Query Engine index <ns>:idx; both
+    # paths keep each partition's (a new embedding model starts its own partition).
     namespace_dim = raw.get(f"{namespace}:vdim")
     assert namespace_dim == (str(DIM).encode() if kind == "redis-qe" else None)
     partition_dim = raw.get(f"{namespace}:vdim:{{{namespace}:{tag}}}{partition}")
-    assert partition_dim == (str(DIM).encode() if kind == "redis" else None)
+    assert partition_dim == str(DIM).encode()
     assert nearest(backend, namespace, partition, unit(1)) == [(entry_id, b"payload")]
     assert backend.get_vector_payloads(namespace, [entry_id]) == [b"payload"]
     backend.expire_many(namespace, [keys.vector_key(entry_id)], ttl=60)
@@ -456,7 +457,7 @@ def test_one_round_trip_per_batch(kind: str, mode: str, redis_url: str, namespac
             assert [len(miss), len(hit)] == [1, 2]
             assert "XRANGE" in miss[0] and hit[1] == ["HMGET"]
         else:
-            assert miss == [["FT.SEARCH"]] and hit == [["FT.SEARCH"]]
+            assert miss == [["GET", "FT.SEARCH"]] and hit == [["GET", "FT.SEARCH"]]
         backend.clear(namespace)
     finally:
         backend.close()
@@ -492,26 +493,59 @@ def test_existing_index_with_other_schema(
         fixed.close()
 
 
-def test_existing_index_of_other_dimension(kind: str, redis_url: str, namespace: str) -> None:
+def test_index_per_dimension(kind: str, redis_url: str, raw: redis.Redis, namespace: str) -> None:
+    """A namespace's index of dimension 4 and vectors of another dimension (a switched
+    embedding model): a second index ``<ns>:idx:d<dim>`` over the same prefix; each index
+    holds its dimension's entries, a search uses its vector's; clear drops both."""
     if kind != "redis-qe":
         pytest.skip("Query Engine only")
     old = RedisBackend.from_url(redis_url)
     small = normalize(as_vector([1.0, 0.0, 0.0, 0.0]))
-    old.add_vectors(namespace, "p", [VectorRecord("old", small, b"old")])
+    old.add_vectors(namespace, "p4", [VectorRecord("old", small, b"old")])
+    assert old.search_vectors(namespace, "p", unit(1), k=1, max_distance=0.1) == []  # no index
     old.close()
     backend = RedisBackend.from_url(redis_url)
     try:
-        with pytest.raises(SchemaConflictError, match="dimension 4") as error:
+        backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"v")])
+        assert nearest(backend, namespace, "p", unit(1)) == [("x", b"v")]
+        assert nearest(backend, namespace, "p4", small) == [("old", b"old")]
+        assert raw.get(f"{namespace}:vdim") == b"4"
+        listed = {as_text(name) for name in raw.execute_command("FT._LIST")}
+        assert {f"{namespace}:idx", f"{namespace}:idx:d{DIM}"} <= listed
+        assert len(raw.keys(f"{namespace}:vec:*")) == 2  # both stored, each indexed once
+        backend.clear(namespace)
+        listed = {as_text(name) for name in raw.execute_command("FT._LIST")}
+        assert not {f"{namespace}:idx", f"{namespace}:idx:d{DIM}"} & listed
+        assert nearest(backend, namespace, "p", unit(1)) == []
+    finally:
+        backend.close()
+
+
+def test_index_of_a_dimension_created_for_another(
+    kind: str, redis_url: str, raw: redis.Redis, namespace: str
+) -> None:
+    if kind != "redis-qe":
+        pytest.skip("Query Engine only")
+    old = RedisBackend.from_url(redis_url)
+    old.add_vectors(namespace, "p4", [VectorRecord("old", normalize(as_vector([1.0] * 4)), b"o")])
+    old.close()
+    raw.execute_command(
+        "FT.CREATE", f"{namespace}:idx:d{DIM}", "ON", "HASH", "PREFIX", 1, f"{namespace}:vec:",
+        "SCHEMA", "ptag", "TAG", "SEPARATOR", ",", "ttag", "TAG", "SEPARATOR", ",",
+        "vector", "VECTOR", "HNSW", 6, "TYPE", "FLOAT32", "DIM", 3, "DISTANCE_METRIC", "COSINE",
+    )  # fmt: skip
+    backend = RedisBackend.from_url(redis_url)
+    try:
+        with pytest.raises(SchemaConflictError, match="dimension 3") as error:
             backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"v")])
         assert isinstance(error.value, VectorDimensionError)
-        with pytest.raises(VectorDimensionError, match="dimension"):
-            backend.search_vectors(namespace, "p", unit(1), k=1, max_distance=0.1)
     finally:
         backend.close()
     fixed = RedisBackend.from_url(redis_url, recreate_index=True)
     try:
         fixed.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"v")])
         assert nearest(fixed, namespace, "p", unit(1)) == [("x", b"v")]
+        assert raw.get(f"{namespace}:vdim") == b"4"  # the first index keeps its dimension
     finally:
         fixed.clear(namespace)
         fixed.close()

@@ -7,10 +7,12 @@
     <ns>:vlog:{<ns>:<tag>}<part>    log-mirror path only: STREAM of the partition's writes
     <ns>:vmeta:{<ns>:<tag>}<part>   log-mirror path only: compaction threshold and epoch
     <ns>:vlock:{<ns>:<tag>}<part>   log-mirror path only: compaction lock (expires)
-    <ns>:vdim:{<ns>:<tag>}<part>    log-mirror path only: dimension of the partition's vectors
-    <ns>:vdim                       Query Engine path only: dimension of the namespace's index
+    <ns>:vdim:{<ns>:<tag>}<part>    dimension of the partition's vectors
+    <ns>:vdim                       Query Engine path only: dimension of the index <ns>:idx
     <ns>:stats:<name>               persisted counters (HASH, HINCRBYFLOAT)
-    <ns>:idx                        Query Engine path only: the index name (not a key)
+    <ns>:idx                        Query Engine path only: the index of <ns>:vdim vectors
+    <ns>:idx:d<dim>                 Query Engine path only: the index of <dim> vectors, each
+                                    other dimension (index names, not keys)
 
 ``<tag>`` is the partition's tag (:func:`semcache_core.keys.partition_tag`), which a semantic
 entry id carries (:func:`semcache_core.keys.semantic_entry_id`); ids and partitions without a
@@ -44,8 +46,18 @@ def stats_key(namespace: str, name: str) -> str:
     return f"{namespace}:stats:{name}"
 
 
-def index_name(namespace: str) -> str:
-    return f"{namespace}:idx"
+def index_name(namespace: str, dim: int | None = None) -> str:
+    """The Query Engine index of ``namespace``'s first dimension (``dim=None``), or the one
+    of vectors of ``dim`` when the first dimension is another (a switched embedding model)."""
+    return f"{namespace}:idx" if dim is None else f"{namespace}:idx:d{dim}"
+
+
+def is_index_of(namespace: str, name: str) -> bool:
+    """Whether ``name`` is one of ``namespace``'s Query Engine indexes."""
+    return (
+        name == index_name(namespace)
+        or re.fullmatch(re.escape(index_name(namespace)) + r":d[0-9]+", name) is not None
+    )
 
 
 def slot_tag(namespace: str, tag: str | None) -> str:
@@ -140,11 +152,10 @@ class KeyLayout:
     partitions of another form (no tag) share ``{<ns>}``; a write whose ids do not carry
     their partition's tag is refused (:func:`check_ids`), as it would cross slots.
 
-    The namespace's dimension (``<ns>:vdim``) cannot be in every partition's slot: it is
-    checked and set outside the script, before a client's first write of a dimension to
-    the namespace (``SET NX``, then ``GET``); the script checks each partition's own
-    dimension atomically with its writes on the mirror path, whose mirrors need one
-    dimension per partition. Values, exact entries and counters (``<ns>:kv:...``,
+    The namespace's first dimension (``<ns>:vdim``, the one of the index ``<ns>:idx``)
+    cannot be in every partition's slot: it is claimed outside the script when that index is
+    created (``SET NX``, then ``GET``; other dimensions get ``<ns>:idx:d<dim>``); the script
+    checks each partition's own dimension atomically with its writes, on both paths. Values, exact entries and counters (``<ns>:kv:...``,
     ``<ns>:llm:...``) carry no tag: they spread over every shard key by key.
     """
 

@@ -43,7 +43,6 @@ from semcache_core.backends.redis.commands import (
 from semcache_core.backends.redis.keys import KeyLayout, dimension_of, entry_id_of, seq_of
 from semcache_core.backends.redis.lua import (
     FINISH_COMPACTION,
-    KnownDimensions,
     ScriptCall,
     run_commands,
     write_records,
@@ -68,14 +67,13 @@ class LogMirrorSearch(VectorStrategy):
     def __init__(self, mirrors: MirrorSet) -> None:
         self.mirrors = mirrors
         self.max_mirror_rows = mirrors.max_rows
-        self.dims = KnownDimensions()
         # The log epoch each mirror was built at (a compaction bumps it: the mirror rebuilds).
         self._epochs: weakref.WeakKeyDictionary[PartitionMirror, int] = weakref.WeakKeyDictionary()
 
     def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]:
         partition = write.partition
         compact = yield from write_records(
-            namespace, write, layout, use_log=True, known=self.dims, compact_floor=COMPACT_FLOOR
+            namespace, write, layout, use_log=True, compact_floor=COMPACT_FLOOR
         )
         if compact:
             try:
@@ -121,12 +119,10 @@ class LogMirrorSearch(VectorStrategy):
         )
 
     def drop_namespace(self, namespace: str) -> None:
-        self.dims.drop(namespace)
         with self.mirrors.lock:
             self.mirrors.drop_namespace(namespace)
 
     def forget(self) -> None:
-        self.dims.clear()
         with self.mirrors.lock:
             self.mirrors.drop_all()
 

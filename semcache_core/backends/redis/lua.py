@@ -5,7 +5,6 @@ Valkey and ElastiCache do)."""
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,6 @@ from semcache_core.backends.redis.commands import Command, Round, as_text, is_er
 from semcache_core.backends.redis.keys import (
     KeyLayout,
     check_ids,
-    dimension_of,
     partition_token,
     tag_token,
 )
@@ -57,9 +55,9 @@ class ScriptCall:
 
 # -- Lua scripts -----------------------------------------------------------------------------
 
-# Writes vector records atomically: checks/sets the partition's dimension (log path: the
-# mirrors need one per partition; the namespace's is checked before, outside the script, as it
-# is in no partition's slot: KeyLayout), appends each record
+# Writes vector records atomically: checks/sets the partition's dimension (one per partition
+# on both paths: the mirrors need it, and on the Query Engine path it picks the partition's
+# index; it lives as long as the log or, without one, the longest-lived entry), appends each record
 # to its partition's log (XADD: the entry id is the record's version), replaces the record's
 # hash with its TTL (Query Engine path: vector, payload, partition, tag tokens, for the index;
 # log path: payload, partition, version only, the vector living in the log), keeps the log alive at
@@ -72,12 +70,10 @@ WRITE_VECTORS = Script(
     """
 local ttl = tonumber(ARGV[2])
 local use_log = ARGV[3] == '1'
-if use_log then
-  local dim = redis.call('GET', KEYS[1])
-  if dim and not tonumber(dim) then dim = false end
-  if dim and dim ~= ARGV[1] then return {'dim', dim} end
-  if not dim then redis.call('SET', KEYS[1], ARGV[1]) end
-end
+local dim = redis.call('GET', KEYS[1])
+if dim and not tonumber(dim) then dim = false end
+if dim and dim ~= ARGV[1] then return {'dim', dim} end
+if not dim then redis.call('SET', KEYS[1], ARGV[1]) end
 local log_ttl = -1
 if use_log then log_ttl = redis.call('PTTL', KEYS[2]) end
 for i = 5, #KEYS do
@@ -98,7 +94,16 @@ for i = 5, #KEYS do
   end
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
 end
-if not use_log then return {'ok', 0, 0} end
+if not use_log then
+  -- No log: the partition's dimension lives at least as long as its longest-lived entry.
+  local t = redis.call('PTTL', KEYS[1])
+  if ttl == 0 then
+    redis.call('PERSIST', KEYS[1])
+  elseif (t == -1 and not dim) or (t >= 0 and t < ttl) then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+  return {'ok', 0, 0}
+end
 if ttl == 0 then
   redis.call('PERSIST', KEYS[2])
 elseif log_ttl == -2 or (log_ttl >= 0 and log_ttl < ttl) then
@@ -207,65 +212,20 @@ def _record_args(record: VectorRecord) -> list[Any]:
     ]
 
 
-class KnownDimensions:
-    """The namespace dimensions (``<ns>:vdim``) this client has set or found equal to its
-    writes: later writes of that dimension skip the check (one round trip)."""
-
-    def __init__(self) -> None:
-        self._dims: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def get(self, namespace: str) -> int | None:
-        with self._lock:
-            return self._dims.get(namespace)
-
-    def set(self, namespace: str, dim: int) -> None:
-        with self._lock:
-            self._dims[namespace] = dim
-
-    def drop(self, namespace: str) -> None:
-        with self._lock:
-            self._dims.pop(namespace, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._dims.clear()
-
-
-def check_namespace_dim(
-    namespace: str, dim: int, layout: KeyLayout, known: KnownDimensions
-) -> Flow[None]:
-    """Set the namespace's dimension if it has none, else check it (``SET NX`` then ``GET``,
-    one round trip). Outside the write script: ``<ns>:vdim`` is in no partition's slot."""
-    if known.get(namespace) == dim:
-        return
-    key = layout.dim_key(namespace)
-    _set, stored = yield Round((("SET", key, dim, "NX"), ("GET", key)))
-    stored_dim = dimension_of(stored)
-    if stored is not None and stored_dim is None:  # garbage: replaced, never a failed write
-        yield Round((("SET", key, dim),))
-    elif stored_dim is not None and stored_dim != dim:
-        raise keyspace.dimension_error(namespace, dim, stored_dim)
-    known.set(namespace, dim)
-
-
 def write_records(
     namespace: str,
     write: VectorWrite,
     layout: KeyLayout,
     *,
     use_log: bool,
-    known: KnownDimensions,
     compact_floor: int = 0,
 ) -> Flow[bool]:
     """Write ``records`` with :data:`WRITE_VECTORS`; True when this writer should compact."""
     partition, records, dim = write.partition, write.records, write.dim
     check_ids(partition, [record.id for record in records])
-    if not use_log:
-        # The Query Engine indexes a namespace with one dimension. The log path needs only
-        # the partition's (checked in the script): a new embedding model is a new partition
-        # and simply starts its own, in the same namespace.
-        yield from check_namespace_dim(namespace, dim, layout, known)
+    # A new embedding model is a new partition and simply starts its own dimension, in the
+    # same namespace: the log path checks the partition's in the script; the Query Engine
+    # path has one index per dimension (query_engine.QueryEngineSearch._ensure_index).
     rows = [_record_args(record) for record in records]
     keys = [
         layout.partition_dim_key(namespace, partition),

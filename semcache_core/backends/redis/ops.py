@@ -38,6 +38,7 @@ from semcache_core.backends.redis.keys import (
     KeyLayout,
     glob_escape,
     index_name,
+    is_index_of,
     partition_prefix,
     stats_key,
     value_key,
@@ -320,9 +321,11 @@ class RedisOperations(Operations):
         """Every primary in turn: ``SCAN`` a page of that node, ``UNLINK`` its keys (one
         command each, routed by slot: keys of several slots cannot share an UNLINK)."""
         primaries = yield Primaries()
-        if self.mode == "query-engine":
+        if self.mode == "query-engine":  # every index of the namespace (one per dimension)
+            (listed,) = yield Round((("FT._LIST",),), tolerate=True, node=primaries[0])
+            names = _indexes_of(namespace, listed) or [index_name(namespace)]
             yield Round(
-                (("FT.DROPINDEX", index_name(namespace)),), tolerate=True, node=primaries[0]
+                [("FT.DROPINDEX", name) for name in names], tolerate=True, node=primaries[0]
             )
         pattern = glob_escape(namespace) + ":*"
         for node in primaries:
@@ -340,14 +343,20 @@ class RedisOperations(Operations):
     def _clear_standalone(self, namespace: str) -> Flow[None]:
         # The index goes first (in the first round), so Redis does not re-index what is being
         # deleted; its errors are ignored: the server may have no Query Engine or no index.
+        # The Query Engine has one index per dimension: the others (FT._LIST) go in the next
+        # round, still before any UNLINK.
         pattern = glob_escape(namespace) + ":*"
-        _dropped, scanned = yield Round(
+        listed, _dropped, scanned = yield Round(
             (
+                ("FT._LIST",),
                 ("FT.DROPINDEX", index_name(namespace)),
                 ("SCAN", 0, "MATCH", pattern, "COUNT", SCAN_COUNT),
             ),
             tolerate=True,
         )
+        others = [name for name in _indexes_of(namespace, listed) if name != index_name(namespace)]
+        if others:
+            yield Round([("FT.DROPINDEX", name) for name in others], tolerate=True)
         if is_error(scanned):
             raise refused("SCAN", scanned)
         # One round per page: UNLINK the previous page and SCAN the next one.
@@ -368,6 +377,13 @@ class RedisOperations(Operations):
             self.mirrors.drop_all()
         if self.strategy is not None:
             self.strategy.forget()
+
+
+def _indexes_of(namespace: str, listed: object) -> list[str]:
+    """The names of ``namespace``'s indexes in an ``FT._LIST`` reply (none if it failed)."""
+    if is_error(listed) or not isinstance(listed, (list, tuple, set)):
+        return []
+    return sorted({as_text(name) for name in listed if is_index_of(namespace, as_text(name))})
 
 
 def _value_of(reply: object) -> bytes | None:

@@ -1,16 +1,21 @@
 """Semantic search in the server: the Redis Query Engine (RediSearch >= 2.4: Redis Stack, 8).
 
-One index per namespace (``<ns>:idx``, HNSW, COSINE, FLOAT32, dimension of the first vector,
-created lazily) over the ``<ns>:vec:`` hashes (every partition's slot tag: keys.KeyLayout). The partition and every tag are indexed as TAG
+One index per namespace and dimension (HNSW, COSINE, FLOAT32, created lazily): ``<ns>:idx``
+for the namespace's first dimension (``<ns>:vdim``), ``<ns>:idx:d<dim>`` for each other one
+(an embedding model of another dimension: a new partition, so it starts its own index). All
+cover the ``<ns>:vec:`` hashes; RediSearch does not index a hash whose vector has another
+length (an indexing failure in ``FT.INFO``; the hash is stored), so each index holds its
+dimension's entries and a search uses the query vector's (none yet: no hits). The hashes
+carry every partition's slot tag (keys.KeyLayout). The partition and every tag are indexed as TAG
 tokens (hex digests of the partition / of ``name``+``value``, so any value works without query
 escaping, case folding or whitespace trimming), and the query is
 ``(@ptag:{p} @ttag:{t}...)=>[KNN k @vector $vec]`` with DIALECT 2: the KNN runs only over
 matching entries. Distances are recomputed from the returned vectors exactly as the mirror and
 the embedded backend compute them (float32 ``1 - v.q``), so one threshold gives one decision
 everywhere. TTLs are ``PEXPIRE`` on the hashes; Redis drops expired hashes from the index. An
-existing index whose schema differs raises ``SchemaConflictError`` (a different dimension:
-``IndexDimensionError``, which is also a ``VectorDimensionError``) unless
-``recreate_index=True``, which drops and recreates it once per backend.
+existing index whose schema differs raises ``SchemaConflictError`` (an index named for one
+dimension but created for another: ``IndexDimensionError``, also a ``VectorDimensionError``)
+unless ``recreate_index=True``, which drops and recreates it once per backend.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from semcache_core import keys as keyspace
 from semcache_core.backends.base import VectorHit, VectorSearch, VectorWrite
 from semcache_core.backends.redis.commands import (
     Command,
@@ -40,7 +46,7 @@ from semcache_core.backends.redis.keys import (
     tag_token,
     vector_prefix,
 )
-from semcache_core.backends.redis.lua import KnownDimensions, write_records
+from semcache_core.backends.redis.lua import write_records
 from semcache_core.backends.redis.strategy import VectorStrategy
 from semcache_core.codecs import Vector
 from semcache_core.errors import SchemaConflictError, VectorDimensionError
@@ -65,82 +71,124 @@ class QueryEngineSearch(VectorStrategy):
 
     def __init__(self, *, recreate_index: bool) -> None:
         self.recreate_index = recreate_index
-        self._indexes: dict[str, int] = {}  # namespace -> dimension of its checked index
-        self._recreated: set[str] = set()
+        # (namespace, dimension) -> the name of its checked index
+        self._indexes: dict[tuple[str, int], str] = {}
+        self._recreated: set[str] = set()  # index names recreated once by this backend
         self._state = threading.Lock()
-        self.dims = KnownDimensions()
 
     def add(self, namespace: str, write: VectorWrite, layout: KeyLayout) -> Flow[None]:
-        yield from self._ensure_index(namespace, write.dim, layout, create=True, adding=True)
-        yield from write_records(namespace, write, layout, use_log=False, known=self.dims)
+        yield from self._ensure_index(namespace, write.dim, layout, create=True)
+        yield from write_records(namespace, write, layout, use_log=False)
 
     def drop_namespace(self, namespace: str) -> None:
-        self.dims.drop(namespace)
         with self._state:
-            self._indexes.pop(namespace, None)
+            for key in [key for key in self._indexes if key[0] == namespace]:
+                del self._indexes[key]
 
     def forget(self) -> None:
-        self.dims.clear()
         with self._state:
             self._indexes.clear()
 
     def _ensure_index(
-        self, namespace: str, dim: int, layout: KeyLayout, *, create: bool, adding: bool
-    ) -> Flow[bool]:
-        """Check (once per client) or create the namespace's index; False if none exists."""
+        self, namespace: str, dim: int, layout: KeyLayout, *, create: bool
+    ) -> Flow[str | None]:
+        """The name of the index of ``dim``-vectors, checked (once per client) or created;
+        None if there is none (and ``create`` is false, or nothing of ``dim`` was written).
+
+        ``<ns>:idx`` indexes the namespace's first dimension (``<ns>:vdim``), ``<ns>:idx:d<dim>``
+        each other one (a switched embedding model), all over the same prefix: RediSearch
+        does not index a hash whose vector has another length, so each holds its dimension's.
+        """
         with self._state:
-            known = self._indexes.get(namespace)
+            known = self._indexes.get((namespace, dim))
         if known is not None:
-            if known != dim:
-                raise _dimension_error(namespace, dim, known, adding=adding)
-            return True
-        name = index_name(namespace)
-        info, stored_dim = yield Round(
-            (("FT.INFO", name), ("GET", layout.dim_key(namespace))), tolerate=True
+            return known
+        primary, other = index_name(namespace), index_name(namespace, dim)
+        info, other_info, stored = yield Round(
+            (("FT.INFO", primary), ("FT.INFO", other), ("GET", layout.dim_key(namespace))),
+            tolerate=True,
         )
-        if is_error(stored_dim):
-            raise refused("GET", stored_dim)
-        stored_dim = dimension_of(stored_dim)  # garbage: as if absent (the write replaces it)
-        if is_error(info) and not missing_index(info):
-            raise refused("FT.INFO", info)
-        if is_error(info):  # no index yet
-            if stored_dim is not None:
-                # Vectors exist (written before the index, or the index was dropped by a
-                # clear elsewhere): index them with their dimension.
-                dim_in_store = stored_dim
-                if dim_in_store != dim:
-                    raise _dimension_error(namespace, dim, dim_in_store, adding=adding)
-            elif not create:
-                return False
-            yield from self._create_index(namespace, dim, layout, replace=False)
-        else:
+        if is_error(stored):
+            raise refused("GET", stored)
+        for reply in (info, other_info):
+            if is_error(reply) and not missing_index(reply):
+                raise refused("FT.INFO", reply)
+        primary_dim = dimension_of(stored)  # garbage: as if absent (the first write replaces it)
+        problems: list[str] = []
+        if not is_error(info):
             problems, index_dim = _schema_problems(info, namespace, layout)
-            if index_dim is None and stored_dim is not None:
-                index_dim = stored_dim
-            conflict = bool(problems) or (index_dim is not None and index_dim != dim)
-            if conflict and self.recreate_index and namespace not in self._recreated:
-                yield Round((("FT.DROPINDEX", name),))
-                yield from self._create_index(namespace, dim, layout, replace=True)
-                with self._state:
-                    self._recreated.add(namespace)
-            elif problems:
-                raise SchemaConflictError(
-                    f"Redis index {name!r} exists with a schema semcache did not create "
-                    f"({'; '.join(problems)}); drop it, use another namespace, or pass "
-                    "recreate_index=True"
+            primary_dim = index_dim if index_dim is not None else primary_dim
+        if problems or primary_dim in (None, dim):
+            name: str | None = yield from self._check_or_create(
+                namespace, primary, dim, None if is_error(info) else (problems, primary_dim),
+                layout, create=create or primary_dim == dim,
+            )  # fmt: skip
+        else:
+            checked = None
+            if not is_error(other_info):
+                checked = _schema_problems(other_info, namespace, layout)
+            name = yield from self._check_or_create(
+                namespace, other, dim, checked, layout, create=create
+            )
+        if name is not None:
+            with self._state:
+                self._indexes[(namespace, dim)] = name
+        return name
+
+    def _check_or_create(
+        self,
+        namespace: str,
+        name: str,
+        dim: int,
+        checked: tuple[list[str], int | None] | None,
+        layout: KeyLayout,
+        *,
+        create: bool,
+    ) -> Flow[str | None]:
+        """Check the existing index ``name`` (``checked``: its schema problems and dimension;
+        None: no such index) or create it; recreate it once if it conflicts and
+        ``recreate_index`` is set."""
+        primary = name == index_name(namespace)
+        if checked is None:
+            if not create:
+                return None
+            if primary:  # claim the namespace's first dimension (another client may win)
+                _set, stored = yield Round(
+                    (
+                        ("SET", layout.dim_key(namespace), dim, "NX"),
+                        ("GET", layout.dim_key(namespace)),
+                    )
                 )
-            elif index_dim is not None and index_dim != dim:
-                raise _dimension_error(namespace, dim, index_dim, adding=adding)
-        with self._state:
-            self._indexes[namespace] = dim
-        return True
+                stored_dim = dimension_of(stored)
+                if stored_dim is None:  # garbage: replaced
+                    yield Round((("SET", layout.dim_key(namespace), dim),))
+                elif stored_dim != dim:
+                    name = index_name(namespace, dim)
+            yield from self._create_index(namespace, name, dim, layout, replace=False)
+            return name
+        problems, index_dim = checked
+        conflict = bool(problems) or (index_dim is not None and index_dim != dim)
+        if conflict and self.recreate_index and name not in self._recreated:
+            yield Round((("FT.DROPINDEX", name),))
+            yield from self._create_index(namespace, name, dim, layout, replace=primary)
+            with self._state:
+                self._recreated.add(name)
+        elif problems:
+            raise SchemaConflictError(
+                f"Redis index {name!r} exists with a schema semcache did not create "
+                f"({'; '.join(problems)}); drop it, use another namespace, or pass "
+                "recreate_index=True"
+            )
+        elif conflict and index_dim is not None:
+            raise _dimension_error(name, dim, index_dim)
+        return name
 
     def _create_index(
-        self, namespace: str, dim: int, layout: KeyLayout, *, replace: bool
+        self, namespace: str, name: str, dim: int, layout: KeyLayout, *, replace: bool
     ) -> Flow[None]:
         commands: list[Command] = [
             (
-                "FT.CREATE", index_name(namespace), "ON", "HASH",
+                "FT.CREATE", name, "ON", "HASH",
                 "PREFIX", 1, vector_prefix(namespace),
                 "SCHEMA",
                 "ptag", "TAG", "SEPARATOR", ",",
@@ -156,15 +204,15 @@ class QueryEngineSearch(VectorStrategy):
         if is_error(created) and "already exists" not in str(created).lower():
             raise refused("FT.CREATE", created)
         if is_error(created):  # another client created it meanwhile: check it like ours
-            info = yield from one(("FT.INFO", index_name(namespace)))
+            info = yield from one(("FT.INFO", name))
             problems, index_dim = _schema_problems(info, namespace, layout)
             if problems:
                 raise SchemaConflictError(
-                    f"Redis index {index_name(namespace)!r} was just created by another "
+                    f"Redis index {name!r} was just created by another "
                     f"client with another schema ({'; '.join(problems)})"
                 )
             if index_dim is not None and index_dim != dim:
-                raise _dimension_error(namespace, dim, index_dim, adding=True)
+                raise _dimension_error(name, dim, index_dim)
 
     def search(
         self, namespace: str, search: VectorSearch, layout: KeyLayout
@@ -180,29 +228,35 @@ class QueryEngineSearch(VectorStrategy):
         # large partitions (100k random vectors: 40% of near queries found; 98% at 100). A miss
         # is no wrong answer, but a paid LLM call. Small partitions are searched exhaustively.
         query = f"({' '.join(terms)})=>[KNN $K @vector $BLOB EF_RUNTIME $EF AS __dist]"
-        command: Command = (
-            "FT.SEARCH", index_name(namespace), query,
-            "PARAMS", 6, "K", wanted, "EF", max(HNSW_EF_RUNTIME, 10 * wanted),
-            "BLOB", np.asarray(vector, dtype="<f4").tobytes(),
-            "SORTBY", "__dist", "ASC",
-            "RETURN", 2, "payload", "vector",
-            "LIMIT", 0, wanted,
-            "DIALECT", 2,
-        )  # fmt: skip
+        dim_key = layout.partition_dim_key(namespace, partition)
         for attempt in range(2):
-            ready = yield from self._ensure_index(
-                namespace, dim, layout, create=False, adding=False
-            )
-            if not ready:
+            name = yield from self._ensure_index(namespace, dim, layout, create=False)
+            if name is None:  # nothing of this dimension indexed yet
+                (stored,) = yield Round((("GET", dim_key),))
+                _check_partition_dim(namespace, dim, stored)
                 return []
-            reply = yield from one(command, tolerate=True)
+            command: Command = (
+                "FT.SEARCH", name, query,
+                "PARAMS", 6, "K", wanted, "EF", max(HNSW_EF_RUNTIME, 10 * wanted),
+                "BLOB", np.asarray(vector, dtype="<f4").tobytes(),
+                "SORTBY", "__dist", "ASC",
+                "RETURN", 2, "payload", "vector",
+                "LIMIT", 0, wanted,
+                "DIALECT", 2,
+            )  # fmt: skip
+            # The partition's dimension is read in the same round trip: a vector of another
+            # dimension than the partition's is an error, as on every backend.
+            stored, reply = yield Round((("GET", dim_key), command), tolerate=True)
+            if is_error(stored):
+                raise refused("GET", stored)
+            _check_partition_dim(namespace, dim, stored)
             if not is_error(reply):
                 hits = _search_results(reply, namespace)
                 return _rank(hits, vector, k, max_distance)
             if not missing_index(reply) or attempt:
                 raise refused("FT.SEARCH", reply)
             with self._state:  # dropped elsewhere (clear): check again, recreate if needed
-                self._indexes.pop(namespace, None)
+                self._indexes.pop((namespace, dim), None)
         return []
 
 
@@ -297,13 +351,16 @@ def _schema_problems(info: Any, namespace: str, layout: KeyLayout) -> tuple[list
     return problems, dim
 
 
-def _dimension_error(
-    namespace: str, dim: int, stored: int, *, adding: bool
-) -> VectorDimensionError:
-    message = (
-        f"vector has dimension {dim}, but the Redis index of namespace {namespace!r} holds "
-        f"vectors of dimension {stored}; use one embedding model per namespace, clear it"
+def _check_partition_dim(namespace: str, dim: int, stored: object) -> None:
+    """Raise when the partition holds vectors of another dimension (garbage: none recorded)."""
+    stored_dim = dimension_of(stored) if stored is not None else None
+    if stored_dim is not None and stored_dim != dim:
+        raise keyspace.dimension_error(namespace, dim, stored_dim)
+
+
+def _dimension_error(name: str, dim: int, stored: int) -> VectorDimensionError:
+    """An index semcache names for ``dim``-vectors that was created for another dimension."""
+    return IndexDimensionError(
+        f"the Redis index {name!r} for vectors of dimension {dim} exists for vectors of "
+        f"dimension {stored}; drop it, clear the namespace, or pass recreate_index=True"
     )
-    if adding:
-        return IndexDimensionError(message + ", or pass recreate_index=True")
-    return VectorDimensionError(message)
