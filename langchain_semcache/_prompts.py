@@ -19,6 +19,7 @@ from typing import Any
 
 from semcache_core import Prompt, Turn
 from semcache_core.codecs import loads_untrusted
+from semcache_core.prompt import split_content
 
 
 def _message_type(item: Any) -> str | None:
@@ -31,25 +32,6 @@ def _message_type(item: Any) -> str | None:
     ):
         return str(item["id"][-1])
     return None
-
-
-def _split_content(content: Any) -> tuple[str, list[Any]]:
-    """Text of a message content, and its non-text parts (images, files...)."""
-    if isinstance(content, str):
-        return content, []
-    texts: list[str] = []
-    others: list[Any] = []
-    if isinstance(content, list):
-        for part in content:
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, dict) and part.get("type") == "text":
-                texts.append(str(part.get("text", "")))
-            else:
-                others.append(part)
-    else:
-        others.append(content)
-    return "\n".join(texts), others
 
 
 _ROLES = {
@@ -65,7 +47,7 @@ _IGNORED = frozenset({"content", "type", "id", "response_metadata", "usage_metad
 
 def _turn(message: dict[str, Any], kind: str) -> Turn:
     kwargs: dict[str, Any] = message["kwargs"]
-    text, non_text = _split_content(kwargs.get("content"))
+    text, non_text = split_content(kwargs.get("content"))
     base = kind.removesuffix("Chunk")
     role = _ROLES.get(base) or str(kwargs.get("role") or base)
     answer_changing = {

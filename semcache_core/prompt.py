@@ -24,7 +24,7 @@ The adapters only translate their message objects into :class:`Turn` values.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,27 @@ def normalize_role(role: object) -> str:
     """A framework's role name as the core's (``human`` -> ``user``, ``ai`` -> ``assistant``)."""
     name = str(getattr(role, "value", role)).lower()
     return _ROLE_ALIASES.get(name, name)
+
+
+def split_content(content: Any) -> tuple[str, list[Any]]:
+    """A message content as its text (string parts and ``{"type": "text"}`` parts, joined by
+    newlines) and its other parts (images, files ...), which a turn keeps as configuration.
+    Written once for every adapter whose messages use this OpenAI-style content shape."""
+    if isinstance(content, str):
+        return content, []
+    texts: list[str] = []
+    others: list[Any] = []
+    if isinstance(content, list):
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            else:
+                others.append(part)
+    elif content is not None:
+        others.append(content)
+    return "\n".join(texts), others
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -455,10 +455,19 @@ def _cached_embed(texts: list[str], embed: Embed, name: str, path: str | None) -
     return np.stack([known[t] for t in texts])
 
 
-def _parse_sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[str]]:
+def parse_sets(
+    paths: Sequence[str],
+    named: Sequence[str],
+    default: Mapping[str, Sequence[str | Path]],
+    *,
+    label: Callable[[Path], str] = lambda path: path.stem,
+) -> dict[str, list[str]]:
+    """The sets of an eval command line: positional files (each a set named by ``label``) and
+    ``--set NAME=PATH[,PATH...]``; ``default`` when neither is given. Shared by the prompt and
+    the conversation harnesses."""
     sets: dict[str, list[str]] = {}
     for path in paths:
-        name = Path(path).stem
+        name = label(Path(path))
         while name in sets:
             name += "'"
         sets[name] = [path]
@@ -468,8 +477,15 @@ def _parse_sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[st
             raise SystemExit(f"--set wants NAME=PATH[,PATH...], got {spec!r}")
         sets[name] = [f for f in files.split(",") if f]
     if not sets:
-        sets = {name: [str(p) for p in files] for name, files in DEFAULT_SETS.items()}
+        sets = {name: [str(p) for p in files] for name, files in default.items()}
     return sets
+
+
+def choose_embedder(kind: str) -> tuple[Embed, str]:
+    """The harness embedder named on the command line (``minilm`` or ``hash``) and its label."""
+    if kind == "minilm":
+        return minilm_embedder(), "all-MiniLM-L6-v2 (CPU)"
+    return hash_embedder(), "hash (smoke test only)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -506,13 +522,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    named = _parse_sets(args.pairs, args.sets)
+    named = parse_sets(args.pairs, args.sets, DEFAULT_SETS)
     sets = {name: [p for f in files for p in load_pairs(f)] for name, files in named.items()}
     started = time.perf_counter()
-    if args.embedder == "minilm":
-        embed, name = minilm_embedder(), "all-MiniLM-L6-v2 (CPU)"
-    else:
-        embed, name = hash_embedder(), "hash (smoke test only)"
+    embed, name = choose_embedder(args.embedder)
     load_seconds = time.perf_counter() - started
 
     prepare = (lambda t: t) if args.no_padding else strip_padding

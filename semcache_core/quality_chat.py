@@ -63,7 +63,7 @@ from semcache_core.conversation import (
 from semcache_core.conversation.match import cosine_distance
 from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD, SEMANTIC_CANDIDATES
 from semcache_core.guard import TrapGuard, strip_padding
-from semcache_core.quality import embed_with_progress, hash_embedder, minilm_embedder
+from semcache_core.quality import choose_embedder, embed_with_progress, parse_sets
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILES = (
@@ -484,19 +484,6 @@ def _label(path: Path) -> str:
     return name.removeprefix("conversations_") or name
 
 
-def _sets(paths: Sequence[str], named: Sequence[str]) -> dict[str, list[Path]]:
-    """Positional files (each a set named after it) and ``--set NAME=PATH[,PATH]``."""
-    sets: dict[str, list[Path]] = {}
-    for path in paths:
-        sets[_label(Path(path))] = [Path(path)]
-    for spec in named:
-        name, sep, files = spec.partition("=")
-        if not sep or not name or not files:
-            raise SystemExit(f"--set wants NAME=PATH[,PATH...], got {spec!r}")
-        sets[name] = [Path(f) for f in files.split(",") if f]
-    return sets or {_label(p): [p] for p in DEFAULT_FILES}
-
-
 def wants_conversations(argv: Sequence[str]) -> bool:
     """Whether ``semcache eval ARGS`` is about conversation pairs: ``--conversations``, or a
     pair file (positional or in ``--set``) whose first row's ``a`` is a list of messages."""
@@ -539,13 +526,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=SEMANTIC_CANDIDATES, help="candidates per search")
     args = parser.parse_args(argv)
 
-    named = _sets(args.pairs, args.sets)
+    named = parse_sets(args.pairs, args.sets, {_label(p): [p] for p in DEFAULT_FILES}, label=_label)
     files = {name: [p for f in paths for p in load_pairs(f)] for name, paths in named.items()}
     started = time.perf_counter()
-    if args.embedder == "minilm":
-        embed, name = minilm_embedder(), "all-MiniLM-L6-v2 (CPU)"
-    else:
-        embed, name = hash_embedder(), "hash (smoke test only)"
+    embed, name = choose_embedder(args.embedder)
     result = evaluate(
         files,
         embed,

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from semcache_core import Backend
+from semcache_core.guard import TrapGuard
 from tests.backends import BACKEND_KINDS, ServerPool, fresh_namespace, make_backend
 
 
@@ -37,3 +38,9 @@ async def backend(
 @pytest.fixture
 def namespace() -> str:
     return fresh_namespace()
+
+
+@pytest.fixture(scope="session")
+def guard() -> TrapGuard:
+    """One trap guard for the guard tests (its per-prompt caches are shared, as in a process)."""
+    return TrapGuard()

@@ -20,16 +20,6 @@ from semcache_core.guard import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-PAIRS = ROOT / "benchmarks" / "data" / "tuning_pairs.jsonl"
-PAIRS_2 = ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl"
-#: Trap categories of the frozen tuning set that the guard checks; ``lexical`` traps
-#: (content-word swaps: "bake bread" / "bake a cake") are there to calibrate the distance
-#: threshold, which is what stops most of them.
-GUARD_CATEGORIES = {
-    "negation", "quoted", "code", "version", "date", "unit", "number", "entity", "quantifier",
-    "scope",
-}  # fmt: skip
-TRAP_CATEGORIES = GUARD_CATEGORIES | {"lexical"}
 
 REJECT: list[tuple[str, str, str]] = [
     ("negation", "What is the capital of Australia?", "What is not the capital of Australia?"),
@@ -359,11 +349,6 @@ ACCEPT: list[tuple[str, str]] = [
     ("How tall is Mount Everst?", "How tall is Mount Everest?"),
     ("Can I take ibuprofen with alchohol?", "Can I take ibuprofen with alcohol?"),
 ]
-
-
-@pytest.fixture(scope="module")
-def guard() -> TrapGuard:
-    return TrapGuard()
 
 
 @pytest.mark.parametrize(("reason", "new", "cached"), REJECT, ids=lambda v: str(v)[:40])

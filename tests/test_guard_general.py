@@ -11,21 +11,6 @@ from semcache_core.guard import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-PAIRS = ROOT / "benchmarks" / "data" / "tuning_pairs.jsonl"
-PAIRS_2 = ROOT / "benchmarks" / "data" / "tuning_pairs_2.jsonl"
-#: Trap categories of the frozen tuning set that the guard checks; ``lexical`` traps
-#: (content-word swaps: "bake bread" / "bake a cake") are there to calibrate the distance
-#: threshold, which is what stops most of them.
-GUARD_CATEGORIES = {
-    "negation", "quoted", "code", "version", "date", "unit", "number", "entity", "quantifier",
-    "scope",
-}  # fmt: skip
-TRAP_CATEGORIES = GUARD_CATEGORIES | {"lexical"}
-
-
-@pytest.fixture(scope="module")
-def guard() -> TrapGuard:
-    return TrapGuard()
 
 
 # -- generalization rules (blind v1 retired): examples of their kind, not the set's pairs ------

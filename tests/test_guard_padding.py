@@ -6,12 +6,6 @@ import pytest
 
 from semcache_core.guard import TrapGuard, strip_padding
 
-
-@pytest.fixture(scope="module")
-def guard() -> TrapGuard:
-    return TrapGuard()
-
-
 # -- padding normalization -----------------------------------------------------------------
 
 

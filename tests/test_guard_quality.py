@@ -10,7 +10,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import pytest
 
 from semcache_core.guard import (
     TrapGuard,
@@ -27,11 +26,6 @@ GUARD_CATEGORIES = {
     "scope",
 }  # fmt: skip
 TRAP_CATEGORIES = GUARD_CATEGORIES | {"lexical"}
-
-
-@pytest.fixture(scope="module")
-def guard() -> TrapGuard:
-    return TrapGuard()
 
 
 # -- the labelled set ----------------------------------------------------------------------

@@ -8,12 +8,6 @@ import pytest
 from semcache_core.guard import TrapGuard, extract_features
 from semcache_core.guard.substitution import aligned_diff, equivalent
 
-
-@pytest.fixture(scope="module")
-def guard() -> TrapGuard:
-    return TrapGuard()
-
-
 # one content word swapped in the same template, no list relates the two words
 SUBSTITUTED = [
     (

@@ -101,7 +101,6 @@ def test_callable_judge_and_its_stats() -> None:
     assert stats["verifier_accepted"] == 1
     assert stats["verifier_rejections"] == 1
     assert stats["verifier_failures"] == 0
-    assert stats["verifier_latency_max_seconds"] >= 0.0
     assert seen == [("Hello", "hello"), ("a", "b")]
 
 

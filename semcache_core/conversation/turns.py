@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from semcache_core.codecs import canonical_json
-from semcache_core.prompt import Conversation, Prompt, Turn
+from semcache_core.prompt import Conversation, Prompt, Turn, split_content
 
 
 def turns_from_messages(messages: Iterable[Mapping[str, Any]]) -> list[Turn]:
@@ -20,27 +20,13 @@ def turns_from_messages(messages: Iterable[Mapping[str, Any]]) -> list[Turn]:
     parts, other keys) is the turn's ``extra``; the whole dict is its exact form."""
     out: list[Turn] = []
     for message in messages:
-        content = message.get("content")
-        texts: list[str] = []
-        others: list[Any] = []
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, str):
-                    texts.append(part)
-                elif isinstance(part, Mapping) and part.get("type") == "text":
-                    texts.append(str(part.get("text", "")))
-                else:
-                    others.append(part)
-        elif content is not None:
-            others.append(content)
+        text, others = split_content(message.get("content"))
         rest = {k: v for k, v in message.items() if k not in ("role", "content")}
         extra = {"parts": others, "kwargs": rest} if others or rest else None
         out.append(
             Turn(
                 str(message.get("role", "")),
-                "\n".join(texts),
+                text,
                 extra=extra,
                 rest={"parts": others, "kwargs": rest},
                 whole=dict(message),

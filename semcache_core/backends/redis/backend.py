@@ -89,33 +89,9 @@ __all__ = ["RedisBackend"]
 # Binary values must stay bytes even on a client built with decode_responses=True.
 _RAW: dict[str, Any] = {NEVER_DECODE: []}
 
-# Connection settings copied from a user's client when the backend builds the other kind.
-_COPIED_SETTINGS = (
-    "db",
-    "username",
-    "password",
-    "credential_provider",
-    "socket_timeout",
-    "socket_connect_timeout",
-    "socket_keepalive",
-    "socket_keepalive_options",
-    "client_name",
-    "protocol",
-    "encoding",
-    "encoding_errors",
-    "decode_responses",
-    "health_check_interval",
-    "ssl_keyfile",
-    "ssl_certfile",
-    "ssl_cert_reqs",
-    "ssl_ca_certs",
-    "ssl_ca_path",
-    "ssl_ca_data",
-    "ssl_check_hostname",
-    "ssl_password",
-    "ssl_min_version",
-    "ssl_ciphers",
-)
+# Connection settings copied from a user's client when the backend builds the other kind: the
+# shared ones, plus what only a standalone connection has.
+_COPIED_SETTINGS = ("db", *cluster.CONNECTION_SETTINGS, "ssl_ca_path")
 
 
 class RedisBackend(Backend):

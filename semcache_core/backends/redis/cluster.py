@@ -50,8 +50,9 @@ AsyncClusterClient = redis.asyncio.cluster.RedisCluster
 _SyncNode: Any = redis.cluster.ClusterNode
 _AsyncNode: Any = redis.asyncio.cluster.ClusterNode
 
-# Connection settings a client of one side passes on to the other side it is built from.
-_SHARED_SETTINGS = (
+#: Connection settings that redis-py's standalone and cluster clients, sync and asyncio, all
+#: take by the same names: copied from a user's client when the backend builds the other side.
+CONNECTION_SETTINGS = (
     "username",
     "password",
     "credential_provider",
@@ -65,7 +66,6 @@ _SHARED_SETTINGS = (
     "encoding_errors",
     "decode_responses",
     "health_check_interval",
-    "ssl",
     "ssl_keyfile",
     "ssl_certfile",
     "ssl_cert_reqs",
@@ -76,6 +76,8 @@ _SHARED_SETTINGS = (
     "ssl_min_version",
     "ssl_ciphers",
 )
+# A cluster client keeps TLS as one flag; it has no database number (always db 0).
+_SHARED_SETTINGS = (*CONNECTION_SETTINGS, "ssl")
 
 
 def is_cluster_client(client: Any) -> bool:
