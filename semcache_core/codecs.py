@@ -15,6 +15,7 @@ import binascii
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -145,12 +146,46 @@ def _encodes(part: Any) -> bool:
     return True
 
 
+#: Deepest nesting of arrays and objects accepted in untrusted JSON. Cache entries nest a few
+#: dozen levels at most; ``json.loads`` recurses once per level, and letting it run into the
+#: interpreter's recursion limit is not a clean failure (a finalizer that the garbage collector
+#: runs at that depth fails too, as an "unraisable" error), so deeper input is refused first.
+MAX_JSON_DEPTH = 200
+_JSON_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nested_too_deep(raw: str | bytes) -> bool:
+    opening = (
+        raw.count("[") + raw.count("{")
+        if isinstance(raw, str)
+        else (raw.count(b"[") + raw.count(b"{"))
+    )
+    if opening <= MAX_JSON_DEPTH:  # the common case: a count in C, no scan
+        return False
+    # Brackets, quotes and backslashes are ASCII, and no byte of a multi-byte UTF-8 sequence
+    # is, so latin-1 (which cannot fail) finds the same structure as the real decoding.
+    text = raw if isinstance(raw, str) else raw.decode("latin-1")
+    depth = 0
+    for match in _JSON_STRUCTURE.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif token in "]}":
+            depth -= 1
+    return False
+
+
 def loads_untrusted(raw: str | bytes) -> Any:
-    """``json.loads`` for data semcache did not just write: too deep a nesting (``[[[[...``,
-    100k levels) is a ``ValueError`` like any other malformed JSON, never a RecursionError."""
+    """``json.loads`` for data semcache did not just write: nesting deeper than
+    :data:`MAX_JSON_DEPTH` (``[[[[...``, 100k levels) is a ``ValueError`` like any other
+    malformed JSON, refused before parsing, never a RecursionError."""
+    if _nested_too_deep(raw):
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(raw)
-    except RecursionError:
+    except RecursionError:  # a recursion limit set below MAX_JSON_DEPTH by the application
         raise ValueError("JSON nested too deeply") from None
 
 

@@ -579,3 +579,36 @@ def test_backend_error_means_inline(client: Any) -> None:
     next(flow)  # the first read
     step = flow.throw(BackendError("down"))
     assert step.name is None  # Attempt(None): the context goes inline
+
+
+# -- untrusted records ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "planted",
+    [
+        b"not json",
+        b"[" * 100_000,
+        b'{"name": 5, "expire_time": 9e99}',
+        b'{"name": "cachedContents/x", "expire_time": "soon"}',
+        b'{"name": "cachedContents/x", "expire_time": 9e99, "tokens": "many"}',
+    ],
+    ids=["not-json", "nested", "name-not-text", "expiry-not-number", "tokens-not-number"],
+)
+def test_corrupt_records_are_ignored(
+    fake: FakeGemini, client: Any, registry_url: str, context_namespace: str, planted: bytes
+) -> None:
+    """A record anyone could have written under the registry's keys is untrusted: a corrupt
+    one is ignored (the context gets a cache of its own), never an exception in the app. (A
+    planted size note, ``small:``, only sends the context inline, which is safe.)"""
+    from semcache_core.backends import connect
+    from semcache_core.context_cache.records import REC, model_id
+
+    registry = registry_for(registry_url, client, context_namespace)
+    spec = spec_of()
+    key = registry.key(spec)
+    backend = connect(registry_url)
+    model_key = registry._model_key(model_id(spec.model))  # the learned minimum size
+    backend.set_many(context_namespace, [(REC + key, planted), (model_key, planted)])
+    assert ask(registry, client, spec)
+    assert fake.counts["create"] == 1
+    assert_all_cached(fake)
+    backend.close()

@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from semcache_core.codecs import canonical_json, loads_untrusted
 
 logger = logging.getLogger("semcache")
 
@@ -60,16 +62,43 @@ class Outcome:
 
 
 def encode(record: Mapping[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    return canonical_json(dict(record)).encode()
+
+
+#: Fields of a registry record the flows compute with, and the type each must have: a record
+#: is untrusted input (any process, or anyone, may have written the key), so one that breaks
+#: these is ignored as corrupt rather than raising from ``float()`` or arithmetic later.
+_NUMBER_FIELDS = ("expire_time", "created_at")
+_OPTIONAL_NUMBER_FIELDS = ("tokens", "min_tokens", "claim")  # a number or null
+_TEXT_FIELDS = ("name", "model")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def decode(raw: bytes | None) -> dict[str, Any] | None:
-    try:
-        value = None if raw is None else json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        logger.warning("semcache: ignoring a corrupt context-cache record")
+    """A registry record, or None when absent or corrupt (not JSON, nested too deep, not an
+    object, or a field of the wrong type), with a warning for the corrupt ones."""
+    if raw is None:
         return None
-    return value if isinstance(value, dict) else None
+    try:
+        value = loads_untrusted(raw)
+    except (ValueError, UnicodeDecodeError):
+        value = None
+    if (
+        isinstance(value, dict)
+        and all(_is_number(value[name]) for name in _NUMBER_FIELDS if name in value)
+        and all(
+            value[name] is None or _is_number(value[name])
+            for name in _OPTIONAL_NUMBER_FIELDS
+            if name in value
+        )
+        and all(isinstance(value[name], str) for name in _TEXT_FIELDS if name in value)
+    ):
+        return value
+    logger.warning("semcache: ignoring a corrupt context-cache record")
+    return None
 
 
 def live_context(key: str, raw: bytes | None, now: float) -> CachedContext | None:
@@ -82,7 +111,7 @@ def live_context(key: str, raw: bytes | None, now: float) -> CachedContext | Non
         name=str(record["name"]),
         model=str(record.get("model", "")),
         expire_time=float(record["expire_time"]),
-        tokens=int(record.get("tokens", 0)),
+        tokens=int(record.get("tokens") or 0),
         record=raw or b"",
     )
 

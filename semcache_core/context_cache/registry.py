@@ -550,7 +550,7 @@ class ContextCacheRegistry:
                 counts.update(
                     per_model(
                         str(record.get("model", "")),
-                        storage_token_hours=-int(record.get("tokens", 0)) * left / 3600,
+                        storage_token_hours=-int(record.get("tokens") or 0) * left / 3600,
                     )
                 )
             except ProviderError as exc:
