@@ -751,8 +751,15 @@ def _sentinel_ready(url: str, *, service_name: str, replicas: int) -> bool:
         if client.sentinel_get_master_addr_by_name(service_name) is None:
             return False
         known = client.sentinel_slaves(service_name)
-        healthy = [r for r in known if not r.get("is_sdown") and not r.get("is_odown")]
-        return len(healthy) >= replicas
+        # Connected, and its INFO read: only then can SENTINEL FAILOVER promote it.
+        ready = [
+            r
+            for r in known
+            if not (r.get("is_sdown") or r.get("is_odown") or r.get("is_disconnected"))
+            and r.get("master-link-status") == "ok"
+            and r.get("runid")
+        ]
+        return len(ready) >= replicas
     finally:
         client.close()
 
@@ -780,42 +787,48 @@ def wait_replica_in_sync(server: RunningServer, timeout: float = STARTUP_TIMEOUT
 def wait_sentinel_master(
     running: RunningSentinel, port: int, timeout: float = STARTUP_TIMEOUT
 ) -> None:
-    """Wait until the sentinel reports the server on ``port`` as the master and that server
-    says it is one, and every other data server says it is a replica with its link up (a
-    failover is complete)."""
+    """Wait until a failover to the server on ``port`` is complete: redis-py's own master
+    lookup (``Sentinel.discover_master``, what every client does on connecting) names it, it
+    says it is a master, and every other live data server is its replica with the link up."""
     import redis
+    import redis.sentinel
 
+    parts = urlsplit(running.sentinel.url)
+    settings = {"socket_timeout": 2, "password": running.sentinel_password}
+    manager = redis.sentinel.Sentinel([(parts.hostname, parts.port)], sentinel_kwargs=settings)
     deadline = time.monotonic() + timeout
     last = "no answer yet"
-    while time.monotonic() < deadline:
-        try:
-            probe = redis.Redis.from_url(running.sentinel.url, socket_timeout=2)
+    try:
+        while time.monotonic() < deadline:
             try:
-                address = probe.sentinel_get_master_addr_by_name(running.service_name)
-            finally:
-                probe.close()
-            roles = {}
-            for server in (running.master, *running.replicas):
-                client = redis.Redis.from_url(server.url, socket_timeout=2)
-                try:
-                    replication = client.info("replication")
-                finally:
-                    client.close()
-                server_port = int(_host_port(server.url).rsplit(":", 1)[1])
-                roles[server_port] = (
-                    replication["role"],
-                    replication.get("master_link_status", "up"),
+                address = manager.discover_master(running.service_name)
+                roles = {}
+                for server in (running.master, *running.replicas):
+                    if server._stopped:
+                        continue
+                    client = redis.Redis.from_url(server.url, socket_timeout=2)
+                    try:
+                        replication = client.info("replication")
+                    finally:
+                        client.close()
+                    roles[urlsplit(server.url).port] = (
+                        replication["role"],
+                        replication.get("master_link_status", "up"),
+                    )
+                others_ok = all(
+                    role == "slave" and link == "up"
+                    for p, (role, link) in roles.items()
+                    if p != port
                 )
-            others_ok = all(
-                role == "slave" and link == "up" for p, (role, link) in roles.items() if p != port
-            )
-            is_master = address is not None and int(address[1]) == port
-            if is_master and roles[port][0] == "master" and others_ok:
-                return
-            last = f"sentinel says {address}, roles {roles}"
-        except Exception as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.2)
+                if int(address[1]) == port and roles[port][0] == "master" and others_ok:
+                    return
+                last = f"redis-py's master lookup says {address}, roles {roles}"
+            except Exception as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.2)
+    finally:
+        for node in manager.sentinels:
+            node.close()
     raise RuntimeError(f"no completed failover to port {port} within {timeout:.0f}s: {last}")
 
 
@@ -823,3 +836,48 @@ def _host_port(url: str) -> str:
     """``host:port`` of a ``redis://[:password@]host:port[/db]`` URL."""
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port}"
+
+
+def force_failover(running: RunningSentinel, timeout: float = STARTUP_TIMEOUT) -> RunningServer:
+    """``SENTINEL FAILOVER`` with the master still up; returns the promoted replica once the
+    sentinel names it and it is a master. The old master is then made its replica here (the
+    sentinel would do that itself, but only some ten seconds later): from that moment it
+    answers writes with ``READONLY``, as a demoted master does."""
+    import redis
+
+    control = redis.Redis.from_url(running.sentinel.url, socket_timeout=2)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                control.execute_command("SENTINEL", "FAILOVER", running.service_name)
+                break
+            except redis.ResponseError as exc:
+                # NOGOODSLAVE while the sentinel's view of the replica is being refreshed.
+                if "NOGOODSLAVE" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        while time.monotonic() < deadline:
+            address = control.sentinel_get_master_addr_by_name(running.service_name)
+            old_port = urlsplit(running.master.url).port
+            if address is not None and int(address[1]) != old_port:
+                promoted = running.node_for_port(int(address[1]))
+                client = redis.Redis.from_url(promoted.url, socket_timeout=2)
+                try:
+                    if client.info("replication")["role"] != "master":
+                        time.sleep(0.1)
+                        continue
+                finally:
+                    client.close()
+                demoted = redis.Redis.from_url(running.master.url, socket_timeout=2)
+                try:
+                    host = address[0].decode() if isinstance(address[0], bytes) else address[0]
+                    demoted.replicaof(host, int(address[1]))
+                finally:
+                    demoted.close()
+                wait_sentinel_master(running, int(address[1]))
+                return promoted
+            time.sleep(0.1)
+    finally:
+        control.close()
+    raise RuntimeError(f"SENTINEL FAILOVER did not promote a replica within {timeout:.0f}s")

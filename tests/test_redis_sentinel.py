@@ -285,6 +285,10 @@ def test_sentinel_replica_client_alone_is_refused(sentinel_setup: servers.Runnin
 # -- failover ------------------------------------------------------------------------------------
 
 
+def _port(server: servers.RunningServer) -> int:
+    return int(server.url.rsplit(":", 1)[1].split("/")[0])
+
+
 @pytest.fixture
 def failover_setup() -> Iterator[servers.RunningSentinel]:
     running = servers.start_redis_sentinel(replicas=1, master_password=MASTER_PASSWORD)
@@ -292,38 +296,34 @@ def failover_setup() -> Iterator[servers.RunningSentinel]:
     running.stop()
 
 
+@pytest.mark.parametrize("how", ["the master dies", "SENTINEL FAILOVER"])
 async def test_a_failover_is_followed_sync_and_async(
-    failover_setup: servers.RunningSentinel, namespace: str
+    failover_setup: servers.RunningSentinel, namespace: str, how: str
 ) -> None:
     backend = connect(failover_setup.url())
     try:
         backend.set_many(namespace, [("kv:before", b"1")])
         assert await backend.aget_many(namespace, ["kv:before"]) == [b"1"]
-        old_port = int(failover_setup.master.url.rsplit(":", 1)[1].split("/")[0])
-        new_server = failover_setup.replicas[0]
-        new_port = int(new_server.url.rsplit(":", 1)[1].split("/")[0])
-        servers.wait_replica_in_sync(new_server)
-        control = redis.Redis.from_url(failover_setup.sentinel.url)
-        try:
-            assert control.execute_command("SENTINEL", "FAILOVER", failover_setup.service_name)
-        finally:
-            control.close()
-        servers.wait_sentinel_master(failover_setup, new_port)
-        assert new_port != old_port
-        # Both clients still hold connections to the old master, now a read-only replica:
-        # its READONLY reply sends them to the sentinel, then to the new master.
+        replica = failover_setup.replicas[0]
+        servers.wait_replica_in_sync(replica)
+        if how == "the master dies":
+            failover_setup.master.stop()
+            servers.wait_sentinel_master(failover_setup, _port(replica))
+            promoted = replica
+        else:
+            # The old master stays up, demoted: it answers the clients' writes on their open
+            # connections with READONLY.
+            promoted = servers.force_failover(failover_setup)
+        assert _port(promoted) != _port(failover_setup.master)
+        # Both clients hold connections to the old master: the failure of their next command
+        # sends them to the sentinel, then to the new master (the one retry).
         backend.set_many(namespace, [("kv:after-sync", b"2")])
         await backend.aset_many(namespace, [("kv:after-async", b"3")])
-        new_master = redis.Redis.from_url(new_server.url)
+        new_master = redis.Redis.from_url(promoted.url)
         try:
             assert new_master.info("replication")["role"] == "master"
-            assert new_master.mget(
-                [
-                    f"{namespace}:kv:before",
-                    f"{namespace}:kv:after-sync",
-                    f"{namespace}:kv:after-async",
-                ]
-            ) == [b"1", b"2", b"3"]
+            keys = [f"{namespace}:kv:{name}" for name in ("before", "after-sync", "after-async")]
+            assert new_master.mget(keys) == [b"1", b"2", b"3"]
         finally:
             new_master.close()
         assert backend.get_many(namespace, ["kv:after-async"]) == [b"3"]
