@@ -282,6 +282,31 @@ def test_sentinel_replica_client_alone_is_refused(sentinel_setup: servers.Runnin
     replica.close()
 
 
+async def test_password_protected_standalone_client_alone_serves_both_sides(
+    sentinel_setup: servers.RunningSentinel, namespace: str
+) -> None:
+    """The master is a plain Redis with a password too: a client on it (not through the
+    sentinel) copies its password, database and decoding to the side the backend builds."""
+    url = sentinel_setup.master.url.removesuffix("/0") + "/2"
+    sync_client = redis.Redis.from_url(url, decode_responses=True)
+    async_client = redis.asyncio.Redis.from_url(url)
+    db2 = redis.Redis.from_url(url)
+    try:
+        sync_only = connect(sync_client)
+        await sync_only.aset_many(namespace, [("kv:a", b"\xff")])
+        async_only = connect(async_client)
+        assert async_only.get_many(namespace, ["kv:a"]) == [b"\xff"]
+        assert db2.get(f"{namespace}:kv:a") == b"\xff"
+        assert sync_only.topology == "standalone"  # type: ignore[attr-defined]
+        await sync_only.aclear(namespace)
+        await sync_only.aclose()
+        await async_only.aclose()
+    finally:
+        sync_client.close()
+        await async_client.aclose()
+        db2.close()
+
+
 # -- failover ------------------------------------------------------------------------------------
 
 

@@ -473,37 +473,55 @@ def _blocking_pool(template: Any, pool_class: type[Any], limits: Mapping[str, An
     return pool_class(connection_class=pool.connection_class, **limits, **pool.connection_kwargs)
 
 
+# redis-py's connection kinds (sync, asyncio) whose settings the backend can copy, most
+# specific first (SSLConnection is a Connection).
+_CONNECTION_KINDS: tuple[tuple[str, tuple[type[Any], ...]], ...] = (
+    ("tls", (redis.connection.SSLConnection, redis.asyncio.connection.SSLConnection)),
+    (
+        "unix",
+        (
+            redis.connection.UnixDomainSocketConnection,
+            redis.asyncio.connection.UnixDomainSocketConnection,
+        ),
+    ),
+    ("tcp", (redis.connection.Connection, redis.asyncio.connection.Connection)),
+)
+
+
 def _settings_of(client: Any, target: type[Any]) -> dict[str, Any]:
-    """Constructor arguments of ``target`` that reach the same server as ``client``."""
+    """Constructor arguments of ``target`` that reach the same server as ``client``.
+
+    A subclass of redis-py's own connection classes (instrumentation, say) is copied as the
+    redis-py class it extends: the settings are the same, its own behaviour is not copied.
+    """
     pool = getattr(client, "connection_pool", None)
     connection_class = getattr(pool, "connection_class", None)
-    kind = getattr(connection_class, "__name__", "")
-    module = getattr(connection_class, "__module__", "")
-    if (
-        pool is None
-        or not module.startswith("redis.")
-        or kind
-        not in (
-            "Connection",
-            "SSLConnection",
-            "UnixDomainSocketConnection",
-        )
-    ):
+    kind = next(
+        (
+            name
+            for name, classes in _CONNECTION_KINDS
+            if isinstance(connection_class, type) and issubclass(connection_class, classes)
+        ),
+        None,
+    )
+    if pool is None or kind is None:
+        shown = getattr(connection_class, "__qualname__", type(pool).__name__)
         raise SemcacheInputError(
             f"cannot build a {target.__module__}.{target.__name__} client from the given "
-            f"client's connection settings: its connections are {module}.{kind}, and semcache "
-            "copies only redis-py's own Connection, SSLConnection, UnixDomainSocketConnection "
-            "and Sentinel-managed connections; pass both clients: "
+            f"client's connection settings: its connections are "
+            f"{getattr(connection_class, '__module__', '?')}.{shown}, and semcache copies only "
+            "redis-py's Connection, SSLConnection and UnixDomainSocketConnection (and their "
+            "subclasses) and Sentinel-managed connections; pass both clients: "
             "RedisBackend(client=sync_client, async_client=async_client)"
         )
     given: dict[str, Any] = dict(pool.connection_kwargs)
     settings: dict[str, Any] = {}
-    if kind == "UnixDomainSocketConnection":
+    if kind == "unix":
         settings["unix_socket_path"] = given["path"]
     else:
         settings["host"] = given.get("host", "localhost")
         settings["port"] = given.get("port", 6379)
-        if kind == "SSLConnection":
+        if kind == "tls":
             settings["ssl"] = True
     settings.update({name: given[name] for name in _COPIED_SETTINGS if name in given})
     accepted = inspect.signature(target.__init__).parameters
