@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 __all__ = [
     "RunningCluster",
@@ -610,6 +610,8 @@ class RunningSentinel:
     service_name: str
     master_password: str | None
     sentinel_password: str | None
+    #: The CA certificate of a TLS setup (every server speaks TLS only), else ``None``.
+    tls: TlsFiles | None = None
 
     @property
     def sentinel_address(self) -> str:
@@ -632,7 +634,10 @@ class RunningSentinel:
         master = self.master_password if master_password == "" else master_password
         sentinel = self.sentinel_password if sentinel_password == "" else sentinel_password
         credentials = f":{quote(master, safe='')}@" if master else ""
-        query = f"?sentinel_password={quote(sentinel, safe='')}" if sentinel else ""
+        options = {"sentinel_password": sentinel} if sentinel else {}
+        if self.tls is not None:
+            options["ssl_ca_certs"] = str(self.tls.ca)
+        query = f"?{urlencode(options)}" if options else ""
         return f"{scheme}://{credentials}{self.sentinel_address}/{self.service_name}/{db}{query}"
 
     def node_for_port(self, port: int) -> RunningServer:
@@ -643,13 +648,96 @@ class RunningSentinel:
     def stop(self) -> None:
         for server in (self.sentinel, *self.replicas, self.master):
             server.stop()
+        if self.tls is not None:
+            shutil.rmtree(self.tls.ca.parent, ignore_errors=True)
 
 
-def _redis_args(binary: Path, port: int, workdir: Path, password: str | None) -> list[str]:
+@dataclass(frozen=True)
+class TlsFiles:
+    """A CA and a certificate it signed for 127.0.0.1 (PEM files in one temporary directory)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_args(self, port: int) -> list[str]:
+        """redis-server arguments: TLS only, on ``port``; clients need no certificate."""
+        return [
+            "--port", "0",
+            "--tls-port", str(port),
+            "--tls-cert-file", str(self.cert),
+            "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca),
+            "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def url(self, port: int, auth: str = "", path: str = "/0") -> str:
+        return f"rediss://{auth}127.0.0.1:{port}{path}?{urlencode({'ssl_ca_certs': self.ca})}"
+
+
+def make_tls_files() -> TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1, valid for a day."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = Path(tempfile.mkdtemp(prefix="semcache-tls-"))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "semcache test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+def _redis_args(
+    binary: Path, port: int, workdir: Path, password: str | None, tls: TlsFiles | None = None
+) -> list[str]:
     args = [
         str(binary),
         "--bind", "127.0.0.1",
-        "--port", str(port),
+        *(tls.server_args(port) if tls is not None else ("--port", str(port))),
         "--dir", str(workdir),
         "--save", "",
         "--appendonly", "no",
@@ -669,19 +757,28 @@ def start_redis_sentinel(
     master_password: str | None = None,
     sentinel_password: str | None = None,
     service_name: str = SENTINEL_SERVICE,
+    tls: bool = False,
 ) -> RunningSentinel:
     """Start a Debian redis-server master, ``replicas`` replicas of it and one sentinel
     (``redis-server --sentinel``, the same binary) that monitors it with quorum 1, all on free
     ports of 127.0.0.1 without persistence; wait until the sentinel knows the master and every
-    replica (so ``SENTINEL FAILOVER`` can promote one)."""
+    replica (so ``SENTINEL FAILOVER`` can promote one). ``tls``: every server speaks TLS
+    only, with a certificate of a throw-away CA (:attr:`RunningSentinel.tls`)."""
     binary = _plain_redis_path()
     auth = f":{quote(master_password, safe='')}@" if master_password else ""
+    tls_files = make_tls_files() if tls else None
+
+    def data_url(port: int) -> str:
+        if tls_files is not None:
+            return tls_files.url(port, auth)
+        return f"redis://{auth}127.0.0.1:{port}/0"
+
     started: list[RunningServer] = []
     try:
         master = _launch(
             "redis-sentinel-master",
-            lambda port, workdir: _redis_args(binary, port, workdir, master_password),
-            lambda port: f"redis://{auth}127.0.0.1:{port}/0",
+            lambda port, workdir: _redis_args(binary, port, workdir, master_password, tls_files),
+            data_url,
             _redis_ready,
         )
         started.append(master)
@@ -691,10 +788,10 @@ def start_redis_sentinel(
             replica = _launch(
                 "redis-sentinel-replica",
                 lambda port, workdir: [
-                    *_redis_args(binary, port, workdir, master_password),
+                    *_redis_args(binary, port, workdir, master_password, tls_files),
                     *("--replicaof", "127.0.0.1", master_port),
                 ],
-                lambda port: f"redis://{auth}127.0.0.1:{port}/0",
+                data_url,
                 _redis_ready,
             )
             started.append(replica)
@@ -703,8 +800,15 @@ def start_redis_sentinel(
             wait_replica_in_sync(replica)
 
         def sentinel_command(port: int, workdir: Path) -> list[str]:
+            listen = [f"port {port}"]
+            if tls_files is not None:
+                args = tls_files.server_args(port)
+                listen = [
+                    f"{name.removeprefix('--')} {value}"
+                    for name, value in zip(args[::2], args[1::2], strict=True)
+                ]
             lines = [
-                f"port {port}",
+                *listen,
                 "bind 127.0.0.1",
                 f"dir {workdir}",
                 f"sentinel monitor {service_name} 127.0.0.1 {master_port} 1",
@@ -720,19 +824,33 @@ def start_redis_sentinel(
             return [str(binary), str(config), "--sentinel", "--logfile", ""]
 
         sentinel_auth = f":{quote(sentinel_password, safe='')}@" if sentinel_password else ""
+
+        def sentinel_url(port: int) -> str:
+            if tls_files is not None:
+                return tls_files.url(port, sentinel_auth, path="")
+            return f"redis://{sentinel_auth}127.0.0.1:{port}"
+
         sentinel = _launch(
             "redis-sentinel",
             sentinel_command,
-            lambda port: f"redis://{sentinel_auth}127.0.0.1:{port}",
+            sentinel_url,
             partial(_sentinel_ready, service_name=service_name, replicas=replicas),
         )
         started.append(sentinel)
         return RunningSentinel(
-            master, replica_servers, sentinel, service_name, master_password, sentinel_password
+            master,
+            replica_servers,
+            sentinel,
+            service_name,
+            master_password,
+            sentinel_password,
+            tls_files,
         )
     except BaseException:
         for server in started:
             server.stop()
+        if tls_files is not None:
+            shutil.rmtree(tls_files.ca.parent, ignore_errors=True)
         raise
 
 

@@ -190,6 +190,7 @@ def test_passwords_are_not_shown(sentinel_setup: servers.RunningSentinel) -> Non
         ("redis+sentinel://:26379/mymaster", "has no host"),
         ("redis+sentinel://127.0.0.1/mymaster?sentinel_pasword=x", "unknown option"),
         ("redis+sentinel://127.0.0.1/mymaster?socket_timeout=soon", "bad value 'soon'"),
+        ("redis+sentinel://127.0.0.1/mymaster?ssl_cert_reqs=none", "use rediss+sentinel://"),
     ],
 )
 def test_malformed_sentinel_url(url: str, problem: str) -> None:
@@ -222,6 +223,49 @@ def test_url_forms_parsed() -> None:
     plain = parse_sentinel_url("redis+sentinel://h1/cache")
     assert "ssl" not in plain.master_settings and "ssl" not in plain.sentinel_settings
     assert "password" not in plain.master_settings and "password" not in plain.sentinel_settings
+
+
+# -- TLS -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_setup() -> Iterator[servers.RunningSentinel]:
+    running = servers.start_redis_sentinel(
+        tls=True, master_password=MASTER_PASSWORD, sentinel_password=SENTINEL_PASSWORD
+    )
+    yield running
+    running.stop()
+
+
+async def test_tls_round_trip_sync_and_async(
+    tls_setup: servers.RunningSentinel, namespace: str
+) -> None:
+    backend = connect(tls_setup.url(scheme="rediss+sentinel"))
+    master = redis.Redis.from_url(tls_setup.master.url)
+    try:
+        exact = ExactCache(backend, namespace=namespace, on_backend_error="raise")
+        exact.update(QUESTION, "llm", [Generation(text="Paris")])
+        assert await exact.alookup(QUESTION, "llm") == [Generation(text="Paris")]
+        await exact.aupdate("Largest planet?", "llm", [Generation(text="Jupiter")])
+        assert exact.lookup("Largest planet?", "llm") == [Generation(text="Jupiter")]
+        assert len(_keys(master, namespace)) == 2  # on the TLS-only master
+        await exact.aclear()
+    finally:
+        await backend.aclose()
+        master.close()
+
+
+def test_tls_servers_refuse_a_plain_sentinel_url(
+    tls_setup: servers.RunningSentinel, namespace: str
+) -> None:
+    plain = tls_setup.url().split("&ssl_ca_certs=")[0]  # no TLS options: a valid plain URL
+    assert plain.startswith("redis+sentinel://")
+    strict = ExactCache(plain, namespace=namespace, on_backend_error="raise")
+    with pytest.raises(BackendError, match="No master found"):
+        strict.lookup(QUESTION, "llm")
+    # The TLS options on a plain URL are refused at construction.
+    with pytest.raises(SemcacheInputError, match="use rediss\\+sentinel://"):
+        connect(tls_setup.url())
 
 
 # -- Sentinel clients passed in ------------------------------------------------------------------

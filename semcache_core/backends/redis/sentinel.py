@@ -208,6 +208,13 @@ def parse_sentinel_url(url: str, options: Mapping[str, Any] | None = None) -> Se
             raise _bad(url, f"bad value {text!r} for option {name!r} ({exc})") from exc
     if scheme == "rediss+sentinel":
         master["ssl"] = sentinel["ssl"] = True
+    else:
+        tls_options = sorted(name for name in given if name.startswith("ssl"))
+        if tls_options:
+            raise _bad(
+                url,
+                f"TLS options ({', '.join(tls_options)}) need TLS: use rediss+sentinel://",
+            )
     master.update(given)
     for name in _SHARED_WITH_SENTINELS:
         if name in master:
