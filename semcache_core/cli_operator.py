@@ -48,12 +48,12 @@ def model_of(llm_string: str | None) -> str:
 
 
 def format_age(seconds: float) -> str:
-    """``42s``, ``5m``, ``3h``, ``2d``."""
+    """``42s``, ``5m``, ``3h``, ``2d`` (whole units, rounded down)."""
     seconds = max(0.0, seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
 
 
 def _excerpt(text: str | None, width: int = 40) -> str:
