@@ -209,8 +209,18 @@ def _drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ttl(text: str) -> float | None:
+    """``--ttl``: seconds, or ``none`` (never expires)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds nor 'none': {text!r}") from None
+
+
 def _expire(args: argparse.Namespace) -> int:
-    ttl = None if args.ttl.lower() == "none" else float(args.ttl)
+    ttl = args.ttl
     cache = _cache(args)
     try:
         cache.expire(args.ids, ttl)
@@ -279,7 +289,9 @@ def add_commands(sub: Any) -> None:
     drop = command("drop", "remove entries by id", _drop)
     drop.add_argument("ids", nargs="+", metavar="ID")
     expire = command("expire", "set when entries expire", _expire)
-    expire.add_argument("--ttl", required=True, help="seconds from now, or 'none' for never")
+    expire.add_argument(
+        "--ttl", required=True, type=_ttl, help="seconds from now, or 'none' for never"
+    )
     expire.add_argument("ids", nargs="+", metavar="ID")
     clear = command("clear", "remove every entry of a namespace", _clear)
     clear.add_argument("--yes", action="store_true", help="yes, clear it")
