@@ -239,6 +239,11 @@ class CacheEngine:
         """This object's stats (this process only); see :func:`persisted_stats` for totals."""
         return {**self.stats.snapshot(), **self.backend.describe()}
 
+    def set_ttl(self, ttl: Ttl) -> None:
+        """The lifetime of entries written from now on (``None``: forever); entries already
+        stored keep theirs."""
+        self.ttl = validate_ttl(ttl)
+
     def flush_stats(self) -> None:
         run(self._maybe_flush(force=True), self.transport)
 
@@ -504,10 +509,9 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
     def set_ttl(self, ttl: Ttl) -> None:
         """The lifetime of entries written from now on (``None``: forever); entries already
         stored keep theirs (``expire`` changes those)."""
-        checked = validate_ttl(ttl)
-        if checked is None and self.refresh_ttl_on_hit:
+        if validate_ttl(ttl) is None and self.refresh_ttl_on_hit:
             raise SemcacheInputError("refresh_ttl_on_hit needs a ttl to refresh to")
-        self.ttl = checked
+        super().set_ttl(ttl)
 
     def lookup(self, scope: str, prompt: Prompt) -> LookupResult:
         return run(self._lookup_flow(scope, prompt), self.transport)

@@ -407,3 +407,28 @@ def test_entry_keys_are_the_key_layout() -> None:
     assert entry_key(exact) == exact and entry_id_of(exact) == exact
     assert entry_key(semantic) == keys.vector_key(semantic)
     assert entry_id_of(keys.vector_key(semantic)) == semantic
+
+
+def test_set_ttl_on_the_key_value_stores(backend: Backend, namespace: str) -> None:
+    from langchain_semcache import BackendByteStore
+    from llamaindex_semcache import BackendKVStore, CachedEmbedding
+    from tests.llama_fakes import WordHashEmbedding
+
+    store = BackendByteStore(backend, namespace=namespace)
+    kv = BackendKVStore(backend, namespace=fresh_namespace())
+    embeddings_namespace = fresh_namespace()
+    embedding = CachedEmbedding(WordHashEmbedding(), backend, namespace=embeddings_namespace)
+    store.mset([("kept", b"1")])
+    kv.put("kept", {"v": 1})
+    for each in (store, kv, embedding):
+        each.set_ttl(0.3)
+        with pytest.raises(SemcacheInputError, match="ttl"):
+            each.set_ttl(-1)
+    store.mset([("brief", b"2")])
+    kv.put("brief", {"v": 2})
+    embedding.get_text_embedding("a text embedded once")
+    assert len(list(backend.iter_keys(embeddings_namespace))) == 1
+    time.sleep(0.6)
+    assert store.mget(["kept", "brief"]) == [b"1", None]
+    assert (kv.get("kept"), kv.get("brief")) == ({"v": 1}, None)
+    assert list(backend.iter_keys(embeddings_namespace)) == []
