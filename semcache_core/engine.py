@@ -386,7 +386,7 @@ class ResponseCache(SemanticKeys, CacheEngine):
     def _lookup_flow(
         self, scope: str, prompt: Prompt, fields: ScopeFields | None
     ) -> Flow[LookupResult]:
-        check_text(scope, prompt)
+        _check_text(scope, prompt)
         where = self._resolved(fields)
         started = time.perf_counter()
         result = yield from self._find(scope, prompt, where)
@@ -498,7 +498,7 @@ class ResponseCache(SemanticKeys, CacheEngine):
         was skipped: embedding or the backend failed under "warn"). ``vector``: the caller's
         (checked, unit length), else the lookup's or a new embedding."""
         ns = self.namespace
-        check_text(scope, prompt)
+        _check_text(scope, prompt)
         where = self._resolved(fields)
         callers_vector = vector is not None
         entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
@@ -805,7 +805,7 @@ class ResponseCache(SemanticKeys, CacheEngine):
         return await arun(flow, self.transport)
 
 
-def check_text(scope: str, prompt: Prompt) -> None:
+def _check_text(scope: str, prompt: Prompt) -> None:
     keys.require_text(scope, "scope (llm_string)")
     keys.require_text(prompt.text, "prompt")
     if prompt.query is not prompt.text:

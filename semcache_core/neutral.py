@@ -50,8 +50,8 @@ from semcache_core.engine import (
     SEMANTIC_CANDIDATES,
     LookupResult,
     ResponseCache,
+    _check_text,
     callers_dimension,
-    check_text,
     validate_threshold,
 )
 from semcache_core.errors import SemcacheInputError
@@ -147,7 +147,7 @@ def _checked_prompt(scope: Any, prompt: Any) -> Prompt:
     if not isinstance(scope, str):
         raise TypeError(f"scope must be a str, got {type(scope).__name__}")
     plain = Prompt.plain(prompt)
-    check_text(scope, plain)
+    _check_text(scope, plain)
     return plain
 
 
