@@ -303,6 +303,19 @@ def test_langchain_caches_in_scopes(backend: Backend, namespace: str) -> None:
             cache.lookup(QUESTION, "llm")
 
 
+def test_langchain_batch_threads_carry_the_scope(backend: Backend, namespace: str) -> None:
+    # LangChain runs a batch in its thread pool, which copies the caller's context.
+    cache = ExactCache(backend, namespace=namespace, filterable_fields=["tenant"])
+    model = CountingChatModel(cache=cache)
+    with cache_scope(tenant="acme"):
+        answers = [m.content for m in model.batch(["q1", "q2", "q3"])]
+        assert [m.content for m in model.batch(["q1", "q2", "q3"])] == answers
+    assert model.calls == 3
+    assert model.invoke("q1").content not in answers and model.calls == 4  # unscoped
+    with cache_scope(tenant="globex"):
+        assert model.invoke("q1").content not in answers and model.calls == 5
+
+
 async def test_langchain_async_in_scopes(backend: Backend, namespace: str) -> None:
     cache = SemanticCache(
         backend,
