@@ -214,3 +214,37 @@ def test_adapter_entries_come_back_as_their_json(backend: Backend, namespace: st
     langchain = ExactCache(backend, namespace=namespace + "-lc")
     langchain._core.store("Who?", "plain text", scope="llm")
     assert langchain.lookup("Who?", "llm") is None
+
+
+def test_a_corrupt_entry_is_no_match(backend: Backend, namespace: str) -> None:
+    from semcache_core import VectorRecord
+    from semcache_core.codecs import encode_entry, normalize
+
+    semantic, exact = _semantic(backend, namespace), _exact(backend, namespace + "-x")
+    for cache in (semantic, exact):
+        entry_id = cache.store(QUESTION, "Paris", metadata={"ok": True})
+        assert len(cache.check(QUESTION)) == 1
+        for bad in ({"metadata": ["not", "a", "dict"]}, {"scope": {"tenant": 1}}):
+            raw = encode_entry(
+                "response", {"value": {"response": "Paris"}, "query": QUESTION, **bad}
+            )
+            if cache.semantic:
+                partition = cache.partition("", Prompt.plain(QUESTION), {})
+                vector = normalize(np.asarray(HashingEmbedder(32).vector(QUESTION), np.float32))
+                backend.add_vectors(
+                    cache.namespace, partition, [VectorRecord(entry_id, vector, raw)]
+                )
+            else:
+                backend.set_many(cache.namespace, [(entry_id, raw)])
+            assert cache.check(QUESTION) == []
+            assert cache.check(NEAR[0], num_results=3) == []
+
+
+def test_a_dead_backend_is_a_miss_and_a_skipped_write() -> None:
+    pytest.importorskip("redis")
+    cache = ResponseCache("redis://127.0.0.1:1/0", embedder=HashingEmbedder(32), retry_after=60)
+    entry_id = cache.store(QUESTION, "Paris")
+    assert cache.check(QUESTION) == [] and cache.check(NEAR[0], num_results=3) == []
+    prompt = Prompt.plain(QUESTION)  # the id it would have been stored under
+    assert entry_id == cache.entry_id(cache.partition("", prompt), cache.query(prompt))
+    assert cache.stats_snapshot()["backend_errors"] >= 1
