@@ -246,6 +246,32 @@ def test_caches_without_fields_keep_their_keys(
     assert _answer(before, QUESTION) == "stored before scopes"
 
 
+@pytest.mark.parametrize("context_match", ["exact", "semantic"])
+def test_conversations_stay_in_their_scope(
+    backend: Backend, namespace: str, context_match: str
+) -> None:
+    from semcache_core.conversation import prompt_from_messages
+
+    def chat(*turns: str) -> Prompt:
+        roles = ["user" if i % 2 == 0 else "assistant" for i in range(len(turns))]
+        messages = [{"role": r, "content": t} for r, t in zip(roles, turns, strict=True)]
+        return prompt_from_messages(messages)
+
+    cache = _cache(backend, namespace, semantic=True, context_match=context_match)
+    stored = chat("I bought a laptop 10 days ago.", "Thanks!", "Can I still return it?")
+    asked = chat("I bought a laptop 10 days ago.", "Thanks!", "can i still return it")
+    for tenant in ("acme", "globex"):
+        with cache_scope(tenant=tenant):
+            assert cache.lookup(LLM, asked).body is None
+            cache.update(LLM, stored, {"who": tenant})
+    for tenant in ("acme", "globex"):
+        with cache_scope(tenant=tenant):
+            for prompt in (stored, asked):
+                result = cache.lookup(LLM, prompt)
+                assert result.body is not None and result.body["value"]["who"] == tenant
+    assert cache.lookup(LLM, asked).body is None
+
+
 def test_explain_looks_in_the_scope(backend: Backend, namespace: str) -> None:
     cache = _cache(backend, namespace, semantic=True)
     with cache_scope(tenant="acme"):
