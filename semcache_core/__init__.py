@@ -22,7 +22,9 @@ from semcache_core.errors import (
 )
 from semcache_core.explain import CandidateReport, Explanation
 from semcache_core.kv import KeyValueCache
+from semcache_core.neutral import Match
 from semcache_core.prompt import Prompt, Turn
+from semcache_core.scope import cache_scope, current_scope
 
 __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
@@ -33,6 +35,7 @@ __all__ = [
     "Explanation",
     "KeyValueCache",
     "LookupResult",
+    "Match",
     "Prompt",
     "ResponseCache",
     "SchemaConflictError",
@@ -43,7 +46,9 @@ __all__ = [
     "VectorDimensionError",
     "VectorHit",
     "VectorRecord",
+    "cache_scope",
     "connect",
+    "current_scope",
     "known_schemes",
     "persisted_stats",
 ]

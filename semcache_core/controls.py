@@ -31,6 +31,7 @@ from semcache_core.entries import (
 )
 from semcache_core.flow import Flow, arun, run
 from semcache_core.prompt import Prompt
+from semcache_core.scope import ScopeFields
 
 if TYPE_CHECKING:
     from semcache_core.engine import ResponseCache
@@ -58,9 +59,7 @@ class OperatorControls:
             body = decode_entry(raw, "response")
             if body is None or entry_id is None or key not in expiries:
                 continue  # corrupt, foreign, or gone between the two reads
-            entry = entry_of(entry_id, body, expiries[key])
-            if entry is not None:
-                found.append(entry)
+            found.append(entry_of(entry_id, body, expiries[key]))
         return found
 
     def _entries_page(self, scan: KeyScan, filters: Mapping[str, str]) -> Flow[list[CacheEntry]]:
@@ -80,16 +79,19 @@ class OperatorControls:
         ttl = validate_ttl(ttl)
         yield from self.ops.expire_many(self.namespace, entry_keys(ids), ttl=ttl)
 
-    def _drop_prompt_flow(self, scope: str, prompt: Prompt) -> Flow[str | None]:
+    def _drop_prompt_flow(
+        self, scope: str, prompt: Prompt, fields: ScopeFields | None
+    ) -> Flow[str | None]:
         """Drop the entry a lookup of ``prompt`` would serve now: the exact entry, else (a
-        semantic cache) the candidate the stages would serve, as :meth:`explain` finds it."""
+        semantic cache) the candidate the stages would serve, as :meth:`explain` finds it
+        (under ``fields``, the active cache scope's when ``None``, as a lookup)."""
         from semcache_core.engine import SEMANTIC_CANDIDATES, _check_text
         from semcache_core.explain import explain_flow
 
         _check_text(scope, prompt)
         cache: ResponseCache = self  # type: ignore[assignment]
         explanation = yield from explain_flow(
-            cache, scope, prompt, k=SEMANTIC_CANDIDATES, threshold=None
+            cache, scope, prompt, k=SEMANTIC_CANDIDATES, threshold=None, fields=fields
         )
         served = explanation.served
         if served is None:
@@ -154,13 +156,18 @@ class OperatorControls:
     async def adrop(self, ids: Sequence[str]) -> None:
         await arun(self._drop_flow(ids), self.transport)
 
-    def drop_prompt(self, scope: str, prompt: Prompt) -> str | None:
+    def drop_prompt(
+        self, scope: str, prompt: Prompt, *, fields: ScopeFields | None = None
+    ) -> str | None:
         """Remove the entry a lookup of ``prompt`` under ``scope`` would serve now (the exact
-        entry, else the semantic hit); its id, ``None`` when a lookup would miss."""
-        return run(self._drop_prompt_flow(scope, prompt), self.transport)
+        entry, else the semantic hit); its id, ``None`` when a lookup would miss. ``fields``
+        as in :meth:`lookup` (``None``: the active ``cache_scope``'s)."""
+        return run(self._drop_prompt_flow(scope, prompt, fields), self.transport)
 
-    async def adrop_prompt(self, scope: str, prompt: Prompt) -> str | None:
-        return await arun(self._drop_prompt_flow(scope, prompt), self.transport)
+    async def adrop_prompt(
+        self, scope: str, prompt: Prompt, *, fields: ScopeFields | None = None
+    ) -> str | None:
+        return await arun(self._drop_prompt_flow(scope, prompt, fields), self.transport)
 
     def expire(self, ids: Sequence[str], ttl: float | None) -> None:
         """Let the entries ``ids`` expire ``ttl`` seconds from now (``None``: never)."""

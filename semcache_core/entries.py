@@ -8,14 +8,12 @@ under its **id**, the handle every operator control takes (``drop``, ``expire``,
 * a semantic entry: ``<16 hex digits>.<32 hex digits>``, its vector record's id (the partition
   tag, then the hash of its query: :func:`semcache_core.keys.semantic_entry_id`).
 
-The body an entry was read from is untrusted (:func:`semcache_core.codecs.decode_entry` checks
-the fields a lookup reads); the fields only an audit reads (``scope``, ``metadata``) are
-checked here, and an entry whose fields do not hold what they should is skipped, not shown.
+The body an entry was read from is untrusted: :func:`semcache_core.codecs.decode_entry` checks
+every field shown here, and an entry whose fields do not hold what they should is skipped.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +23,6 @@ from semcache_core import keys
 from semcache_core.errors import SemcacheInputError
 
 __all__ = ["CacheEntry", "entry_id_of", "entry_key"]
-
-logger = logging.getLogger("semcache")
 
 _EXACT_ID = re.compile(r"llm:[0-9a-f]{32}")
 _SEMANTIC_ID = re.compile(r"(?:[0-9a-f]{16}\.)?[0-9a-f]{32}")
@@ -129,23 +125,9 @@ def checked_limit(limit: object) -> int | None:
     return limit
 
 
-def _strings(value: object) -> dict[str, str] | None:
-    if not isinstance(value, dict):
-        return None
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        return None
-    return value
-
-
-def entry_of(entry_id: str, body: Mapping[str, Any], expires: float | None) -> CacheEntry | None:
-    """The entry of a decoded ``response`` body (its lookup fields are already checked by
-    :func:`~semcache_core.codecs.decode_entry`); ``None``, with a warning, when its audit
-    fields hold something else than they should."""
-    scope = _strings(body.get("scope", {}))
-    metadata = body.get("metadata", {})
-    if scope is None or not isinstance(metadata, dict):
-        logger.warning("semcache: skipping entry %s: malformed scope or metadata", entry_id)
-        return None
+def entry_of(entry_id: str, body: Mapping[str, Any], expires: float | None) -> CacheEntry:
+    """The entry of a ``response`` body that :func:`~semcache_core.codecs.decode_entry`
+    accepted (it checked the type of every field read here)."""
     exact = entry_id.startswith("llm:")
     prompt = body.get("prompt")
     query = body.get("query")
@@ -158,8 +140,8 @@ def entry_of(entry_id: str, body: Mapping[str, Any], expires: float | None) -> C
         llm_string=body.get("llm_string"),
         created=None if created is None else float(created),
         expires=expires,
-        scope=scope,
-        metadata=metadata,
+        scope=body.get("scope", {}),
+        metadata=body.get("metadata", {}),
         value=body["value"],
     )
 

@@ -432,3 +432,35 @@ def test_set_ttl_on_the_key_value_stores(backend: Backend, namespace: str) -> No
     assert store.mget(["kept", "brief"]) == [b"1", None]
     assert (kv.get("kept"), kv.get("brief")) == ({"v": 1}, None)
     assert list(backend.iter_keys(embeddings_namespace)) == []
+
+
+@pytest.mark.parametrize("semantic", [False, True], ids=["exact", "semantic"])
+def test_scoped_entries_list_filter_and_drop_within_their_scope(
+    backend: Backend, namespace: str, semantic: bool
+) -> None:
+    from semcache_core import cache_scope
+
+    cache = _cache(backend, namespace, semantic=semantic, filterable_fields=["tenant"])
+    for tenant in ("acme", "other"):
+        with cache_scope(tenant=tenant):
+            cache.update(LLM, Prompt.plain(ROUTER), {"answer": tenant})
+    cache.update(LLM, Prompt.plain(ROUTER), {"answer": "unscoped"})
+    stored = cache.store("a stored prompt", "a response", scope=LLM, metadata={"source": "faq"})
+    by_tenant = {entry.scope.get("tenant"): entry for entry in cache.entries()}
+    assert set(by_tenant) == {"acme", "other", None}
+    assert [e.value["answer"] for e in cache.entries(filters={"tenant": "acme"})] == ["acme"]
+    listed = cache.entry(stored)
+    assert listed is not None and listed.metadata == {"source": "faq"}
+
+    # drop_prompt in a scope drops that scope's entry only; check() ids are drop's ids.
+    with cache_scope(tenant="acme"):
+        assert cache.drop_prompt(LLM, Prompt.plain(ROUTER)) == by_tenant["acme"].id
+        assert cache.lookup(LLM, Prompt.plain(ROUTER)).body is None
+    with cache_scope(tenant="other"):
+        assert _answer(cache, ROUTER) == "other"
+    assert _answer(cache, ROUTER) == "unscoped"
+    (match,) = cache.check("a stored prompt", scope=LLM)
+    assert match.id == stored
+    cache.drop([match.id])
+    assert cache.check("a stored prompt", scope=LLM) == []
+    assert {e.scope.get("tenant") for e in cache.entries()} == {"other", None}
