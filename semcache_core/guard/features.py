@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from semcache_core.guard import intent, names, negation, numeric, qualifiers, roles
+from semcache_core.guard import intent, lexicon, names, negation, numeric, qualifiers, roles
 from semcache_core.guard.lexicon import lemmas
 from semcache_core.guard.padding import strip_padding
 from semcache_core.guard.tokens import Collector, Features, Token, ascii_lower, normalize, tokenize
+from semcache_core.guard.typos import unknown_words
 
 __all__ = ["extract_features"]
 
 _BREAKS = frozenset(".?!;:,\n|()")
+_FUNCTION_WORDS = lexicon.words("function_words.txt")
 
 
 def _sequence(tokens: list[Token]) -> tuple[str, ...]:
@@ -58,6 +60,7 @@ def extract_features(text: str) -> Features:
     sequence = _sequence(tokens)
     words = frozenset(w for w in sequence if w != "|")
     classified = frozenset(t.low for t in tokens if t.used and t.kind == "word")
+    word_lemmas = frozenset(lemma for w in words for lemma in lemmas(w))
     return Features(
         negations=out.negations,
         quoted=frozenset(quoted),
@@ -77,7 +80,7 @@ def extract_features(text: str) -> Features:
         text=ascii_lower(searchable),
         raw_text=searchable,
         sequence=sequence,
-        lemmas=frozenset(lemma for w in words for lemma in lemmas(w)),
+        lemmas=word_lemmas,
         negated=negation.negated_words(sequence),
         phrasal=negation.phrasal(sequence),
         particles=negation.particle_verbs(sequence),
@@ -86,4 +89,7 @@ def extract_features(text: str) -> Features:
         qualifiers=qualifiers.qualifiers(sequence),
         constraints=qualifiers.constraints(sequence, classified),
         intents=intent.intents(sequence),
+        content=frozenset(w for w in words if w not in _FUNCTION_WORDS),
+        stems=frozenset(w[:5] for w in words | word_lemmas),
+        unknown=unknown_words(words),
     )

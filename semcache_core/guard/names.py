@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 from semcache_core.guard.negation import base_forms
+from semcache_core.guard.overlap import broad_rewording
 from semcache_core.guard.tokens import (
     COMMON_WORDS,
     TECH_NAMES,
@@ -178,6 +179,8 @@ def entity_differs(a: Features, b: Features) -> str | None:
     shared = a.entities & b.entities
     ea = {e for e in a.entities - b.entities if not _named_in(e, b) and not _beside(e, a, shared)}
     eb = {e for e in b.entities - a.entities if not _named_in(e, a) and not _beside(e, b, shared)}
-    if ea or eb:
+    if (ea and eb) or ((ea or eb) and not broad_rewording(a, b)):
+        # a name on one side only, in a broad rewording, is mostly the wording ("memorise
+        # Japanese kanji" / "learn kanji", "Someone took over my account")
         return f"names differ: {fmt(ea)} vs {fmt(eb)}"
     return swapped(a, b, "entity")

@@ -32,6 +32,7 @@ import re
 from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon
+from semcache_core.guard.overlap import broad_rewording
 from semcache_core.guard.tokens import Features
 
 NEGATION_WORDS: frozenset[str] = lexicon.words("negation_words.txt")
@@ -175,7 +176,9 @@ def _particle_later(sequence: tuple[str, ...], i: int, particle: str) -> bool:
 
 
 def negation_differs(a: Features, b: Features) -> str | None:
-    if a.negations != b.negations:
+    if a.negations != b.negations and not broad_rewording(a, b):
+        # in a broad rewording a negation is mostly the wording ("when I'm not using it" /
+        # "between trips"); see :mod:`semcache_core.guard.overlap`
         return f"negations differ: {a.negations} vs {b.negations}"
     return None
 

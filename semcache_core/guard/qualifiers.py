@@ -36,6 +36,7 @@ from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.negation import NEGATION_WORDS
+from semcache_core.guard.overlap import broad_rewording
 from semcache_core.guard.tokens import (
     Collector,
     Features,
@@ -379,6 +380,8 @@ def quantifier_differs(a: Features, b: Features) -> str | None:
     ):
         return None  # "the whole project" / "the project"; a part only against the whole
     if a.quantifiers != b.quantifiers:
+        if not (a.quantifiers and b.quantifiers) and broad_rewording(a, b):
+            return None  # "consistently blurry" / "always blurry at night"
         return (
             f"quantifiers differ: {fmt(a.quantifiers - b.quantifiers)} "
             f"vs {fmt(b.quantifiers - a.quantifiers)}"
@@ -462,6 +465,8 @@ def scope_differs(a: Features, b: Features) -> str | None:
         and not _adds_to(x, y)
     ):
         return None
+    if not (only_a and only_b) and broad_rewording(a, b):
+        return None  # "on an empty stomach" / "without eating first"
     return f"scope words differ: {fmt(only_a)} vs {fmt(only_b)}"
 
 
@@ -470,6 +475,7 @@ def _groups_differ(a: Features, b: Features, audience: bool) -> str | None:
     qb = {q for q in b.qualifiers if q[0].startswith("audience") == audience}
     if qa == qb:
         return None
+    broad: bool | None = None
     for group in sorted({g for g, _ in qa ^ qb}):
         va = {v for g, v in qa if g == group}
         vb = {v for g, v in qb if g == group}
@@ -477,6 +483,10 @@ def _groups_differ(a: Features, b: Features, audience: bool) -> str | None:
             continue  # a "?" group differs only when both prompts name a value
         if not (va and vb) and _misspelt(a if va else b, b if va else a, group, va | vb):
             continue  # "for begginers" / "for beginners"
+        if not (va and vb):
+            broad = broad_rewording(a, b) if broad is None else broad
+            if broad:
+                continue  # "my toddler" / "my little one" in a reworded question
         if va != vb:
             return (
                 f"{group.split('-', 1)[-1].rstrip('?')} differs: {fmt(va - vb)} vs {fmt(vb - va)}"

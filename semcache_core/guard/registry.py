@@ -23,6 +23,7 @@ from semcache_core.guard import (
     qualifiers,
     roles,
     substitution,
+    typos,
 )
 from semcache_core.guard.features import extract_features
 from semcache_core.guard.padding import strip_padding
@@ -107,6 +108,14 @@ def _same_after_padding(new_prompt: str, cached_prompt: str) -> bool:
     return _padding_key(new_prompt) == _padding_key(cached_prompt)
 
 
+def _features(new_prompt: str, cached_prompt: str) -> tuple[Features, Features]:
+    """Both prompts' features, each one's typos of the other's words corrected."""
+    a, b = extract_features(new_prompt), extract_features(cached_prompt)
+    if a.unknown or b.unknown:
+        return typos.corrected(new_prompt, cached_prompt, a, b, extract_features)
+    return a, b
+
+
 class TrapGuard:
     """Rejects candidate semantic hits whose prompts differ in an answer-changing detail.
 
@@ -134,8 +143,7 @@ class TrapGuard:
         """Whether the answer cached for ``cached_prompt`` may be served for ``new_prompt``."""
         if new_prompt == cached_prompt or _same_after_padding(new_prompt, cached_prompt):
             return _OK
-        a = extract_features(new_prompt)
-        b = extract_features(cached_prompt)
+        a, b = _features(new_prompt, cached_prompt)
         for c in self.registry:
             detail = c.differs(a, b)
             if detail:
@@ -145,8 +153,7 @@ class TrapGuard:
     def explain(self, new_prompt: str, cached_prompt: str) -> dict[str, GuardVerdict]:
         """The verdict of *every* enabled check, in order (not only the first that fails):
         ``{name: GuardVerdict}``. :meth:`check` rejects iff any of them is not ok."""
-        a = extract_features(new_prompt)
-        b = extract_features(cached_prompt)
+        a, b = _features(new_prompt, cached_prompt)
         same = new_prompt == cached_prompt or _same_after_padding(new_prompt, cached_prompt)
         out: dict[str, GuardVerdict] = {}
         for c in self.registry:
@@ -157,7 +164,7 @@ class TrapGuard:
 
 def run_checks(new_prompt: str, cached_prompt: str, checks: Sequence[Check]) -> GuardVerdict:
     """The first of ``checks`` that finds a difference (the shape of STYLE.md section C)."""
-    a, b = extract_features(new_prompt), extract_features(cached_prompt)
+    a, b = _features(new_prompt, cached_prompt)
     for c in checks:
         if detail := c.differs(a, b):
             return GuardVerdict(False, c.name, detail)

@@ -232,6 +232,12 @@ class Features:
     qualifiers: frozenset[tuple[str, str]] = frozenset()
     constraints: tuple[tuple[str, tuple[str, ...]], ...] = ()
     intents: frozenset[str] = frozenset()
+    #: The content words (no function words), for how far two prompts are reworded.
+    content: frozenset[str] = field(default=frozenset(), repr=False)
+    #: The first five letters of every word and lemma ("depressed" / "depression" share one).
+    stems: frozenset[str] = field(default=frozenset(), repr=False)
+    #: Words no lexicon knows in any base form: candidates for a typo of the other prompt.
+    unknown: frozenset[str] = field(default=frozenset(), repr=False)
 
 
 @dataclass
