@@ -9,6 +9,7 @@ is frozen into :class:`~semcache_core.guard.tokens.Features` and cached per prom
 
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 
 from semcache_core.guard import intent, lexicon, names, negation, numeric, qualifiers, roles
@@ -23,10 +24,21 @@ _BREAKS = frozenset(".?!;:,\n|()")
 _FUNCTION_WORDS = lexicon.words("function_words.txt")
 
 
-def _sequence(tokens: list[Token]) -> tuple[str, ...]:
-    """Lower-case words in order, "|" at sentence and clause breaks."""
+def _sequence(tokens: list[Token], text: str) -> tuple[str, ...]:
+    """Lower-case words in order, "|" at sentence and clause breaks (an emoji between two
+    words is a break: "... with my dad 😅 what year ...")."""
     out: list[str] = []
+    end = 0
     for token in tokens:
+        if (
+            token.start - end > 1
+            and out
+            and out[-1] != "|"
+            and not text[end : token.start].isascii()
+        ):
+            if any(unicodedata.category(c) == "So" for c in text[end : token.start]):
+                out.append("|")
+        end = token.end
         if token.kind == "word":
             out.extend(p for p in token.low.removesuffix("()").split(".") if p)
         elif token.kind == "punct" and token.text in _BREAKS and out and out[-1] != "|":
@@ -57,7 +69,7 @@ def extract_features(text: str) -> Features:
     entity_at = names._names(tokens, normalized, title_case, out)
     roles.directions(tokens, unit_at, entity_at, out)
     searchable = " ".join(normalized.split())
-    sequence = _sequence(tokens)
+    sequence = _sequence(tokens, normalized)
     words = frozenset(w for w in sequence if w != "|")
     classified = frozenset(t.low for t in tokens if t.used and t.kind == "word")
     word_lemmas = frozenset(lemma for w in words for lemma in lemmas(w))

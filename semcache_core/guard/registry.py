@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from semcache_core.guard import (
+    context,
     intent,
     lexical,
     names,
@@ -144,7 +145,10 @@ class TrapGuard:
         if new_prompt == cached_prompt or _same_after_padding(new_prompt, cached_prompt):
             return _OK
         a, b = _features(new_prompt, cached_prompt)
+        skip = context.CONTEXT_FREE if context.lead_in(a, b) else frozenset()
         for c in self.registry:
+            if c.name in skip:
+                continue
             detail = c.differs(a, b)
             if detail:
                 return GuardVerdict(False, c.name, detail)
@@ -155,9 +159,10 @@ class TrapGuard:
         ``{name: GuardVerdict}``. :meth:`check` rejects iff any of them is not ok."""
         a, b = _features(new_prompt, cached_prompt)
         same = new_prompt == cached_prompt or _same_after_padding(new_prompt, cached_prompt)
+        skip = context.CONTEXT_FREE if context.lead_in(a, b) else frozenset()
         out: dict[str, GuardVerdict] = {}
         for c in self.registry:
-            detail = None if same else c.differs(a, b)
+            detail = None if same or c.name in skip else c.differs(a, b)
             out[c.name] = GuardVerdict(False, c.name, detail) if detail else _OK
         return out
 
