@@ -30,14 +30,15 @@ def _sequence(tokens: list[Token], text: str) -> tuple[str, ...]:
     out: list[str] = []
     end = 0
     for token in tokens:
+        gap = text[end : token.start]
         if (
-            token.start - end > 1
+            len(gap) > 1
             and out
             and out[-1] != "|"
-            and not text[end : token.start].isascii()
+            and not gap.isascii()
+            and any(unicodedata.category(c) == "So" for c in gap)
         ):
-            if any(unicodedata.category(c) == "So" for c in text[end : token.start]):
-                out.append("|")
+            out.append("|")
         end = token.end
         if token.kind == "word":
             out.extend(p for p in token.low.removesuffix("()").split(".") if p)
