@@ -31,6 +31,7 @@ def _sequence(tokens: list[Token], text: str) -> tuple[str, ...]:
     end = 0
     for token in tokens:
         gap = text[end : token.start]
+        glued = token.start == end  # "401(k)", "f(x)": a parenthesis inside a word
         if (
             len(gap) > 1
             and out
@@ -39,11 +40,17 @@ def _sequence(tokens: list[Token], text: str) -> tuple[str, ...]:
             and any(unicodedata.category(c) == "So" for c in gap)
         ):
             out.append("|")
-        end = token.end
         if token.kind == "word":
             out.extend(p for p in token.low.removesuffix("()").split(".") if p)
-        elif token.kind == "punct" and token.text in _BREAKS and out and out[-1] != "|":
+        elif (
+            token.kind == "punct"
+            and token.text in _BREAKS
+            and out
+            and out[-1] != "|"
+            and not (glued and token.text in "()")
+        ):
             out.append("|")
+        end = token.end
     return tuple(out)
 
 
