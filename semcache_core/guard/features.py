@@ -112,4 +112,5 @@ def extract_features(text: str) -> Features:
         content=frozenset(w for w in words if w not in _FUNCTION_WORDS),
         stems=frozenset(w[:5] for w in words | word_lemmas),
         unknown=unknown_words(words),
+        task_verb=intent.task_verb(sequence),
     )

@@ -113,9 +113,10 @@ def _common_ends(x: tuple[str, ...], y: tuple[str, ...]) -> tuple[int, int]:
 def _frame_change(a: Features, b: Features) -> int:
     """How many function words one prompt has that the other has not (both ways): the
     frame of the question ("Is Greenland part of Denmark?" / "Does Greenland belong to
-    Denmark?" differ by four: another wording, not the same template)."""
-    fa = Counter(w for w in a.sequence if w in _FUNCTION_WORDS)
-    fb = Counter(w for w in b.sequence if w in _FUNCTION_WORDS)
+    Denmark?" differ by four: another wording, not the same template). "a" and "an" are
+    one word."""
+    fa = Counter("a" if w == "an" else w for w in a.sequence if w in _FUNCTION_WORDS)
+    fb = Counter("a" if w == "an" else w for w in b.sequence if w in _FUNCTION_WORDS)
     return sum(((fa - fb) + (fb - fa)).values())
 
 

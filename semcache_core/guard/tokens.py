@@ -238,6 +238,8 @@ class Features:
     stems: frozenset[str] = field(default=frozenset(), repr=False)
     #: Words no lexicon knows in any base form: candidates for a typo of the other prompt.
     unknown: frozenset[str] = field(default=frozenset(), repr=False)
+    #: The verb of a task asked of the assistant ("Can you *check* ..."), or "".
+    task_verb: str = ""
 
 
 @dataclass
