@@ -70,7 +70,7 @@ def is_typo_of(typo: str, word: str) -> bool:
 
 def _fixes(x: Features, y: Features) -> dict[str, str]:
     """x's unknown words -> the one word of y each is a typo of."""
-    fixes = {}
+    fixes: dict[str, str] = {}
     if not x.unknown:
         return fixes
     others = [w for w in y.words - x.words if w not in y.unknown]
