@@ -85,14 +85,18 @@ def _fixes(x: Features, y: Features) -> dict[str, str]:
     return fixes
 
 
+_WORD_RE = re.compile(r"(?<![\w.])[^\W\d_]+(?![\w.])")
+
+
 def _rewrite(text: str, fixes: dict[str, str]) -> str:
-    pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, fixes)) + r")(?!\w)", re.I)
-
     def replace(match: re.Match[str]) -> str:
-        word = fixes[match.group(0).lower()]
-        return word.capitalize() if match.group(0)[:1].isupper() else word
+        typo = match.group(0)
+        word = fixes.get(typo.lower())
+        if word is None:
+            return typo
+        return word.capitalize() if typo[:1].isupper() else word
 
-    return pattern.sub(replace, text)
+    return _WORD_RE.sub(replace, text)
 
 
 def corrected(
