@@ -41,9 +41,9 @@ def test_typos_of_the_other_prompts_words_are_that_word(
         ("What is the capital of Gambia?", "What is the capital of Zambia?", "entity"),
         # two words no lexicon knows are never matched with each other (two product names)
         (
-            "How do I configure zorblat on Linux?",
-            "How do I configure zorblax on Linux?",
-            "substitution",
+            "How do I configure Zorblat on Linux?",
+            "How do I configure Zorblax on Linux?",
+            "entity",
         ),
         # identifiers are what they are
         ("How do I use str.rsplit in Python?", "How do I use str.split in Python?", "code"),
