@@ -242,3 +242,38 @@ def test_task_verb_extraction() -> None:
     assert task_verb(extract_features("How do I check my invoice?").sequence) == ""
     assert task_verb(extract_features("Is it safe to swim?").sequence) == ""
     assert task_verb(extract_features("Can you tell me the time?").sequence) == ""
+
+
+# -- text-speak, letters of names, "without" for "not" -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("new", "cached"),
+    [
+        ("can u explain how ur pension works", "Can you explain how your pension works?"),
+        ("how much protein does a 10 yr old need", "How much protein does a 10 year old need?"),
+        ("my landlord kept my deposit n moved away", "My landlord kept my deposit and moved away"),
+        ("Is vitamin D3 safe in pregnancy?", "is vitamin d3 safe in pregnancy"),
+        (
+            "how do i clean a kettle but dont want to use vinegar",
+            "How do I clean a kettle without using vinegar?",
+        ),
+        ("How do I start a fire without matches?", "How do I start a fire with no matches?"),
+    ],
+)
+def test_text_speak_letters_and_without_for_not(guard: TrapGuard, new: str, cached: str) -> None:
+    assert guard.check(new, cached).ok, guard.check(new, cached)
+
+
+@pytest.mark.parametrize(
+    ("new", "cached", "reason"),
+    [
+        # "without" on one side and no negation on the other still differs
+        ("How do I make bread without yeast?", "How do I make bread with yeast?", "scope"),
+        ("Is vitamin D3 safe in pregnancy?", "Is vitamin K2 safe in pregnancy?", "version"),
+    ],
+)
+def test_without_and_letters_still_differ(
+    guard: TrapGuard, new: str, cached: str, reason: str
+) -> None:
+    assert guard.check(new, cached).reason == reason

@@ -125,7 +125,8 @@ def _named_in(entity: str, other: Features) -> bool:
     """Whether a name appears as a word of the other prompt, in any inflection
     ("Flights ..." / "... the flight")."""
     if len(entity) < 2:
-        return False
+        # a letter of a name ("vitamin B12" / "vitamin b12", "S&P 500" / "s&p 500")
+        return entity in other.words and entity not in ("a", "i")
     return (
         entity in other.words
         or bool(base_forms(entity) & (other.words | other.lemmas))

@@ -175,8 +175,21 @@ def _particle_later(sequence: tuple[str, ...], i: int, particle: str) -> bool:
 # -- checks ------------------------------------------------------------------------------------
 
 
+def without_for_not(a: Features, b: Features) -> bool:
+    """Whether one prompt says "without" where the other says "not" or "no" ("dandruff but
+    don't want medicated shampoo" / "... without using medicated shampoo", "with no tuning
+    device" / "without a tuner"): the same negation in another word."""
+    for x, y in ((a, b), (b, a)):
+        if "WITHOUT" in x.scopes and "WITHOUT" not in y.scopes:
+            if y.negations == x.negations + 1 or (
+                "NONE" in y.quantifiers and "NONE" not in x.quantifiers
+            ):
+                return True
+    return False
+
+
 def negation_differs(a: Features, b: Features) -> str | None:
-    if a.negations != b.negations and not broad_rewording(a, b):
+    if a.negations != b.negations and not broad_rewording(a, b) and not without_for_not(a, b):
         # in a broad rewording a negation is mostly the wording ("when I'm not using it" /
         # "between trips"); see :mod:`semcache_core.guard.overlap`
         return f"negations differ: {a.negations} vs {b.negations}"

@@ -35,7 +35,7 @@ import re
 from functools import cache
 
 from semcache_core.guard import lexicon
-from semcache_core.guard.negation import NEGATION_WORDS
+from semcache_core.guard.negation import NEGATION_WORDS, without_for_not
 from semcache_core.guard.overlap import broad_rewording
 from semcache_core.guard.tokens import (
     Collector,
@@ -380,6 +380,8 @@ def quantifier_differs(a: Features, b: Features) -> str | None:
     ):
         return None  # "the whole project" / "the project"; a part only against the whole
     if a.quantifiers != b.quantifiers:
+        if a.quantifiers ^ b.quantifiers == {"NONE"} and without_for_not(a, b):
+            return None  # "with no tuning device" / "without a tuner"
         if not (a.quantifiers and b.quantifiers) and broad_rewording(a, b):
             return None  # "consistently blurry" / "always blurry at night"
         return (
@@ -455,6 +457,8 @@ def scope_differs(a: Features, b: Features) -> str | None:
     if a.scopes == b.scopes:
         return None
     only_a, only_b = a.scopes - b.scopes, b.scopes - a.scopes
+    if only_a ^ only_b == {"WITHOUT"} and without_for_not(a, b):
+        return None  # "without using medicated shampoo" / "don't want medicated shampoo"
     x, y = (a, b) if only_a else (b, a)
     if only_a ^ only_b == {"PER"} and not (only_a and only_b) and not y.words & _TOTALS:
         return None  # "how much sleep each night" / "how many hours of sleep"; not "total"
