@@ -180,11 +180,11 @@ def without_for_not(a: Features, b: Features) -> bool:
     don't want medicated shampoo" / "... without using medicated shampoo", "with no tuning
     device" / "without a tuner"): the same negation in another word."""
     for x, y in ((a, b), (b, a)):
-        if "WITHOUT" in x.scopes and "WITHOUT" not in y.scopes:
-            if y.negations == x.negations + 1 or (
-                "NONE" in y.quantifiers and "NONE" not in x.quantifiers
-            ):
-                return True
+        one_more = y.negations == x.negations + 1 or (
+            "NONE" in y.quantifiers and "NONE" not in x.quantifiers
+        )
+        if "WITHOUT" in x.scopes and "WITHOUT" not in y.scopes and one_more:
+            return True
     return False
 
 
