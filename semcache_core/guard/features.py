@@ -29,17 +29,13 @@ def _sequence(tokens: list[Token], text: str) -> tuple[str, ...]:
     words is a break: "... with my dad 😅 what year ...")."""
     out: list[str] = []
     end = 0
+    emoji = not text.isascii()
     for token in tokens:
-        gap = text[end : token.start]
         glued = token.start == end  # "401(k)", "f(x)": a parenthesis inside a word
-        if (
-            len(gap) > 1
-            and out
-            and out[-1] != "|"
-            and not gap.isascii()
-            and any(unicodedata.category(c) == "So" for c in gap)
-        ):
-            out.append("|")
+        if emoji and token.start - end > 1 and out and out[-1] != "|":
+            gap = text[end : token.start]
+            if not gap.isascii() and any(unicodedata.category(c) == "So" for c in gap):
+                out.append("|")
         if token.kind == "word":
             out.extend(p for p in token.low.removesuffix("()").split(".") if p)
         elif (

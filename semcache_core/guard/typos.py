@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.negation import base_forms
@@ -33,14 +34,18 @@ _MIN_LENGTH = 3
 _LONG = 7
 
 
-def _known(word: str) -> bool:
+@lru_cache(maxsize=65536)
+def _unknown(word: str) -> bool:
+    """Whether no lexicon knows the word in any base form (cached per word)."""
+    if len(word) < _MIN_LENGTH or not word.isalpha():
+        return False
     vocabulary = lexicon.vocabulary()
-    return word in vocabulary or any(form in vocabulary for form in base_forms(word))
+    return word not in vocabulary and not any(form in vocabulary for form in base_forms(word))
 
 
 def unknown_words(words: frozenset[str]) -> frozenset[str]:
     """The words of a prompt that no lexicon knows (letters only, three or more)."""
-    return frozenset(w for w in words if len(w) >= _MIN_LENGTH and w.isalpha() and not _known(w))
+    return frozenset(w for w in words if _unknown(w))
 
 
 def _two_edits(x: str, y: str) -> bool:
