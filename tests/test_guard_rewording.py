@@ -277,3 +277,44 @@ def test_without_and_letters_still_differ(
     guard: TrapGuard, new: str, cached: str, reason: str
 ) -> None:
     assert guard.check(new, cached).reason == reason
+
+
+# -- acronyms spelled out, "self-" said with a reflexive pronoun ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("new", "cached"),
+    [
+        ("What does a PPO plan cover?", "What does a preferred provider organization plan cover?"),
+        (
+            "How do I file a DSAR with my employer?",
+            "How do I file a data subject access request with my employer?",
+        ),
+        ("Can I self-publish a cookbook on Amazon?", "Can I publish a cookbook on Amazon myself?"),
+    ],
+)
+def test_acronyms_spelled_out_and_self_said_otherwise(
+    guard: TrapGuard, new: str, cached: str
+) -> None:
+    assert guard.check(new, cached).ok, guard.check(new, cached)
+    assert guard.check(cached, new).ok
+
+
+@pytest.mark.parametrize(
+    ("new", "cached", "reason"),
+    [
+        # initials of words that are not consecutive, or another acronym
+        (
+            "What does a PPO plan cover?",
+            "What does a provider plan cover for an organization?",
+            "entity",
+        ),
+        ("What does a PPO plan cover?", "What does an HMO plan cover?", "entity"),
+        # "self-" against the plain word, no reflexive: another thing
+        ("How much is a self-managed pension?", "How much is a managed pension?", "morphological"),
+    ],
+)
+def test_acronyms_and_self_still_differ(
+    guard: TrapGuard, new: str, cached: str, reason: str
+) -> None:
+    assert guard.check(new, cached).reason == reason

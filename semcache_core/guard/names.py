@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from semcache_core.guard import lexicon
 from semcache_core.guard.negation import base_forms
 from semcache_core.guard.overlap import broad_rewording
 from semcache_core.guard.tokens import (
@@ -176,10 +177,46 @@ def _beside(name: str, f: Features, shared: frozenset[str]) -> bool:
     return False
 
 
+_FUNCTION_WORDS = lexicon.words("function_words.txt")
+
+
+def _spelled_out(acronym: str, own: Features, other: Features) -> bool:
+    """Whether an acronym of one prompt (written in capitals there, two to five letters) is
+    the initials of consecutive words of the other, function words between them skipped:
+    "HMO" / "house in multiple occupation", "WAL" / "write-ahead log", "2FA" / "two-factor
+    authentication"."""
+    if not 2 <= len(acronym) <= 5 or not acronym.isalpha():
+        return False
+    if re.search(r"\b" + re.escape(acronym.upper()) + r"\b", own.raw_text) is None:
+        return False  # written in capitals in its own prompt
+    seq = other.sequence
+    for start, word in enumerate(seq):
+        if word[:1] != acronym[0] or word in _FUNCTION_WORDS:
+            continue
+        k, j = 1, start + 1
+        while k < len(acronym) and j < len(seq) and seq[j] != "|":
+            if seq[j][:1] == acronym[k] and seq[j] not in _FUNCTION_WORDS:
+                k += 1
+            elif seq[j] not in _FUNCTION_WORDS:
+                break
+            j += 1
+        if k == len(acronym):
+            return True
+    return False
+
+
 def entity_differs(a: Features, b: Features) -> str | None:
     shared = a.entities & b.entities
-    ea = {e for e in a.entities - b.entities if not _named_in(e, b) and not _beside(e, a, shared)}
-    eb = {e for e in b.entities - a.entities if not _named_in(e, a) and not _beside(e, b, shared)}
+    ea = {
+        e
+        for e in a.entities - b.entities
+        if not _named_in(e, b) and not _beside(e, a, shared) and not _spelled_out(e, a, b)
+    }
+    eb = {
+        e
+        for e in b.entities - a.entities
+        if not _named_in(e, a) and not _beside(e, b, shared) and not _spelled_out(e, b, a)
+    }
     if (ea and eb) or ((ea or eb) and not broad_rewording(a, b)):
         # a name on one side only, in a broad rewording, is mostly the wording ("memorise
         # Japanese kanji" / "learn kanji", "Someone took over my account")

@@ -39,6 +39,10 @@ NEGATION_WORDS: frozenset[str] = lexicon.words("negation_words.txt")
 #: Negation markers that exempt the next words from the opposite checks ("not visible").
 _NEGATORS = frozenset({"not", "never", "no", "without", "non"})
 _PREFIXES = ("non", "un", "dis", "anti", "self", "in", "im", "il", "ir")
+#: Pronouns that say "self-" in other words.
+REFLEXIVES = frozenset(
+    ["myself", "yourself", "himself", "herself", "itself", "ourselves", "themselves"]
+)
 #: Irregular verb forms for phrase matching (the regular ones are derived by rule).
 _IRREGULAR = {
     "sped": "speed", "woke": "wake", "woken": "wake", "took": "take", "taken": "take",
@@ -241,6 +245,8 @@ def morphological_differs(a: Features, b: Features) -> str | None:
         forms_y = {form: w for w in only_y for form in base_forms(w)} | {w: w for w in only_y}
         for w in _only(x, y):
             stem = _negated_stem(w)
+            if stem is not None and w.startswith("self") and y.words & REFLEXIVES:
+                stem = None  # "my self-published book" / "a book I'm publishing myself"
             if stem is not None:
                 for form in {stem} | base_forms(stem):
                     if form in forms_y:

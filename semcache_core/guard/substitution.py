@@ -26,7 +26,7 @@ from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.lexical import _kinds
-from semcache_core.guard.negation import base_forms
+from semcache_core.guard.negation import REFLEXIVES, base_forms
 from semcache_core.guard.tokens import Features, one_typo_apart
 
 __all__ = [
@@ -267,6 +267,14 @@ def _negation_moved(x: str, y: str, a: Features, b: Features) -> bool:
     return False
 
 
+def _self_moved(x: str, y: str, a: Features, b: Features) -> bool:
+    """ "self-publish" / "publish ... myself": the prefix said by a reflexive pronoun."""
+    for long_, short, f_short in ((x, y, b), (y, x, a)):
+        if long_ == "self" + short:
+            return bool(f_short.words & REFLEXIVES)
+    return False
+
+
 def added_clause(a: Features, b: Features) -> str | None:
     """The words one prompt adds to the other as one stretch, when they bring two content
     words or more and everything else is word for word the same: "... in July?" / "...
@@ -300,7 +308,11 @@ def substitution_differs(a: Features, b: Features) -> str | None:
         return None
     if {x for x, _ in diff} & {y for _, y in diff}:
         return None  # words shifted, not swapped (or reordered: the reorder check's business)
-    changed = [(x, y) for x, y in diff if not equivalent(x, y) and not _negation_moved(x, y, a, b)]
+    changed = [
+        (x, y)
+        for x, y in diff
+        if not equivalent(x, y) and not _negation_moved(x, y, a, b) and not _self_moved(x, y, a, b)
+    ]
     if not changed or (
         len(diff) == 2 and equivalent(diff[0][0], diff[1][1]) and equivalent(diff[1][0], diff[0][1])
     ):
