@@ -144,15 +144,7 @@ class TrapGuard:
         """Whether the answer cached for ``cached_prompt`` may be served for ``new_prompt``."""
         if new_prompt == cached_prompt or _same_after_padding(new_prompt, cached_prompt):
             return _OK
-        a, b = _features(new_prompt, cached_prompt)
-        skip = context.CONTEXT_FREE if context.lead_in(a, b) else frozenset()
-        for c in self.registry:
-            if c.name in skip:
-                continue
-            detail = c.differs(a, b)
-            if detail:
-                return GuardVerdict(False, c.name, detail)
-        return _OK
+        return run_checks(new_prompt, cached_prompt, self.registry)
 
     def explain(self, new_prompt: str, cached_prompt: str) -> dict[str, GuardVerdict]:
         """The verdict of *every* enabled check, in order (not only the first that fails):
@@ -168,9 +160,11 @@ class TrapGuard:
 
 
 def run_checks(new_prompt: str, cached_prompt: str, checks: Sequence[Check]) -> GuardVerdict:
-    """The first of ``checks`` that finds a difference (the shape of STYLE.md section C)."""
+    """The first of ``checks`` that finds a difference (the shape of STYLE.md section C); the
+    checks of the question's words are skipped when the rest is context (:mod:`context`)."""
     a, b = _features(new_prompt, cached_prompt)
+    skip = context.CONTEXT_FREE if context.lead_in(a, b) else frozenset()
     for c in checks:
-        if detail := c.differs(a, b):
+        if c.name not in skip and (detail := c.differs(a, b)):
             return GuardVerdict(False, c.name, detail)
     return _OK
