@@ -318,3 +318,24 @@ def test_acronyms_and_self_still_differ(
     guard: TrapGuard, new: str, cached: str, reason: str
 ) -> None:
     assert guard.check(new, cached).reason == reason
+
+
+def test_two_names_beside_the_same_name_are_two_things(guard: TrapGuard) -> None:
+    assert (
+        guard.check(
+            "When does the Bath Literature Festival start?",
+            "When does the Hay Literature Festival start?",
+        ).reason
+        == "entity"
+    )
+    # a fuller name on one side only is the same thing
+    assert guard.check(
+        "How do I add a table in Microsoft Word?", "How do I add a table in Word?"
+    ).ok
+
+
+def test_between_two_names_a_changed_letter_is_no_typo() -> None:
+    assert is_typo_of("hannukah", "hanukkah", name=True)  # two edits, a long name
+    assert is_typo_of("pyhton", "python", name=True)  # neighbours swapped
+    assert not is_typo_of("delf", "dele", name=True)
+    assert is_typo_of("juli", "july")  # not a name on the other side: a typo

@@ -207,16 +207,13 @@ def _spelled_out(acronym: str, own: Features, other: Features) -> bool:
 
 def entity_differs(a: Features, b: Features) -> str | None:
     shared = a.entities & b.entities
-    ea = {
-        e
-        for e in a.entities - b.entities
-        if not _named_in(e, b) and not _beside(e, a, shared) and not _spelled_out(e, a, b)
-    }
-    eb = {
-        e
-        for e in b.entities - a.entities
-        if not _named_in(e, a) and not _beside(e, b, shared) and not _spelled_out(e, b, a)
-    }
+    ea = {e for e in a.entities - b.entities if not _named_in(e, b) and not _spelled_out(e, a, b)}
+    eb = {e for e in b.entities - a.entities if not _named_in(e, a) and not _spelled_out(e, b, a)}
+    if not (ea and eb):
+        # a fuller name of the same thing on one side only ("Microsoft Word" / "Word"); two
+        # different names beside the same one are two things ("Azure SQL" / "Google SQL")
+        ea = {e for e in ea if not _beside(e, a, shared)}
+        eb = {e for e in eb if not _beside(e, b, shared)}
     if (ea and eb) or ((ea or eb) and not broad_rewording(a, b)):
         # a name on one side only, in a broad rewording, is mostly the wording ("memorise
         # Japanese kanji" / "learn kanji", "Someone took over my account")

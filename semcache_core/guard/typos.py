@@ -12,9 +12,10 @@ extracts the features again (once per corrected string). A word is corrected onl
   dropped, changed or two neighbours swapped; a dropped letter only for three-letter words:
   "ned" / "need"), or two edits away for words of seven letters or more with the same first
   two letters ("Hannukah" / "Hanukkah");
-- exactly one word of the other prompt is that close.
+- exactly one word of the other prompt is that close;
+- between two names, the typo is no changed letter ("DELF" / "DELE" are two exams).
 
-Two unknown words are never matched with each other ("DELF" / "DELE" are two exams), and the
+Two unknown words are never matched with each other (two product names), and the
 words of code and quotes are never corrected ("str.rsplit" is no "str.split").
 """
 
@@ -61,11 +62,16 @@ def _two_edits(x: str, y: str) -> bool:
     return previous[-1] <= 2
 
 
-def is_typo_of(typo: str, word: str) -> bool:
+def is_typo_of(typo: str, word: str, *, name: bool = False) -> bool:
     """Whether the unknown ``typo`` is the known ``word`` typed with one typo (two for long
-    words)."""
+    words). Between two ``name``s a changed letter is another name ("DELF" / "DELE"): only
+    a letter added, dropped or swapped counts, from five letters on."""
     if typo == word or not word.isalpha():
         return False
+    if name:
+        return one_typo_apart(typo, word, min_length=5, substitution=False) or (
+            min(len(typo), len(word)) >= _LONG and _two_edits(typo, word)
+        )
     if len(typo) == 3:
         return len(word) == 4 and one_typo_apart(typo, word, min_length=3)
     if one_typo_apart(typo, word, min_length=4):
@@ -84,7 +90,9 @@ def _fixes(x: Features, y: Features) -> dict[str, str]:
     for typo in x.unknown - y.words:
         if typo in verbatim:
             continue
-        matches = [w for w in others if is_typo_of(typo, w)]
+        # two names a changed letter apart are two names ("DELF" / "DELE")
+        name = typo in x.entities
+        matches = [w for w in others if is_typo_of(typo, w, name=name and w in y.entities)]
         if len(matches) == 1:
             fixes[typo] = matches[0]
     return fixes
