@@ -6,6 +6,11 @@ and phrases to a task; the first word of an entry matches its inflections ("summ
 "cancelled"). Two prompts that each name a task the other does not, differ ("resume" the
 noun may be a task of both); a prompt that names no task ("What is a Roth IRA?") never
 differs here.
+
+And by rule, for a task asked of the assistant ("Can you ...", "Please ...", or a prompt
+opening with a verb): the same thing with another verb that is no WordNet synonym of it is
+another task ("Can you draft a bill of lading ..." / "Can you check this bill of lading
+..."). A how-to ("How do I ...") is left out: its verbs are reworded freely.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.negation import base_forms
-from semcache_core.guard.tokens import Features, fmt
+from semcache_core.guard.tokens import Features, _wordset, fmt
 
 
 @cache
@@ -75,45 +80,9 @@ _FRAMES: tuple[tuple[str, ...], ...] = tuple(
 )
 #: Words that open a question, not a task: auxiliaries, modals, question words, and the
 #: verbs that only ask for information ("Can you tell me ..." is "Can you explain ...").
-_NO_TASK = frozenset(
-    [
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "am",
-        "being",
-        "been",
-        "do",
-        "does",
-        "did",
-        "done",
-        "have",
-        "has",
-        "had",
-        "can",
-        "could",
-        "would",
-        "will",
-        "should",
-        "shall",
-        "may",
-        "might",
-        "must",
-        "what",
-        "how",
-        "why",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "tell",
-        "show",
-        "let",
-    ]
+_NO_TASK = _wordset(
+    "is are was were be am being been do does did done have has had can could would will "
+    "should shall may might must what how why when where which who whom whose tell show let"
 )
 
 
