@@ -195,6 +195,16 @@ def test_symmetric_prompts_and_moved_clauses_keep_their_direction(
     assert guard.check(new, cached).ok, guard.check(new, cached)
 
 
+def test_and_or_alone_do_not_make_a_comparison_symmetric(guard: TrapGuard) -> None:
+    assert (
+        guard.check(
+            "Is a Roth IRA better than a 401k for me, and why?",
+            "Is a 401k better than a Roth IRA for me, and why?",
+        ).reason
+        == "direction"
+    )
+
+
 # -- the task verb of a request to the assistant -------------------------------------------------
 
 
