@@ -165,6 +165,11 @@ def test_context_keeps_the_details_that_change_the_answer(
     assert guard.check(new, cached).reason == reason
 
 
+def test_a_short_lead_in_names_the_subject_and_is_no_context() -> None:
+    short = extract_features("For my cat: what food is best for weight loss?")
+    assert not lead_in(short, extract_features("What food is best for weight loss?"))
+
+
 def test_emoji_between_words_is_a_break_and_a_glued_parenthesis_is_not() -> None:
     assert extract_features("with my dad 😅 what year").sequence == (
         "with", "my", "dad", "|", "what", "year",

@@ -6,7 +6,8 @@ A sentence before the question tells why it is asked ("flying with my little one
 this is basic but ..."); the word checks would read its words as a condition added, a scope,
 a name of the question. :func:`lead_in` recognizes the shape: one prompt's whole question,
 word for word, is the end of the other, after a break (a sentence or clause end, an emoji, or
-"but"/"so"), optionally followed by a short sign-off (three words at most). Then the checks of
+"but"/"so") after four words of context or more, optionally followed by a short sign-off
+(three words at most). Then the checks of
 :data:`CONTEXT_FREE` are skipped: what they compare is word for word the same in the question.
 The checks of details a context sentence can carry into the answer still see the whole
 prompt: negations ("I can't drive. ..."), numbers, units, dates, names, audiences and
@@ -44,6 +45,9 @@ _JOINS = frozenset(["but", "so"])
 _MAX_SIGN_OFF = 3
 #: Shortest question, in words, for the shape to count.
 _MIN_QUESTION = 4
+#: Shortest context, in words: a short lead-in names the subject ("For my cat: ...", "Got a
+#: dog, ..."), a sentence of context tells a story ("settling a bet with my dad").
+_MIN_CONTEXT = 4
 
 
 def _contains(long_: Features, short: Features) -> bool:
@@ -57,6 +61,8 @@ def _contains(long_: Features, short: Features) -> bool:
             continue
         if seq[start - 1] != "|" and seq[start - 1] not in _JOINS:
             continue
+        if sum(w != "|" for w in seq[:start]) < _MIN_CONTEXT:
+            continue  # "For my cat: what food is best?" names the subject, it is no context
         rest = seq[start + n :]
         if not rest or (rest[0] == "|" and len([w for w in rest if w != "|"]) <= _MAX_SIGN_OFF):
             return True
