@@ -244,7 +244,111 @@ def _moved_or_symmetric(a: Features, b: Features) -> bool:
     return substitution.clauses_moved(a, content_b) or substitution.clauses_moved(b, content_a)
 
 
+_ARTICLES = frozenset(["a", "an", "the"])
+
+
+def exchanged_spans(a: Features, b: Features) -> tuple[str, str] | None:
+    """Two stretches of words or numbers that trade places in one prompt frame, everything
+    else the same word for word: ``P X M Y S`` / ``P Y M X S`` ("Can I put 5W-30 oil in an
+    engine that calls for 10W-30?" / "... 10W-30 oil in an engine that calls for 5W-30?",
+    "Xbox One games on an Xbox Series X" / "Xbox Series X games on an Xbox One"), whatever
+    word relates them. Not an exchange: a symmetric middle ("A and B", "A or B", "between
+    5W-30 and 10W-30"; "mix A with B", a symmetric word elsewhere and none but function words
+    between the two), whole clauses or sentences trading places (a stretch or the
+    middle crossing a clause break), articles ("a ... the")."""
+    ta, tb = a.terms, b.terms
+    if ta == tb or len(ta) != len(tb) or sorted(ta) != sorted(tb):
+        return None
+    start, end = substitution.common_ends(ta, tb)
+    xa, xb = ta[start : len(ta) - end], tb[start : len(tb) - end]
+    n = len(xa)
+    for lx in range(1, n - 1):
+        span_x = xa[:lx]
+        if xb[n - lx :] != span_x or "|" in span_x:
+            continue
+        for ly in range(1, n - lx):
+            span_y = xa[n - ly :]
+            middle = xa[lx : n - ly]
+            if xb[:ly] != span_y or xb[ly : n - lx] != middle or "|" in span_y:
+                continue
+            if set(span_x) <= _ARTICLES and set(span_y) <= _ARTICLES:
+                continue
+            if "|" in middle:
+                return None  # clauses or sentences moved
+            if substitution.SYMMETRIC & set(middle) or (
+                all(w in _FUNCTION_WORDS for w in middle)
+                and substitution.SYMMETRIC & (a.words | b.words)
+            ):
+                return None  # "A and B" / "B and A", "mix A with B" / "mix B with A"
+            return " ".join(span_x), " ".join(span_y)
+    return None
+
+
+def _participants(f: Features) -> list[str]:
+    """The content words in the singular ("owes" / "owe"), the speaker as one participant,
+    "|" at breaks."""
+    out: list[str] = []
+    for w in f.sequence:
+        if w == "|":
+            if out and out[-1] != "|":
+                out.append("|")
+        elif w in _SELF:
+            out.append("SELF")
+        elif w not in _FUNCTION_WORDS and w not in _POSSESSIVES:
+            out.append(_singular(w))
+    return out
+
+
+def participants_exchanged(a: Features, b: Features) -> tuple[str, str] | None:
+    """Where the two prompts first differ, two participants trade places around the same
+    word(s): ``X M Y ...`` / ``Y M X ...`` ("My employer owes me ..." / "I owe my employer
+    ...", "Can the removal company charge me if ..." / "Can I charge the removal company if
+    ..."), whatever follows. Not when one side only is passive ("by") or the middle is
+    symmetric ("mix A with B")."""
+    if ("by" in a.words) != ("by" in b.words):
+        return None
+    pa, pb = _participants(a), _participants(b)
+    start = 0
+    while start < min(len(pa), len(pb)) and pa[start] == pb[start]:
+        start += 1
+    for lx in range(1, 4):
+        span_x = pa[start : start + lx]
+        if len(span_x) < lx or "|" in span_x:
+            break
+        for lm in range(1, 3):
+            middle = pa[start + lx : start + lx + lm]
+            if len(middle) < lm or "|" in middle or substitution.SYMMETRIC & set(middle):
+                break
+            for ly in range(1, 4):
+                span_y = pa[start + lx + lm : start + lx + lm + ly]
+                if len(span_y) < ly or "|" in span_y:
+                    break
+                if (
+                    span_x != span_y
+                    and pb[start : start + ly] == span_y
+                    and pb[start + ly : start + ly + lm] == middle
+                    and pb[start + ly + lm : start + ly + lm + lx] == span_x
+                ):
+                    return " ".join(span_x), " ".join(span_y)
+    return None
+
+
 def direction_differs(a: Features, b: Features) -> str | None:
+    pair = participants_exchanged(a, b)
+    if pair is not None:
+        return f"participants exchanged: {pair[0]!r} and {pair[1]!r}"
+    spans = exchanged_spans(a, b)
+    if spans is not None and not (_COMPARING & a.words and _COMPARING & b.words):
+        exchange = f"terms exchanged: {spans[0]!r} and {spans[1]!r} trade places"
+        if not all(w in _FUNCTION_WORDS for w in " ".join(spans).split()):
+            return exchange
+        # two relational words exchanged ("from Oslo to Rome" / "to Oslo from Rome"): the
+        # checks below name the words they relate
+        return _relations_differ(a, b) or exchange
+    return _relations_differ(a, b)
+
+
+def _relations_differ(a: Features, b: Features) -> str | None:
     if _moved_or_symmetric(a, b):
         return None
     pair = swapped_words(a, b)

@@ -33,6 +33,7 @@ __all__ = [
     "SYMMETRIC",
     "aligned_diff",
     "clauses_moved",
+    "common_ends",
     "content_words",
     "equivalent",
     "reorder_differs",
@@ -99,7 +100,7 @@ def content_words(f: Features) -> tuple[str, ...]:
     )
 
 
-def _common_ends(x: tuple[str, ...], y: tuple[str, ...]) -> tuple[int, int]:
+def common_ends(x: tuple[str, ...], y: tuple[str, ...]) -> tuple[int, int]:
     """The lengths of the common beginning and the common end of two sequences."""
     start = 0
     while start < min(len(x), len(y)) and x[start] == y[start]:
@@ -130,7 +131,7 @@ def aligned_diff(a: Features, b: Features) -> list[tuple[str, str]] | None:
     ca, cb = content_words(a), content_words(b)
     if ca == cb or _frame_change(a, b) > _MAX_FRAME_CHANGE:
         return None
-    start, end = _common_ends(ca, cb)
+    start, end = common_ends(ca, cb)
     mx, my = ca[start : len(ca) - end], cb[start : len(cb) - end]
     if start + end < 2 or not mx or not my:
         return None
@@ -244,7 +245,7 @@ def equivalent(x: str, y: str) -> bool:
         b in _curated().get(a, ()) for a in base_forms(x) for b in base_forms(y)
     ):
         return True
-    stem = _common_ends(tuple(x[::-1]), tuple(y[::-1]))[0]
+    stem = common_ends(tuple(x[::-1]), tuple(y[::-1]))[0]
     if stem >= 4 and stem < len(short):
         return False  # one stem, two prefixes: "prepaid" / "postpaid", "breastfed" / "bottlefed"
     unit_x, unit_y = _unit(x), _unit(y)
@@ -288,7 +289,7 @@ def added_clause(a: Features, b: Features) -> str | None:
     f_short, f_long = (a, b) if short is sa else (b, a)
     if f_long.sequence.count("|") > f_short.sequence.count("|"):
         return None  # a sentence of context or padding ("Travelling next week! ...")
-    start, end = _common_ends(short, long_)
+    start, end = common_ends(short, long_)
     if start + end < len(short) or len(short) < 3 or start < 2:
         return None
     block = long_[start : len(long_) - end]

@@ -230,6 +230,8 @@ class Features:
     raw_text: str = field(repr=False)
     #: Lower-case words in order ("|" marks a sentence or clause break).
     sequence: tuple[str, ...] = field(default=(), repr=False)
+    #: ``sequence`` with the numbers, flags and paths in their places ("5w-30" -> 5, w, 30).
+    terms: tuple[str, ...] = field(default=(), repr=False)
     #: Every word and the lemmas it inflects ("lent" -> lent, lend).
     lemmas: frozenset[str] = field(default=frozenset(), repr=False)
     #: Words right after a negation ("not visible"): not an opposite of "hidden".

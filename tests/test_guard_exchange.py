@@ -1,0 +1,105 @@
+"""Round 5 of the trap guard: exchanges of two terms or participants in one prompt frame are a
+change of direction whatever word relates them; symmetric prompts and moved clauses are not.
+Examples of their kind, not the tuning pairs."""
+
+from __future__ import annotations
+
+import pytest
+
+from semcache_core.guard import TrapGuard, extract_features
+from semcache_core.guard.roles import exchanged_spans, participants_exchanged
+
+
+@pytest.fixture(scope="module")
+def guard() -> TrapGuard:
+    return TrapGuard()
+
+
+@pytest.mark.parametrize(
+    ("new", "cached"),
+    [
+        # numbers in the terms: "1080p" / "4K", "USB 2" / "USB 3" trade places
+        (
+            "Can I use a USB 2 cable in a port rated for USB 3?",
+            "Can I use a USB 3 cable in a port rated for USB 2?",
+        ),
+        (
+            "Will a 65W charger work with a laptop that needs 90W?",
+            "Will a 90W charger work with a laptop that needs 65W?",
+        ),
+        # multi-word terms of unequal length, no relational word between them
+        (
+            "Can I run PlayStation 4 discs on a PlayStation 5 Digital Edition?",
+            "Can I run PlayStation 5 Digital Edition discs on a PlayStation 4?",
+        ),
+        (
+            "Does a Canon lens fit a Nikon body?",
+            "Does a Nikon lens fit a Canon body?",
+        ),
+        # participants around the same verb, the rest of the prompt reworded
+        (
+            "My tenant owes me three months of rent, what can I do?",
+            "I owe my tenant three months of rent, what should I do?",
+        ),
+        (
+            "Can the airline refund me if I miss the flight?",
+            "Can I refund the airline if they cancel the flight?",
+        ),
+    ],
+)
+def test_exchanged_terms_are_a_change_of_direction(guard: TrapGuard, new: str, cached: str) -> None:
+    verdict = guard.check(new, cached)
+    assert not verdict.ok and verdict.reason == "direction", verdict
+    assert not guard.check(cached, new).ok
+
+
+@pytest.mark.parametrize(
+    ("new", "cached"),
+    [
+        # symmetric middles: "A and B", "A or B", "mix A with B", "between A and B"
+        ("Should I learn Spanish or French first?", "Should I learn French or Spanish first?"),
+        ("Can I mix bleach with vinegar?", "Can I mix vinegar with bleach?"),
+        (
+            "What is the difference between a 5W-30 and a 10W-30 oil?",
+            "What is the difference between a 10W-30 and a 5W-30 oil?",
+        ),
+        (
+            "Can I take ibuprofen and paracetamol on the same day?",
+            "Can I take paracetamol and ibuprofen on the same day?",
+        ),
+        # whole clauses or sentences trading places
+        (
+            "I live in Leeds. My flight is at 6 am. When should I leave?",
+            "My flight is at 6 am. I live in Leeds. When should I leave?",
+        ),
+        # passive voice on one side
+        ("Can my employer fire me for a tweet?", "Can I be fired by my employer for a tweet?"),
+    ],
+)
+def test_symmetric_or_moved_terms_are_no_exchange(guard: TrapGuard, new: str, cached: str) -> None:
+    fa, fb = extract_features(new), extract_features(cached)
+    assert exchanged_spans(fa, fb) is None
+    assert participants_exchanged(fa, fb) is None
+    assert guard.explain(new, cached)["direction"].ok
+
+
+def test_terms_keep_numbers_in_place() -> None:
+    features = extract_features("Is 5W-30 thinner than 10W-30?")
+    assert features.terms == ("is", "5", "w", "-30", "thinner", "than", "10", "w", "-30", "|")
+    assert "5" not in features.sequence
+
+
+def test_exchange_names_the_terms(guard: TrapGuard) -> None:
+    verdict = guard.check(
+        "Can I put a 2 TB drive in a bay made for 1 TB?",
+        "Can I put a 1 TB drive in a bay made for 2 TB?",
+    )
+    assert verdict.reason == "direction" and "'2'" in verdict.detail and "'1'" in verdict.detail
+
+
+def test_the_reorder_check_still_sees_an_exchange(guard: TrapGuard) -> None:
+    verdicts = guard.explain(
+        "Is a hot shower after a cold swim good for sore muscles?",
+        "Is a cold shower after a hot swim good for sore muscles?",
+    )
+    assert not verdicts["direction"].ok and not verdicts["reorder"].ok
