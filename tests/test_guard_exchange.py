@@ -103,3 +103,66 @@ def test_the_reorder_check_still_sees_an_exchange(guard: TrapGuard) -> None:
         "Is a cold shower after a hot swim good for sore muscles?",
     )
     assert not verdicts["direction"].ok and not verdicts["reorder"].ok
+
+
+# -- conditions added to the same question -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("new", "cached"),
+    [
+        # a relative clause with one content word
+        ("How long do I boil an egg?", "How long do I boil an egg that is cracked?"),
+        ("Can I return a jacket?", "Can I return a jacket which was worn?"),
+        # a clause after a comma, in the same sentence
+        (
+            "How much paint do I need for a 4 m by 3 m wall?",
+            "How much paint do I need for a 4 m by 3 m wall, including the skirting boards?",
+        ),
+    ],
+)
+def test_a_condition_added_to_the_same_question(guard: TrapGuard, new: str, cached: str) -> None:
+    for a, b in ((new, cached), (cached, new)):
+        assert not guard.check(a, b).ok
+        verdict = guard.explain(a, b)["substitution"]
+        assert not verdict.ok and "words added" in verdict.detail, verdict
+
+
+def test_a_sentence_added_after_the_question_is_not_a_clause(guard: TrapGuard) -> None:
+    # a second sentence (padding, context) is not an added condition of the same sentence
+    verdicts = guard.explain(
+        "How do I descale a kettle?", "How do I descale a kettle? Thanks a lot, legend 🙏"
+    )
+    assert verdicts["substitution"].ok, verdicts["substitution"]
+
+
+# -- lexicon: times of day and astronomical lengths ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("new", "cached", "reason"),
+    [
+        (
+            "When is the best light for photos, at dawn?",
+            "When is the best light for photos, at dusk?",
+            "date",
+        ),
+        ("Should I water my lawn at midday?", "Should I water my lawn in the evening?", "date"),
+        ("How far is Vega in parsecs?", "How far is Vega in light-years?", "unit"),
+    ],
+)
+def test_times_of_day_and_astronomical_units(
+    guard: TrapGuard, new: str, cached: str, reason: str
+) -> None:
+    assert guard.check(new, cached).reason == reason
+
+
+@pytest.mark.parametrize(
+    ("new", "cached"),
+    [
+        ("Should I water my lawn at midday?", "Should I water my lawn at noon?"),
+        ("How far is Vega in light years?", "How far is Vega in light-years?"),
+    ],
+)
+def test_the_same_time_of_day_or_unit_passes(guard: TrapGuard, new: str, cached: str) -> None:
+    assert guard.check(new, cached).ok, guard.check(new, cached)

@@ -21,6 +21,8 @@ Python"), or the prompt is symmetric in its terms (and/or/vs/between/differ/comp
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from functools import cache
 
@@ -287,14 +289,30 @@ def added_clause(a: Features, b: Features) -> str | None:
         return None
     short, long_ = (sa, sb) if len(sa) < len(sb) else (sb, sa)
     f_short, f_long = (a, b) if short is sa else (b, a)
-    if f_long.sequence.count("|") > f_short.sequence.count("|"):
-        return None  # a sentence of context or padding ("Travelling next week! ...")
     start, end = common_ends(short, long_)
     if start + end < len(short) or len(short) < 3 or start < 2:
         return None
+    if f_long.sequence.count("|") > f_short.sequence.count("|") and not (
+        # a clause after a comma at the end of the same sentence is still a condition ("...
+        # at 45 degrees, taking air resistance into account?"); a sentence of context or
+        # padding is not ("Travelling next week! ...")
+        end == 0 and _sentences(f_long.raw_text) == _sentences(f_short.raw_text)
+    ):
+        return None
     block = long_[start : len(long_) - end]
     content = [w for w in block if w not in _FUNCTION_WORDS]
+    if len(content) == 1 and block[0] in _RELATIVE_PRONOUNS and len(block) >= 3:
+        return " ".join(block)  # a relative clause: "a turkey" / "a turkey that is frozen"
     return " ".join(block) if len(content) >= 2 else None
+
+
+_RELATIVE_PRONOUNS = frozenset(["that", "which", "who", "whose"])
+_SENTENCE_BREAK_RE = re.compile(r"[.?!]+\s+\S")
+
+
+def _sentences(text: str) -> int:
+    """How many sentences ``text`` has: one more than the ends followed by more text."""
+    return 1 + len(_SENTENCE_BREAK_RE.findall(text))
 
 
 def substitution_differs(a: Features, b: Features) -> str | None:

@@ -72,6 +72,7 @@ ALIASES: tuple[tuple[str, str], ...] = (
     (r"\bWorld War (?:II|2|Two)\b|\bWWII\b|\bWW2\b", "WW2"),
     (r"\bWorld War (?:I|1|One)\b|\bWWI\b|\bWW1\b", "WW1"),
     (r"\bGoogle Cloud(?: Platform)?\b", "GCP"),
+    (r"\b[Ll]ight[- ]years?\b", "lightyears"),  # a unit of length, not "light" and "years"
     # text-speak: "b4" is "before", "w/o" "without", "w/" "with", "how 2" "how to"
     (r"(?<![\w/])[Bb]4\b", "before"),
     (r"(?<![\w/])[Ww]/[Oo]\b", "without"),
@@ -143,7 +144,7 @@ def _alias_words() -> frozenset[str]:
     words |= {"u", "n", "w", "yr"}  # short text-speak
     return frozenset(words) - _wordset(
         "of one two city code war web language models learning services platform cloud "
-        "studio ii america states kingdom nations emirates angeles francisco zealand york"
+        "studio ii america states kingdom nations emirates angeles francisco zealand york years"
     )
 
 
