@@ -22,7 +22,6 @@ Python"), or the prompt is symmetric in its terms (and/or/vs/between/differ/comp
 from __future__ import annotations
 
 import re
-
 from collections import Counter
 from functools import cache
 
