@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from semcache_core.guard import TrapGuard, extract_features
+from semcache_core.guard import TrapGuard, extract_features, strip_padding
 from semcache_core.guard.roles import exchanged_spans, participants_exchanged
 
 
@@ -166,3 +166,48 @@ def test_times_of_day_and_astronomical_units(
 )
 def test_the_same_time_of_day_or_unit_passes(guard: TrapGuard, new: str, cached: str) -> None:
     assert guard.check(new, cached).ok, guard.check(new, cached)
+
+
+# -- padding, spellings and names the guard reads as one ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("padded", "plain"),
+    [
+        ("Hi all! Long-time lurker here. Is a heat pump worth it?", "Is a heat pump worth it?"),
+        ("Hope you're doing well! What is a bridging loan?", "What is a bridging loan?"),
+        (
+            "Sorry, hope you don't mind me asking 😬 how do I descale a kettle?",
+            "how do I descale a kettle?",
+        ),
+        ("Kinda embarrassed to ask but what is a mortgage?", "what is a mortgage?"),
+        ("How do I cook risotto? Merci beaucoup!", "How do I cook risotto?"),
+        ("How do I cook risotto? Please respond quickly 🙏", "How do I cook risotto?"),
+    ],
+)
+def test_more_padding(padded: str, plain: str) -> None:
+    assert strip_padding(padded) == plain
+
+
+@pytest.mark.parametrize(
+    "kept",
+    ["What does hope mean in a poem?", "How do I answer quickly in a job interview?"],
+)
+def test_padding_words_inside_the_question_stay(kept: str) -> None:
+    assert strip_padding(kept) == kept
+
+
+@pytest.mark.parametrize(
+    ("new", "cached"),
+    [
+        ("How much can I put in my 403b this year?", "How much can I put in my 403(b) this year?"),
+        ("Does my PS4 controller work on PC?", "Does my PlayStation 4 controller work on PC?"),
+        ("How do I fix a flat tyre on a road bike?", "How do I fix a flat tire on a road bike?"),
+    ],
+)
+def test_one_name_or_spelling_two_ways(guard: TrapGuard, new: str, cached: str) -> None:
+    assert guard.check(new, cached).ok, guard.check(new, cached)
+
+
+def test_a_401k_is_a_plan_not_a_number() -> None:
+    assert extract_features("Can I borrow from my 401k?").numbers == frozenset({"401"})

@@ -186,18 +186,6 @@ def _synsets(word: str) -> frozenset[str]:
     return frozenset(out)
 
 
-@cache
-def _curated() -> dict[str, frozenset[str]]:
-    """Curated synonyms (``data/synonyms_curated.tsv``): the words of a line are synonyms of
-    each other."""
-    out: dict[str, set[str]] = {}
-    for word, others in lexicon.table("synonyms_curated.tsv").items():
-        group = {word, *others}
-        for member in group:
-            out.setdefault(member, set()).update(group - {member})
-    return {k: frozenset(v) for k, v in out.items()}
-
-
 def _known(word: str) -> bool:
     """Whether WordNet has the word (as a noun, verb, adjective or adverb)."""
     return word in lexicon.table("synonyms.tsv") or word in lexicon.table("noun_kinds.tsv")
@@ -242,8 +230,8 @@ def equivalent(x: str, y: str) -> bool:
         return True  # "knife" / "knives", two typos: "begginers", "interfear"
     if len(short) >= 3 and long_.startswith(short) and (len(short) <= 4 or not _known(short)):
         return True  # "env" / "environment", "repo" / "repository"
-    if y in _curated().get(x, ()) or any(
-        b in _curated().get(a, ()) for a in base_forms(x) for b in base_forms(y)
+    if y in lexicon.curated_synonyms().get(x, ()) or any(
+        b in lexicon.curated_synonyms().get(a, ()) for a in base_forms(x) for b in base_forms(y)
     ):
         return True
     stem = common_ends(tuple(x[::-1]), tuple(y[::-1]))[0]

@@ -72,7 +72,13 @@ ALIASES: tuple[tuple[str, str], ...] = (
     (r"\bWorld War (?:II|2|Two)\b|\bWWII\b|\bWW2\b", "WW2"),
     (r"\bWorld War (?:I|1|One)\b|\bWWI\b|\bWW1\b", "WW1"),
     (r"\bGoogle Cloud(?: Platform)?\b", "GCP"),
-    (r"\b[Ll]ight[- ]years?\b", "lightyears"),  # a unit of length, not "light" and "years"
+    (r"\b[Ll]ight[- ]years?\b", "lightyears"),
+    (r"\b401 ?\(?[kK]\)?(?![\w(])", "401(k)"),  # a retirement plan, not 401 thousand
+    (r"\b403 ?\(?[bB]\)?(?![\w(])", "403(b)"),
+    (
+        r"\b[Pp][Ss](?= ?[1-5]\b)",
+        "PlayStation ",
+    ),  # "PS5" / "PlayStation 5"  # a unit of length, not "light" and "years"
     # text-speak: "b4" is "before", "w/o" "without", "w/" "with", "how 2" "how to"
     (r"(?<![\w/])[Bb]4\b", "before"),
     (r"(?<![\w/])[Ww]/[Oo]\b", "without"),
@@ -149,7 +155,9 @@ def _alias_words() -> frozenset[str]:
 
 
 _ALIAS_WORDS = _alias_words()
-_ALIAS_HINT_RE = re.compile(r"[A-Z]\.[A-Z]|[+#]|\.[Nn][Ee][Tt]\b")
+_ALIAS_HINT_RE = re.compile(
+    r"[A-Z]\.[A-Z]|[+#]|\.[Nn][Ee][Tt]\b|\b40[13][kKbB]\b|\b[Pp][Ss][1-5]\b"
+)  # (words the alias words miss: "401k", "PS5" are one word there)
 _ALNUM_RE = re.compile(r"[a-z0-9]+")
 
 
