@@ -211,3 +211,43 @@ def test_one_name_or_spelling_two_ways(guard: TrapGuard, new: str, cached: str) 
 
 def test_a_401k_is_a_plan_not_a_number() -> None:
     assert extract_features("Can I borrow from my 401k?").numbers == frozenset({"401"})
+
+
+# -- cheaper extraction and checks keep their behaviour -----------------------------------------
+
+
+def test_near_word_finds_one_typo_among_words_of_other_lengths() -> None:
+    from semcache_core.guard.tokens import near_word
+
+    assert near_word("pregant", ["a", "baby", "pregnant", "nutrition"])
+    assert near_word("pyhton", ["python"]) and not near_word("pyhton", ["pythons3"])
+    assert near_word("cat", ["cat"]) and not near_word("cat", ["cut"])  # short: exact only
+    # a letter dropped is one typo even without substitutions; a letter changed is not
+    assert near_word("pregant", ["pregnant"], substitution=False)
+    assert not near_word("pregmant", ["pregnant"], substitution=False)
+
+
+def test_derived_values_are_per_prompt_and_not_part_of_equality() -> None:
+    from semcache_core.guard.substitution import content_words
+
+    a = extract_features("How do I prune roses?")
+    b = extract_features("How do I prune roses in winter?")
+    assert content_words(a) == ("prune", "roses") and "content_words" in a.derived
+    assert content_words(b) == ("prune", "roses", "winter")
+    assert a.derived is not b.derived and "content_words" in b.derived
+    assert hash(a) == hash(extract_features("How do I prune roses?"))
+
+
+def test_ascii_lower_keeps_other_letters() -> None:
+    from semcache_core.guard.tokens import ascii_lower
+
+    assert ascii_lower("Hello WORLD") == "hello world"
+    assert ascii_lower("İSTANBUL Ünal") == "İstanbul Ünal"
+
+
+def test_aliases_skip_common_words_but_still_apply() -> None:
+    from semcache_core.guard.tokens import _may_have_alias, normalize
+
+    assert not _may_have_alias("how do I fix the tap in the kitchen")
+    assert normalize("how 2 fix a tap")[0] == "how to fix a tap"
+    assert normalize("Is tipping expected in the us?")[0] == "Is tipping expected in the USA?"

@@ -22,7 +22,7 @@ from __future__ import annotations
 from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon, substitution
-from semcache_core.guard.tokens import Collector, Features, Token
+from semcache_core.guard.tokens import Collector, Features, Token, memo
 
 #: Relational words whose object is a role in the question: "to X", "than X"...
 RELATIONAL = frozenset(
@@ -169,7 +169,7 @@ def directions(
 
 
 def _content_forms(f: Features) -> frozenset[str]:
-    return _singulars(f.words) | f.lemmas
+    return memo(f, "content_forms", lambda f: _singulars(f.words) | f.lemmas)
 
 
 #: The speaker as a participant ("my employer sues me" / "I sue my employer"): subject and
@@ -179,6 +179,10 @@ _POSSESSIVES = frozenset(["my", "your", "our", "their", "his", "her", "its"])
 
 
 def _content(f: Features) -> list[str]:
+    return memo(f, "role_content", _role_content)
+
+
+def _role_content(f: Features) -> list[str]:
     return [
         "SELF" if w in _SELF else w
         for w in f.sequence
@@ -287,6 +291,10 @@ def exchanged_spans(a: Features, b: Features) -> tuple[str, str] | None:
 def _participants(f: Features) -> list[str]:
     """The content words in the singular ("owes" / "owe"), the speaker as one participant,
     "|" at breaks."""
+    return memo(f, "participants", _compute_participants)
+
+
+def _compute_participants(f: Features) -> list[str]:
     out: list[str] = []
     for w in f.sequence:
         if w == "|":
@@ -311,6 +319,8 @@ def participants_exchanged(a: Features, b: Features) -> tuple[str, str] | None:
     start = 0
     while start < min(len(pa), len(pb)) and pa[start] == pb[start]:
         start += 1
+    if start >= len(pb) or pb[start] not in pa[start + 2 : start + 6]:
+        return None  # b's next word is not a's participant of two to five words later
     for lx in range(1, 4):
         span_x = pa[start : start + lx]
         if len(span_x) < lx or "|" in span_x:
@@ -386,9 +396,14 @@ def role_differs(a: Features, b: Features) -> str | None:
     singular_a, singular_b = _singulars(a.words), _singulars(b.words)
     only_a, only_b = singular_a - singular_b, singular_b - singular_a
     partners = role_partners()
+    words_b = sorted(only_b)
+    roles_b = [y for y in words_b if _is_role(y)]
     for x in sorted(only_a):
-        for y in sorted(only_b):
-            if y in partners.get(x, ()) or (_is_role(x) and _is_role(y) and _ee_partner(x, y)):
+        # a counterpart from the table, or by rule an -er/-or against an -ee (both roles)
+        partners_x = partners.get(x, ())
+        is_role = _is_role(x)
+        for y in words_b if partners_x else roles_b if is_role else ():
+            if y in partners_x or (is_role and _is_role(y) and _ee_partner(x, y)):
                 return f"roles differ: {x!r} vs {y!r}"
     shared = [r for r in a.roles if r in b.roles]
     if len(shared) >= 2 and ("by" in a.words) == ("by" in b.words):

@@ -28,7 +28,7 @@ from functools import cache
 from semcache_core.guard import lexicon
 from semcache_core.guard.lexical import _kinds
 from semcache_core.guard.negation import REFLEXIVES, base_forms
-from semcache_core.guard.tokens import Features, one_typo_apart
+from semcache_core.guard.tokens import Features, memo, one_typo_apart
 
 __all__ = [
     "SYMMETRIC",
@@ -94,6 +94,10 @@ _MAX_FRAME_CHANGE = 2
 
 def content_words(f: Features) -> tuple[str, ...]:
     """The content words of a prompt in order (no function, number or digit words)."""
+    return memo(f, "content_words", _content_words)
+
+
+def _content_words(f: Features) -> tuple[str, ...]:
     return tuple(
         w
         for w in f.sequence
