@@ -251,3 +251,22 @@ def test_aliases_skip_common_words_but_still_apply() -> None:
     assert not _may_have_alias("how do I fix the tap in the kitchen")
     assert normalize("how 2 fix a tap")[0] == "how to fix a tap"
     assert normalize("Is tipping expected in the us?")[0] == "Is tipping expected in the USA?"
+
+
+# -- two tasks on the same quoted text ------------------------------------------------------------
+
+
+def test_two_tasks_on_the_same_quoted_text_differ(guard: TrapGuard) -> None:
+    verdict = guard.check(
+        "Describe this recipe step in full sentences: '2 tbsp EVOO, sauté 3 min, deglaze.'",
+        "Count the ingredients in this step of my recipe: '2 tbsp EVOO, sauté 3 min, deglaze.'",
+    )
+    assert verdict.reason == "intent" and "same text" in verdict.detail, verdict
+
+
+def test_one_task_on_the_same_quoted_text_reworded_passes(guard: TrapGuard) -> None:
+    verdicts = guard.explain(
+        "Translate this into French for me: 'Where is the station?'",
+        "Please translate into French: 'Where is the station?'",
+    )
+    assert verdicts["intent"].ok, verdicts["intent"]
