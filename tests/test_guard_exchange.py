@@ -270,3 +270,11 @@ def test_one_task_on_the_same_quoted_text_reworded_passes(guard: TrapGuard) -> N
         "Please translate into French: 'Where is the station?'",
     )
     assert verdicts["intent"].ok, verdicts["intent"]
+
+
+def test_an_or_elsewhere_makes_no_exchange_symmetric(guard: TrapGuard) -> None:
+    verdict = guard.check(
+        "Should I hang the mirror above the dresser or beside it?",
+        "Should I hang the dresser above the mirror or beside it?",
+    )
+    assert verdict.reason == "direction", verdict

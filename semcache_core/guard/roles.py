@@ -249,6 +249,10 @@ def _moved_or_symmetric(a: Features, b: Features) -> bool:
 
 
 _ARTICLES = frozenset(["a", "an", "the"])
+#: Words that relate two things symmetrically from outside them ("mix A with B"): "and" and
+#: "or" do only between the two ("put the rug under the sofa or in front of it" is no
+#: symmetric prompt).
+_SYMMETRIC_RELATION = substitution.SYMMETRIC - frozenset(["and", "or"])
 
 
 def exchanged_spans(a: Features, b: Features) -> tuple[str, str] | None:
@@ -257,8 +261,8 @@ def exchanged_spans(a: Features, b: Features) -> tuple[str, str] | None:
     engine that calls for 10W-30?" / "... 10W-30 oil in an engine that calls for 5W-30?",
     "Xbox One games on an Xbox Series X" / "Xbox Series X games on an Xbox One"), whatever
     word relates them. Not an exchange: a symmetric middle ("A and B", "A or B", "between
-    5W-30 and 10W-30"; "mix A with B", a symmetric word elsewhere and none but function words
-    between the two), whole clauses or sentences trading places (a stretch or the
+    5W-30 and 10W-30"; "mix A with B", a symmetric verb or noun elsewhere and none but
+    function words between the two), whole clauses or sentences trading places (a stretch or the
     middle crossing a clause break), articles ("a ... the")."""
     ta, tb = a.terms, b.terms
     if ta == tb or len(ta) != len(tb) or sorted(ta) != sorted(tb):
@@ -281,7 +285,7 @@ def exchanged_spans(a: Features, b: Features) -> tuple[str, str] | None:
                 return None  # clauses or sentences moved
             if substitution.SYMMETRIC & set(middle) or (
                 all(w in _FUNCTION_WORDS for w in middle)
-                and substitution.SYMMETRIC & (a.words | b.words)
+                and _SYMMETRIC_RELATION & (a.words | b.words)
             ):
                 return None  # "A and B" / "B and A", "mix A with B" / "mix B with A"
             return " ".join(span_x), " ".join(span_y)
