@@ -278,3 +278,22 @@ def test_an_or_elsewhere_makes_no_exchange_symmetric(guard: TrapGuard) -> None:
         "Should I hang the dresser above the mirror or beside it?",
     )
     assert verdict.reason == "direction", verdict
+
+
+def test_two_neighbours_trading_places_in_the_same_frame(guard: TrapGuard) -> None:
+    verdict = guard.check(
+        "Can I feed my rabbit guinea pig pellets?", "Can I feed my guinea rabbit pig pellets?"
+    )
+    assert verdict.reason == "direction", verdict
+    verdict = guard.check(
+        "Is it safe to give a puppy kitten milk?", "Is it safe to give a kitten puppy milk?"
+    )
+    assert verdict.reason == "direction", verdict
+    # a compound reworded with its small words is no exchange of neighbours
+    assert (
+        exchanged_spans(
+            extract_features("How do I sort a Python list?"),
+            extract_features("How do I sort a list in Python?"),
+        )
+        is None
+    )

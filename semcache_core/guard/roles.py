@@ -270,6 +270,10 @@ def exchanged_spans(a: Features, b: Features) -> tuple[str, str] | None:
     start, end = substitution.common_ends(ta, tb)
     xa, xb = ta[start : len(ta) - end], tb[start : len(tb) - end]
     n = len(xa)
+    if n == 2 and xa == xb[::-1] and not (_FUNCTION_WORDS & set(xa)) and "|" not in xa:
+        # two neighbours trade places in the same frame: "give my dog cat food" / "give my
+        # cat dog food" (a compound reworded changes its small words too: "list in Python")
+        return xa[0], xa[1]
     for lx in range(1, n - 1):
         span_x = xa[:lx]
         if xb[n - lx :] != span_x or "|" in span_x:
