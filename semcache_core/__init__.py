@@ -16,6 +16,7 @@ from semcache_core.errors import (
     SchemaConflictError,
     SemcacheError,
     SemcacheInputError,
+    StorageFullError,
     UnknownBackendError,
     VectorDimensionError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "SchemaConflictError",
     "SemcacheError",
     "SemcacheInputError",
+    "StorageFullError",
     "Turn",
     "UnknownBackendError",
     "VectorDimensionError",

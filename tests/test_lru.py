@@ -43,7 +43,9 @@ def present(backend: Backend, namespace: str, keys: list[str]) -> list[str]:
 
 def rows(path: Path, table: str, namespace: str) -> int:
     with sqlite3.connect(path) as raw:
-        return int(raw.execute(f"SELECT count(*) FROM {table} WHERE ns = ?", (namespace,)).fetchone()[0])
+        return int(
+            raw.execute(f"SELECT count(*) FROM {table} WHERE ns = ?", (namespace,)).fetchone()[0]
+        )
 
 
 @pytest.mark.parametrize("kind", EMBEDDED)

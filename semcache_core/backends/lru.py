@@ -110,9 +110,7 @@ class RecentUses:
             if self._oldest is None:
                 return False
             pending = len(self._values) + len(self._vectors) + len(self._rows)
-            return (
-                pending >= FLUSH_EVERY_USES or time.time() - self._oldest >= FLUSH_EVERY_SECONDS
-            )
+            return pending >= FLUSH_EVERY_USES or time.time() - self._oldest >= FLUSH_EVERY_SECONDS
 
     def take(self) -> list[Statement]:
         """The pending uses as statements; they are forgotten (a failed write loses them:
