@@ -44,7 +44,7 @@ from semcache_core.backends.base import (
 )
 from semcache_core.codecs import canonical_json, loads_untrusted
 from semcache_core.errors import BackendError, SemcacheInputError
-from semcache_core.flow import Flow, Step
+from semcache_core.flow import Flow, Step, arun, run
 from semcache_core.mirror import Candidate, MirrorSet, verified_search
 from semcache_core.stats import COUNTER_GROUP
 
@@ -104,12 +104,14 @@ class Query(Step):
 
 @dataclass(frozen=True, slots=True)
 class Write(Step):
-    """Statements run in one transaction; then, if ``trim`` names a namespace and the backend
-    has ``max_entries``, that namespace's least recently used entries beyond it are evicted
-    in the same transaction (:mod:`semcache_core.backends.lru`)."""
+    """Statements run in one transaction; then, if ``trim`` names a namespace, its least
+    recently used entries beyond ``limit`` (default: the backend's ``max_entries``) are
+    evicted in the same transaction (:mod:`semcache_core.backends.lru`). The reply is how
+    many were evicted."""
 
     statements: Sequence[Statement]
     trim: str | None = None
+    limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,15 @@ class EmbeddedOperations(Operations):
         #: Entries per namespace (``None``: no limit); reads are recorded as uses only then.
         self.max_entries = max_entries
         self.uses = lru.RecentUses()
+
+    def trim(self, namespace: str, max_entries: int) -> Flow[int]:
+        """Evict beyond ``max_entries`` now (``semcache trim``); how many were evicted."""
+        namespace = keyspace.validate_namespace(namespace)
+        limit = lru.validate_max_entries(max_entries)
+        if limit is None:
+            raise TypeError("max_entries must be an int of at least 1, got None")
+        evicted: int = yield Write(self._with_uses([]), trim=namespace, limit=limit)
+        return evicted
 
     def _with_uses(self, statements: list[Statement]) -> list[Statement]:
         """``statements`` preceded by the pending uses, when there is a limit to enforce."""
@@ -391,6 +402,7 @@ class EmbeddedBackend(Backend):
     """SQLite-backed storage for values and vectors (see the module docstring)."""
 
     schemes = ("memory", "sqlite")
+    ops: EmbeddedOperations
 
     def __init__(
         self,
@@ -463,8 +475,7 @@ class EmbeddedBackend(Backend):
         if isinstance(step, Query):
             return self._query(step.sql, step.params)
         if isinstance(step, Write):
-            self._write(step.statements, step.trim)
-            return None
+            return self._write(step.statements, step.trim, step.limit)
         if isinstance(step, Swap):
             return self._swap(step)
         raise TypeError(f"the embedded backend cannot execute {step!r}")
@@ -479,8 +490,11 @@ class EmbeddedBackend(Backend):
         except sqlite3.OperationalError as exc:
             raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
 
-    def _write(self, statements: Sequence[Statement], trim: str | None = None) -> None:
-        """Run ``statements`` in one transaction, then enforce the size limit of ``trim``."""
+    def _write(
+        self, statements: Sequence[Statement], trim: str | None = None, limit: int | None = None
+    ) -> int:
+        """Run ``statements`` in one transaction, then enforce the size limit of ``trim``;
+        returns how many entries that evicted."""
         try:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -490,10 +504,11 @@ class EmbeddedBackend(Backend):
                     self._writes += 1
                     if self._writes % _PURGE_EVERY == 0:
                         self._purge_expired()
-                    evicted = self._enforce_limit(trim)
+                    evicted = self._enforce_limit(trim, limit or self.ops.max_entries)
                     self._conn.execute("COMMIT")
                     if evicted:
                         self._evictions[trim or ""] = self._evictions.get(trim or "", 0) + evicted
+                    return evicted
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
@@ -528,10 +543,9 @@ class EmbeddedBackend(Backend):
         except sqlite3.OperationalError as exc:
             raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
 
-    def _enforce_limit(self, namespace: str | None) -> int:
-        """Evict beyond ``max_entries`` in the open transaction, counted in the namespace's
+    def _enforce_limit(self, namespace: str | None, limit: int | None) -> int:
+        """Evict beyond ``limit`` in the open transaction, counted in the namespace's
         persisted stats (``evictions``, what ``semcache stats`` prints) in that transaction."""
-        limit = self.ops.max_entries
         if namespace is None or limit is None:
             return 0
         evicted = lru.evict(self._conn, namespace, limit)
@@ -539,6 +553,14 @@ class EmbeddedBackend(Backend):
             row = (namespace, COUNTER_GROUP, "evictions", float(evicted))
             self._conn.execute(_INCREMENT_COUNTER, row)
         return evicted
+
+    def trim(self, namespace: str, max_entries: int) -> int:
+        """Evict the least recently used entries of ``namespace`` beyond ``max_entries`` now
+        (whatever the backend's own limit); returns how many."""
+        return run(self.ops.trim(namespace, max_entries), self)
+
+    async def atrim(self, namespace: str, max_entries: int) -> int:
+        return await arun(self.ops.trim(namespace, max_entries), self)
 
     def namespace_counts(self, namespace: str) -> dict[str, int]:
         """Entries this backend object evicted from ``namespace`` (``max_entries``)."""
