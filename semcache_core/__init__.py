@@ -5,6 +5,7 @@ This package imports neither LangChain nor LlamaIndex; the adapters in
 """
 
 from semcache_core.backends import Backend, VectorHit, VectorRecord, connect, known_schemes
+from semcache_core.embeddings_cache import EmbeddingEntry, EmbeddingsCache
 from semcache_core.engine import (
     DEFAULT_DISTANCE_THRESHOLD,
     LookupResult,
@@ -29,6 +30,8 @@ __all__ = [
     "Backend",
     "BackendError",
     "CandidateReport",
+    "EmbeddingEntry",
+    "EmbeddingsCache",
     "Explanation",
     "KeyValueCache",
     "LookupResult",
