@@ -268,9 +268,12 @@ class EmbeddingsCache:
         ttl: float | None,
     ) -> Flow[list[str]]:
         name, checked = _model_name(model_name), _texts(texts)
-        if isinstance(embeddings, (str, bytes)) or len(embeddings) != len(checked):
-            count = len(embeddings) if not isinstance(embeddings, (str, bytes)) else "no"
-            raise SemcacheInputError(f"{count} embeddings for {len(checked)} texts")
+        if isinstance(embeddings, (str, bytes)) or not hasattr(embeddings, "__len__"):
+            raise TypeError(
+                f"embeddings must be a sequence of embeddings, got {type(embeddings).__name__}"
+            )
+        if len(embeddings) != len(checked):
+            raise SemcacheInputError(f"{len(embeddings)} embeddings for {len(checked)} texts")
         arrays = [self._array(embedding) for embedding in embeddings]
         if len({array.size for array in arrays}) > 1:
             raise VectorDimensionError(

@@ -12,6 +12,10 @@ search, reads only the rows added since its last look (``seq`` is monotonic), so
 other processes are seen at once. A candidate is verified against its row before it is
 returned, so deleted, replaced and expired records are never served.
 
+``max_entries`` (keyword, or ``?max_entries=N`` in the URL) bounds each namespace: the write
+that goes over it evicts the least recently used entries in its own transaction
+(:mod:`semcache_core.backends.lru`).
+
 :class:`EmbeddedOperations` builds SQL steps (:class:`Query`, :class:`Write`, and
 :class:`Swap`: the compare-and-write of the atomic operations); the backend is their transport. ``aexecute`` runs a step inline: every step is local and takes microseconds,
 so a thread hop would cost more than it saves.
