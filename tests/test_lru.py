@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -278,3 +281,43 @@ def test_a_row_used_within_the_resolution_is_not_written_again(
     backend.set_many(namespace, [("b", b"b")])  # would carry pending uses
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT used FROM kv WHERE key = 'a'").fetchone()[0] == written
+
+
+_LIMITED_WORKER = """
+import sys
+from semcache_core import Prompt, ResponseCache, connect
+from semcache_core.testing import HashingEmbedder
+path, who, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+backend = connect(f"sqlite:///{path}?max_entries=20")
+exact = ResponseCache(backend, namespace="exact", on_backend_error="raise")
+semantic = ResponseCache(
+    backend, namespace="semantic", embedder=HashingEmbedder(), on_backend_error="raise"
+)
+for i in range(count):
+    for cache in (exact, semantic):
+        prompt = Prompt.plain(f"process {who} question {i} about item {i * 7}")
+        cache.update("s", prompt, {"who": who, "i": i})
+        body = cache.lookup("s", prompt).body  # just written: never evicted by that write
+        if body is None or body["value"] != {"who": who, "i": i}:
+            sys.exit(f"lost or foreign: {body}")
+"""
+
+
+def test_processes_sharing_a_limited_file(tmp_path: Path) -> None:
+    path, processes, count = tmp_path / "lru.db", 4, 40
+    connect(f"sqlite:///{path}").close()  # create the schema once
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _LIMITED_WORKER, str(path), str(who), str(count)], env=env
+        )
+        for who in range(processes)
+    ]
+    assert [worker.wait(timeout=120) for worker in workers] == [0] * processes
+    written = processes * count
+    for namespace in ("exact", "semantic"):
+        stored = rows(path, "kv" if namespace == "exact" else "vec", namespace)
+        assert stored == 20
+        assert persisted_stats(connect(f"sqlite:///{path}"), namespace)["evictions"] == (
+            written - 20
+        )

@@ -46,7 +46,10 @@ def trim(ops: ElasticsearchOperations, namespace: str, max_entries: int) -> Flow
             {
                 "index": ops.index,
                 "query": _entries(namespace),
-                "sort": [{"created": {"order": "asc", "missing": "_first"}}],
+                # unmapped_type: an older index behind an alias may not have the field yet.
+                "sort": [
+                    {"created": {"order": "asc", "missing": "_first", "unmapped_type": "date"}}
+                ],
                 "size": min(excess, MAX_WINDOW),
                 "_source": False,
             },
