@@ -53,10 +53,11 @@ def answer_of(body: dict[str, Any] | None) -> int | None:
 
 
 def fill(cache: ResponseCache, client: Any, *, at_least: int, until_evicted: bool) -> int:
-    """Entries written: ``at_least``, and on until Redis evicted some (if asked)."""
+    """Entries written: ``at_least``, and on until Redis evicted a good number of keys (if
+    asked: a few evicted keys might all be logs or counters rather than entries)."""
     written = 0
     while written < at_least or (
-        until_evicted and not client.info("stats")["evicted_keys"] and written < 30_000
+        until_evicted and client.info("stats")["evicted_keys"] < 200 and written < 30_000
     ):
         value = {"text": f"answer {written} {FILLER}"}
         cache.update("model", question(written), value, tokens=0)
@@ -80,7 +81,7 @@ def test_evicted_entries_are_misses_and_the_rest_answer_right(
     # A TTL on every entry, so the volatile policies may evict them.
     cache = ResponseCache(backend, namespace="filled", embedder=embedder, ttl=3600)
     written = fill(cache, client, at_least=500, until_evicted=True)
-    assert client.info("stats")["evicted_keys"] > 0
+    assert client.info("stats")["evicted_keys"] >= 200
 
     hits = 0
     for i in range(written):
