@@ -291,6 +291,10 @@ class CachedEmbedding(BaseEmbedding):
         return [text for text, _ in kept], self._names[kind], [array for _, array in kept]
 
     # -- cache management ----------------------------------------------------------------------
+    def set_ttl(self, ttl: float | None) -> None:
+        """The lifetime of entries written from now on (``None``: forever)."""
+        self._cache.set_ttl(ttl)
+
     def clear(self) -> None:
         """Delete every vector of this cache's namespace (every model using it)."""
         self._cache.clear()

@@ -12,6 +12,7 @@ from semcache_core.engine import (
     ResponseCache,
     persisted_stats,
 )
+from semcache_core.entries import CacheEntry
 from semcache_core.errors import (
     BackendError,
     SchemaConflictError,
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
     "Backend",
     "BackendError",
+    "CacheEntry",
     "CandidateReport",
     "EmbeddingEntry",
     "EmbeddingsCache",

@@ -397,6 +397,10 @@ class EmbeddingsCache:
     async def aclear(self) -> None:
         await self._store.aclear()
 
+    def set_ttl(self, ttl: float | None) -> None:
+        """The default lifetime of entries written from now on (``None``: forever)."""
+        self._store.set_ttl(ttl)
+
     def stats(self) -> dict[str, Any]:
         return self._store.stats_snapshot()
 

@@ -96,6 +96,17 @@ def test_ttl(backend: Backend, namespace: str) -> None:
     assert cache.mexists(["short", "long"], MODEL) == [False, True]
 
 
+def test_set_ttl_applies_to_later_writes(backend: Backend, namespace: str) -> None:
+    cache = EmbeddingsCache(backend, namespace=namespace)
+    cache.set("before", MODEL, [1.0])
+    cache.set_ttl(0.05)
+    cache.set("after", MODEL, [2.0])
+    with pytest.raises(SemcacheInputError, match="positive"):
+        cache.set_ttl(-1)
+    time.sleep(0.3)
+    assert cache.mexists(["before", "after"], MODEL) == [True, False]
+
+
 def test_float32_precision(backend: Backend, namespace: str) -> None:
     cache = EmbeddingsCache(backend, namespace=namespace, precision="float32")
     cache.set("t", MODEL, PRECISE)
