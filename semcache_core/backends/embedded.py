@@ -26,10 +26,8 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
-
-import numpy as np
 
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import (
@@ -41,10 +39,12 @@ from semcache_core.backends.base import (
     VectorWrite,
     counters_of,
 )
-from semcache_core.codecs import canonical_json, loads_untrusted
+from semcache_core.codecs import canonical_json, loads_untrusted, vector_to_bytes
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step
-from semcache_core.mirror import Candidate, MirrorSet, verified_search
+
+if TYPE_CHECKING:
+    from semcache_core.mirror import Candidate, MirrorSet
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -132,7 +132,21 @@ class EmbeddedOperations(Operations):
     label = "the embedded"
 
     def __init__(self, *, max_mirror_rows: int) -> None:
-        self.mirrors = MirrorSet(max_rows=max_mirror_rows)
+        self._max_mirror_rows = max_mirror_rows
+        self._mirrors: MirrorSet | None = None
+        self._mirrors_lock = threading.Lock()
+
+    @property
+    def mirrors(self) -> MirrorSet:
+        """The numpy mirrors, made on the first vector search: an exact cache never loads
+        numpy (the mirror module imports it)."""
+        if self._mirrors is None:
+            with self._mirrors_lock:
+                if self._mirrors is None:
+                    from semcache_core.mirror import MirrorSet
+
+                    self._mirrors = MirrorSet(max_rows=self._max_mirror_rows)
+        return self._mirrors
 
     def _read_by_id(
         self, table: str, column: str, field: str, namespace: str, ids: list[str]
@@ -244,7 +258,7 @@ class EmbeddedOperations(Operations):
                 namespace,
                 record.id,
                 partition,
-                np.asarray(record.vector, dtype="<f4").tobytes(),
+                vector_to_bytes(record.vector),
                 record.payload,
                 canonical_json(dict(record.tags)),
                 expires_at,
@@ -254,6 +268,10 @@ class EmbeddedOperations(Operations):
         yield Write([(_INSERT_VECTOR, row) for row in rows])
 
     def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+        import numpy as np
+
+        from semcache_core.mirror import verified_search
+
         partition, vector, k = search.partition, search.vector, search.k
         max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
@@ -303,8 +321,9 @@ class EmbeddedOperations(Operations):
     def _clear(self, namespace: str) -> Flow[None]:
         tables = ("kv", "vec", "vec_dim", "counters")
         yield Write([(f"DELETE FROM {table} WHERE ns = ?", (namespace,)) for table in tables])
-        with self.mirrors.lock:
-            self.mirrors.drop_namespace(namespace)
+        if self._mirrors is not None:
+            with self._mirrors.lock:
+                self._mirrors.drop_namespace(namespace)
 
     def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:
         rows = [(namespace, name, field, delta) for field, delta in deltas.items()]
