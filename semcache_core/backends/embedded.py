@@ -1,6 +1,5 @@
 """The embedded backend: no server, SQLite from the standard library, numpy for vectors.
 
-* ``memory://``: an in-process SQLite database, gone with the process.
 * ``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db`` (SQLAlchemy's spelling): a
   file that survives restarts and that several processes can share. WAL journaling lets
   readers work while a writer commits; a writer waits up to ``busy_timeout`` for another.
@@ -366,7 +365,9 @@ def _tags_of(raw: object) -> dict[str, str] | None:
 class EmbeddedBackend(Backend):
     """SQLite-backed storage for values and vectors (see the module docstring)."""
 
-    schemes = ("memory", "sqlite")
+    #: ``memory://`` is :class:`~semcache_core.backends.memory.MemoryBackend`; constructed
+    #: directly with the default path, this class is SQLite in memory.
+    schemes = ("sqlite",)
 
     def __init__(
         self,
