@@ -197,8 +197,10 @@ def loads_untrusted(raw: str | bytes) -> Any:
     malformed JSON, refused before parsing, never a RecursionError."""
     if _nested_too_deep(raw):
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    # semcache writes UTF-8 only; decoding here skips json's encoding detection (UTF-16/32).
+    text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
     try:
-        return json.loads(raw)
+        return json.loads(text)
     except RecursionError:  # a recursion limit set below MAX_JSON_DEPTH by the application
         raise ValueError("JSON nested too deeply") from None
 

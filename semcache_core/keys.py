@@ -16,7 +16,7 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from semcache_core.backends.base import VectorRecord
@@ -64,14 +64,32 @@ def require_text(value: str, name: str) -> str:
     return value
 
 
-def stable_hash(*parts: str) -> str:
-    """Hex digest (32 chars) of ``parts``, each length-prefixed so no two tuples collide."""
-    digest = hashlib.blake2b(digest_size=16)
+def _feed(digest: Any, parts: tuple[str, ...]) -> Any:
     for part in parts:
         raw = part.encode("utf-8", "surrogatepass")
         digest.update(len(raw).to_bytes(8, "big"))
         digest.update(raw)
-    return digest.hexdigest()
+    return digest
+
+
+def stable_hash(*parts: str) -> str:
+    """Hex digest (32 chars) of ``parts``, each length-prefixed so no two tuples collide."""
+    return str(_feed(hashlib.blake2b(digest_size=16), parts).hexdigest())
+
+
+#: Hash states after a leading tuple of parts (namespace and scope of exact entries): an LLM
+#: string is hundreds of characters, the same on every lookup; a state is copied, never changed.
+_PREFIX_STATES: dict[tuple[str, ...], Any] = {}
+
+
+def _prefixed_hash(prefix: tuple[str, ...], *rest: str) -> str:
+    """``stable_hash(*prefix, *rest)``, hashing ``prefix`` once per process."""
+    state = _PREFIX_STATES.get(prefix)
+    if state is None:
+        state = _feed(hashlib.blake2b(digest_size=16), prefix)
+        if len(_PREFIX_STATES) < 1024:
+            _PREFIX_STATES[prefix] = state
+    return str(_feed(state.copy(), rest).hexdigest())
 
 
 def exact_entry_key(namespace: str, scope: str, prompt: str) -> str:
@@ -80,7 +98,7 @@ def exact_entry_key(namespace: str, scope: str, prompt: str) -> str:
     ``scope`` is everything that must be identical for an answer to be reusable: for
     LangChain the ``llm_string`` (model and parameters).
     """
-    return "llm:" + stable_hash("exact", namespace, scope, prompt)
+    return "llm:" + _prefixed_hash(("exact", namespace, scope), prompt)
 
 
 def partition_key(namespace: str, scope: str, context: str) -> str:
