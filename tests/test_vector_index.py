@@ -52,7 +52,7 @@ def same(a: list, b: list) -> bool:
     """The same rows in the same order, distances equal to float32 rounding (the two scans
     multiply in different orders)."""
     return [(c.seq, c.id) for c in a] == [(c.seq, c.id) for c in b] and all(
-        abs(x.distance - y.distance) < 1e-5 for x, y in zip(a, b)
+        abs(x.distance - y.distance) < 1e-5 for x, y in zip(a, b, strict=False)
     )
 
 
