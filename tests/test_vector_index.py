@@ -20,7 +20,6 @@ import numpy.typing as npt
 import pytest
 
 from semcache_core import VectorRecord, connect, sketch
-from semcache_core.backends.memory import MemoryBackend
 from semcache_core.mirror import SKETCH_MIN_ROWS, PartitionMirror
 from semcache_core.testing import fresh_namespace
 
@@ -195,75 +194,3 @@ def test_processes_sharing_one_sqlite_file(tmp_path: Path) -> None:
     assert a.search_vectors(namespace, "p", rows[5], k=1, max_distance=0.1) == []
     assert a.search_vectors(namespace, "p", rows[6], k=1, max_distance=0.1)[0].id == "r6"
     a.close()
-
-
-# -- the in-memory backend's own index -----------------------------------------------------------
-def test_memory_refreshed_record_outlives_its_first_ttl() -> None:
-    backend = MemoryBackend()
-    namespace = fresh_namespace()
-    vector = unit_rows(1, seed=9)[0]
-    backend.add_vectors(namespace, "p", [VectorRecord("x", vector, b"v")], ttl=0.3)
-    backend.expire_many(namespace, ["vec:x"], ttl=60)  # refresh on hit
-    time.sleep(0.5)
-    hits = backend.search_vectors(namespace, "p", vector, k=1, max_distance=0.1)
-    assert [h.id for h in hits] == ["x"]
-    assert backend.get_vector_payloads(namespace, ["x"]) == [b"v"]
-
-
-def test_memory_index_stays_bounded_and_correct_under_churn() -> None:
-    backend = MemoryBackend()
-    namespace = fresh_namespace()
-    rows = unit_rows(50, seed=10)
-    for round_ in range(80):  # every record replaced 80 times: dead index rows pile up
-        backend.add_vectors(
-            namespace,
-            "p",
-            [
-                VectorRecord(f"r{i}", rows[(i + round_) % 50], f"{round_}".encode())
-                for i in range(50)
-            ],
-        )
-    index = backend.store._indexes[(namespace, "p")]
-    assert index.size <= 2 * index.live_count + 1024 + 50
-    hits = backend.search_vectors(namespace, "p", rows[0], k=1, max_distance=0.01)
-    assert [(h.id, h.payload) for h in hits] == [("r21", b"79")]  # (21 + 79) % 50 == 0
-
-
-def test_memory_backend_keeps_no_reference_to_caller_objects() -> None:
-    """Stored values and vectors are copies: a caller changing its objects afterwards does
-    not change the cache (and what a read returns is immutable bytes)."""
-    backend = MemoryBackend()
-    namespace = fresh_namespace()
-    value = bytearray(b"original")
-    backend.set_many(namespace, [("kv:a", value)])
-    value[:] = b"changed!"
-    vector = unit_rows(1, seed=11)[0]
-    backend.add_vectors(namespace, "p", [VectorRecord("x", vector, b"v")])
-    kept = vector.copy()
-    vector[:] = -vector
-    assert backend.get_many(namespace, ["kv:a"]) == [b"original"]
-    assert type(backend.get_many(namespace, ["kv:a"])[0]) is bytes
-    assert [h.id for h in backend.search_vectors(namespace, "p", kept, k=1, max_distance=0.01)] == [
-        "x"
-    ]
-
-
-def test_memory_record_moved_to_another_partition() -> None:
-    backend = MemoryBackend()
-    namespace = fresh_namespace()
-    vector = unit_rows(1, seed=12)[0]
-    backend.add_vectors(namespace, "p1", [VectorRecord("x", vector, b"in p1")])
-    backend.add_vectors(namespace, "p2", [VectorRecord("x", vector, b"in p2")])
-    assert backend.search_vectors(namespace, "p1", vector, k=1, max_distance=0.1) == []
-    hits = backend.search_vectors(namespace, "p2", vector, k=1, max_distance=0.1)
-    assert [h.payload for h in hits] == [b"in p2"]
-
-
-def test_memory_url_takes_no_options() -> None:
-    from semcache_core.errors import SemcacheInputError
-
-    assert isinstance(connect("memory://"), MemoryBackend)
-    with pytest.raises(SemcacheInputError, match="no options"):
-        connect("memory://", busy_timeout=1)
-    with pytest.raises(SemcacheInputError, match="takes no path"):
-        connect("memory://?x=1")
