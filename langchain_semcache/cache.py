@@ -126,6 +126,9 @@ class ExactCache(_CoreBackedCache):
         namespace: isolates this cache; ``clear()`` removes only this namespace.
         ttl: seconds an entry lives (``None`` = forever); ``update(..., ttl=)`` overrides it.
         refresh_ttl_on_hit: restart an entry's TTL each time it is served.
+        filterable_fields: the cache scope fields this cache is partitioned by (e.g.
+            ``["tenant", "user"]``): inside ``with cache_scope(tenant=..., user=...)`` lookups
+            and updates see that scope's entries only (see the README, "Scopes").
         on_backend_error: ``"warn"`` (default: a failing backend is a miss, the app goes on)
             or ``"raise"``.
     """
@@ -137,6 +140,7 @@ class ExactCache(_CoreBackedCache):
         namespace: str = "semcache-exact",
         ttl: float | None = None,
         refresh_ttl_on_hit: bool = False,
+        filterable_fields: Sequence[str] | None = None,
         on_backend_error: ErrorPolicy = "warn",
     ) -> None:
         self._core = ResponseCache(
@@ -144,6 +148,7 @@ class ExactCache(_CoreBackedCache):
             namespace=namespace,
             ttl=ttl,
             refresh_ttl_on_hit=refresh_ttl_on_hit,
+            filterable_fields=filterable_fields,
             on_backend_error=on_backend_error,
         )
 
@@ -188,6 +193,7 @@ class SemanticCache(_CoreBackedCache):
         verifier: Any = None,
         context_match: ContextMatch = DEFAULT_CONTEXT_MATCH,
         refresh_ttl_on_hit: bool = False,
+        filterable_fields: Sequence[str] | None = None,
         on_backend_error: ErrorPolicy = "warn",
         embeddings_name: str | None = None,
     ) -> None:
@@ -201,6 +207,7 @@ class SemanticCache(_CoreBackedCache):
             verifier=verifier,
             context_match=context_match,
             refresh_ttl_on_hit=refresh_ttl_on_hit,
+            filterable_fields=filterable_fields,
             on_backend_error=on_backend_error,
         )
 

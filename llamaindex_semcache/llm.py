@@ -63,6 +63,7 @@ from semcache_core.embedder import Embedder
 from semcache_core.engine import ResponseCodec
 from semcache_core.explain import Explanation
 from semcache_core.resilience import ErrorPolicy
+from semcache_core.scope import ScopeFields
 
 logger = logging.getLogger("semcache")
 
@@ -144,6 +145,9 @@ class CachedLLM(FunctionCallingLLM):
             what "it" refers to), the system prompt, tools and non-text parts exactly;
             ``"exact"``: every earlier message must be identical (see the README,
             "Multi-turn conversations").
+        filterable_fields: the cache scope fields this cache is partitioned by (e.g.
+            ``["tenant", "user"]``): inside ``with cache_scope(tenant=..., user=...)`` every
+            call is served from and stored in that scope only (see the README, "Scopes").
         on_backend_error: ``"warn"`` (default: a failing backend is a miss) or ``"raise"``.
 
     ``metadata``, prompt formatting and any attribute this class does not define are those of
@@ -167,6 +171,7 @@ class CachedLLM(FunctionCallingLLM):
         trap_guard: bool = True,
         verifier: Any = None,
         context_match: ContextMatch = DEFAULT_CONTEXT_MATCH,
+        filterable_fields: Sequence[str] | None = None,
         on_backend_error: ErrorPolicy = "warn",
     ) -> None:
         if not isinstance(llm, LLM):
@@ -202,6 +207,7 @@ class CachedLLM(FunctionCallingLLM):
             trap_guard=trap_guard,
             verifier=verifier,
             context_match=context_match,
+            filterable_fields=filterable_fields,
             on_backend_error=on_backend_error,
         )
 
@@ -302,25 +308,35 @@ class CachedLLM(FunctionCallingLLM):
             logger.debug("semcache: chat passed through uncached: %s", exc)
             return None
 
+    # A stream is stored when it was consumed, maybe outside the cache_scope it was asked
+    # in: it is stored under the scope fields captured when it was asked (``fields``).
     def _recorded(
-        self, stream: Generator[Any, None, None], key: Key, codec: ResponseCodec[Any]
+        self,
+        stream: Generator[Any, None, None],
+        key: Key,
+        codec: ResponseCodec[Any],
+        fields: ScopeFields,
     ) -> Generator[Any, None, None]:
         last = None
         for item in stream:  # an error propagates: nothing is stored
             last = item
             yield item
         if last is not None:  # only reached when the caller consumed the whole stream
-            self._cache.store(*key, last, codec)
+            self._cache.store_response(*key, last, codec, fields=fields)
 
     async def _arecorded(
-        self, stream: AsyncIterator[Any], key: Key, codec: ResponseCodec[Any]
+        self,
+        stream: AsyncIterator[Any],
+        key: Key,
+        codec: ResponseCodec[Any],
+        fields: ScopeFields,
     ) -> AsyncGenerator[Any, None]:
         last = None
         async for item in stream:
             last = item
             yield item
         if last is not None:
-            await self._cache.astore(*key, last, codec)
+            await self._cache.astore_response(*key, last, codec, fields=fields)
 
     # -- completion: each form is one read-through (ResponseCache.get_or_create) ------------------
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -342,8 +358,12 @@ class CachedLLM(FunctionCallingLLM):
         call = partial(self.llm.stream_complete, prompt, formatted=formatted, **kwargs)
         if key is None:
             return call()
+        fields = self._cache.scope_fields()
         return self._cache.get_or_create(
-            *key, lambda: self._recorded(call(), key, COMPLETION), COMPLETION_STREAM
+            *key,
+            lambda: self._recorded(call(), key, COMPLETION, fields),
+            COMPLETION_STREAM,
+            fields=fields,
         )
 
     async def astream_complete(
@@ -353,11 +373,12 @@ class CachedLLM(FunctionCallingLLM):
         call = partial(self.llm.astream_complete, prompt, formatted=formatted, **kwargs)
         if key is None:
             return await call()
+        fields = self._cache.scope_fields()
 
         async def create() -> CompletionResponseAsyncGen:
-            return self._arecorded(await call(), key, COMPLETION)
+            return self._arecorded(await call(), key, COMPLETION, fields)
 
-        return await self._cache.aget_or_create(*key, create, COMPLETION_ASTREAM)
+        return await self._cache.aget_or_create(*key, create, COMPLETION_ASTREAM, fields=fields)
 
     # -- chat ----------------------------------------------------------------------------------
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -375,8 +396,9 @@ class CachedLLM(FunctionCallingLLM):
         call = partial(self.llm.stream_chat, messages, **kwargs)
         if key is None:
             return call()
+        fields = self._cache.scope_fields()
         return self._cache.get_or_create(
-            *key, lambda: self._recorded(call(), key, CHAT), CHAT_STREAM
+            *key, lambda: self._recorded(call(), key, CHAT, fields), CHAT_STREAM, fields=fields
         )
 
     async def astream_chat(
@@ -386,11 +408,12 @@ class CachedLLM(FunctionCallingLLM):
         call = partial(self.llm.astream_chat, messages, **kwargs)
         if key is None:
             return await call()
+        fields = self._cache.scope_fields()
 
         async def create() -> ChatResponseAsyncGen:
-            return self._arecorded(await call(), key, CHAT)
+            return self._arecorded(await call(), key, CHAT, fields)
 
-        return await self._cache.aget_or_create(*key, create, CHAT_ASTREAM)
+        return await self._cache.aget_or_create(*key, create, CHAT_ASTREAM, fields=fields)
 
     # -- explain -------------------------------------------------------------------------------
     def _explained_key(

@@ -21,7 +21,9 @@ from semcache_core.errors import (
 )
 from semcache_core.explain import CandidateReport, Explanation
 from semcache_core.kv import KeyValueCache
+from semcache_core.neutral import Match
 from semcache_core.prompt import Prompt, Turn
+from semcache_core.scope import cache_scope, current_scope
 
 __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
@@ -31,6 +33,7 @@ __all__ = [
     "Explanation",
     "KeyValueCache",
     "LookupResult",
+    "Match",
     "Prompt",
     "ResponseCache",
     "SchemaConflictError",
@@ -41,7 +44,9 @@ __all__ = [
     "VectorDimensionError",
     "VectorHit",
     "VectorRecord",
+    "cache_scope",
     "connect",
+    "current_scope",
     "known_schemes",
     "persisted_stats",
 ]
