@@ -169,3 +169,28 @@ def test_expiries_and_vector_keys() -> None:
     }
     assert list(backend.iter_keys(namespace, "vec:")) == ["vec:x"]
     assert sorted(backend.iter_keys(namespace, "kv:")) == ["kv:a", "kv:b"]
+
+
+def test_threads_writing_and_searching_one_partition() -> None:
+    """Writers, deleters and searchers on one partition at once: no error, and every search
+    answer is a record that was written with that payload."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend = MemoryBackend(max_entries=300)
+    namespace = fresh_namespace()
+    rows = unit_rows(400, seed=20)
+
+    def work(worker: int) -> int:
+        checked = 0
+        for i in range(worker, 400, 4):
+            backend.add_vectors(namespace, "p", [VectorRecord(f"r{i}", rows[i], f"{i}".encode())])
+            if i % 3 == 0:
+                backend.delete_vectors(namespace, [f"r{i - 3}"])
+            for hit in backend.search_vectors(namespace, "p", rows[i], k=2, max_distance=0.5):
+                assert hit.payload == hit.id[1:].encode()
+                checked += 1
+        return checked
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(work, range(4))) > 0
+    assert len(list(backend.iter_keys(namespace, "vec:"))) <= 300
