@@ -26,7 +26,15 @@ through to the wrapped LLM uncached.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from functools import partial
 from typing import Any
 
@@ -57,7 +65,7 @@ from llamaindex_semcache._messages import (
     llm_scope,
 )
 from llamaindex_semcache.embedding import LlamaIndexEmbedder
-from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
+from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, CacheEntry, Prompt, ResponseCache
 from semcache_core.conversation.match import DEFAULT_CONTEXT_MATCH, ContextMatch
 from semcache_core.embedder import Embedder
 from semcache_core.engine import ResponseCodec
@@ -451,6 +459,67 @@ class CachedLLM(FunctionCallingLLM):
     ) -> Explanation:
         key = self._explained_key(prompt_or_messages, formatted, kwargs)
         return await self._cache.aexplain(*key, k=k)
+
+    # -- operator controls (semcache_core.controls) ---------------------------------------------
+    def entries(
+        self, *, filters: Mapping[str, str] | None = None, limit: int | None = None
+    ) -> Iterator[CacheEntry]:
+        """The cached entries of this namespace (an iterator of ``CacheEntry``)."""
+        return self._cache.entries(filters=filters, limit=limit)
+
+    def aentries(
+        self, *, filters: Mapping[str, str] | None = None, limit: int | None = None
+    ) -> AsyncIterator[CacheEntry]:
+        return self._cache.aentries(filters=filters, limit=limit)
+
+    def entry(self, entry_id: str) -> CacheEntry | None:
+        return self._cache.entry(entry_id)
+
+    async def aentry(self, entry_id: str) -> CacheEntry | None:
+        return await self._cache.aentry(entry_id)
+
+    def drop(self, ids: Sequence[str]) -> None:
+        """Remove the entries ``ids`` (from ``entries()`` or ``explain()``)."""
+        self._cache.drop(ids)
+
+    async def adrop(self, ids: Sequence[str]) -> None:
+        await self._cache.adrop(ids)
+
+    def drop_prompt(
+        self,
+        prompt_or_messages: str | Sequence[ChatMessage],
+        *,
+        formatted: bool = False,
+        **kwargs: Any,
+    ) -> str | None:
+        """Remove the entry ``complete(prompt)`` or ``chat(messages)`` (same keyword
+        arguments) would be served now; its id, or ``None`` when the call would miss."""
+        return self._cache.drop_prompt(*self._explained_key(prompt_or_messages, formatted, kwargs))
+
+    async def adrop_prompt(
+        self,
+        prompt_or_messages: str | Sequence[ChatMessage],
+        *,
+        formatted: bool = False,
+        **kwargs: Any,
+    ) -> str | None:
+        key = self._explained_key(prompt_or_messages, formatted, kwargs)
+        return await self._cache.adrop_prompt(*key)
+
+    def expire(self, ids: Sequence[str], ttl: float | None) -> None:
+        """Let the entries ``ids`` expire ``ttl`` seconds from now (``None``: never)."""
+        self._cache.expire(ids, ttl)
+
+    async def aexpire(self, ids: Sequence[str], ttl: float | None) -> None:
+        await self._cache.aexpire(ids, ttl)
+
+    def set_ttl(self, ttl: float | None) -> None:
+        """The lifetime of entries written from now on (``None``: forever)."""
+        self._cache.set_ttl(ttl)
+
+    def set_threshold(self, distance_threshold: float) -> None:
+        """(Semantic) serve hits within ``distance_threshold`` from now on."""
+        self._cache.set_threshold(distance_threshold)
 
     # -- cache management ----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

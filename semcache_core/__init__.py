@@ -11,6 +11,7 @@ from semcache_core.engine import (
     ResponseCache,
     persisted_stats,
 )
+from semcache_core.entries import CacheEntry
 from semcache_core.errors import (
     BackendError,
     SchemaConflictError,
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
     "Backend",
     "BackendError",
+    "CacheEntry",
     "CandidateReport",
     "Explanation",
     "KeyValueCache",

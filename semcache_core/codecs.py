@@ -222,8 +222,11 @@ def _response_problem(body: dict[str, Any]) -> str | None:
     for name in ("tokens", "created"):
         if name in body and not _is_number(body[name]):
             return f"its {name} is not a finite number"
-    if "query" in body and not isinstance(body["query"], str):
-        return "its query is not a string"
+    for name in ("query", "prompt", "llm_string"):
+        if name in body and not isinstance(body[name], str):
+            return f"its {name} is not a string"
+    if body.get("expires") is not None and not _is_number(body["expires"]):
+        return "its expires is neither null nor a finite number"
     if "scope" in body and not _is_text_map(body["scope"]):
         return "its scope is not an object of strings"
     if "metadata" in body and not isinstance(body["metadata"], dict):

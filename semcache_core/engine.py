@@ -42,6 +42,7 @@ from semcache_core.codecs import (
     normalize,
     validate_ttl,
 )
+from semcache_core.controls import OperatorControls
 from semcache_core.conversation import stage as chat
 from semcache_core.embedder import Embedder
 from semcache_core.errors import BackendError, SemcacheInputError, VectorDimensionError
@@ -261,6 +262,11 @@ class CacheEngine:
         """This object's stats (this process only); see :func:`persisted_stats` for totals."""
         return {**self.stats.snapshot(), **self.backend.describe()}
 
+    def set_ttl(self, ttl: Ttl) -> None:
+        """The lifetime of entries written from now on (``None``: forever); entries already
+        stored keep theirs."""
+        self.ttl = validate_ttl(ttl)
+
     def flush_stats(self) -> None:
         run(self._maybe_flush(force=True), self.transport)
 
@@ -268,7 +274,7 @@ class CacheEngine:
         await arun(self._maybe_flush(force=True), self.transport)
 
 
-class ResponseCache(SemanticKeys, CacheEngine):
+class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
     """Exact and semantic caching of LLM responses, framework-neutral.
 
     ``scope`` (e.g. LangChain's ``llm_string``) names the model and its parameters; entries of
@@ -289,6 +295,10 @@ class ResponseCache(SemanticKeys, CacheEngine):
     a miss), and costs one judge call per new (query, candidate) pair; counted in the stats
     (``verifier_calls``, ``verifier_rejections``, ``verifier_failures``, latency). With a
     verifier the threshold may be wider (e.g. 0.25) than the guard alone supports.
+
+    The operator's controls (:mod:`semcache_core.controls`): ``entries``, ``entry``, ``drop``,
+    ``drop_prompt``, ``expire`` and their async forms; ``set_threshold`` and ``set_ttl`` tune
+    a running cache.
     """
 
     def __init__(
@@ -504,10 +514,15 @@ class ResponseCache(SemanticKeys, CacheEngine):
         where = self._resolved(fields)
         callers_vector = vector is not None
         entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
+        created = time.time()
         body: dict[str, Any] = {
             "value": value,
             "tokens": tokens,
-            "created": time.time(),
+            "created": created,
+            # For auditing (semcache_core.entries): what was asked, of which model, until when.
+            "prompt": prompt.text,
+            "llm_string": scope,
+            "expires": None if entry_ttl is None else created + entry_ttl,
         }
         if where:
             body["scope"] = where
@@ -584,6 +599,20 @@ class ResponseCache(SemanticKeys, CacheEngine):
         self.conversations.clear()
 
     # -- public API ----------------------------------------------------------------------------
+    def set_threshold(self, distance_threshold: float) -> None:
+        """Serve semantic hits within ``distance_threshold`` from now on (validated as in the
+        constructor); conversations follow it too."""
+        if not self.semantic:
+            raise SemcacheInputError("an exact cache (no embedder) has no distance threshold")
+        self.distance_threshold = validate_threshold(distance_threshold)
+
+    def set_ttl(self, ttl: Ttl) -> None:
+        """The lifetime of entries written from now on (``None``: forever); entries already
+        stored keep theirs (``expire`` changes those)."""
+        if validate_ttl(ttl) is None and self.refresh_ttl_on_hit:
+            raise SemcacheInputError("refresh_ttl_on_hit needs a ttl to refresh to")
+        super().set_ttl(ttl)
+
     # ``fields``: the cache scope fields to use (exactly these); ``None``: the active
     # cache_scope's (see :meth:`scope_fields`).
     def lookup(

@@ -9,7 +9,8 @@ has the entry id, the stored query, the distance, whether it is within the thres
 verdict of every stage (the guard's for each check, the verifier's when it was asked) and the
 decision: ``served``, ``rejected`` (with the stage that rejected it) or ``not reached`` (a
 lookup stops at the first candidate it serves and looks at the nearest
-:data:`~semcache_core.engine.SEMANTIC_CANDIDATES` only).
+:data:`~semcache_core.engine.SEMANTIC_CANDIDATES` only). Entry ids (``Explanation.served``, ``.key``,
+:attr:`Explanation.candidate_ids`) are those ``entries()`` lists and ``drop()`` takes.
 
 It runs the same stages as a lookup (:mod:`semcache_core.stages`), so it cannot disagree with
 one, but it writes nothing, refreshes no TTL and counts nothing in the cache's stats (a judge
@@ -100,6 +101,12 @@ class Explanation:
     context_match: str | None = None
     #: The cache scope fields looked up under (:mod:`semcache_core.scope`; empty: unscoped).
     fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def candidate_ids(self) -> tuple[str, ...]:
+        """The ids of the candidates shown, nearest first: the ids :meth:`ResponseCache.drop
+        <semcache_core.engine.ResponseCache.drop>` takes (and ``entries()`` lists)."""
+        return tuple(candidate.entry_id for candidate in self.candidates)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON types only (for ``semcache explain --json``)."""
@@ -287,7 +294,7 @@ def format_explanation(explanation: Explanation) -> str:
             f"  {number:>2}  {c.distance:>8.3f}  {'yes' if c.within_threshold else 'no':<6}  "
             f"{c.decision:<11}  {c.rejected_by or '':<9}  {_quoted(c.stored_query)}"
         )
-        for why in _reasons(c):
+        for why in [*_reasons(c), f"id {c.entry_id}"]:
             lines.append(f"{'':>16}{why}")
     return "\n".join(lines)
 
