@@ -13,7 +13,6 @@ import pytest
 from semcache_core import Prompt, ResponseCache, VectorRecord, connect, persisted_stats
 from semcache_core.backends.memory import MemoryBackend
 from semcache_core.errors import SemcacheInputError
-from semcache_core.flow import run
 from semcache_core.testing import HashingEmbedder, fresh_namespace
 
 
@@ -156,17 +155,11 @@ def test_expiries_and_vector_keys() -> None:
     backend.set_many(namespace, [("kv:b", b"b")])
     backend.add_vectors(namespace, "p", [VectorRecord("x", vector, b"x")], ttl=30)
     before = time.time()
-    # The operations behind get_expiries and expire_many(ttl=None) (issue 14, ops14).
-    expiries = run(
-        backend.ops._get_expiries(namespace, ["kv:a", "kv:b", "vec:x", "kv:no"]), backend
-    )
+    expiries = backend.get_expiries(namespace, ["kv:a", "kv:b", "vec:x", "kv:no"])
     assert set(expiries) == {"kv:a", "kv:b", "vec:x"} and expiries["kv:b"] is None
     assert before + 55 < expiries["kv:a"] <= before + 60  # type: ignore[operator]
-    run(backend.ops._expire_many(namespace, ["vec:x", "kv:a"], None), backend)  # no expiry
-    assert run(backend.ops._get_expiries(namespace, ["vec:x", "kv:a"]), backend) == {
-        "vec:x": None,
-        "kv:a": None,
-    }
+    backend.expire_many(namespace, ["vec:x", "kv:a"], ttl=None)  # no expiry any more
+    assert backend.get_expiries(namespace, ["vec:x", "kv:a"]) == {"vec:x": None, "kv:a": None}
     assert list(backend.iter_keys(namespace, "vec:")) == ["vec:x"]
     assert sorted(backend.iter_keys(namespace, "kv:")) == ["kv:a", "kv:b"]
 
