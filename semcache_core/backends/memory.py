@@ -291,6 +291,7 @@ class MemoryStore:
         self.check_dim(namespace, write.partition, write.dim)
         expires_at = _expiry(write.ttl_ms)
         records = self._records.setdefault(namespace, {})
+        written: list[tuple[str, _Record]] = []
         for record in write.records:
             previous = records.get(record.id)
             if previous is not None and previous.partition != write.partition:
@@ -305,27 +306,34 @@ class MemoryStore:
                 expires_at,
             )
             records[record.id] = stored
-            self._index_row(namespace, record.id, stored)
+            written.append((record.id, stored))
+        self._index_rows(namespace, write.partition, written)
         self._wrote_entries(namespace, [keyspace.vector_key(r.id) for r in write.records])
 
     def _index_row(self, namespace: str, entry_id: str, record: _Record) -> None:
-        """Add ``record``'s row to its partition's index (hiding an older row of the id)."""
-        key = (namespace, record.partition)
-        index = self._indexes.get(key)
-        dim = int(record.vector.shape[0])
-        if index is None or index.dim != dim:
-            from semcache_core.mirror import PartitionMirror
+        self._index_rows(namespace, record.partition, [(entry_id, record)])
 
+    def _index_rows(self, namespace: str, partition: str, rows: list[tuple[str, _Record]]) -> None:
+        """Add the rows of ``partition``'s records to its index in one append (a re-added id
+        hides its older row, also within the batch)."""
+        import numpy as np
+
+        from semcache_core.mirror import PartitionMirror
+
+        key = (namespace, partition)
+        index = self._indexes.get(key)
+        dim = int(rows[0][1].vector.shape[0])
+        if index is None or index.dim != dim:
             index = self._indexes[key] = PartitionMirror(dim)
         index.append(
-            [record.seq],
-            [entry_id],
-            record.vector[None, :],
-            [record.expires_at],
-            [record.tags],
+            [record.seq for _id, record in rows],
+            [entry_id for entry_id, _record in rows],
+            np.stack([record.vector for _id, record in rows]),
+            [record.expires_at for _id, record in rows],
+            [record.tags for _id, record in rows],
         )
         if index.size > 2 * index.live_count + _SLACK_ROWS:
-            self._rebuild_index(namespace, record.partition, dim)
+            self._rebuild_index(namespace, partition, dim)
 
     def _rebuild_index(self, namespace: str, partition: str, dim: int) -> None:
         import numpy as np
