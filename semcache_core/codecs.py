@@ -18,16 +18,22 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from semcache_core.errors import SemcacheInputError, VectorDimensionError
 
-logger = logging.getLogger("semcache")
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-Vector = npt.NDArray[np.float32]
+    Vector = npt.NDArray[np.float32]
+else:
+    # numpy is imported by the functions that handle vectors, not by this module: the exact
+    # cache path (keys, entries, JSON) never loads it (~60 ms of import time). ``Vector`` is
+    # only ever an annotation at run time.
+    Vector = "numpy.ndarray"
+
+logger = logging.getLogger("semcache")
 
 ENTRY_MAGIC = "semcache"
 ENTRY_VERSION = 1
@@ -39,6 +45,8 @@ def as_vector(values: Sequence[float] | npt.ArrayLike, *, dim: int | None = None
     Raises ``SemcacheInputError`` for NaN/inf, an empty or zero vector (cosine distance is
     undefined for it) and ``VectorDimensionError`` when ``dim`` is given and differs.
     """
+    import numpy as np
+
     try:
         array = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -61,12 +69,16 @@ def as_vector(values: Sequence[float] | npt.ArrayLike, *, dim: int | None = None
 
 def normalize(vector: Vector) -> Vector:
     """Unit-length copy of ``vector`` (cosine distance then is ``1 - dot``)."""
+    import numpy as np
+
     norm = float(np.linalg.norm(vector))
     return (vector / norm).astype(np.float32)
 
 
 def vector_to_bytes(vector: Vector) -> bytes:
     """float32 little-endian bytes: the layout Redis vector fields expect."""
+    import numpy as np
+
     return np.asarray(vector, dtype="<f4").tobytes()
 
 
@@ -74,6 +86,8 @@ def vector_from_bytes(raw: bytes, *, dim: int | None = None) -> Vector:
     """Inverse of :func:`vector_to_bytes`; a length that is not a whole vector is an error."""
     if len(raw) % 4 or (dim is not None and len(raw) != 4 * dim):
         raise SemcacheInputError(f"{len(raw)} bytes is not a float32 vector of dimension {dim}")
+    import numpy as np
+
     vector: Vector = np.frombuffer(raw, dtype="<f4").copy()
     return vector
 
@@ -184,8 +198,10 @@ def loads_untrusted(raw: str | bytes) -> Any:
     malformed JSON, refused before parsing, never a RecursionError."""
     if _nested_too_deep(raw):
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    # semcache writes UTF-8 only; decoding here skips json's encoding detection (UTF-16/32).
+    text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
     try:
-        return json.loads(raw)
+        return json.loads(text)
     except RecursionError:  # a recursion limit set below MAX_JSON_DEPTH by the application
         raise ValueError("JSON nested too deeply") from None
 
@@ -289,6 +305,8 @@ class StoredEmbedding:
 
 def embedding_array(values: object, precision: str = "float64") -> npt.NDArray[Any]:
     """``values`` as a 1-D array of finite numbers at ``precision``, or a clear error."""
+    import numpy as np
+
     if isinstance(values, (str, bytes, bytearray, Mapping)) or not hasattr(values, "__len__"):
         raise TypeError(
             f"an embedding must be a sequence of numbers (list, tuple or numpy array), got "
@@ -311,6 +329,8 @@ def encode_embedding(
     array: npt.NDArray[Any], metadata: Mapping[str, Any] | None, precision: str
 ) -> bytes:
     """An embedding value (see :data:`EMBEDDING_MAGIC`) of an array from :func:`embedding_array`."""
+    import numpy as np
+
     meta = b""
     if metadata is not None:
         if not isinstance(metadata, Mapping):
@@ -328,6 +348,8 @@ def decode_embedding(raw: bytes | None) -> StoredEmbedding | None:
     """Decode :func:`encode_embedding`'s value; anything else is a miss (with a warning)."""
     if raw is None:
         return None
+    import numpy as np
+
     problem = "not a semcache embedding"
     if isinstance(raw, bytes) and raw.startswith(EMBEDDING_MAGIC) and len(raw) >= _HEADER:
         code = raw[len(EMBEDDING_MAGIC) : len(EMBEDDING_MAGIC) + 1]

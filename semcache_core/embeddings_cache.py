@@ -24,9 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Protocol
 
 from semcache_core import keys
 from semcache_core.backends import Backend
@@ -42,6 +40,9 @@ from semcache_core.errors import SemcacheInputError, VectorDimensionError
 from semcache_core.flow import Flow, arun, run
 from semcache_core.kv import KeyValueCache
 from semcache_core.resilience import ErrorPolicy
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 logger = logging.getLogger("semcache")
 

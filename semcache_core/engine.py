@@ -151,6 +151,9 @@ class Embed(Step):
     text: str
 
 
+_OUTCOME_COUNTERS = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
+
+
 class EngineTransport:
     """Routes a flow's steps: :class:`Embed` to the embedder, :class:`Verify` to the verifier,
     the rest to the backend.
@@ -408,9 +411,8 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
 
     def _count_lookup(self, result: LookupResult, started: float) -> None:
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
-        outcome = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
         self.stats.record_lookup(
-            outcome[result.outcome],
+            _OUTCOME_COUNTERS[result.outcome],
             time.perf_counter() - started,
             distance=result.distance,
             tokens=tokens,
