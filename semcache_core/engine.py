@@ -65,7 +65,7 @@ from semcache_core.stages import (
     decide,
     pipeline,
 )
-from semcache_core.stats import CacheStats, from_counters
+from semcache_core.stats import COUNTER_GROUP, CacheStats, from_counters
 from semcache_core.verifier import Verifier, make_verifier
 
 if TYPE_CHECKING:
@@ -149,6 +149,9 @@ class Embed(Step):
     """Embed ``text`` with the engine's embedder: the one step kind that is not storage."""
 
     text: str
+
+
+_OUTCOME_COUNTERS = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
 
 
 class EngineTransport:
@@ -252,13 +255,14 @@ class CacheEngine:
             else self.stats.take_unflushed(every=STATS_FLUSH_SECONDS)
         )
         if deltas:
-            counters = self.ops.incr_counters(self.namespace, "stats", deltas)
+            counters = self.ops.incr_counters(self.namespace, COUNTER_GROUP, deltas)
             yield from self.guard.shield("incr_counters", counters, None)
 
     # -- shared public API ---------------------------------------------------------------------
     def stats_snapshot(self) -> dict[str, Any]:
         """This object's stats (this process only); see :func:`persisted_stats` for totals."""
-        return {**self.stats.snapshot(), **self.backend.describe()}
+        counts = self.backend.namespace_counts(self.namespace)
+        return {**self.stats.snapshot(), **counts, **self.backend.describe()}
 
     def set_ttl(self, ttl: Ttl) -> None:
         """The lifetime of entries written from now on (``None``: forever); entries already
@@ -407,9 +411,8 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
 
     def _count_lookup(self, result: LookupResult, started: float) -> None:
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
-        outcome = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
         self.stats.record_lookup(
-            outcome[result.outcome],
+            _OUTCOME_COUNTERS[result.outcome],
             time.perf_counter() - started,
             distance=result.distance,
             tokens=tokens,
@@ -845,4 +848,5 @@ def _check_text(scope: str, prompt: Prompt) -> None:
 def persisted_stats(backend: Backend | str | Any | None, namespace: str) -> dict[str, Any]:
     """Totals of every process that used ``namespace`` on ``backend`` (as flushed so far)."""
     store = connect(backend)
-    return from_counters(store.get_counters(keys.validate_namespace(namespace), "stats"))
+    namespace = keys.validate_namespace(namespace)
+    return from_counters(store.get_counters(namespace, COUNTER_GROUP))
