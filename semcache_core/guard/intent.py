@@ -68,7 +68,24 @@ _AFTER_WHAT = frozenset(["a", "an", "the", "is", "are", "does"])
 #: Words of a how-to put as a "what" question ("What are the steps to ...", "What can I do
 #: to ...", "What is the best way to ..."): no definition.
 _PROCEDURE = frozenset(
-    ["steps", "step", "way", "ways", "procedure", "process", "method", "methods", "can", "could", "should", "need", "tips", "best", "how", "options"]
+    [
+        "steps",
+        "step",
+        "way",
+        "ways",
+        "procedure",
+        "process",
+        "method",
+        "methods",
+        "can",
+        "could",
+        "should",
+        "need",
+        "tips",
+        "best",
+        "how",
+        "options",
+    ]
 )
 #: Openings of a how-to whose next word is the action ("how to replace", "how do I renew").
 _HOWTO: tuple[tuple[str, ...], ...] = (
