@@ -32,6 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+#: BLAS threads are pinned to one before numpy loads (here and in the processes the run
+#: starts): vector searches are small matrix-vector products, which a BLAS thread pool makes
+#: slower on a busy 2-core machine, and every contender's numpy gets the same setting.
+BLAS_THREADS = {
+    name: os.environ.setdefault(name, "1")
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+}
+
 from benchmarks import (  # noqa: E402 - needs the repo root on sys.path first
     byte_store,
     conversation_lookup,
@@ -64,6 +72,8 @@ _PACKAGES = (
     "numpy",
     "gptcache",
     "faiss-cpu",
+    "redisvl",
+    "langchain-redis",
 )
 
 
@@ -165,6 +175,7 @@ def run_metadata(args: argparse.Namespace, ctx: BenchContext, seconds: float) ->
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}",
         "packages": versions,
+        "blas_threads": BLAS_THREADS,
         "servers": {k: v for k, v in servers.items() if v},
         "seconds": round(seconds, 1),
     }
@@ -217,6 +228,8 @@ def render_markdown(meta: dict[str, Any], sections: Sequence[Section]) -> str:
         ),
         f"- Servers (started by the run, on 127.0.0.1): {servers}",
         f"- Packages: {packages}",
+        "- BLAS threads pinned for every vector search: "
+        + ", ".join(f"{k}={v}" for k, v in meta.get("blas_threads", {}).items()),
         (
             "- Medians and p99 of per-call wall time; contenders of a table were interleaved "
             "round-robin in one run, so the ratios are the figures to compare (absolute "

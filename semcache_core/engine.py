@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -129,6 +129,18 @@ class Embed(Step):
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class EmbedMany(Step):
+    """Embed ``texts`` in one call when the embedder has ``embed_many`` (else one by one)."""
+
+    texts: tuple[str, ...]
+
+
+#: One entry of :meth:`ResponseCache.update_many`: ``(scope, prompt, value)`` or
+#: ``(scope, prompt, value, tokens)``.
+UpdateEntry = tuple[str, Prompt, dict[str, Any]] | tuple[str, Prompt, dict[str, Any], float]
+
+
 class EngineTransport:
     """Routes a flow's steps: :class:`Embed` to the embedder, :class:`Verify` to the verifier,
     the rest to the backend.
@@ -146,6 +158,12 @@ class EngineTransport:
             return step.produce()
         if isinstance(step, Embed):
             return self._engine.require_embedder().embed(step.text)
+        if isinstance(step, EmbedMany):
+            embedder = self._engine.require_embedder()
+            embed_many = getattr(embedder, "embed_many", None)
+            if embed_many is not None:
+                return embed_many(list(step.texts))
+            return [embedder.embed(text) for text in step.texts]
         if isinstance(step, Verify):
             return self._engine.require_verifier().verdict(step.new, step.cached)
         self._engine.guard.check()
@@ -159,6 +177,12 @@ class EngineTransport:
             return await produced if inspect.isawaitable(produced) else produced
         if isinstance(step, Embed):
             return await self._engine.require_embedder().aembed(step.text)
+        if isinstance(step, EmbedMany):
+            embedder = self._engine.require_embedder()
+            aembed_many = getattr(embedder, "aembed_many", None)
+            if aembed_many is not None:
+                return await aembed_many(list(step.texts))
+            return [await embedder.aembed(text) for text in step.texts]
         if isinstance(step, Verify):
             return await self._engine.require_verifier().averdict(step.new, step.cached)
         self._engine.guard.check()
@@ -222,6 +246,29 @@ class CacheEngine:
                 "of a vector"
             )
         return normalize(as_vector(embedded))
+
+    def _embed_many(self, texts: list[str]) -> Flow[list[Vector] | None]:
+        """The unit vectors of ``texts`` (one embedder call when it has ``embed_many``);
+        ``None`` when the embedder failed (policy "warn")."""
+        if not texts:
+            return []
+        try:
+            embedded = yield EmbedMany(tuple(texts))
+        except (TypeError, SemcacheInputError):
+            raise
+        except Exception as exc:
+            if self.guard.policy == "raise":
+                raise BackendError(f"embedding {len(texts)} prompts failed: {exc}") from exc
+            self.stats.add(backend_errors=1)
+            logger.warning("semcache: embedding %d prompts failed, not stored: %s", len(texts), exc)
+            return None
+        if embedded is None or len(embedded) != len(texts):
+            raise SemcacheInputError(
+                f"the embedder {getattr(self.embedder, 'name', '?')!r} returned "
+                f"{'None' if embedded is None else len(embedded)} vectors for "
+                f"{len(texts)} texts"
+            )
+        return [normalize(as_vector(vector)) for vector in embedded]
 
     def _maybe_flush(self, *, force: bool = False) -> Flow[None]:
         deltas = (
@@ -456,6 +503,59 @@ class ResponseCache(SemanticKeys, CacheEngine):
         yield from self._maybe_flush()
         return None
 
+    def _update_many_flow(self, entries: Sequence[UpdateEntry], *, ttl: float | None) -> Flow[None]:
+        """Store many entries: one embedder call for the texts to embed, then one pipelined
+        write per partition (conversation turns, which embed their context, go one by one)."""
+        ns = self.namespace
+        checked = [_checked_entry(i, entry) for i, entry in enumerate(entries)]
+        entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
+        created = time.time()
+        if not self.semantic:
+            items = [
+                (
+                    keys.exact_entry_key(ns, scope, prompt.text),
+                    encode_entry(
+                        "response", {"value": value, "tokens": tokens, "created": created}
+                    ),
+                )
+                for scope, prompt, value, tokens in checked
+            ]
+            if items:
+                yield from self.guard.shield(
+                    "write", self.ops.set_many(ns, items, ttl=entry_ttl), None
+                )
+                self.stats.add(writes=len(items))
+                yield from self._maybe_flush()
+            return None
+        plain: list[tuple[str, Query, Prompt, dict[str, Any], float, Vector | None]] = []
+        for scope, prompt, value, tokens in checked:
+            if self.conversational(prompt):
+                yield from self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl)
+                continue
+            partition = self.partition(scope, prompt)
+            query = self.query(prompt)
+            known = self._take_vector(partition, query.compared)
+            plain.append((partition, query, prompt, value, tokens, known))
+        missing = list(dict.fromkeys(q.compared for _, q, _, _, _, v in plain if v is None))
+        embedded = yield from self._embed_many(missing)
+        if embedded is None:
+            return None
+        vectors = dict(zip(missing, embedded, strict=True))
+        by_partition: dict[str, dict[str, VectorRecord]] = {}
+        for partition, query, prompt, value, tokens, known in plain:
+            body = {"value": value, "tokens": tokens, "created": created, "query": prompt.query}
+            vector = known if known is not None else vectors[query.compared]
+            record = VectorRecord(
+                self.entry_id(partition, query), vector, encode_entry("response", body)
+            )
+            by_partition.setdefault(partition, {})[record.id] = record  # the last one wins
+        for partition, records in by_partition.items():
+            write = self.ops.add_vectors(ns, partition, list(records.values()), ttl=entry_ttl)
+            yield from self.guard.shield("write", write, None)
+        self.stats.add(writes=len(plain))
+        yield from self._maybe_flush()
+        return None
+
     def _read_through(
         self, scope: str, prompt: Prompt, produce: Callable[[], Any], codec: ResponseCodec[R]
     ) -> Flow[R]:
@@ -499,6 +599,16 @@ class ResponseCache(SemanticKeys, CacheEngine):
         self, scope: str, prompt: Prompt, value: Body, *, tokens: float = 0, ttl: Ttl = None
     ) -> None:
         await arun(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl), self.transport)
+
+    def update_many(self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None) -> None:
+        """Store many ``(scope, prompt, value[, tokens])`` entries at once (warm-up, imports):
+        the semantic cache embeds their queries with one ``embed_many`` call (when the
+        embedder has one) and writes each partition's entries in one pipelined backend
+        call. A later entry of the same scope and query replaces an earlier one."""
+        run(self._update_many_flow(entries, ttl=ttl), self.transport)
+
+    async def aupdate_many(self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None) -> None:
+        await arun(self._update_many_flow(entries, ttl=ttl), self.transport)
 
     def get_or_create(
         self, scope: str, prompt: Prompt, create: Callable[[], R], codec: ResponseCodec[R]
@@ -547,6 +657,36 @@ class ResponseCache(SemanticKeys, CacheEngine):
 
         flow = explain_flow(self, scope, prompt, k=k, threshold=threshold)
         return await arun(flow, self.transport)
+
+
+def _checked_entry(index: int, entry: object) -> tuple[str, Prompt, dict[str, Any], float]:
+    """An ``update_many`` entry as ``(scope, prompt, value, tokens)``, or a clear error."""
+    if not isinstance(entry, tuple) or len(entry) not in (3, 4):
+        raise TypeError(
+            f"update_many: entry {index} must be a (scope, prompt, value) or (scope, prompt, "
+            f"value, tokens) tuple, got {type(entry).__name__}"
+        )
+    scope, prompt, value, *rest = entry
+    if not isinstance(scope, str):
+        raise TypeError(
+            f"update_many: entry {index}: scope must be a str, got {type(scope).__name__}"
+        )
+    if not isinstance(prompt, Prompt):
+        raise TypeError(
+            f"update_many: entry {index}: prompt must be a semcache_core.Prompt, got "
+            f"{type(prompt).__name__}"
+        )
+    if not isinstance(value, dict):
+        raise TypeError(
+            f"update_many: entry {index}: value must be a dict, got {type(value).__name__}"
+        )
+    tokens = rest[0] if rest else 0.0
+    if isinstance(tokens, bool) or not isinstance(tokens, (int, float)):
+        raise TypeError(
+            f"update_many: entry {index}: tokens must be a number, got {type(tokens).__name__}"
+        )
+    _check_text(scope, prompt)
+    return scope, prompt, value, float(tokens)
 
 
 def _check_text(scope: str, prompt: Prompt) -> None:
