@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
 
 
 def semcache(spec: dict[str, Any], vector: list[float]) -> tuple[float, bool]:
+    import semcache_core.backends.redis  # noqa: F401 - imports are not timed
     from semcache_core import Prompt, ResponseCache, connect
 
     class Given:
