@@ -379,10 +379,11 @@ class ResponseCache(SemanticKeys, CacheEngine):
             return self._pending.pop((partition, query), None)
 
     # -- flows ---------------------------------------------------------------------------------
-    def _lookup_flow(self, scope: str, prompt: Prompt) -> Flow[LookupResult]:
+    def _lookup_flow(self, scope: str, prompt: Prompt, vector: Any = None) -> Flow[LookupResult]:
         _check_text(scope, prompt)
+        given = self._given_vector(vector)
         started = time.perf_counter()
-        result = yield from self._find(scope, prompt)
+        result = yield from self._find(scope, prompt, given)
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
         outcome = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
         self.stats.record_lookup(
@@ -407,7 +408,15 @@ class ResponseCache(SemanticKeys, CacheEngine):
             refresh = self.ops.expire_many(self.namespace, [key], ttl=self.ttl)
             yield from self.guard.shield("expire_many", refresh, None)
 
-    def _find(self, scope: str, prompt: Prompt) -> Flow[LookupResult]:
+    def _given_vector(self, vector: Any) -> Vector | None:
+        """A caller's query vector (``lookup(vector=)``), checked and unit length."""
+        if vector is None:
+            return None
+        if not self.semantic:
+            raise SemcacheInputError("vector= is for semantic lookups: this cache has no embedder")
+        return normalize(as_vector(vector))
+
+    def _find(self, scope: str, prompt: Prompt, given: Vector | None = None) -> Flow[LookupResult]:
         ns = self.namespace
         if not self.semantic:
             key = keys.exact_entry_key(ns, scope, prompt.text)
@@ -419,13 +428,20 @@ class ResponseCache(SemanticKeys, CacheEngine):
 
         query = self.query(prompt)
         partition = self.partition(scope, prompt)
-        entry_key = keys.vector_key(self.entry_id(partition, query))
-        body = yield from self._read_one(entry_key)
-        if self.is_exact_entry(body, query):
-            yield from self._refresh(entry_key)
-            return LookupResult(body, "exact", 0.0)
+        entry_id = self.entry_id(partition, query)
+        entry_key = keys.vector_key(entry_id)
+        # The exact probe saves the embedding of an exact repeat. With the vector given it
+        # saves nothing: the search itself finds the exact entry (the same query, the same
+        # vector), in one round trip instead of two (conversations keep the probe: their
+        # entries' vectors are not the query's alone).
+        folded = given is not None and not self.conversational(prompt)
+        if not folded:
+            body = yield from self._read_one(entry_key)
+            if self.is_exact_entry(body, query):
+                yield from self._refresh(entry_key)
+                return LookupResult(body, "exact", 0.0)
 
-        vector = yield from self._embed(query.compared)
+        vector = given if given is not None else (yield from self._embed(query.compared))
         if vector is None:
             return LookupResult(None, "miss")
         self._remember_vector(partition, query.compared, vector)
@@ -435,6 +451,13 @@ class ResponseCache(SemanticKeys, CacheEngine):
             ns, partition, vector, k=SEMANTIC_CANDIDATES, max_distance=query.threshold
         )
         hits = yield from self.guard.shield("search_vectors", search, [])
+        if folded:
+            for hit in hits:
+                if hit.id == entry_id:
+                    body = decode_entry(hit.payload, "response")
+                    if self.is_exact_entry(body, query):
+                        yield from self._refresh(entry_key)
+                        return LookupResult(body, "exact", 0.0)
         return (yield from self._serve_candidate(query, hits))
 
     def _serve_candidate(self, query: Query, hits: list[VectorHit]) -> Flow[LookupResult]:
@@ -584,11 +607,17 @@ class ResponseCache(SemanticKeys, CacheEngine):
         self.conversations.clear()
 
     # -- public API ----------------------------------------------------------------------------
-    def lookup(self, scope: str, prompt: Prompt) -> LookupResult:
-        return run(self._lookup_flow(scope, prompt), self.transport)
+    def lookup(self, scope: str, prompt: Prompt, *, vector: Any = None) -> LookupResult:
+        """The cached entry for ``prompt`` (exact, else semantic), or a miss.
 
-    async def alookup(self, scope: str, prompt: Prompt) -> LookupResult:
-        return await arun(self._lookup_flow(scope, prompt), self.transport)
+        ``vector``: the query's embedding when the caller already has it (e.g. the vector a
+        RAG step embedded the question with), from this cache's embedding model: no
+        embedding call, and the exact entry is found by the same search (one backend round
+        trip on Redis instead of two)."""
+        return run(self._lookup_flow(scope, prompt, vector), self.transport)
+
+    async def alookup(self, scope: str, prompt: Prompt, *, vector: Any = None) -> LookupResult:
+        return await arun(self._lookup_flow(scope, prompt, vector), self.transport)
 
     def update(
         self, scope: str, prompt: Prompt, value: Body, *, tokens: float = 0, ttl: Ttl = None

@@ -250,14 +250,15 @@ class QueryEngineSearch(VectorStrategy):
                 "LIMIT", 0, wanted,
                 "DIALECT", 2,
             )  # fmt: skip
-            # The partition's dimension is read in the same round trip: a vector of another
-            # dimension than the partition's is an error, as on every backend.
-            stored, reply = yield Round((("GET", dim_key), command), tolerate=True)
-            if is_error(stored):
-                raise refused("GET", stored)
-            _check_partition_dim(namespace, dim, stored)
+            (reply,) = yield Round((command,), tolerate=True)
             if not is_error(reply):
                 hits = _search_results(reply, namespace)
+                if not hits:
+                    # A vector of another dimension than the partition's is an error, as on
+                    # every backend. Found entries are of this dimension (its index) and this
+                    # partition: the check needs a round trip only when none was found.
+                    (stored,) = yield Round((("GET", dim_key),))
+                    _check_partition_dim(namespace, dim, stored)
                 return _rank(hits, vector, k, max_distance)
             if not missing_index(reply) or attempt:
                 raise refused("FT.SEARCH", reply)
