@@ -220,7 +220,7 @@ REALISTIC = [
 
 @pytest.mark.parametrize(
     ("generations", "direct"),
-    zip(REALISTIC, [True, True, False], strict=True),
+    list(zip(REALISTIC, [True, True, False], strict=True)),
     ids=["llm", "chat", "escaped"],
 )
 def test_the_direct_rebuild_equals_langchains(generations: list[Generation], direct: bool) -> None:

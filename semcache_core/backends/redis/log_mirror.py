@@ -46,8 +46,9 @@ import json
 import logging
 import os
 import struct
+import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,13 @@ from semcache_core.backends.redis.strategy import VectorStrategy
 from semcache_core.codecs import loads_untrusted
 from semcache_core.errors import BackendError
 from semcache_core.flow import Flow
-from semcache_core.mirror import Candidate, MirrorSet, PartitionMirror, verified_search
+from semcache_core.mirror import (
+    EXTRA_CANDIDATES,
+    Candidate,
+    MirrorSet,
+    PartitionMirror,
+    verified_search,
+)
 
 logger = logging.getLogger("semcache")
 
@@ -130,34 +137,124 @@ class LogMirrorSearch(VectorStrategy):
     ) -> Flow[list[VectorHit]]:
         partition, vector, k = search.partition, search.vector, search.k
         max_distance, tags = search.max_distance, search.tags
-        mirror = yield from self._catch_up(namespace, partition, int(vector.shape[0]), layout)
-        if mirror is None:
-            return []
+        dim = int(vector.shape[0])
 
         def verify(candidates: list[Candidate]) -> Flow[list[bytes | None]]:
-            # The record must exist (Redis expires it) and be the very version the mirror
-            # matched (same log entry, same partition).
-            replies = yield Round(
-                [
-                    ("HMGET", layout.vector_key(namespace, c.id), "ver", "partition", "payload")
-                    for c in candidates
-                ]
-            )
-            expected = partition.encode()
-            return [
-                bytes(payload)
-                if payload is not None
-                and version is not None
-                and bytes(version) == entry_id_of(c.seq).encode()
-                and part is not None
-                and bytes(part) == expected
-                else None
-                for c, (version, part, payload) in zip(candidates, replies, strict=True)
-            ]
+            replies = yield Round([_check_command(layout, namespace, c) for c in candidates])
+            return _verified(candidates, replies, partition)
 
+        with self.mirrors.lock:
+            known = self.mirrors.peek(namespace, partition)
+            ready = known is not None and known.dim == dim and known in self._epochs
+        if ready:
+            hits = yield from self._search_then_catch_up(namespace, search, layout, verify)
+            if hits is not None:
+                return hits
+        mirror = yield from self._catch_up(namespace, partition, dim, layout)
+        if mirror is None:
+            return []
         return (
             yield from verified_search(self.mirrors, mirror, vector, k, max_distance, tags, verify)
         )
+
+    def _search_then_catch_up(
+        self,
+        namespace: str,
+        search: VectorSearch,
+        layout: KeyLayout,
+        verify: Callable[[list[Candidate]], Flow[list[bytes | None]]],
+    ) -> Flow[list[VectorHit] | None]:
+        """The steady state in one round trip: search the mirror as it is, then verify its
+        candidates *and* catch up with the log in the same round. Nothing new in the log: the
+        verified candidates are the answer. New entries: they are applied and the mirror,
+        now current, is searched again (verified in one more round). ``None``: the standard
+        path must run (the log was compacted, or verification needs another search)."""
+        partition, vector, k = search.partition, search.vector, search.k
+        dim = int(vector.shape[0])
+        wanted = k + EXTRA_CANDIDATES
+        with self.mirrors.lock:
+            mirror = self.mirrors.get(namespace, partition, dim)
+            epoch = self._epochs.get(mirror)
+            start = mirror.last_seq
+            candidates = mirror.search(
+                vector, k=wanted, max_distance=search.max_distance, now=time.time(),
+                tags=search.tags,
+            )  # fmt: skip
+        if epoch is None:
+            return None
+        log = layout.log_key(namespace, partition)
+        commands: list[Command] = [
+            ("GET", layout.partition_dim_key(namespace, partition)),
+            ("HGET", layout.meta_key(namespace, partition), "epoch"),
+            ("XRANGE", log, entry_id_of(start + 1) if start else "-", "+", "COUNT", LOG_PAGE),
+            *(_check_command(layout, namespace, c) for c in candidates),
+        ]
+        stored_dim, server_epoch, entries, *checks = yield Round(commands)
+        if stored_dim is None:
+            with self.mirrors.lock:
+                self.mirrors.drop(namespace, partition)
+            return []  # no vector is stored in this partition (or it was cleared)
+        marked = dimension_of(stored_dim)
+        if marked is not None and marked != dim:
+            raise keyspace.dimension_error(namespace, dim, marked)
+        if int(server_epoch or 0) != epoch:
+            with self.mirrors.lock:  # compacted: the standard path rebuilds the mirror
+                self.mirrors.drop(namespace, partition)
+            return None
+        batch = stream_entries(entries)
+        if batch:  # written meanwhile: the candidates may not be the nearest any more
+            current = yield from self._apply_pages(namespace, partition, mirror, log, batch, dim)
+            if current is None:
+                return None
+            yield from self._maybe_snapshot(
+                mirror, log, layout.snapshot_key(namespace, partition), epoch
+            )
+            return (
+                yield from verified_search(
+                    self.mirrors, mirror, vector, k, search.max_distance, search.tags, verify
+                )
+            )
+        hits: list[VectorHit] = []
+        stale = False
+        for candidate, payload in zip(
+            candidates, _verified(candidates, checks, partition), strict=True
+        ):
+            if payload is None:
+                with self.mirrors.lock:
+                    mirror.discard_seq(candidate.seq, candidate.id)
+                stale = True
+                continue
+            hits.append(VectorHit(candidate.id, candidate.distance, payload))
+            if len(hits) == k:
+                return hits
+        if stale and len(candidates) == wanted:
+            return None  # stale rows may have crowded out live ones: search again
+        return hits
+
+    def _apply_pages(
+        self,
+        namespace: str,
+        partition: str,
+        mirror: PartitionMirror,
+        log: str,
+        batch: list[tuple[bytes, dict[str, Any]]],
+        dim: int,
+    ) -> Flow[PartitionMirror | None]:
+        """Apply ``batch`` and the log pages after it; ``None`` when the mirror outgrew its
+        row budget (dropped: the next search rebuilds it from the newest entries)."""
+        while True:
+            with self.mirrors.lock:
+                _apply(mirror, batch, dim)
+            if len(batch) < LOG_PAGE:
+                break
+            after = entry_id_of(seq_of(batch[-1][0]) + 1)
+            batch = stream_entries((yield from one(("XRANGE", log, after, "+", "COUNT", LOG_PAGE))))
+        with self.mirrors.lock:
+            if mirror.size > self.max_mirror_rows:
+                self.mirrors.drop(namespace, partition)
+                return None
+            self.mirrors.enforce_bound()
+        return mirror
 
     def drop_namespace(self, namespace: str) -> None:
         with self.mirrors.lock:
@@ -257,33 +354,11 @@ class LogMirrorSearch(VectorStrategy):
                     self.mirrors.enforce_bound()
                 yield from self._maybe_snapshot(mirror, log, snapshot, current_epoch)
                 return mirror
-            batch = stream_entries(entries)
-            while True:
-                with self.mirrors.lock:
-                    _apply(mirror, batch, dim)
-                if len(batch) < LOG_PAGE:
-                    break
-                batch = stream_entries(
-                    (
-                        yield from one(
-                            (
-                                "XRANGE",
-                                log,
-                                entry_id_of(seq_of(batch[-1][0]) + 1),
-                                "+",
-                                "COUNT",
-                                LOG_PAGE,
-                            )
-                        )
-                    )
-                )
-            with self.mirrors.lock:
-                if mirror.size > cap:
-                    # Over its budget: rebuild from the newest entries on the next search.
-                    self.mirrors.drop(namespace, partition)
-                    return mirror
-                self.mirrors.enforce_bound()
-            yield from self._maybe_snapshot(mirror, log, snapshot, current_epoch)
+            current = yield from self._apply_pages(
+                namespace, partition, mirror, log, stream_entries(entries), dim
+            )
+            if current is not None:
+                yield from self._maybe_snapshot(mirror, log, snapshot, current_epoch)
             return mirror
 
     def _maybe_snapshot(
@@ -391,6 +466,29 @@ class LogMirrorSearch(VectorStrategy):
                 )
             ]
         )
+
+
+def _check_command(layout: KeyLayout, namespace: str, candidate: Candidate) -> Command:
+    """What verification reads of a candidate's record."""
+    return ("HMGET", layout.vector_key(namespace, candidate.id), "ver", "partition", "payload")
+
+
+def _verified(
+    candidates: list[Candidate], replies: Iterable[Any], partition: str
+) -> list[bytes | None]:
+    """Each candidate's payload if its record exists (Redis expires it) and is the very
+    version the mirror matched (same log entry, same partition); else ``None``."""
+    expected = partition.encode()
+    return [
+        bytes(payload)
+        if payload is not None
+        and version is not None
+        and bytes(version) == entry_id_of(c.seq).encode()
+        and part is not None
+        and bytes(part) == expected
+        else None
+        for c, (version, part, payload) in zip(candidates, replies, strict=True)
+    ]
 
 
 def _apply(
