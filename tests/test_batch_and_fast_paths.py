@@ -21,7 +21,7 @@ from semcache_core.testing import HashingEmbedder
 from tests.backends import BACKEND_KINDS, ServerPool, make_backend
 from tests.fakes import WordHashEmbeddings
 
-KINDS = [kind for kind in ("memory", "sqlite", "redis", "redis-qe") if kind in BACKEND_KINDS]
+KINDS = list(BACKEND_KINDS)
 
 
 @pytest.fixture(params=KINDS)
