@@ -172,12 +172,22 @@ class PartitionMirror:
     def live_rows(
         self,
     ) -> tuple[list[int], list[str], npt.NDArray[np.float32], list[Mapping[str, str]]]:
-        """The live rows in storage order: sequence numbers, ids, vectors (a copy), tags."""
-        rows = np.flatnonzero(self._alive[: self.size])
+        """The live rows in storage order: sequence numbers, ids, vectors, tags. When every
+        row is live the vectors are a view of the mirror's storage: use them while holding
+        the lock that guards the mirror."""
+        alive = self._alive[: self.size]
+        if alive.all():
+            return (
+                list(self._seqs),
+                list(self._ids),
+                self._vectors[: self.size],
+                list(self._tags),
+            )
+        rows = np.flatnonzero(alive)
         return (
             [self._seqs[row] for row in rows],
             [self._ids[row] for row in rows],
-            self._vectors[rows].copy(),
+            self._vectors[rows],
             [self._tags[row] for row in rows],
         )
 

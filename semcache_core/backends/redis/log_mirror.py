@@ -49,6 +49,7 @@ import struct
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,8 @@ SNAPSHOT_MAGIC = b"SCMS"
 SNAPSHOT_VERSION = 1
 _SNAPSHOT_ID = struct.Struct("<Q")
 _LOW64 = (1 << 64) - 1
+#: The tags of the (many) rows without tags, shared and read-only.
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
 
 
 class LogMirrorSearch(VectorStrategy):
@@ -509,18 +512,22 @@ def _apply(
         raw = fields.get("vector")
         if raw is None or len(raw) != width or "id" not in fields:
             continue  # foreign or corrupt: skipped, never read again
-        try:
-            entry_tags = loads_untrusted(fields.get("tags") or b"{}")
-        except ValueError:
-            continue
-        if not isinstance(entry_tags, dict) or not all(
-            isinstance(v, str) for v in entry_tags.values()
-        ):
-            continue
+        raw_tags = fields.get("tags")
+        if not raw_tags or raw_tags == b"{}":
+            entry_tags: Any = _NO_TAGS  # the common case: no parse (100k entries on a rebuild)
+        else:
+            try:
+                entry_tags = loads_untrusted(raw_tags)
+            except ValueError:
+                continue
+            if not isinstance(entry_tags, dict) or not all(
+                isinstance(v, str) for v in entry_tags.values()
+            ):
+                continue
         seqs.append(seq)
         ids.append(as_text(fields["id"]))
-        vectors.append(bytes(raw))
-        tags.append(entry_tags if isinstance(entry_tags, dict) else {})
+        vectors.append(raw if isinstance(raw, bytes) else bytes(raw))
+        tags.append(entry_tags)
     if seqs:
         matrix = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(-1, dim)
         # Expiry is left to Redis (TTLs can be refreshed by other clients): every candidate
