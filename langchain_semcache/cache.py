@@ -7,7 +7,7 @@ core's :class:`~semcache_core.ResponseCache`, which owns keys, TTL, matching and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
@@ -21,7 +21,7 @@ from langchain_semcache._serialization import (
     generations_to_json,
 )
 from langchain_semcache.embeddings import LangChainEmbedder
-from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
+from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, CacheEntry, Prompt, ResponseCache
 from semcache_core.conversation.match import DEFAULT_CONTEXT_MATCH, ContextMatch
 from semcache_core.explain import Explanation
 from semcache_core.resilience import ErrorPolicy
@@ -125,6 +125,53 @@ class _CoreBackedCache(BaseCache):
         self._check(prompt, llm_string)
         return await self._core.aexplain(llm_string, self._prompt(prompt), k=k)
 
+    # -- operator controls (semcache_core.controls) ---------------------------------------------
+    def entries(
+        self, *, filters: Mapping[str, str] | None = None, limit: int | None = None
+    ) -> Iterator[CacheEntry]:
+        """The cached entries of this namespace (an iterator of ``CacheEntry``: id, prompt,
+        query, llm_string, created, expires, scope, metadata)."""
+        return self._core.entries(filters=filters, limit=limit)
+
+    def aentries(
+        self, *, filters: Mapping[str, str] | None = None, limit: int | None = None
+    ) -> AsyncIterator[CacheEntry]:
+        return self._core.aentries(filters=filters, limit=limit)
+
+    def entry(self, entry_id: str) -> CacheEntry | None:
+        return self._core.entry(entry_id)
+
+    async def aentry(self, entry_id: str) -> CacheEntry | None:
+        return await self._core.aentry(entry_id)
+
+    def drop(self, ids: Sequence[str]) -> None:
+        """Remove the entries ``ids`` (from ``entries()`` or ``explain()``)."""
+        self._core.drop(ids)
+
+    async def adrop(self, ids: Sequence[str]) -> None:
+        await self._core.adrop(ids)
+
+    def drop_prompt(self, prompt: str, llm_string: str) -> str | None:
+        """Remove the entry ``lookup(prompt, llm_string)`` would serve now; its id, or
+        ``None`` when the lookup would miss."""
+        self._check(prompt, llm_string)
+        return self._core.drop_prompt(llm_string, self._prompt(prompt))
+
+    async def adrop_prompt(self, prompt: str, llm_string: str) -> str | None:
+        self._check(prompt, llm_string)
+        return await self._core.adrop_prompt(llm_string, self._prompt(prompt))
+
+    def expire(self, ids: Sequence[str], ttl: float | None) -> None:
+        """Let the entries ``ids`` expire ``ttl`` seconds from now (``None``: never)."""
+        self._core.expire(ids, ttl)
+
+    async def aexpire(self, ids: Sequence[str], ttl: float | None) -> None:
+        await self._core.aexpire(ids, ttl)
+
+    def set_ttl(self, ttl: float | None) -> None:
+        """The lifetime of entries written from now on (``None``: forever)."""
+        self._core.set_ttl(ttl)
+
     def clear(self, **kwargs: Any) -> None:
         """Remove every entry of this cache's namespace (other namespaces are untouched)."""
         self._core.clear()
@@ -160,6 +207,9 @@ class ExactCache(_CoreBackedCache):
         namespace: isolates this cache; ``clear()`` removes only this namespace.
         ttl: seconds an entry lives (``None`` = forever); ``update(..., ttl=)`` overrides it.
         refresh_ttl_on_hit: restart an entry's TTL each time it is served.
+        filterable_fields: the cache scope fields this cache is partitioned by (e.g.
+            ``["tenant", "user"]``): inside ``with cache_scope(tenant=..., user=...)`` lookups
+            and updates see that scope's entries only (see the README, "Scopes").
         on_backend_error: ``"warn"`` (default: a failing backend is a miss, the app goes on)
             or ``"raise"``.
     """
@@ -171,6 +221,7 @@ class ExactCache(_CoreBackedCache):
         namespace: str = "semcache-exact",
         ttl: float | None = None,
         refresh_ttl_on_hit: bool = False,
+        filterable_fields: Sequence[str] | None = None,
         on_backend_error: ErrorPolicy = "warn",
     ) -> None:
         self._core = ResponseCache(
@@ -178,6 +229,7 @@ class ExactCache(_CoreBackedCache):
             namespace=namespace,
             ttl=ttl,
             refresh_ttl_on_hit=refresh_ttl_on_hit,
+            filterable_fields=filterable_fields,
             on_backend_error=on_backend_error,
         )
 
@@ -222,6 +274,7 @@ class SemanticCache(_CoreBackedCache):
         verifier: Any = None,
         context_match: ContextMatch = DEFAULT_CONTEXT_MATCH,
         refresh_ttl_on_hit: bool = False,
+        filterable_fields: Sequence[str] | None = None,
         on_backend_error: ErrorPolicy = "warn",
         embeddings_name: str | None = None,
     ) -> None:
@@ -235,6 +288,7 @@ class SemanticCache(_CoreBackedCache):
             verifier=verifier,
             context_match=context_match,
             refresh_ttl_on_hit=refresh_ttl_on_hit,
+            filterable_fields=filterable_fields,
             on_backend_error=on_backend_error,
         )
 
@@ -246,3 +300,7 @@ class SemanticCache(_CoreBackedCache):
     @property
     def distance_threshold(self) -> float:
         return self._core.distance_threshold
+
+    def set_threshold(self, distance_threshold: float) -> None:
+        """Serve semantic hits within ``distance_threshold`` from now on."""
+        self._core.set_threshold(distance_threshold)

@@ -66,6 +66,10 @@ class BackendByteStore(ByteStore):
         async for key in self._core.ayield_keys(prefix):
             yield key
 
+    def set_ttl(self, ttl: float | None) -> None:
+        """The lifetime of entries written from now on (``None``: forever)."""
+        self._core.set_ttl(ttl)
+
     def clear(self) -> None:
         """Delete every key of this store's namespace, and nothing else."""
         self._core.clear()

@@ -13,11 +13,13 @@ require("llama_index.core", extra="llamaindex", what="llamaindex_semcache")
 from llamaindex_semcache.embedding import CachedEmbedding, LlamaIndexEmbedder, embedding_identity  # noqa: E402
 from llamaindex_semcache.kvstore import BackendKVStore  # noqa: E402
 from llamaindex_semcache.llm import CachedLLM  # noqa: E402
+from semcache_core.scope import cache_scope  # noqa: E402
 
 __all__ = [
     "BackendKVStore",
     "CachedEmbedding",
     "CachedLLM",
     "LlamaIndexEmbedder",
+    "cache_scope",
     "embedding_identity",
 ]

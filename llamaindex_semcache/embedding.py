@@ -275,6 +275,11 @@ class CachedEmbedding(BaseEmbedding):
         return self._merge(texts, cached, by_text)
 
     # -- cache management ----------------------------------------------------------------------
+
+    def set_ttl(self, ttl: float | None) -> None:
+        """The lifetime of entries written from now on (``None``: forever)."""
+        self._core.set_ttl(ttl)
+
     def clear(self) -> None:
         """Delete every vector of this cache's namespace (every model using it)."""
         self._core.clear()

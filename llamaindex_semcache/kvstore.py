@@ -195,6 +195,10 @@ class BackendKVStore(BaseKVStore):
         """Delete ``key``; ``True`` if it existed."""
         return self._core.mpop([self._key(key, collection)])[0] is not None
 
+    def set_ttl(self, ttl: float | None) -> None:
+        """The lifetime of entries written from now on (``None``: forever)."""
+        self._core.set_ttl(ttl)
+
     def clear(self, collection: str | None = None) -> None:
         """Delete one collection (in batches), or with ``None`` this store's whole namespace."""
         if collection is None:

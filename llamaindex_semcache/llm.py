@@ -26,7 +26,15 @@ through to the wrapped LLM uncached.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from functools import partial
 from typing import Any
 
@@ -57,12 +65,13 @@ from llamaindex_semcache._messages import (
     llm_scope,
 )
 from llamaindex_semcache.embedding import LlamaIndexEmbedder
-from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, Prompt, ResponseCache
+from semcache_core import DEFAULT_DISTANCE_THRESHOLD, Backend, CacheEntry, Prompt, ResponseCache
 from semcache_core.conversation.match import DEFAULT_CONTEXT_MATCH, ContextMatch
 from semcache_core.embedder import Embedder
 from semcache_core.engine import ResponseCodec
 from semcache_core.explain import Explanation
 from semcache_core.resilience import ErrorPolicy
+from semcache_core.scope import ScopeFields
 
 logger = logging.getLogger("semcache")
 
@@ -144,6 +153,9 @@ class CachedLLM(FunctionCallingLLM):
             what "it" refers to), the system prompt, tools and non-text parts exactly;
             ``"exact"``: every earlier message must be identical (see the README,
             "Multi-turn conversations").
+        filterable_fields: the cache scope fields this cache is partitioned by (e.g.
+            ``["tenant", "user"]``): inside ``with cache_scope(tenant=..., user=...)`` every
+            call is served from and stored in that scope only (see the README, "Scopes").
         on_backend_error: ``"warn"`` (default: a failing backend is a miss) or ``"raise"``.
 
     ``metadata``, prompt formatting and any attribute this class does not define are those of
@@ -167,6 +179,7 @@ class CachedLLM(FunctionCallingLLM):
         trap_guard: bool = True,
         verifier: Any = None,
         context_match: ContextMatch = DEFAULT_CONTEXT_MATCH,
+        filterable_fields: Sequence[str] | None = None,
         on_backend_error: ErrorPolicy = "warn",
     ) -> None:
         if not isinstance(llm, LLM):
@@ -202,6 +215,7 @@ class CachedLLM(FunctionCallingLLM):
             trap_guard=trap_guard,
             verifier=verifier,
             context_match=context_match,
+            filterable_fields=filterable_fields,
             on_backend_error=on_backend_error,
         )
 
@@ -302,25 +316,35 @@ class CachedLLM(FunctionCallingLLM):
             logger.debug("semcache: chat passed through uncached: %s", exc)
             return None
 
+    # A stream is stored when it was consumed, maybe outside the cache_scope it was asked
+    # in: it is stored under the scope fields captured when it was asked (``fields``).
     def _recorded(
-        self, stream: Generator[Any, None, None], key: Key, codec: ResponseCodec[Any]
+        self,
+        stream: Generator[Any, None, None],
+        key: Key,
+        codec: ResponseCodec[Any],
+        fields: ScopeFields,
     ) -> Generator[Any, None, None]:
         last = None
         for item in stream:  # an error propagates: nothing is stored
             last = item
             yield item
         if last is not None:  # only reached when the caller consumed the whole stream
-            self._cache.store(*key, last, codec)
+            self._cache.store_response(*key, last, codec, fields=fields)
 
     async def _arecorded(
-        self, stream: AsyncIterator[Any], key: Key, codec: ResponseCodec[Any]
+        self,
+        stream: AsyncIterator[Any],
+        key: Key,
+        codec: ResponseCodec[Any],
+        fields: ScopeFields,
     ) -> AsyncGenerator[Any, None]:
         last = None
         async for item in stream:
             last = item
             yield item
         if last is not None:
-            await self._cache.astore(*key, last, codec)
+            await self._cache.astore_response(*key, last, codec, fields=fields)
 
     # -- completion: each form is one read-through (ResponseCache.get_or_create) ------------------
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -342,8 +366,12 @@ class CachedLLM(FunctionCallingLLM):
         call = partial(self.llm.stream_complete, prompt, formatted=formatted, **kwargs)
         if key is None:
             return call()
+        fields = self._cache.scope_fields()
         return self._cache.get_or_create(
-            *key, lambda: self._recorded(call(), key, COMPLETION), COMPLETION_STREAM
+            *key,
+            lambda: self._recorded(call(), key, COMPLETION, fields),
+            COMPLETION_STREAM,
+            fields=fields,
         )
 
     async def astream_complete(
@@ -353,11 +381,12 @@ class CachedLLM(FunctionCallingLLM):
         call = partial(self.llm.astream_complete, prompt, formatted=formatted, **kwargs)
         if key is None:
             return await call()
+        fields = self._cache.scope_fields()
 
         async def create() -> CompletionResponseAsyncGen:
-            return self._arecorded(await call(), key, COMPLETION)
+            return self._arecorded(await call(), key, COMPLETION, fields)
 
-        return await self._cache.aget_or_create(*key, create, COMPLETION_ASTREAM)
+        return await self._cache.aget_or_create(*key, create, COMPLETION_ASTREAM, fields=fields)
 
     # -- chat ----------------------------------------------------------------------------------
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -375,8 +404,9 @@ class CachedLLM(FunctionCallingLLM):
         call = partial(self.llm.stream_chat, messages, **kwargs)
         if key is None:
             return call()
+        fields = self._cache.scope_fields()
         return self._cache.get_or_create(
-            *key, lambda: self._recorded(call(), key, CHAT), CHAT_STREAM
+            *key, lambda: self._recorded(call(), key, CHAT, fields), CHAT_STREAM, fields=fields
         )
 
     async def astream_chat(
@@ -386,11 +416,12 @@ class CachedLLM(FunctionCallingLLM):
         call = partial(self.llm.astream_chat, messages, **kwargs)
         if key is None:
             return await call()
+        fields = self._cache.scope_fields()
 
         async def create() -> ChatResponseAsyncGen:
-            return self._arecorded(await call(), key, CHAT)
+            return self._arecorded(await call(), key, CHAT, fields)
 
-        return await self._cache.aget_or_create(*key, create, CHAT_ASTREAM)
+        return await self._cache.aget_or_create(*key, create, CHAT_ASTREAM, fields=fields)
 
     # -- explain -------------------------------------------------------------------------------
     def _explained_key(
@@ -428,6 +459,67 @@ class CachedLLM(FunctionCallingLLM):
     ) -> Explanation:
         key = self._explained_key(prompt_or_messages, formatted, kwargs)
         return await self._cache.aexplain(*key, k=k)
+
+    # -- operator controls (semcache_core.controls) ---------------------------------------------
+    def entries(
+        self, *, filters: Mapping[str, str] | None = None, limit: int | None = None
+    ) -> Iterator[CacheEntry]:
+        """The cached entries of this namespace (an iterator of ``CacheEntry``)."""
+        return self._cache.entries(filters=filters, limit=limit)
+
+    def aentries(
+        self, *, filters: Mapping[str, str] | None = None, limit: int | None = None
+    ) -> AsyncIterator[CacheEntry]:
+        return self._cache.aentries(filters=filters, limit=limit)
+
+    def entry(self, entry_id: str) -> CacheEntry | None:
+        return self._cache.entry(entry_id)
+
+    async def aentry(self, entry_id: str) -> CacheEntry | None:
+        return await self._cache.aentry(entry_id)
+
+    def drop(self, ids: Sequence[str]) -> None:
+        """Remove the entries ``ids`` (from ``entries()`` or ``explain()``)."""
+        self._cache.drop(ids)
+
+    async def adrop(self, ids: Sequence[str]) -> None:
+        await self._cache.adrop(ids)
+
+    def drop_prompt(
+        self,
+        prompt_or_messages: str | Sequence[ChatMessage],
+        *,
+        formatted: bool = False,
+        **kwargs: Any,
+    ) -> str | None:
+        """Remove the entry ``complete(prompt)`` or ``chat(messages)`` (same keyword
+        arguments) would be served now; its id, or ``None`` when the call would miss."""
+        return self._cache.drop_prompt(*self._explained_key(prompt_or_messages, formatted, kwargs))
+
+    async def adrop_prompt(
+        self,
+        prompt_or_messages: str | Sequence[ChatMessage],
+        *,
+        formatted: bool = False,
+        **kwargs: Any,
+    ) -> str | None:
+        key = self._explained_key(prompt_or_messages, formatted, kwargs)
+        return await self._cache.adrop_prompt(*key)
+
+    def expire(self, ids: Sequence[str], ttl: float | None) -> None:
+        """Let the entries ``ids`` expire ``ttl`` seconds from now (``None``: never)."""
+        self._cache.expire(ids, ttl)
+
+    async def aexpire(self, ids: Sequence[str], ttl: float | None) -> None:
+        await self._cache.aexpire(ids, ttl)
+
+    def set_ttl(self, ttl: float | None) -> None:
+        """The lifetime of entries written from now on (``None``: forever)."""
+        self._cache.set_ttl(ttl)
+
+    def set_threshold(self, distance_threshold: float) -> None:
+        """(Semantic) serve hits within ``distance_threshold`` from now on."""
+        self._cache.set_threshold(distance_threshold)
 
     # -- cache management ----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

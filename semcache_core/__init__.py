@@ -11,6 +11,7 @@ from semcache_core.engine import (
     ResponseCache,
     persisted_stats,
 )
+from semcache_core.entries import CacheEntry
 from semcache_core.errors import (
     BackendError,
     SchemaConflictError,
@@ -21,16 +22,20 @@ from semcache_core.errors import (
 )
 from semcache_core.explain import CandidateReport, Explanation
 from semcache_core.kv import KeyValueCache
+from semcache_core.neutral import Match
 from semcache_core.prompt import Prompt, Turn
+from semcache_core.scope import cache_scope, current_scope
 
 __all__ = [
     "DEFAULT_DISTANCE_THRESHOLD",
     "Backend",
     "BackendError",
+    "CacheEntry",
     "CandidateReport",
     "Explanation",
     "KeyValueCache",
     "LookupResult",
+    "Match",
     "Prompt",
     "ResponseCache",
     "SchemaConflictError",
@@ -41,7 +46,9 @@ __all__ = [
     "VectorDimensionError",
     "VectorHit",
     "VectorRecord",
+    "cache_scope",
     "connect",
+    "current_scope",
     "known_schemes",
     "persisted_stats",
 ]

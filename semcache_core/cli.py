@@ -1,4 +1,5 @@
-"""The ``semcache`` command: ``demo``, ``stats``, ``explain`` and ``eval``.
+"""The ``semcache`` command: ``demo``, ``stats``, ``explain``, ``eval``, and the operator's
+``entries``, ``show``, ``drop``, ``expire`` and ``clear`` (:mod:`semcache_core.cli_operator`).
 
 ``demo`` lives in ``langchain_semcache.demo`` (it is a LangChain app); it is imported by name
 only when asked for, so the core itself never imports LangChain.
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from semcache_core.cli_operator import add_commands
 from semcache_core.context_cache.usage import context_stats
 from semcache_core.embedder import Embedder
 from semcache_core.engine import DEFAULT_DISTANCE_THRESHOLD, ResponseCache, persisted_stats
@@ -160,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="semantic-hit quality over labelled pairs, single prompts or conversations "
         "(semcache eval --help, semcache eval --conversations --help)",
     )
+    add_commands(sub)
     args = parser.parse_args(arguments)
     return int(args.run(args))
 

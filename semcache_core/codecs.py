@@ -193,6 +193,12 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_text_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(name, str) and isinstance(text, str) for name, text in value.items()
+    )
+
+
 def _response_problem(body: dict[str, Any]) -> str | None:
     """Why a ``response`` body cannot be served, or ``None`` (what the engine reads of it)."""
     if not isinstance(body.get("value"), dict):
@@ -200,8 +206,15 @@ def _response_problem(body: dict[str, Any]) -> str | None:
     for name in ("tokens", "created"):
         if name in body and not _is_number(body[name]):
             return f"its {name} is not a finite number"
-    if "query" in body and not isinstance(body["query"], str):
-        return "its query is not a string"
+    for name in ("query", "prompt", "llm_string"):
+        if name in body and not isinstance(body[name], str):
+            return f"its {name} is not a string"
+    if body.get("expires") is not None and not _is_number(body["expires"]):
+        return "its expires is neither null nor a finite number"
+    if "scope" in body and not _is_text_map(body["scope"]):
+        return "its scope is not an object of strings"
+    if "metadata" in body and not isinstance(body["metadata"], dict):
+        return "its metadata is not a JSON object"
     return None
 
 

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -42,14 +42,24 @@ from semcache_core.codecs import (
     normalize,
     validate_ttl,
 )
+from semcache_core.controls import OperatorControls
 from semcache_core.conversation import stage as chat
 from semcache_core.embedder import Embedder
-from semcache_core.errors import BackendError, SemcacheInputError
+from semcache_core.errors import BackendError, SemcacheInputError, VectorDimensionError
 from semcache_core.flow import Flow, Step, arun, run
 from semcache_core.prompt import Prompt
 from semcache_core.resilience import BackendGuard, ErrorPolicy, breaker_of
+from semcache_core.scope import (
+    ScopeFields,
+    check_fields,
+    current_scope,
+    merged,
+    validate_filterable_fields,
+    validate_filters,
+)
 from semcache_core.semantic_keys import SemanticKeys
 from semcache_core.stages import (
+    Candidate,
     Query,
     Verify,
     decide,
@@ -60,6 +70,7 @@ from semcache_core.verifier import Verifier, make_verifier
 
 if TYPE_CHECKING:
     from semcache_core.explain import Explanation
+    from semcache_core.neutral import Match
 
 logger = logging.getLogger("semcache")
 R = TypeVar("R")
@@ -81,6 +92,16 @@ MAX_DISTANCE_THRESHOLD = 2.0
 #: Nearest candidates fetched per semantic lookup; the guard may reject the closest ones.
 SEMANTIC_CANDIDATES = 4
 STATS_FLUSH_SECONDS = 5.0
+
+
+def callers_dimension(operation: Flow[R]) -> Flow[R]:
+    """``operation`` with a vector the *caller* gave (``vector=``): one of another dimension
+    than its partition's is the caller's bad input, raised whatever the error policy (a
+    mismatch of the cache's own embedder is a configuration problem, warned under "warn")."""
+    try:
+        return (yield from operation)
+    except VectorDimensionError as exc:
+        raise SemcacheInputError(f"vector= does not fit this cache: {exc}") from None
 
 
 def validate_threshold(value: object) -> float:
@@ -285,6 +306,11 @@ class CacheEngine:
         """This object's stats (this process only); see :func:`persisted_stats` for totals."""
         return {**self.stats.snapshot(), **self.backend.describe()}
 
+    def set_ttl(self, ttl: Ttl) -> None:
+        """The lifetime of entries written from now on (``None``: forever); entries already
+        stored keep theirs."""
+        self.ttl = validate_ttl(ttl)
+
     def flush_stats(self) -> None:
         run(self._maybe_flush(force=True), self.transport)
 
@@ -292,11 +318,18 @@ class CacheEngine:
         await arun(self._maybe_flush(force=True), self.transport)
 
 
-class ResponseCache(SemanticKeys, CacheEngine):
+class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
     """Exact and semantic caching of LLM responses, framework-neutral.
 
     ``scope`` (e.g. LangChain's ``llm_string``) names the model and its parameters; entries of
     different scopes never answer each other. Bodies are JSON dicts the adapter builds.
+    Applications without a framework use :meth:`check` and :meth:`store`
+    (:mod:`semcache_core.neutral`).
+
+    ``filterable_fields`` (e.g. ``["tenant", "user"]``) are the cache scope fields this cache
+    is partitioned by (:mod:`semcache_core.scope`): every lookup and update uses the fields of
+    the active :func:`~semcache_core.scope.cache_scope` (or explicit ``fields=``) and matches
+    entries stored under exactly the same ones; a field not declared here is an error.
 
     ``verifier`` (semantic only): a callable ``(new_query, cached_query) -> bool`` (or ``async
     def``), a LangChain chat model, a LlamaIndex LLM, or a
@@ -306,6 +339,10 @@ class ResponseCache(SemanticKeys, CacheEngine):
     a miss), and costs one judge call per new (query, candidate) pair; counted in the stats
     (``verifier_calls``, ``verifier_rejections``, ``verifier_failures``, latency). With a
     verifier the threshold may be wider (e.g. 0.25) than the guard alone supports.
+
+    The operator's controls (:mod:`semcache_core.controls`): ``entries``, ``entry``, ``drop``,
+    ``drop_prompt``, ``expire`` and their async forms; ``set_threshold`` and ``set_ttl`` tune
+    a running cache.
     """
 
     def __init__(
@@ -321,9 +358,11 @@ class ResponseCache(SemanticKeys, CacheEngine):
         context_match: chat.ContextMatch = chat.DEFAULT_CONTEXT_MATCH,
         context_threshold: float = chat.DEFAULT_CONTEXT_THRESHOLD,
         refresh_ttl_on_hit: bool = False,
+        filterable_fields: Iterable[str] | None = None,
         on_backend_error: ErrorPolicy = "warn",
         retry_after: float = 5.0,
     ) -> None:
+        self.filterable_fields: tuple[str, ...] = validate_filterable_fields(filterable_fields)
         super().__init__(
             backend,
             namespace=namespace,
@@ -378,12 +417,42 @@ class ResponseCache(SemanticKeys, CacheEngine):
         with self._pending_lock:
             return self._pending.pop((partition, query), None)
 
+    # -- scope fields --------------------------------------------------------------------------
+    def scope_fields(self, filters: ScopeFields | None = None) -> dict[str, str]:
+        """The scope fields this cache's lookups and updates use here and now: those of the
+        active :func:`~semcache_core.scope.cache_scope`, overridden field by field by
+        ``filters`` (a value ``None`` removes the field); a field not in
+        :attr:`filterable_fields` is a :class:`SemcacheInputError`."""
+        active = current_scope()
+        if not active and not filters:
+            return {}
+        fields = merged(active, validate_filters(filters))
+        check_fields(fields, self.filterable_fields, self.namespace)
+        return fields
+
+    def _resolved(self, fields: ScopeFields | None) -> dict[str, str]:
+        """``fields`` exactly (checked), or the active scope's when ``None``: an adapter that
+        stores later than it looked up (a stream) passes the fields it captured."""
+        if fields is None:
+            return self.scope_fields()
+        exact = merged({}, validate_filters(fields, what="fields"))
+        check_fields(exact, self.filterable_fields, self.namespace)
+        return exact
+
     # -- flows ---------------------------------------------------------------------------------
-    def _lookup_flow(self, scope: str, prompt: Prompt, vector: Any = None) -> Flow[LookupResult]:
+    def _lookup_flow(
+        self, scope: str, prompt: Prompt, fields: ScopeFields | None, vector: Any = None
+    ) -> Flow[LookupResult]:
         _check_text(scope, prompt)
+        where = self._resolved(fields)
         given = self._given_vector(vector)
         started = time.perf_counter()
-        result = yield from self._find(scope, prompt, given)
+        result = yield from self._find(scope, prompt, where, given)
+        self._count_lookup(result, started)
+        yield from self._maybe_flush()
+        return result
+
+    def _count_lookup(self, result: LookupResult, started: float) -> None:
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
         outcome = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
         self.stats.record_lookup(
@@ -392,8 +461,6 @@ class ResponseCache(SemanticKeys, CacheEngine):
             distance=result.distance,
             tokens=tokens,
         )
-        yield from self._maybe_flush()
-        return result
 
     def _read_one(self, key: str) -> Flow[dict[str, Any] | None]:
         """The response entry stored under ``key`` (a value or a vector record), if any."""
@@ -416,10 +483,12 @@ class ResponseCache(SemanticKeys, CacheEngine):
             raise SemcacheInputError("vector= is for semantic lookups: this cache has no embedder")
         return normalize(as_vector(vector))
 
-    def _find(self, scope: str, prompt: Prompt, given: Vector | None = None) -> Flow[LookupResult]:
+    def _find(
+        self, scope: str, prompt: Prompt, fields: ScopeFields, given: Vector | None = None
+    ) -> Flow[LookupResult]:
         ns = self.namespace
         if not self.semantic:
-            key = keys.exact_entry_key(ns, scope, prompt.text)
+            key = keys.exact_entry_key(ns, scope, prompt.text, fields)
             body = yield from self._read_one(key)
             if body is None:
                 return LookupResult(None, "miss")
@@ -427,7 +496,7 @@ class ResponseCache(SemanticKeys, CacheEngine):
             return LookupResult(body, "exact", None)
 
         query = self.query(prompt)
-        partition = self.partition(scope, prompt)
+        partition = self.partition(scope, prompt, fields)
         entry_id = self.entry_id(partition, query)
         entry_key = keys.vector_key(entry_id)
         # The exact probe saves the embedding of an exact repeat. With the vector given it
@@ -450,6 +519,8 @@ class ResponseCache(SemanticKeys, CacheEngine):
         search = self.ops.search_vectors(
             ns, partition, vector, k=SEMANTIC_CANDIDATES, max_distance=query.threshold
         )
+        if given is not None:
+            search = callers_dimension(search)
         hits = yield from self.guard.shield("search_vectors", search, [])
         if folded:
             for hit in hits:
@@ -461,9 +532,21 @@ class ResponseCache(SemanticKeys, CacheEngine):
         return (yield from self._serve_candidate(query, hits))
 
     def _serve_candidate(self, query: Query, hits: list[VectorHit]) -> Flow[LookupResult]:
-        """The semantic decision, in one place: nearest first, the first candidate that passes
-        every stage of :attr:`stages` (threshold, guard, verifier) is served."""
+        """The semantic decision of a lookup: the first candidate that passes every stage."""
+        served = yield from self._accepted(query, hits, limit=1)
+        if not served:
+            return LookupResult(None, "miss")
+        return LookupResult(served[0].body, "semantic", served[0].distance)
+
+    def _accepted(
+        self, query: Query, hits: list[VectorHit], *, limit: int
+    ) -> Flow[list[Candidate]]:
+        """The semantic decision, in one place: nearest first, the first ``limit`` candidates
+        that pass every stage of :attr:`stages` (threshold, guard, verifier) are served."""
+        served: list[Candidate] = []
         for hit in hits:
+            if len(served) >= limit:
+                break
             candidate = self.candidate(hit)
             if candidate is None:
                 continue
@@ -480,8 +563,8 @@ class ResponseCache(SemanticKeys, CacheEngine):
                 )
                 continue
             yield from self._refresh(keys.vector_key(hit.id))
-            return LookupResult(candidate.body, "semantic", hit.distance)
-        return LookupResult(None, "miss")
+            served.append(candidate)
+        return served
 
     def _update_flow(
         self,
@@ -491,82 +574,122 @@ class ResponseCache(SemanticKeys, CacheEngine):
         *,
         tokens: float,
         ttl: float | None,
-    ) -> Flow[None]:
+        fields: ScopeFields | None,
+        metadata: dict[str, Any] | None = None,
+        vector: Vector | None = None,
+    ) -> Flow[str]:
+        """Write the entry and return its id (what :meth:`store` returns; also when the write
+        was skipped: embedding or the backend failed under "warn"). ``vector``: the caller's
+        (checked, unit length), else the lookup's or a new embedding."""
         ns = self.namespace
         _check_text(scope, prompt)
+        where = self._resolved(fields)
+        callers_vector = vector is not None
         entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
+        created = time.time()
         body: dict[str, Any] = {
             "value": value,
             "tokens": tokens,
-            "created": time.time(),
+            "created": created,
+            # For auditing (semcache_core.entries): what was asked, of which model, until when.
+            "prompt": prompt.text,
+            "llm_string": scope,
+            "expires": None if entry_ttl is None else created + entry_ttl,
         }
+        if where:
+            body["scope"] = where
+        if metadata is not None:
+            body["metadata"] = metadata
         if not self.semantic:
             payload = encode_entry("response", body)
-            key = keys.exact_entry_key(ns, scope, prompt.text)
-            write = self.ops.set_many(ns, [(key, payload)], ttl=entry_ttl)
+            entry_id = keys.exact_entry_key(ns, scope, prompt.text, where)
+            write = self.ops.set_many(ns, [(entry_id, payload)], ttl=entry_ttl)
         else:
-            partition = self.partition(scope, prompt)
+            partition = self.partition(scope, prompt, where)
             query = self.query(prompt)
+            entry_id = self.entry_id(partition, query)
             body["query"] = prompt.query  # as asked: for auditing, and for the guard
-            vector = self._take_vector(partition, query.compared)
+            if vector is None:
+                vector = self._take_vector(partition, query.compared)
             if vector is None:
                 vector = yield from self._embed(query.compared)
                 if vector is None:
-                    return None
+                    return entry_id
             if self.conversational(prompt):
-                fields = yield from self.conversations.fields(prompt, query, vector)
-                if fields is None:
-                    return None
-                body.update(fields)
+                added = yield from self.conversations.fields(prompt, query, vector)
+                if added is None:
+                    return entry_id
+                body.update(added)
             payload = encode_entry("response", body)
-            record = VectorRecord(self.entry_id(partition, query), vector, payload)
+            record = VectorRecord(entry_id, vector, payload)
             write = self.ops.add_vectors(ns, partition, [record], ttl=entry_ttl)
+        if callers_vector:
+            write = callers_dimension(write)
         yield from self.guard.shield("write", write, None)
         self.stats.add(writes=1)
         yield from self._maybe_flush()
-        return None
+        return entry_id
 
-    def _update_many_flow(self, entries: Sequence[UpdateEntry], *, ttl: float | None) -> Flow[None]:
-        """Store many entries: one embedder call for the texts to embed, then one pipelined
-        write per partition (conversation turns, which embed their context, go one by one)."""
+    def _update_many_flow(
+        self, entries: Sequence[UpdateEntry], *, ttl: float | None, fields: ScopeFields | None
+    ) -> Flow[None]:
+        """Store many entries as :meth:`_update_flow` would, with one embedder call for the
+        texts to embed and one pipelined write per partition (conversation turns, which embed
+        their context, go one by one)."""
         ns = self.namespace
         checked = [_checked_entry(i, entry) for i, entry in enumerate(entries)]
+        where = self._resolved(fields)
         entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
         created = time.time()
+
+        def body_of(scope: str, prompt: Prompt, value: dict[str, Any], tokens: float) -> Body:
+            body: dict[str, Any] = {
+                "value": value,
+                "tokens": tokens,
+                "created": created,
+                "prompt": prompt.text,
+                "llm_string": scope,
+                "expires": None if entry_ttl is None else created + entry_ttl,
+            }
+            if where:
+                body["scope"] = where
+            return body
+
         if not self.semantic:
             items = [
                 (
-                    keys.exact_entry_key(ns, scope, prompt.text),
-                    encode_entry(
-                        "response", {"value": value, "tokens": tokens, "created": created}
-                    ),
+                    keys.exact_entry_key(ns, scope, prompt.text, where),
+                    encode_entry("response", body_of(scope, prompt, value, tokens)),
                 )
                 for scope, prompt, value, tokens in checked
             ]
             if items:
-                yield from self.guard.shield(
-                    "write", self.ops.set_many(ns, items, ttl=entry_ttl), None
-                )
+                write = self.ops.set_many(ns, items, ttl=entry_ttl)
+                yield from self.guard.shield("write", write, None)
                 self.stats.add(writes=len(items))
                 yield from self._maybe_flush()
             return None
-        plain: list[tuple[str, Query, Prompt, dict[str, Any], float, Vector | None]] = []
+        plain: list[tuple[str, Query, Prompt, Body, Vector | None]] = []
         for scope, prompt, value, tokens in checked:
             if self.conversational(prompt):
-                yield from self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl)
+                yield from self._update_flow(
+                    scope, prompt, value, tokens=tokens, ttl=ttl, fields=where
+                )
                 continue
-            partition = self.partition(scope, prompt)
+            partition = self.partition(scope, prompt, where)
             query = self.query(prompt)
-            known = self._take_vector(partition, query.compared)
-            plain.append((partition, query, prompt, value, tokens, known))
-        missing = list(dict.fromkeys(q.compared for _, q, _, _, _, v in plain if v is None))
+            body = body_of(scope, prompt, value, tokens)
+            body["query"] = prompt.query  # as asked: for auditing, and for the guard
+            plain.append(
+                (partition, query, prompt, body, self._take_vector(partition, query.compared))
+            )
+        missing = list(dict.fromkeys(q.compared for _, q, _, _, v in plain if v is None))
         embedded = yield from self._embed_many(missing)
         if embedded is None:
             return None
         vectors = dict(zip(missing, embedded, strict=True))
         by_partition: dict[str, dict[str, VectorRecord]] = {}
-        for partition, query, prompt, value, tokens, known in plain:
-            body = {"value": value, "tokens": tokens, "created": created, "query": prompt.query}
+        for partition, query, _prompt, body, known in plain:
             vector = known if known is not None else vectors[query.compared]
             record = VectorRecord(
                 self.entry_id(partition, query), vector, encode_entry("response", body)
@@ -580,25 +703,38 @@ class ResponseCache(SemanticKeys, CacheEngine):
         return None
 
     def _read_through(
-        self, scope: str, prompt: Prompt, produce: Callable[[], Any], codec: ResponseCodec[R]
+        self,
+        scope: str,
+        prompt: Prompt,
+        produce: Callable[[], Any],
+        codec: ResponseCodec[R],
+        fields: ScopeFields | None,
     ) -> Flow[R]:
         """Serve from the cache, or create the response, store it and return it."""
-        result = yield from self._lookup_flow(scope, prompt)
+        where = self._resolved(fields)  # once: the write goes where the lookup looked
+        result = yield from self._lookup_flow(scope, prompt, where)
         if result.body is not None and isinstance(result.body.get("value"), dict):
             cached = codec.decode(result.body["value"])
             if cached is not None:
                 return cached
         response: R = yield Create(produce)
-        yield from self._store_flow(scope, prompt, response, codec)
+        yield from self._store_flow(scope, prompt, response, codec, where)
         return response
 
     def _store_flow(
-        self, scope: str, prompt: Prompt, response: R, codec: ResponseCodec[R]
+        self,
+        scope: str,
+        prompt: Prompt,
+        response: R,
+        codec: ResponseCodec[R],
+        fields: ScopeFields | None,
     ) -> Flow[None]:
         body = codec.encode(response)
         if body is not None:
             tokens = codec.tokens(body)
-            yield from self._update_flow(scope, prompt, body, tokens=tokens, ttl=None)
+            yield from self._update_flow(
+                scope, prompt, body, tokens=tokens, ttl=None, fields=fields
+            )
 
     def _clear_flow(self) -> Flow[None]:
         yield from self.guard.shield("clear", self.ops.clear(self.namespace), None)
@@ -607,43 +743,100 @@ class ResponseCache(SemanticKeys, CacheEngine):
         self.conversations.clear()
 
     # -- public API ----------------------------------------------------------------------------
-    def lookup(self, scope: str, prompt: Prompt, *, vector: Any = None) -> LookupResult:
+    def set_threshold(self, distance_threshold: float) -> None:
+        """Serve semantic hits within ``distance_threshold`` from now on (validated as in the
+        constructor); conversations follow it too."""
+        if not self.semantic:
+            raise SemcacheInputError("an exact cache (no embedder) has no distance threshold")
+        self.distance_threshold = validate_threshold(distance_threshold)
+
+    def set_ttl(self, ttl: Ttl) -> None:
+        """The lifetime of entries written from now on (``None``: forever); entries already
+        stored keep theirs (``expire`` changes those)."""
+        if validate_ttl(ttl) is None and self.refresh_ttl_on_hit:
+            raise SemcacheInputError("refresh_ttl_on_hit needs a ttl to refresh to")
+        super().set_ttl(ttl)
+
+    # ``fields``: the cache scope fields to use (exactly these); ``None``: the active
+    # cache_scope's (see :meth:`scope_fields`).
+    def lookup(
+        self,
+        scope: str,
+        prompt: Prompt,
+        *,
+        fields: ScopeFields | None = None,
+        vector: Any = None,
+    ) -> LookupResult:
         """The cached entry for ``prompt`` (exact, else semantic), or a miss.
 
         ``vector``: the query's embedding when the caller already has it (e.g. the vector a
         RAG step embedded the question with), from this cache's embedding model: no
         embedding call, and the exact entry is found by the same search (one backend round
         trip on Redis instead of two)."""
-        return run(self._lookup_flow(scope, prompt, vector), self.transport)
+        return run(self._lookup_flow(scope, prompt, fields, vector), self.transport)
 
-    async def alookup(self, scope: str, prompt: Prompt, *, vector: Any = None) -> LookupResult:
-        return await arun(self._lookup_flow(scope, prompt, vector), self.transport)
+    async def alookup(
+        self,
+        scope: str,
+        prompt: Prompt,
+        *,
+        fields: ScopeFields | None = None,
+        vector: Any = None,
+    ) -> LookupResult:
+        return await arun(self._lookup_flow(scope, prompt, fields, vector), self.transport)
 
-    def update(
-        self, scope: str, prompt: Prompt, value: Body, *, tokens: float = 0, ttl: Ttl = None
+    def update_many(
+        self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None, fields: ScopeFields | None = None
     ) -> None:
-        run(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl), self.transport)
-
-    async def aupdate(
-        self, scope: str, prompt: Prompt, value: Body, *, tokens: float = 0, ttl: Ttl = None
-    ) -> None:
-        await arun(self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl), self.transport)
-
-    def update_many(self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None) -> None:
         """Store many ``(scope, prompt, value[, tokens])`` entries at once (warm-up, imports):
         the semantic cache embeds their queries with one ``embed_many`` call (when the
         embedder has one) and writes each partition's entries in one pipelined backend
-        call. A later entry of the same scope and query replaces an earlier one."""
-        run(self._update_many_flow(entries, ttl=ttl), self.transport)
+        call. A later entry of the same scope and query replaces an earlier one. ``fields``:
+        the cache scope fields of the whole batch (``None``: the active ``cache_scope``'s)."""
+        run(self._update_many_flow(entries, ttl=ttl, fields=fields), self.transport)
 
-    async def aupdate_many(self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None) -> None:
-        await arun(self._update_many_flow(entries, ttl=ttl), self.transport)
+    async def aupdate_many(
+        self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None, fields: ScopeFields | None = None
+    ) -> None:
+        await arun(self._update_many_flow(entries, ttl=ttl, fields=fields), self.transport)
+
+    def update(
+        self,
+        scope: str,
+        prompt: Prompt,
+        value: Body,
+        *,
+        tokens: float = 0,
+        ttl: Ttl = None,
+        fields: ScopeFields | None = None,
+    ) -> None:
+        flow = self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl, fields=fields)
+        run(flow, self.transport)
+
+    async def aupdate(
+        self,
+        scope: str,
+        prompt: Prompt,
+        value: Body,
+        *,
+        tokens: float = 0,
+        ttl: Ttl = None,
+        fields: ScopeFields | None = None,
+    ) -> None:
+        flow = self._update_flow(scope, prompt, value, tokens=tokens, ttl=ttl, fields=fields)
+        await arun(flow, self.transport)
 
     def get_or_create(
-        self, scope: str, prompt: Prompt, create: Callable[[], R], codec: ResponseCodec[R]
+        self,
+        scope: str,
+        prompt: Prompt,
+        create: Callable[[], R],
+        codec: ResponseCodec[R],
+        *,
+        fields: ScopeFields | None = None,
     ) -> R:
         """The cached response for ``prompt``, else ``create()``'s, stored (read-through)."""
-        return run(self._read_through(scope, prompt, create, codec), self.transport)
+        return run(self._read_through(scope, prompt, create, codec, fields), self.transport)
 
     async def aget_or_create(
         self,
@@ -651,17 +844,134 @@ class ResponseCache(SemanticKeys, CacheEngine):
         prompt: Prompt,
         create: Callable[[], Awaitable[R]],
         codec: ResponseCodec[R],
+        *,
+        fields: ScopeFields | None = None,
     ) -> R:
-        return await arun(self._read_through(scope, prompt, create, codec), self.transport)
+        flow = self._read_through(scope, prompt, create, codec, fields)
+        return await arun(flow, self.transport)
 
-    def store(self, scope: str, prompt: Prompt, response: R, codec: ResponseCodec[R]) -> None:
+    def store_response(
+        self,
+        scope: str,
+        prompt: Prompt,
+        response: R,
+        codec: ResponseCodec[R],
+        *,
+        fields: ScopeFields | None = None,
+    ) -> None:
         """Store ``response`` (e.g. a stream's last chunk, once it was consumed)."""
-        run(self._store_flow(scope, prompt, response, codec), self.transport)
+        run(self._store_flow(scope, prompt, response, codec, fields), self.transport)
+
+    async def astore_response(
+        self,
+        scope: str,
+        prompt: Prompt,
+        response: R,
+        codec: ResponseCodec[R],
+        *,
+        fields: ScopeFields | None = None,
+    ) -> None:
+        await arun(self._store_flow(scope, prompt, response, codec, fields), self.transport)
+
+    def check(
+        self,
+        prompt: str,
+        *,
+        scope: str = "",
+        num_results: int = 1,
+        filters: ScopeFields | None = None,
+        distance_threshold: float | None = None,
+        vector: Any = None,
+    ) -> list[Match]:
+        """The stored entries that answer ``prompt``, best first (empty on a miss): the
+        framework-neutral lookup, see :mod:`semcache_core.neutral`."""
+        from semcache_core.neutral import check_flow
+
+        flow = check_flow(
+            self,
+            prompt,
+            scope=scope,
+            num_results=num_results,
+            filters=filters,
+            threshold=distance_threshold,
+            vector=vector,
+        )
+        return run(flow, self.transport)
+
+    async def acheck(
+        self,
+        prompt: str,
+        *,
+        scope: str = "",
+        num_results: int = 1,
+        filters: ScopeFields | None = None,
+        distance_threshold: float | None = None,
+        vector: Any = None,
+    ) -> list[Match]:
+        from semcache_core.neutral import check_flow
+
+        flow = check_flow(
+            self,
+            prompt,
+            scope=scope,
+            num_results=num_results,
+            filters=filters,
+            threshold=distance_threshold,
+            vector=vector,
+        )
+        return await arun(flow, self.transport)
+
+    def store(
+        self,
+        prompt: str,
+        response: Any,
+        *,
+        scope: str = "",
+        metadata: dict[str, Any] | None = None,
+        filters: ScopeFields | None = None,
+        ttl: Ttl = None,
+        vector: Any = None,
+    ) -> str:
+        """Store ``response`` (a str or a JSON-safe value) for ``prompt`` and return the
+        entry's id: the framework-neutral update, see :mod:`semcache_core.neutral`."""
+        from semcache_core.neutral import store_flow
+
+        flow = store_flow(
+            self,
+            prompt,
+            response,
+            scope=scope,
+            metadata=metadata,
+            filters=filters,
+            ttl=ttl,
+            vector=vector,
+        )
+        return run(flow, self.transport)
 
     async def astore(
-        self, scope: str, prompt: Prompt, response: R, codec: ResponseCodec[R]
-    ) -> None:
-        await arun(self._store_flow(scope, prompt, response, codec), self.transport)
+        self,
+        prompt: str,
+        response: Any,
+        *,
+        scope: str = "",
+        metadata: dict[str, Any] | None = None,
+        filters: ScopeFields | None = None,
+        ttl: Ttl = None,
+        vector: Any = None,
+    ) -> str:
+        from semcache_core.neutral import store_flow
+
+        flow = store_flow(
+            self,
+            prompt,
+            response,
+            scope=scope,
+            metadata=metadata,
+            filters=filters,
+            ttl=ttl,
+            vector=vector,
+        )
+        return await arun(flow, self.transport)
 
     def clear(self) -> None:
         run(self._clear_flow(), self.transport)
@@ -670,21 +980,34 @@ class ResponseCache(SemanticKeys, CacheEngine):
         await arun(self._clear_flow(), self.transport)
 
     def explain(
-        self, scope: str, prompt: Prompt, *, k: int = 5, threshold: float | None = None
+        self,
+        scope: str,
+        prompt: Prompt,
+        *,
+        k: int = 5,
+        threshold: float | None = None,
+        fields: ScopeFields | None = None,
     ) -> Explanation:
         """Why ``prompt`` would hit or miss, without writing or counting a lookup: see
         :mod:`semcache_core.explain`. ``k`` nearest candidates are shown (searched within
         any distance); ``threshold`` overrides the cache's to try another."""
         from semcache_core.explain import explain_flow
 
-        return run(explain_flow(self, scope, prompt, k=k, threshold=threshold), self.transport)
+        flow = explain_flow(self, scope, prompt, k=k, threshold=threshold, fields=fields)
+        return run(flow, self.transport)
 
     async def aexplain(
-        self, scope: str, prompt: Prompt, *, k: int = 5, threshold: float | None = None
+        self,
+        scope: str,
+        prompt: Prompt,
+        *,
+        k: int = 5,
+        threshold: float | None = None,
+        fields: ScopeFields | None = None,
     ) -> Explanation:
         from semcache_core.explain import explain_flow
 
-        flow = explain_flow(self, scope, prompt, k=k, threshold=threshold)
+        flow = explain_flow(self, scope, prompt, k=k, threshold=threshold, fields=fields)
         return await arun(flow, self.transport)
 
 

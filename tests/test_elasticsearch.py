@@ -670,21 +670,24 @@ async def test_one_sided_clients_and_ownership(
     sync_client = Elasticsearch(http_url, request_timeout=30)
     async_client = AsyncElasticsearch(http_url, request_timeout=30)
     try:
+        # A sync client alone: the async side is built from it (same server).
         sync_only = connect(sync_client, index=index_name)
         assert isinstance(sync_only, ElasticsearchBackend)
         sync_only.set_many(namespace, [("kv:a", b"1")])
-        with pytest.raises(SemcacheInputError, match="async_client=AsyncElasticsearch"):
-            await sync_only.aget_many(namespace, ["kv:a"])
+        assert await sync_only.aget_many(namespace, ["kv:a"]) == [b"1"]
+        await sync_only.aset_many(namespace, [("kv:b", b"2")])
+        assert sync_only.get_many(namespace, ["kv:b"]) == [b"2"]
 
+        # An async client alone: the sync side is built from it.
         async_only = connect(async_client, index=index_name)
-        assert await async_only.aget_many(namespace, ["kv:a"]) == [b"1"]
-        with pytest.raises(SemcacheInputError, match="sync_client=Elasticsearch"):
-            async_only.get_many(namespace, ["kv:a"])
+        assert async_only.get_many(namespace, ["kv:a"]) == [b"1"]
+        async_only.set_many(namespace, [("kv:c", b"3")])
+        assert await async_only.aget_many(namespace, ["kv:b", "kv:c"]) == [b"2", b"3"]
 
         both = ElasticsearchBackend.from_client(
             sync_client, async_client=async_client, index=index_name
         )
-        assert both.get_many(namespace, ["kv:a"]) == [b"1"]
+        assert both.get_many(namespace, ["kv:c"]) == [b"3"]
         assert await both.aget_many(namespace, ["kv:a"]) == [b"1"]
 
         for backend in (sync_only, async_only, both):
@@ -695,6 +698,79 @@ async def test_one_sided_clients_and_ownership(
     finally:
         sync_client.close()
         await async_client.close()
+
+
+def test_async_side_of_a_sync_client_in_each_event_loop(
+    http_url: str, index_name: str, namespace: str
+) -> None:
+    import asyncio
+
+    sync_client = Elasticsearch(http_url, request_timeout=30)
+    backend = connect(sync_client, index=index_name)
+    try:
+        for value in (b"1", b"2"):  # asyncio.run twice: a client per loop
+            asyncio.run(backend.aset_many(namespace, [("kv:a", value)]))
+            assert asyncio.run(backend.aget_many(namespace, ["kv:a"])) == [value]
+    finally:
+        backend.close()
+        assert sync_client.info()["version"]["number"]  # still open
+        sync_client.close()
+
+
+async def test_the_built_client_has_the_given_clients_settings(
+    http_url: str, index_name: str
+) -> None:
+    settings: dict[str, Any] = {
+        "basic_auth": ("app", "secret"),
+        "headers": {"x-team": "search"},
+        "max_retries": 4,
+        "retry_on_timeout": True,
+        "connections_per_node": 7,
+        "http_compress": True,
+    }
+    given = Elasticsearch(http_url, **settings)
+    given_async = AsyncElasticsearch(http_url, **settings)
+    sync_only = ElasticsearchBackend.from_client(given, index=index_name)
+    async_only = ElasticsearchBackend.from_client(given_async, index=index_name)
+    try:
+        built = [
+            (given, (await sync_only._async_clients()).client),  # type: ignore[attr-defined]
+            (given_async, async_only._sync_clients().client),  # type: ignore[attr-defined]
+        ]
+        for source, copy in built:
+            assert type(copy) is not type(source)
+            assert copy._headers["authorization"] == source._headers["authorization"]
+            assert copy._headers["x-team"] == "search"
+            assert (copy._max_retries, copy._retry_on_timeout) == (4, True)
+            assert [n.config for n in copy.transport.node_pool.all()] == [
+                n.config for n in source.transport.node_pool.all()
+            ]
+            config = copy.transport.node_pool.all()[0].config
+            assert (config.connections_per_node, config.http_compress) == (7, True)
+    finally:
+        await sync_only.aclose()
+        await async_only.aclose()
+        given.close()
+        await given_async.close()
+
+
+def test_a_client_that_cannot_be_copied_is_refused_at_construction(
+    http_url: str, index_name: str
+) -> None:
+    import requests.auth
+
+    client = Elasticsearch(
+        http_url, node_class="requests", http_auth=requests.auth.HTTPDigestAuth("u", "p")
+    )
+    try:
+        with pytest.raises(SemcacheInputError) as caught:
+            ElasticsearchBackend.from_client(client, index=index_name)
+        message = str(caught.value)
+        assert "cannot build an AsyncElasticsearch" in message
+        assert "requests.session.auth" in message
+        assert "async_client=AsyncElasticsearch(...)" in message
+    finally:
+        client.close()
 
 
 def test_unreachable_server_is_a_backend_error() -> None:
@@ -721,16 +797,16 @@ def test_url_forms_and_options() -> None:
     assert backend.index == "my-cache"
     assert backend.ops.refresh is False and backend.ops.purge_interval is None
     assert backend.ops.page_size == 50
-    assert backend._client_kwargs is not None
-    assert backend._client_kwargs["hosts"] == ["https://example.com:9243"]
-    assert backend._client_kwargs["basic_auth"] == ("user", "p@ss")
-    assert backend._client_kwargs["request_timeout"] == 5.0
+    assert backend._async_kwargs is not None
+    assert backend._async_kwargs["hosts"] == ["https://example.com:9243"]
+    assert backend._async_kwargs["basic_auth"] == ("user", "p@ss")
+    assert backend._async_kwargs["request_timeout"] == 5.0
     backend.close()
 
     default = ElasticsearchBackend.from_url("elasticsearch+http://localhost", refresh=True)
     assert default.index == "semcache" and default.ops.refresh is True
-    assert default._client_kwargs is not None
-    assert default._client_kwargs["hosts"] == ["http://localhost:9200"]
+    assert default._async_kwargs is not None
+    assert default._async_kwargs["hosts"] == ["http://localhost:9200"]
     default.close()
 
     for url, message in [

@@ -697,6 +697,50 @@ async def test_async_client_only(redis_url: str, namespace: str) -> None:
     await client.aclose()
 
 
+class _TunnelConnection(redis.connection.AbstractConnection):
+    """A transport of the application's own, not built on redis-py's TCP, TLS or unix
+    socket connections: semcache cannot know how to open one of the other kind."""
+
+    def repr_pieces(self) -> list[tuple[str, Any]]:
+        return []
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _host_error(self) -> str:
+        return "tunnel"
+
+
+async def test_a_client_that_cannot_be_copied_is_refused_at_construction(
+    redis_url: str,
+) -> None:
+    client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=_TunnelConnection))
+    with pytest.raises(SemcacheInputError) as caught:
+        connect(client)  # at construction, not on the first async call
+    message = str(caught.value)
+    assert "cannot build a redis.asyncio.client.Redis" in message
+    assert "_TunnelConnection" in message and "pass both clients" in message
+
+
+async def test_a_connection_subclass_is_copied_as_the_class_it_extends(
+    redis_url: str, namespace: str
+) -> None:
+    import redis.asyncio
+
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
+    client = redis.Redis(connection_pool=pool)
+    backend = RedisBackend.from_client(client)
+    try:
+        await backend.aset_many(namespace, [("kv:a", b"1")])
+        assert client.get(f"{namespace}:kv:a") == b"1"
+        built = await backend._async()  # type: ignore[attr-defined]
+        assert built.connection_pool.connection_class is redis.asyncio.Connection
+        await backend.aclear(namespace)
+    finally:
+        await backend.aclose()
+        client.close()
+
+
 def test_new_event_loop_per_call(redis_url: str, namespace: str) -> None:
     backend = RedisBackend.from_url(redis_url)
     try:

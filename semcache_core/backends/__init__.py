@@ -6,9 +6,10 @@
 ``"redis://"``, ``"rediss://"``,        Redis, with or without the Query Engine
 ``"unix://"``
 ``"redis+cluster://h:p[,h:p...]"``      Redis Cluster (also detected from ``redis://``)
+``"redis+sentinel://h:p[,h:p]/name"``   Redis behind Sentinel (``rediss+sentinel`` for TLS)
 ``"elasticsearch+http(s)://"``         Elasticsearch
-a ``redis.Redis`` / ``redis.asyncio``  wrapped as it is; semcache never closes it
-client (or a ``RedisCluster``), an
+a ``redis.Redis`` / ``redis.asyncio``  wrapped as it is; semcache never closes it, and
+client (or a ``RedisCluster``), an     builds the other kind (sync/asyncio) from it
 ``Elasticsearch`` client
 =====================================  ==================================================
 
@@ -35,6 +36,8 @@ _SCHEMES: dict[str, str] = {
     "unix": "semcache_core.backends.redis:RedisBackend",
     "redis+cluster": "semcache_core.backends.redis:RedisBackend",
     "rediss+cluster": "semcache_core.backends.redis:RedisBackend",
+    "redis+sentinel": "semcache_core.backends.redis:RedisBackend",
+    "rediss+sentinel": "semcache_core.backends.redis:RedisBackend",
     "elasticsearch+http": "semcache_core.backends.elasticsearch:ElasticsearchBackend",
     "elasticsearch+https": "semcache_core.backends.elasticsearch:ElasticsearchBackend",
 }

@@ -8,9 +8,10 @@ A backend stores two things, both scoped by a namespace:
   restricted to records whose tags hold given values. The partition and the tags restrict the
   candidates *before* the nearest-neighbour search, never after. A vector record is also
   addressed by its key :func:`semcache_core.keys.vector_key` (``vec:<id>``): ``get_many``,
-  ``delete_many`` and ``expire_many`` read, delete and refresh values and records alike.
+  ``delete_many``, ``expire_many`` and ``get_expiries`` read, delete, refresh and date values
+  and records alike, and ``scan_keys`` with a ``vec:`` prefix pages the records' keys.
 
-:class:`Operations` is what the engine uses, twelve operations, each a :data:`~semcache_core.flow.
+:class:`Operations` is what the engine uses, thirteen operations, each a :data:`~semcache_core.flow.
 Flow` that yields backend-specific steps. Its public methods check the invariants once
 (namespace, key types, reserved kinds, one dimension per batch, TTL rounded to whole
 milliseconds) and then call the backend-specific ``_``-method. :class:`Backend` is the
@@ -138,7 +139,7 @@ def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
 
 
 class Operations(ABC):
-    """The twelve operations the engine uses; invariants here, storage in the ``_`` methods."""
+    """The thirteen operations the engine uses; invariants here, storage in the ``_`` methods."""
 
     #: Name used in messages ("the Redis backend").
     label: ClassVar[str] = "this"
@@ -162,12 +163,19 @@ class Operations(ABC):
         namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
         return self._delete_many(namespace, list(dict.fromkeys(keys))) if keys else done(None)
 
-    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> Flow[None]:
-        """Reset the TTL of existing values and vector records (refresh on hit)."""
+    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float | None) -> Flow[None]:
+        """Reset the TTL of existing live values and vector records (refresh on hit, an
+        operator's ``expire``); ``ttl=None`` removes their expiry. Missing keys are skipped."""
         namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
         ms = keyspace.ttl_ms(ttl)
-        assert ms is not None
         return self._expire_many(namespace, list(dict.fromkeys(keys)), ms) if keys else done(None)
+
+    def get_expiries(self, namespace: str, keys: Sequence[str]) -> Flow[dict[str, float | None]]:
+        """When each live key expires (epoch seconds; ``None``: never); a missing or expired
+        key is absent from the result. TTLs change after a write (refresh on hit, ``expire``),
+        so the backend, not the entry, knows them."""
+        namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
+        return self._get_expiries(namespace, list(dict.fromkeys(keys))) if keys else done({})
 
     # -- atomic values (used by semcache_core.context_cache) ------------------------------
     def set_if_absent(
@@ -204,7 +212,8 @@ class Operations(ABC):
         return key
 
     def scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
-        """One page of the live value keys starting with ``prefix`` (taken literally)."""
+        """One page of the live value keys starting with ``prefix`` (taken literally); a
+        prefix that starts with ``vec:`` pages the vector records' keys (``vec:<id>``)."""
         namespace = keyspace.validate_namespace(namespace)
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
@@ -277,7 +286,10 @@ class Operations(ABC):
     def _delete_many(self, namespace: str, keys: list[str]) -> Flow[None]: ...
 
     @abstractmethod
-    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int) -> Flow[None]: ...
+    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int | None) -> Flow[None]: ...
+
+    @abstractmethod
+    def _get_expiries(self, namespace: str, keys: list[str]) -> Flow[dict[str, float | None]]: ...
 
     @abstractmethod
     def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]: ...
@@ -380,11 +392,17 @@ class Backend(ABC):
     async def adelete_many(self, namespace: str, keys: Sequence[str]) -> None:
         await arun(self.ops.delete_many(namespace, keys), self)
 
-    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
+    def expire_many(self, namespace: str, keys: Sequence[str], *, ttl: float | None) -> None:
         run(self.ops.expire_many(namespace, keys, ttl=ttl), self)
 
-    async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float) -> None:
+    async def aexpire_many(self, namespace: str, keys: Sequence[str], *, ttl: float | None) -> None:
         await arun(self.ops.expire_many(namespace, keys, ttl=ttl), self)
+
+    def get_expiries(self, namespace: str, keys: Sequence[str]) -> dict[str, float | None]:
+        return run(self.ops.get_expiries(namespace, keys), self)
+
+    async def aget_expiries(self, namespace: str, keys: Sequence[str]) -> dict[str, float | None]:
+        return await arun(self.ops.get_expiries(namespace, keys), self)
 
     def set_if_absent(
         self, namespace: str, key: str, value: bytes, *, ttl: float | None = None

@@ -183,29 +183,58 @@ class EmbeddedOperations(Operations):
                 )
         yield Write(statements)
 
-    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int) -> Flow[None]:
-        expires_at = _expiry(ttl_ms)
+    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int | None) -> Flow[None]:
+        expires_at, now = _expiry(ttl_ms), time.time()
+        # Only live rows: an expired row not purged yet must not come back to life.
+        live = "(expires_at IS NULL OR expires_at > ?)"
         statements: list[Statement] = []
         for key in keys:
             entry_id = keyspace.vector_id(key)
             if entry_id is None:
-                sql, param = "UPDATE kv SET expires_at = ? WHERE ns = ? AND key = ?", key
+                sql, param = (
+                    f"UPDATE kv SET expires_at = ? WHERE ns = ? AND key = ? AND {live}",
+                    key,
+                )
             else:
-                sql, param = "UPDATE vec SET expires_at = ? WHERE ns = ? AND id = ?", entry_id
-            statements.append((sql, (expires_at, namespace, param)))
+                sql = f"UPDATE vec SET expires_at = ? WHERE ns = ? AND id = ? AND {live}"
+                param = entry_id
+            statements.append((sql, (expires_at, namespace, param, now)))
         yield Write(statements)
+
+    def _get_expiries(self, namespace: str, keys: list[str]) -> Flow[dict[str, float | None]]:
+        found: dict[str, float | None] = {}
+        ids = {i: key for key in keys if (i := keyspace.vector_id(key)) is not None}
+        values = [key for key in keys if keyspace.vector_id(key) is None]
+        now = time.time()
+        for table, column, wanted in (("kv", "key", values), ("vec", "id", list(ids))):
+            for start in range(0, len(wanted), _BATCH):
+                chunk = wanted[start : start + _BATCH]
+                rows = yield Query(
+                    f"SELECT {column}, expires_at FROM {table} "
+                    f"WHERE ns = ? AND {column} IN ({','.join('?' * len(chunk))})",
+                    [namespace, *chunk],
+                )
+                for name, expires_at in rows:
+                    if _live(expires_at, now):
+                        found[ids.get(name, name) if table == "vec" else name] = expires_at
+        return found
 
     def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
         # Pages by key (keyset pagination): a huge namespace never sits in memory.
         # The prefix is compared as UTF-8 bytes: substr() on TEXT stops at a NUL character.
-        raw_prefix = prefix.encode("utf-8")
+        vectors = prefix.startswith(keyspace.VECTOR_PREFIX)
+        table, column = ("vec", "id") if vectors else ("kv", "key")
+        raw_prefix = prefix[len(keyspace.VECTOR_PREFIX) :] if vectors else prefix
+        raw = raw_prefix.encode("utf-8")
         rows = yield Query(
-            "SELECT key, expires_at FROM kv WHERE ns = ? AND (key > ? OR ?) "
-            "AND substr(CAST(key AS BLOB), 1, ?) = ? ORDER BY key LIMIT ?",
-            (namespace, cursor or "", cursor is None, len(raw_prefix), raw_prefix, _KEY_PAGE),
+            f"SELECT {column}, expires_at FROM {table} WHERE ns = ? AND ({column} > ? OR ?) "
+            f"AND substr(CAST({column} AS BLOB), 1, ?) = ? ORDER BY {column} LIMIT ?",
+            (namespace, cursor or "", cursor is None, len(raw), raw, _KEY_PAGE),
         )
         now = time.time()
         live = [key for key, expires_at in rows if _live(expires_at, now)]
+        if vectors:
+            live = [keyspace.vector_key(entry_id) for entry_id in live]
         return KeyPage(live, rows[-1][0] if len(rows) == _KEY_PAGE else None)
 
     # -- atomic values (used by semcache_core.context_cache) --------------------------------

@@ -193,6 +193,56 @@ class BackendContract:
         time.sleep(0.6)
         assert backend.get_many(namespace, both) == [b"value", None, None]
 
+    def test_expire_many_none_removes_the_expiry(self, backend: Backend, namespace: str) -> None:
+        backend.set_many(namespace, [("kv:a", b"x"), ("kv:b", b"y")], ttl=0.4)
+        backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"r")], ttl=0.4)
+        backend.expire_many(namespace, ["kv:a", keys.vector_key("x"), "kv:none"], ttl=None)
+        assert backend.get_expiries(namespace, ["kv:a", keys.vector_key("x")]) == {
+            "kv:a": None,
+            keys.vector_key("x"): None,
+        }
+        time.sleep(0.8)
+        assert backend.get_many(namespace, ["kv:a", "kv:b", keys.vector_key("x")]) == [
+            b"x",
+            None,
+            b"r",
+        ]
+        # An expired entry stays expired: removing the expiry does not bring it back.
+        backend.expire_many(namespace, ["kv:b"], ttl=None)
+        assert backend.get_many(namespace, ["kv:b"]) == [None]
+
+    def test_get_expiries_dates_live_keys(self, backend: Backend, namespace: str) -> None:
+        before = time.time()
+        backend.set_many(namespace, [("kv:a", b"x")], ttl=60)
+        backend.set_many(namespace, [("kv:b", b"y")])
+        backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"r")], ttl=120)
+        asked = ["kv:a", "kv:b", "kv:none", keys.vector_key("x"), keys.vector_key("none")]
+        expiries = backend.get_expiries(namespace, asked)
+        assert set(expiries) == {"kv:a", "kv:b", keys.vector_key("x")}
+        assert expiries["kv:b"] is None
+        a, x = expiries["kv:a"], expiries[keys.vector_key("x")]
+        assert a is not None and before + 59 <= a <= time.time() + 61
+        assert x is not None and before + 119 <= x <= time.time() + 121
+        backend.expire_many(namespace, ["kv:b"], ttl=30)
+        b = backend.get_expiries(namespace, ["kv:b"])["kv:b"]
+        assert b is not None and before + 29 <= b <= time.time() + 31
+
+    def test_scan_keys_pages_vector_records(self, backend: Backend, namespace: str) -> None:
+        backend.set_many(namespace, [("kv:v", b"value"), ("llm:e", b"entry")])
+        backend.add_vectors(namespace, "p1", [VectorRecord("a1", unit(1), b"1")])
+        backend.add_vectors(
+            namespace,
+            "p2",
+            [VectorRecord("a2", unit(0, 1), b"2"), VectorRecord("b3", unit(1, 1), b"3")],
+        )
+        backend.add_vectors(fresh_namespace(), "p1", [VectorRecord("a9", unit(1), b"9")])
+        vec = keys.vector_key
+        assert sorted(backend.iter_keys(namespace, "vec:")) == [vec("a1"), vec("a2"), vec("b3")]
+        assert sorted(backend.iter_keys(namespace, "vec:a")) == [vec("a1"), vec("a2")]
+        assert sorted(backend.iter_keys(namespace, "")) == ["kv:v", "llm:e"]
+        backend.delete_vectors(namespace, ["a2"])
+        assert sorted(backend.iter_keys(namespace, "vec:")) == [vec("a1"), vec("b3")]
+
     def test_vector_dimension_mismatch_is_clear_error(
         self, backend: Backend, namespace: str
     ) -> None:

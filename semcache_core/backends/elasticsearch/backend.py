@@ -8,12 +8,19 @@ Connecting
   may also be given in the query string (``?refresh=false&request_timeout=5``).
 * ``elasticsearch+https://`` with ``cloud_id=...`` (and ``api_key=...``): Elastic Cloud.
 * ``connect(Elasticsearch(...))`` / ``ElasticsearchBackend.from_client(client)``: a client you
-  built; semcache never closes it. Pass ``async_client=AsyncElasticsearch(...)`` too for the
-  async methods (or pass an ``AsyncElasticsearch`` with ``sync_client=...``). A backend made
-  from one kind of client raises ``SemcacheInputError`` naming the missing client when the
-  other side is called: semcache cannot rebuild your client's credentials and TLS settings.
-  From a URL, semcache owns its clients (one ``AsyncElasticsearch`` per event loop) and
-  ``close()``/``aclose()`` release them.
+  built; semcache never closes it. One kind of client is enough: from an ``Elasticsearch``
+  semcache builds the ``AsyncElasticsearch`` of the async methods (one per event loop), from an
+  ``AsyncElasticsearch`` the sync ``Elasticsearch``, on the same nodes (the transport's node
+  configurations: hosts, TLS settings and certificates, connections per node, compression,
+  the URL's credentials) with the same client settings (headers, so ``basic_auth``,
+  ``api_key`` and ``bearer_auth``; ``max_retries``, ``retry_on_timeout``,
+  ``retry_on_status``). Not copied: sniffing (the built client uses the nodes known at
+  construction), custom serializers and node classes (the built client uses the default HTTP
+  library of its kind). A client that cannot be copied (a ``requests`` auth object, a custom
+  transport) is refused at construction; then pass both: ``from_client(client,
+  async_client=AsyncElasticsearch(...))`` (or an ``AsyncElasticsearch`` with
+  ``sync_client=...``). From a URL, semcache owns its clients (one ``AsyncElasticsearch`` per
+  event loop); ``close()``/``aclose()`` release the clients semcache built.
 
 Options: ``index``; ``refresh`` (below); ``request_timeout`` (seconds, default 2, applied to
 every request semcache makes, on your client too, through ``client.options()``; ``None`` keeps
@@ -89,6 +96,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from elastic_transport import Transport
+from elastic_transport.client_utils import DEFAULT
 from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch, TransportError
 
 from semcache_core.backends.base import Backend
@@ -232,11 +241,20 @@ class ElasticsearchBackend(Backend):
                 f"{type(async_client).__name__}"
             )
         self._timeouts = (request_timeout, admin_timeout)
-        self._client_kwargs = dict(client_kwargs) if client_kwargs is not None else None
+        #: Keywords of the ``AsyncElasticsearch`` semcache builds per event loop (from the URL,
+        #: or copied from the sync client given alone); ``None`` when one was given.
+        self._async_kwargs: dict[str, Any] | None = None
+        sync_kwargs: dict[str, Any] | None = None
+        if client_kwargs is not None:
+            self._async_kwargs = sync_kwargs = dict(client_kwargs)
+        elif async_client is None and client is not None:
+            self._async_kwargs = _copied_client_kwargs(client, "AsyncElasticsearch")
+        elif client is None and async_client is not None:
+            sync_kwargs = _copied_client_kwargs(async_client, "Elasticsearch")
         self._owned_sync: Elasticsearch | None = None
-        if self._client_kwargs is not None:
+        if sync_kwargs is not None:
             try:
-                client = self._owned_sync = Elasticsearch(**self._client_kwargs)
+                client = self._owned_sync = Elasticsearch(**sync_kwargs)
             except (TypeError, ValueError) as exc:
                 raise SemcacheInputError(f"invalid Elasticsearch client options: {exc}") from exc
         self._sync = None if client is None else _Clients(client, *self._timeouts)
@@ -343,28 +361,18 @@ class ElasticsearchBackend(Backend):
 
     # -- the drivers -----------------------------------------------------------------------
     def _sync_clients(self) -> _Clients[Elasticsearch]:
-        if self._sync is None:
-            raise SemcacheInputError(
-                "this Elasticsearch backend was made from an AsyncElasticsearch client only, so "
-                "its sync methods cannot run: pass sync_client=Elasticsearch(...) to from_client "
-                "(or client= to the constructor), or connect with a URL"
-            )
+        assert self._sync is not None  # given, or built at construction
         return self._sync
 
     async def _async_clients(self) -> _Clients[AsyncElasticsearch]:
         if self._async is not None:
             return self._async
-        if self._client_kwargs is None:
-            raise SemcacheInputError(
-                "this Elasticsearch backend was made from a sync Elasticsearch client only, so "
-                "its async methods cannot run: pass async_client=AsyncElasticsearch(...) to "
-                "from_client, or connect with a URL"
-            )
-        # Clients built from a URL: one per event loop (aiohttp sessions belong to a loop).
+        assert self._async_kwargs is not None  # from the URL or copied at construction
+        # Clients semcache builds: one per event loop (aiohttp sessions belong to a loop).
         loop = asyncio.get_running_loop()
         clients = self._async_by_loop.get(loop)
         if clients is None:
-            client = AsyncElasticsearch(**self._client_kwargs)
+            client = AsyncElasticsearch(**self._async_kwargs)
             clients = _Clients(client, *self._timeouts)
             self._async_by_loop[loop] = clients
             # Closed when its loop ends, even if aclose() is never called there.
@@ -443,6 +451,59 @@ class ElasticsearchBackend(Backend):
 
     def __repr__(self) -> str:
         return f"ElasticsearchBackend(index={self.ops.index!r})"
+
+
+# Per-request settings an elasticsearch-py client keeps for itself (its own options() copies
+# them the same way); DEFAULT means the transport's default.
+_CLIENT_SETTINGS = {
+    "_max_retries": "max_retries",
+    "_retry_on_timeout": "retry_on_timeout",
+    "_retry_on_status": "retry_on_status",
+    "_request_timeout": "request_timeout",
+}
+
+
+def _copied_client_kwargs(
+    client: Elasticsearch | AsyncElasticsearch, target: str
+) -> dict[str, Any]:
+    """Keywords of a ``target`` client (the other kind: sync or async) on the nodes of ``client``
+    with its settings; a :class:`SemcacheInputError` naming what cannot be copied."""
+    given = type(client).__name__
+    other = "async_client=AsyncElasticsearch(...)"
+    if target == "Elasticsearch":
+        other = "sync_client=Elasticsearch(...)"
+    hint = f"; pass both clients: ElasticsearchBackend.from_client(client, {other})"
+    transport = getattr(client, "transport", None)
+    if not isinstance(transport, Transport):
+        raise SemcacheInputError(
+            f"cannot build an {target} from the given {given}: its transport is "
+            f"{type(transport).__module__}.{type(transport).__name__}, and semcache copies only "
+            f"elastic_transport's own{hint}"
+        )
+    nodes = transport.node_pool.all()
+    configs = [node.config for node in nodes]
+    for node, config in zip(nodes, configs, strict=True):
+        extras = sorted(getattr(config, "_extras", None) or {})
+        # A requests auth object is moved from the node's config to its requests session.
+        if getattr(getattr(node, "session", None), "auth", None) is not None:
+            extras.append("requests.session.auth")
+        if extras:
+            raise SemcacheInputError(
+                f"cannot build an {target} from the given {given}: its node {config.host} has "
+                f"settings only its HTTP library understands ({', '.join(extras)}, e.g. a "
+                f"requests auth object){hint}"
+            )
+    headers = getattr(client, "_headers", None)
+    if not configs or headers is None:
+        raise SemcacheInputError(
+            f"cannot build an {target} from the given {given}: no nodes or headers found{hint}"
+        )
+    kwargs: dict[str, Any] = {"hosts": configs, "headers": dict(headers)}
+    for attribute, keyword in _CLIENT_SETTINGS.items():
+        value = getattr(client, attribute, DEFAULT)
+        if value is not DEFAULT:
+            kwargs[keyword] = value
+    return kwargs
 
 
 def _call(step: Step) -> Call:

@@ -222,9 +222,12 @@ class ElasticsearchOperations(BulkWriter, Operations):
             # scan instead of one per write; a user without the refresh privilege gets keys
             # up to the index's refresh interval old.
             yield Call("indices.refresh", {"index": self.index}, admin=True, soft=True)
+        vectors = prefix.startswith(keyspace.VECTOR_PREFIX)
+        if vectors:  # vector records: their key field is the record id
+            prefix = prefix[len(keyspace.VECTOR_PREFIX) :]
         clauses: list[dict[str, Any]] = [
             {"term": {"ns": namespace}},
-            {"term": {"kind": VALUE}},
+            {"term": {"kind": VECTOR if vectors else VALUE}},
             live_filter(now_ms()),
         ]
         if prefix:
@@ -243,9 +246,29 @@ class ElasticsearchOperations(BulkWriter, Operations):
         reply = yield Call("search", kwargs)
         hits = reply.body["hits"]["hits"]
         keys = [str(hit["sort"][0]) for hit in hits]
-        return KeyPage(keys, keys[-1] if len(hits) == self.page_size else None)
+        following = keys[-1] if len(hits) == self.page_size else None
+        if vectors:
+            keys = [keyspace.vector_key(entry_id) for entry_id in keys]
+        return KeyPage(keys, following)
 
-    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int) -> Flow[None]:
+    def _get_expiries(self, namespace: str, keys: list[str]) -> Flow[dict[str, float | None]]:
+        value_ids, vector_ids = self._ids_by_kind(namespace, keys)
+        yield from self.ensure_index()
+        reply = yield self._mget([*value_ids, *vector_ids], ["ns", "kind", "key", "expires_at"])
+        found: dict[str, float | None] = {}
+        documents = [
+            *self._found(reply, namespace, VALUE, value_ids).items(),
+            *(
+                (keyspace.vector_key(entry_id), doc)
+                for entry_id, doc in self._found(reply, namespace, VECTOR, vector_ids).items()
+            ),
+        ]
+        for key, doc in documents:
+            expires_at = doc.get("expires_at")
+            found[key] = None if expires_at is None else float(expires_at) / 1000
+        return found
+
+    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int | None) -> Flow[None]:
         """Reset the TTL of live values and vector records (one mget, one bulk)."""
         value_ids, vector_ids = self._ids_by_kind(namespace, keys)
         yield from self.ensure_index()

@@ -1,7 +1,8 @@
 """The Redis backend: plain Redis (OSS 6+, Valkey, ElastiCache) or Redis with the Query Engine.
 
 Connect with a URL (``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` for TLS,
-``unix:///path/to/redis.sock?db=0``; redis-py parses it) or with a redis-py client. Clients
+``unix:///path/to/redis.sock?db=0``; redis-py parses it; ``redis+sentinel://`` and
+``redis+cluster://`` below) or with a redis-py client. Clients
 the backend creates get ``socket_timeout``/``socket_connect_timeout`` of 1 s, one retry
 without backoff of a dropped connection (never of a timed-out command: a hung server costs one
 timeout per call, not two), and a blocking pool of ``max_connections=100`` where a caller waits up to
@@ -12,13 +13,22 @@ raised as :class:`~semcache_core.errors.BackendError`. Async clients are bound t
 loop that first used them; a new loop (``asyncio.run`` called again) gets a new client.
 
 **Clients passed in.** ``RedisBackend.from_client(client, async_client=None, ...)`` accepts a
-``redis.Redis`` and/or a ``redis.asyncio.Redis``. When only one kind is given, the other one
-is built on first use from the given client's connection settings (host/port or unix socket,
-db, credentials, TLS settings, timeouts, protocol); if those cannot be reproduced (Sentinel,
-custom connection classes) the first call of the missing side raises a
+``redis.Redis`` and/or a ``redis.asyncio.Redis`` (or either ``RedisCluster``, or a client made
+by ``Sentinel.master_for``). When only one kind is given, the backend builds the other one
+(on first use) from the given client's connection settings: host/port or unix socket, db,
+credentials (or credential provider), TLS settings, timeouts, protocol, response decoding; for
+a cluster its startup nodes; for a Sentinel client its sentinels, their settings and the
+service name (so both sides follow a failover). What cannot be copied (a custom connection
+class, a Sentinel replica client) is refused at construction with a
 :class:`~semcache_core.errors.SemcacheInputError` that says to pass both clients. Clients the
 user passed are never closed; clients the backend built are closed by :meth:`close` (sync)
 and :meth:`aclose` (both).
+
+**Redis Sentinel** (:mod:`~semcache_core.backends.redis.sentinel`):
+``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service_name[/db]``
+(``rediss+sentinel`` for TLS; ``?sentinel_password=`` for the sentinels' own password). Both
+clients are redis-py's ``Sentinel(...).master_for(service_name)``: every new connection asks
+the sentinels for the master, so a failover is followed.
 
 **Redis Cluster** (:mod:`~semcache_core.backends.redis.cluster`): ``redis+cluster://host:port
 [,host:port...]``, a ``redis://`` URL to any node (asked ``INFO cluster`` before the first
@@ -77,7 +87,7 @@ from redis.retry import Retry
 
 from semcache_core.backends.base import Backend
 from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
-from semcache_core.backends.redis import cluster
+from semcache_core.backends.redis import cluster, sentinel
 from semcache_core.backends.redis.commands import Primaries, Round, Topology
 from semcache_core.backends.redis.keys import CLUSTER, STANDALONE
 from semcache_core.backends.redis.ops import RedisOperations, VectorSearchMode
@@ -97,7 +107,13 @@ _COPIED_SETTINGS = ("db", *cluster.CONNECTION_SETTINGS, "ssl_ca_path")
 class RedisBackend(Backend):
     """Values, vectors and counters in Redis (see the module docstring)."""
 
-    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix", *cluster.CLUSTER_SCHEMES)
+    schemes: ClassVar[tuple[str, ...]] = (
+        "redis",
+        "rediss",
+        "unix",
+        *cluster.CLUSTER_SCHEMES,
+        *sentinel.SENTINEL_SCHEMES,
+    )
 
     def __init__(
         self,
@@ -121,8 +137,7 @@ class RedisBackend(Backend):
             raise SemcacheInputError(f"max_mirror_rows must be >= 1, got {max_mirror_rows!r}")
         if retries < 0:
             raise SemcacheInputError(f"retries must be >= 0, got {retries!r}")
-        if url is not None:
-            _check_db(url)
+        scheme = url.split("://", 1)[0].lower() if url is not None else ""
         self._url = url
         self._options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
@@ -131,16 +146,28 @@ class RedisBackend(Backend):
         }
         self._retries = retries
         self._pool_limits = {"max_connections": max_connections, "timeout": pool_timeout}
+        self._max_connections = max_connections
         self._client: Any = client
         self._async_client: Any = async_client
+        #: The master and its sentinels, for a ``redis+sentinel://`` URL or a client made by
+        #: ``Sentinel.master_for``: every client the backend builds asks them for the master.
+        self._sentinel: sentinel.SentinelTarget | None = None
+        #: Constructor settings of the side (sync or asyncio) the backend builds from the one
+        #: client it was given; worked out here, so a client it cannot copy fails now.
+        self._derived_settings: dict[str, Any] = {}
         #: Whether the server is a Redis Cluster; ``None`` until a ``redis://`` node answered.
         self._cluster: bool | None = None
         if client is not None or async_client is not None:
             self._cluster = any(cluster.is_cluster_client(c) for c in (client, async_client))
+            if (client is None) != (async_client is None):
+                self._plan_missing_side(client if client is not None else async_client)
         elif url is not None:
-            scheme = url.split("://", 1)[0].lower()
+            if scheme in sentinel.SENTINEL_SCHEMES:
+                self._sentinel = sentinel.parse_sentinel_url(url, self._options)
+            else:
+                _check_db(url)
             self._cluster = True if scheme in cluster.CLUSTER_SCHEMES else None
-            if scheme == "unix":
+            if scheme == "unix" or self._sentinel is not None:
                 self._cluster = False
         self._owns_client = False
         self._owns_async_client = False
@@ -156,6 +183,8 @@ class RedisBackend(Backend):
         if url is not None:
             try:
                 self._sync_client()
+            except SemcacheInputError:
+                raise
             except (ValueError, TypeError, IndexError) as exc:
                 raise SemcacheInputError(f"malformed Redis URL {_redact(url)!r}: {exc}") from exc
             except (RedisError, RedisClusterException, OSError):
@@ -165,6 +194,17 @@ class RedisBackend(Backend):
         if self._client is not None and self.ops.strategy is None:
             with contextlib.suppress(BackendError):
                 run(self.ops.resolve_strategy(), self)
+
+    def _plan_missing_side(self, given: Any) -> None:
+        """Work out how to build the other kind of client from the one given (at construction,
+        so a client whose settings cannot be copied is refused now, not on first use)."""
+        if self._cluster:
+            return  # cluster.sync_from / async_from copy the startup nodes and settings
+        if sentinel.is_sentinel_client(given):
+            self._sentinel = sentinel.target_of(given)
+            return
+        target = redis.Redis if isinstance(given, redis.asyncio.Redis) else redis.asyncio.Redis
+        self._derived_settings = _settings_of(given, target)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -192,7 +232,10 @@ class RedisBackend(Backend):
 
     @property
     def topology(self) -> str:
-        """``"cluster"``, ``"standalone"``, or ``"unknown"`` until a ``redis://`` node answered."""
+        """``"cluster"``, ``"standalone"``, ``"sentinel"`` (a standalone master found through
+        sentinels), or ``"unknown"`` until a ``redis://`` node answered."""
+        if self._sentinel is not None:
+            return "sentinel"
         return {True: "cluster", False: "standalone", None: "unknown"}[self._cluster]
 
     def describe(self) -> dict[str, str]:
@@ -213,35 +256,37 @@ class RedisBackend(Backend):
                     assert self._url is not None
                     self._cluster = self._probe_cluster(self._url)
                     self.ops.layout = CLUSTER if self._cluster else STANDALONE
-                if self._client is None and self._cluster:
-                    if self._url is not None:
-                        self._client = cluster.sync_client(
-                            self._url,
-                            retry=self._retry(sync=True),
-                            options=self._options,
-                            pool_limits=self._pool_limits,
-                        )
-                    else:
-                        self._client = cluster.sync_from(
-                            self._async_client, retry=self._retry(sync=True)
-                        )
-                    self._owns_client = True
                 if self._client is None:
-                    if self._url is not None:
-                        template = redis.Redis.from_url(
-                            self._url, retry=self._retry(sync=True), **self._options
-                        )
-                    else:
-                        assert self._async_client is not None
-                        settings = _settings_of(self._async_client, redis.Redis)
-                        template = redis.Redis(retry=self._retry(sync=True), **settings)
-                    self._client = redis.Redis(
-                        connection_pool=_blocking_pool(
-                            template, redis.BlockingConnectionPool, self._pool_limits
-                        )
-                    )
+                    self._client = self._build_client(sync=True)
                     self._owns_client = True
         return self._client
+
+    def _build_client(self, *, sync: bool) -> Any:
+        """A new sync or asyncio client: from the URL, else from the other side's client."""
+        retry = self._retry(sync=sync)
+        other = self._async_client if sync else self._client
+        if self._sentinel is not None:
+            build = sentinel.sync_master if sync else sentinel.async_master
+            return build(self._sentinel, retry=retry, max_connections=self._max_connections)
+        if self._cluster:
+            if self._url is not None:
+                build_cluster = cluster.sync_client if sync else cluster.async_client
+                return build_cluster(
+                    self._url, retry=retry, options=self._options, pool_limits=self._pool_limits
+                )
+            return (
+                cluster.sync_from(other, retry=retry)
+                if sync
+                else cluster.async_from(other, retry=retry)
+            )
+        client_class: Any = redis.Redis if sync else redis.asyncio.Redis
+        if self._url is not None:
+            template = client_class.from_url(self._url, retry=retry, **self._options)
+        else:
+            assert other is not None
+            template = client_class(retry=retry, **self._derived_settings)
+        pool_class = redis.BlockingConnectionPool if sync else redis.asyncio.BlockingConnectionPool
+        return client_class(connection_pool=_blocking_pool(template, pool_class, self._pool_limits))
 
     def _probe_cluster(self, url: str) -> bool:
         """Ask the node of a ``redis://`` URL whether it is part of a Redis Cluster (a server
@@ -276,34 +321,9 @@ class RedisBackend(Backend):
             assert self._url is not None
             self._cluster = await self._aprobe_cluster(self._url)
             self.ops.layout = CLUSTER if self._cluster else STANDALONE
-        if self._async_client is None and self._cluster:
-            self._async_loop = loop
-            if self._url is not None:
-                self._async_client = cluster.async_client(
-                    self._url,
-                    retry=self._retry(sync=False),
-                    options=self._options,
-                    pool_limits=self._pool_limits,
-                )
-            else:
-                self._async_client = cluster.async_from(self._client, retry=self._retry(sync=False))
-            self._owns_async_client = True
-            self._async_guard = await close_at_loop_end(partial(_close_async, self._async_client))
         if self._async_client is None:
             self._async_loop = loop
-            if self._url is not None:
-                template = redis.asyncio.Redis.from_url(
-                    self._url, retry=self._retry(sync=False), **self._options
-                )
-            else:
-                assert self._client is not None
-                settings = _settings_of(self._client, redis.asyncio.Redis)
-                template = redis.asyncio.Redis(retry=self._retry(sync=False), **settings)
-            self._async_client = redis.asyncio.Redis(
-                connection_pool=_blocking_pool(
-                    template, redis.asyncio.BlockingConnectionPool, self._pool_limits
-                )
-            )
+            self._async_client = self._build_client(sync=False)
             self._owns_async_client = True
             self._async_guard = await close_at_loop_end(partial(_close_async, self._async_client))
         return self._async_client
@@ -365,6 +385,8 @@ class RedisBackend(Backend):
 
     def __repr__(self) -> str:
         where = _redact(self._url) if self._url else "client"
+        if self._sentinel is not None:
+            where = self._sentinel.describe()
         return (
             f"RedisBackend({where!r}, vector_search={self.vector_search!r}, "
             f"topology={self.topology!r})"
@@ -451,35 +473,55 @@ def _blocking_pool(template: Any, pool_class: type[Any], limits: Mapping[str, An
     return pool_class(connection_class=pool.connection_class, **limits, **pool.connection_kwargs)
 
 
+# redis-py's connection kinds (sync, asyncio) whose settings the backend can copy, most
+# specific first (SSLConnection is a Connection).
+_CONNECTION_KINDS: tuple[tuple[str, tuple[type[Any], ...]], ...] = (
+    ("tls", (redis.connection.SSLConnection, redis.asyncio.connection.SSLConnection)),
+    (
+        "unix",
+        (
+            redis.connection.UnixDomainSocketConnection,
+            redis.asyncio.connection.UnixDomainSocketConnection,
+        ),
+    ),
+    ("tcp", (redis.connection.Connection, redis.asyncio.connection.Connection)),
+)
+
+
 def _settings_of(client: Any, target: type[Any]) -> dict[str, Any]:
-    """Constructor arguments of ``target`` that reach the same server as ``client``."""
+    """Constructor arguments of ``target`` that reach the same server as ``client``.
+
+    A subclass of redis-py's own connection classes (instrumentation, say) is copied as the
+    redis-py class it extends: the settings are the same, its own behaviour is not copied.
+    """
     pool = getattr(client, "connection_pool", None)
     connection_class = getattr(pool, "connection_class", None)
-    kind = getattr(connection_class, "__name__", "")
-    module = getattr(connection_class, "__module__", "")
-    if (
-        pool is None
-        or not module.startswith("redis.")
-        or kind
-        not in (
-            "Connection",
-            "SSLConnection",
-            "UnixDomainSocketConnection",
-        )
-    ):
+    kind = next(
+        (
+            name
+            for name, classes in _CONNECTION_KINDS
+            if isinstance(connection_class, type) and issubclass(connection_class, classes)
+        ),
+        None,
+    )
+    if pool is None or kind is None:
+        shown = getattr(connection_class, "__qualname__", type(pool).__name__)
         raise SemcacheInputError(
             f"cannot build a {target.__module__}.{target.__name__} client from the given "
-            f"client's connection settings ({module}.{kind}); pass both clients: "
-            "RedisBackend.from_client(sync_client, async_client=async_client)"
+            f"client's connection settings: its connections are "
+            f"{getattr(connection_class, '__module__', '?')}.{shown}, and semcache copies only "
+            "redis-py's Connection, SSLConnection and UnixDomainSocketConnection (and their "
+            "subclasses) and Sentinel-managed connections; pass both clients: "
+            "RedisBackend(client=sync_client, async_client=async_client)"
         )
     given: dict[str, Any] = dict(pool.connection_kwargs)
     settings: dict[str, Any] = {}
-    if kind == "UnixDomainSocketConnection":
+    if kind == "unix":
         settings["unix_socket_path"] = given["path"]
     else:
         settings["host"] = given.get("host", "localhost")
         settings["port"] = given.get("port", 6379)
-        if kind == "SSLConnection":
+        if kind == "tls":
             settings["ssl"] = True
     settings.update({name: given[name] for name in _COPIED_SETTINGS if name in given})
     accepted = inspect.signature(target.__init__).parameters

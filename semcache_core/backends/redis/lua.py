@@ -126,18 +126,23 @@ return {'ok', len, 0}
 
 # Resets the TTL of vector records and extends their partition log (and its meta hash and
 # dimension) so the log outlives every live entry. KEYS: hashes of one partition tag (one
-# slot).  ARGV: ttl_ms, log, meta and dimension key prefixes of that tag (the partition
-# completes them: the same slot).
+# slot).  ARGV: ttl_ms (0: remove the expiry, of the log too), log, meta and dimension key
+# prefixes of that tag (the partition completes them: the same slot).
 EXPIRE_VECTORS = Script(
     """
 local ttl = tonumber(ARGV[1])
 for _, key in ipairs(KEYS) do
-  if redis.call('PEXPIRE', key, ttl) == 1 then
+  if redis.call('EXISTS', key) == 1 then
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
     local part = redis.call('HGET', key, 'partition')
     if part then
       for _, k in ipairs({ARGV[2] .. part, ARGV[3] .. part, ARGV[4] .. part}) do
         local t = redis.call('PTTL', k)
-        if t >= 0 and t < ttl then redis.call('PEXPIRE', k, ttl) end
+        if ttl == 0 then
+          if t >= 0 then redis.call('PERSIST', k) end
+        elseif t >= 0 and t < ttl then
+          redis.call('PEXPIRE', k, ttl)
+        end
       end
     end
   end

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Literal
 
 from semcache_core import keys as keyspace
@@ -40,8 +41,10 @@ from semcache_core.backends.redis.keys import (
     index_name,
     is_index_of,
     partition_prefix,
+    record_id,
     stats_key,
     value_key,
+    vector_prefix,
 )
 from semcache_core.backends.redis.log_mirror import LogMirrorSearch
 from semcache_core.backends.redis.lua import (
@@ -210,7 +213,10 @@ class RedisOperations(Operations):
 
     def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
         layout = yield from self.topology()
-        pattern = glob_escape(value_key(namespace, prefix)) + "*"
+        vectors = prefix.startswith(keyspace.VECTOR_PREFIX)
+        id_prefix = prefix[len(keyspace.VECTOR_PREFIX) :]
+        pattern = glob_escape(vector_prefix(namespace) if vectors else value_key(namespace, prefix))
+        pattern += "*"
         node, position = None, cursor or "0"
         if layout.cluster:
             # The cursor of a cluster scan is "<primary index>:<that primary's cursor>".
@@ -234,16 +240,25 @@ class RedisOperations(Operations):
         keys = []
         for raw in raw_keys:
             key = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+            if vectors:
+                # A record's key carries its slot tag: back to ``vec:<id>``; keys of another
+                # form (untagged keys of earlier versions) are not listed.
+                entry_id = record_id(namespace, key)
+                if entry_id is not None and entry_id.startswith(id_prefix):
+                    keys.append(keyspace.vector_key(entry_id))
+                continue
             key = key[strip:]
             if not keyspace.is_reserved(key):
                 keys.append(key)
         return KeyPage(keys, following)
 
-    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int) -> Flow[None]:
+    def _expire_many(self, namespace: str, keys: list[str], ttl_ms: int | None) -> Flow[None]:
         layout = yield from self.topology()
         ids = [i for i in map(keyspace.vector_id, keys) if i is not None]
         commands: list[Command | ScriptCall] = [
-            ("PEXPIRE", value_key(namespace, k), ttl_ms)
+            ("PERSIST", value_key(namespace, k))
+            if ttl_ms is None
+            else ("PEXPIRE", value_key(namespace, k), ttl_ms)
             for k in keys
             if keyspace.vector_id(k) is None
         ]
@@ -255,8 +270,23 @@ class RedisOperations(Operations):
         for tag, tagged in by_tag.items():
             hashes = [layout.vector_key(namespace, i) for i in tagged]
             prefixes = [partition_prefix(k, namespace, tag) for k in ("vlog", "vmeta", "vdim")]
-            commands.append(ScriptCall(EXPIRE_VECTORS, hashes, [ttl_ms, *prefixes]))
+            commands.append(ScriptCall(EXPIRE_VECTORS, hashes, [ttl_ms or 0, *prefixes]))
         yield from run_commands(commands)
+
+    def _get_expiries(self, namespace: str, keys: list[str]) -> Flow[dict[str, float | None]]:
+        layout = yield from self.topology()
+        asked = time.time()
+        replies = yield Round(
+            [("PTTL", self._record_or_value(layout, namespace, key)) for key in keys]
+        )
+        found: dict[str, float | None] = {}
+        for key, reply in zip(keys, replies, strict=True):
+            ms = int(reply)
+            if ms == -1:
+                found[key] = None
+            elif ms >= 0:
+                found[key] = asked + ms / 1000
+        return found
 
     # -- atomic values (semcache_core.context_cache) ---------------------------------------------
     # Values are plain keys with either vector strategy, so these need no Query Engine.
