@@ -217,6 +217,8 @@ def run(ctx: BenchContext) -> Section:
     for name, backend, reason in skips:
         section.add_skip(name, reason, backend=backend)
 
+    section.targets.append(_in_process_target(samples))
+
     # -- targets -----------------------------------------------------------------------------
     ours = samples("semcache ExactCache", "redis", "hit")
     raw = samples(floor, "redis", "hit")
@@ -280,3 +282,21 @@ def run(ctx: BenchContext) -> Section:
 def _why(skips: list[tuple[str, str, str]], backend: str) -> str:
     reasons = sorted({reason for _n, b, reason in skips if b == backend})
     return "; ".join(reasons) or "a contender failed (see the table)"
+
+
+def _in_process_target(samples: Callable[[str, str, str], Samples | None]) -> Target:
+    """Exact hit on ``memory://`` within 10x LangChain's ``InMemoryCache``."""
+    name, limit = "Exact hit on memory:// ≤ 10× langchain_core InMemoryCache", "≤ 10.0×"
+    ours = samples("semcache ExactCache", "embedded memory://", "hit")
+    anchor = samples("langchain_core InMemoryCache", "in-process", "hit")
+    if not ours or not anchor or ours.error or anchor.error:
+        return Target.skipped(name, limit, "a contender did not run (see the table)")
+    r = ratio(ours.median, anchor.median)
+    return Target.check(
+        name,
+        limit,
+        f"{fmt_ratio(r)} ({fmt_time(ours.median)} vs {fmt_time(anchor.median)})",
+        r is not None and r <= 10.0,
+        "InMemoryCache returns the objects it stored (shared, mutable); semcache decodes its "
+        "bytes as untrusted JSON and rebuilds new LangChain objects on every hit",
+    )

@@ -80,14 +80,15 @@ Body = dict[str, Any]
 Ttl = float | None
 
 #: Default cosine-distance threshold of semantic lookups (0 = identical, 2 = opposite).
-#: Chosen on the *tuning* data, each group on its own (tuning_pairs + _2; _3, the retired
-#: first blind set; _4a + _4b, the retired second; ``semcache eval``, see the README's
-#: quality section): with all-MiniLM-L6-v2, padding stripped and the trap guard on, 0.16 is
-#: the widest threshold that keeps traps served within 3% overall and 8% per trap class on
-#: every group separately (at 0.18 one class of _4a/_4b is at 10%); 0.14 keeps one sweep step
-#: of margin. The blind set's numbers at this value are in the README. Other embedding models
-#: spread distances differently: run the harness on your model before changing it.
-DEFAULT_DISTANCE_THRESHOLD = 0.14
+#: Chosen on the *tuning* data, each group on its own (tuning_pairs + _2; _3, _4a + _4b and
+#: _5a + _5b, the retired first, second and third blind sets; ``semcache eval``, see the
+#: README's quality section): with all-MiniLM-L6-v2, padding stripped and the trap guard on,
+#: 0.20 is the widest threshold that keeps traps served within 3% overall and 8% per trap
+#: class on every group separately (at 0.22 the intent class of _4a/_4b is at 10%); 0.18
+#: keeps one sweep step of margin. The blind set's numbers at this value are in the README.
+#: Other embedding models spread distances differently: run the harness on your model before
+#: changing it.
+DEFAULT_DISTANCE_THRESHOLD = 0.18
 MAX_DISTANCE_THRESHOLD = 2.0
 #: Nearest candidates fetched per semantic lookup; the guard may reject the closest ones.
 SEMANTIC_CANDIDATES = 4
@@ -160,6 +161,8 @@ class EmbedMany(Step):
 #: One entry of :meth:`ResponseCache.update_many`: ``(scope, prompt, value)`` or
 #: ``(scope, prompt, value, tokens)``.
 UpdateEntry = tuple[str, Prompt, dict[str, Any]] | tuple[str, Prompt, dict[str, Any], float]
+
+_OUTCOME_COUNTERS = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
 
 
 class EngineTransport:
@@ -454,9 +457,8 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
 
     def _count_lookup(self, result: LookupResult, started: float) -> None:
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
-        outcome = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
         self.stats.record_lookup(
-            outcome[result.outcome],
+            _OUTCOME_COUNTERS[result.outcome],
             time.perf_counter() - started,
             distance=result.distance,
             tokens=tokens,

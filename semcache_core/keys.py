@@ -16,7 +16,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from semcache_core.codecs import canonical_json
 
@@ -66,14 +66,32 @@ def require_text(value: str, name: str) -> str:
     return value
 
 
-def stable_hash(*parts: str) -> str:
-    """Hex digest (32 chars) of ``parts``, each length-prefixed so no two tuples collide."""
-    digest = hashlib.blake2b(digest_size=16)
+def _feed(digest: Any, parts: tuple[str, ...]) -> Any:
     for part in parts:
         raw = part.encode("utf-8", "surrogatepass")
         digest.update(len(raw).to_bytes(8, "big"))
         digest.update(raw)
-    return digest.hexdigest()
+    return digest
+
+
+def stable_hash(*parts: str) -> str:
+    """Hex digest (32 chars) of ``parts``, each length-prefixed so no two tuples collide."""
+    return str(_feed(hashlib.blake2b(digest_size=16), parts).hexdigest())
+
+
+#: Hash states after a leading tuple of parts (namespace and scope of exact entries): an LLM
+#: string is hundreds of characters, the same on every lookup; a state is copied, never changed.
+_PREFIX_STATES: dict[tuple[str, ...], Any] = {}
+
+
+def _prefixed_hash(prefix: tuple[str, ...], *rest: str) -> str:
+    """``stable_hash(*prefix, *rest)``, hashing ``prefix`` once per process."""
+    state = _PREFIX_STATES.get(prefix)
+    if state is None:
+        state = _feed(hashlib.blake2b(digest_size=16), prefix)
+        if len(_PREFIX_STATES) < 1024:
+            _PREFIX_STATES[prefix] = state
+    return str(_feed(state.copy(), rest).hexdigest())
 
 
 def scope_text(fields: Mapping[str, str] | None) -> str:
@@ -99,7 +117,8 @@ def exact_entry_key(
     LangChain the ``llm_string`` (model and parameters). ``fields`` are the cache scope's
     fields (:func:`scope_text`): an entry is only read back under the same ones.
     """
-    return "llm:" + stable_hash(*_scoped(("exact", namespace, scope, prompt), fields))
+    # stable_hash(*_scoped(("exact", namespace, scope, prompt), fields)), the scope's part once
+    return "llm:" + _prefixed_hash(("exact", namespace, scope), *_scoped((prompt,), fields))
 
 
 def partition_key(

@@ -7,7 +7,8 @@ must still exist and be unexpired), so a deleted or expired entry is never serve
 mirror has not heard about it yet.
 
 Appends are amortised O(1) (capacity doubling); a search is one matrix-vector product over the
-partition's live rows. :class:`MirrorSet` bounds the total number of mirrored rows across
+partition's live rows, or, in a partition of :data:`SKETCH_MIN_ROWS` rows or more, over the rows
+that their sign sketches (:mod:`semcache_core.sketch`) cannot rule out. :class:`MirrorSet` bounds the total number of mirrored rows across
 partitions and drops the least recently searched partitions first; a dropped partition is
 rebuilt from storage on its next search.
 """
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from semcache_core import sketch
 from semcache_core.codecs import Vector
 from semcache_core.flow import Flow
 
@@ -36,6 +38,9 @@ _Array = TypeVar("_Array", bound=npt.NDArray[Any])
 EXTRA_CANDIDATES = 4
 #: Re-searches allowed after candidates failed verification, before settling for fewer hits.
 MAX_VERIFY_ROUNDS = 8
+#: Partitions this large are searched through sign sketches: at 10k rows of dimension 384 a
+#: full scan takes ~1 ms, the sketch scan and the exact scoring of what it admits ~0.15 ms.
+SKETCH_MIN_ROWS = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,7 @@ class PartitionMirror:
         self._ids: list[str] = []
         self._tags: list[Mapping[str, str]] = []
         self._row_of_id: dict[str, int] = {}
+        self._sketches: sketch.Sketches | None = None
         self.size = 0
         #: Highest storage sequence number seen; catch-up reads only what is newer.
         self.last_seq = 0
@@ -142,28 +148,43 @@ class PartitionMirror:
         """
         if self.size == 0:
             return []
-        vectors = self._vectors[: self.size]
-        distances = 1.0 - vectors @ query
-        usable = self._alive[: self.size] & (self._expires[: self.size] > now)
+        scanned = self._prefilter(query, max_distance)  # None: every row
+        if scanned is None:
+            distances = 1.0 - self._vectors[: self.size] @ query
+            usable = self._alive[: self.size] & (self._expires[: self.size] > now)
+        else:
+            distances = 1.0 - self._vectors[scanned] @ query
+            usable = self._alive[scanned] & (self._expires[scanned] > now)
         usable &= distances <= max_distance
         if tags:
             wanted = tags.items()
+            tags_of = self._tags if scanned is None else [self._tags[row] for row in scanned]
             usable &= np.fromiter(
-                (wanted <= row_tags.items() for row_tags in self._tags),
+                (wanted <= row_tags.items() for row_tags in tags_of),
                 dtype=bool,
-                count=self.size,
+                count=len(distances),
             )
-        rows = np.flatnonzero(usable)
-        if rows.size == 0:
+        found = np.flatnonzero(usable)
+        if found.size == 0:
             return []
-        if rows.size > k:
-            nearest = np.argpartition(distances[rows], k - 1)[:k]
-            rows = rows[nearest]
-        rows = rows[np.argsort(distances[rows], kind="stable")]
+        if found.size > k:
+            found = found[np.argpartition(distances[found], k - 1)[:k]]
+        found = found[np.argsort(distances[found], kind="stable")]
+        rows = found if scanned is None else scanned[found]
         return [
-            Candidate(self._seqs[row], self._ids[row], max(0.0, float(distances[row])))
-            for row in rows
+            Candidate(self._seqs[row], self._ids[row], max(0.0, float(distances[position])))
+            for row, position in zip(rows.tolist(), found.tolist(), strict=True)
         ]
+
+    def _prefilter(self, query: Vector, max_distance: float) -> npt.NDArray[np.intp] | None:
+        """The rows a large partition's sketches cannot rule out; ``None``: scan every row."""
+        if self.size < SKETCH_MIN_ROWS or not sketch.available():
+            return None
+        if self._sketches is None:
+            self._sketches = sketch.Sketches(self.dim)
+        if self._sketches.size < self.size:  # catch up with the rows appended since
+            self._sketches.extend(self._vectors[self._sketches.size : self.size])
+        return self._sketches.within(query, max_distance)
 
     @property
     def live_count(self) -> int:

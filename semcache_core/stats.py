@@ -60,9 +60,12 @@ class CacheStats:
 
     def add(self, **deltas: float) -> None:
         with self._lock:
-            for name, delta in deltas.items():
-                self.counters[name] = self.counters.get(name, 0) + delta
-                self._unflushed[name] = self._unflushed.get(name, 0) + delta
+            self._count(deltas)
+
+    def _count(self, deltas: dict[str, float]) -> None:
+        for name, delta in deltas.items():
+            self.counters[name] = self.counters.get(name, 0) + delta
+            self._unflushed[name] = self._unflushed.get(name, 0) + delta
 
     def record_lookup(
         self,
@@ -76,20 +79,23 @@ class CacheStats:
         deltas: dict[str, float] = {"lookups": 1, outcome: 1}
         if tokens:
             deltas["tokens_saved"] = tokens
+        index = None
         if distance is not None:
             last_bin = len(DISTANCE_BIN_EDGES) - 2
             index = min(max(bisect.bisect_right(DISTANCE_BIN_EDGES, distance) - 1, 0), last_bin)
             deltas[f"distance_bin:{_bin_label(index)}"] = 1
-            with self._lock:
+        with self._lock:  # one acquisition per lookup
+            if index is not None:
                 self.histogram[index] += 1
-        with self._lock:
             self.latencies.append(seconds)
-        self.add(**deltas)
+            self._count(deltas)
 
     def take_unflushed(self, *, every: float) -> dict[str, float] | None:
         """Deltas to persist if ``every`` seconds passed since the last flush (else None)."""
+        now = time.monotonic()
+        if now - self._last_flush < every:  # the common case, decided without the lock
+            return None
         with self._lock:
-            now = time.monotonic()
             if not self._unflushed or now - self._last_flush < every:
                 return None
             deltas, self._unflushed = self._unflushed, {}

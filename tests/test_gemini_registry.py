@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -538,14 +539,17 @@ def test_stream_retried_before_first_chunk(
 
 
 # -- the pure layer: a flow's steps, no server --------------------------------------------------
-def test_first_acquire_steps(client: Any) -> None:
+def test_first_acquire_steps(client: Any, tmp_path: Path) -> None:
     """The steps of a first acquire, performed by hand: read, lease, re-read, create, record,
-    unlease. Backend steps go to the backend; the provider step is answered here."""
+    unlease. Backend steps (SQL, on the SQLite backend) go to the backend; the provider step
+    is answered here."""
     from semcache_core.backends.embedded import Query, Swap, Write
     from semcache_core.context_cache.flow import Remote
     from semcache_core.context_cache.provider import RemoteCache
 
-    registry = ContextCacheRegistry(provider=GeminiProvider(client), namespace="pure")
+    registry = ContextCacheRegistry(
+        f"sqlite:///{tmp_path / 'pure.db'}", provider=GeminiProvider(client), namespace="pure"
+    )
     spec = spec_of()
     key = registry.key(spec)
     flow = registry._acquire(spec, key)

@@ -182,6 +182,14 @@ def test_keys_are_unambiguous() -> None:
     assert keys.exact_entry_key("ns", "ab", "c") != keys.exact_entry_key("ns", "a", "bc")
     assert keys.exact_entry_key("ns", "llm", "p") != keys.exact_entry_key("ns2", "llm", "p")
     assert keys.stable_hash("a", "") != keys.stable_hash("", "a")
+    # The exact key hashes (namespace, scope) once per process: still the hash of all parts.
+    for fields in (None, {"user": "a"}):
+        for prompt in ("p", "another prompt"):
+            parts = ("exact", "ns", "llm", prompt)
+            if fields:
+                parts = (*parts, "scope fields", keys.scope_text(fields))
+            expected = "llm:" + keys.stable_hash(*parts)
+            assert keys.exact_entry_key("ns", "llm", prompt, fields) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Backend selection: a URL string, a client object, a backend instance, or ``None``.
 
 =====================================  ==================================================
-``None`` or ``"memory://"``            in-process embedded backend (no server)
+``None`` or ``"memory://"``            in-process dictionaries (no server, one process)
 ``"sqlite:///file.db"``                embedded backend on a SQLite file (several processes)
 ``"redis://"``, ``"rediss://"``,        Redis, with or without the Query Engine
 ``"unix://"``
@@ -29,7 +29,7 @@ __all__ = ["Backend", "VectorHit", "VectorRecord", "connect", "known_schemes"]
 
 # scheme -> "module:Class"; each class has from_url(url, **options).
 _SCHEMES: dict[str, str] = {
-    "memory": "semcache_core.backends.embedded:EmbeddedBackend",
+    "memory": "semcache_core.backends.memory:MemoryBackend",
     "sqlite": "semcache_core.backends.embedded:EmbeddedBackend",
     "redis": "semcache_core.backends.redis:RedisBackend",
     "rediss": "semcache_core.backends.redis:RedisBackend",

@@ -1,6 +1,5 @@
 """The embedded backend: no server, SQLite from the standard library, numpy for vectors.
 
-* ``memory://``: an in-process SQLite database, gone with the process.
 * ``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db`` (SQLAlchemy's spelling): a
   file that survives restarts and that several processes can share. WAL journaling lets
   readers work while a writer commits; a writer waits up to ``busy_timeout`` for another.
@@ -26,10 +25,8 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
-
-import numpy as np
 
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import (
@@ -41,10 +38,12 @@ from semcache_core.backends.base import (
     VectorWrite,
     counters_of,
 )
-from semcache_core.codecs import canonical_json, loads_untrusted
+from semcache_core.codecs import canonical_json, loads_untrusted, vector_to_bytes
 from semcache_core.errors import BackendError, SemcacheInputError
 from semcache_core.flow import Flow, Step
-from semcache_core.mirror import Candidate, MirrorSet, verified_search
+
+if TYPE_CHECKING:
+    from semcache_core.mirror import Candidate, MirrorSet
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -132,7 +131,21 @@ class EmbeddedOperations(Operations):
     label = "the embedded"
 
     def __init__(self, *, max_mirror_rows: int) -> None:
-        self.mirrors = MirrorSet(max_rows=max_mirror_rows)
+        self._max_mirror_rows = max_mirror_rows
+        self._mirrors: MirrorSet | None = None
+        self._mirrors_lock = threading.Lock()
+
+    @property
+    def mirrors(self) -> MirrorSet:
+        """The numpy mirrors, made on the first vector search: an exact cache never loads
+        numpy (the mirror module imports it)."""
+        if self._mirrors is None:
+            with self._mirrors_lock:
+                if self._mirrors is None:
+                    from semcache_core.mirror import MirrorSet
+
+                    self._mirrors = MirrorSet(max_rows=self._max_mirror_rows)
+        return self._mirrors
 
     def _read_by_id(
         self, table: str, column: str, field: str, namespace: str, ids: list[str]
@@ -273,7 +286,7 @@ class EmbeddedOperations(Operations):
                 namespace,
                 record.id,
                 partition,
-                np.asarray(record.vector, dtype="<f4").tobytes(),
+                vector_to_bytes(record.vector),
                 record.payload,
                 canonical_json(dict(record.tags)),
                 expires_at,
@@ -283,6 +296,10 @@ class EmbeddedOperations(Operations):
         yield Write([(_INSERT_VECTOR, row) for row in rows])
 
     def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
+        import numpy as np
+
+        from semcache_core.mirror import verified_search
+
         partition, vector, k = search.partition, search.vector, search.k
         max_distance, tags = search.max_distance, search.tags
         dim = int(vector.shape[0])
@@ -332,8 +349,9 @@ class EmbeddedOperations(Operations):
     def _clear(self, namespace: str) -> Flow[None]:
         tables = ("kv", "vec", "vec_dim", "counters")
         yield Write([(f"DELETE FROM {table} WHERE ns = ?", (namespace,)) for table in tables])
-        with self.mirrors.lock:
-            self.mirrors.drop_namespace(namespace)
+        if self._mirrors is not None:
+            with self._mirrors.lock:
+                self._mirrors.drop_namespace(namespace)
 
     def _incr_counters(self, namespace: str, name: str, deltas: dict[str, float]) -> Flow[None]:
         rows = [(namespace, name, field, delta) for field, delta in deltas.items()]
@@ -376,7 +394,9 @@ def _tags_of(raw: object) -> dict[str, str] | None:
 class EmbeddedBackend(Backend):
     """SQLite-backed storage for values and vectors (see the module docstring)."""
 
-    schemes = ("memory", "sqlite")
+    #: ``memory://`` is :class:`~semcache_core.backends.memory.MemoryBackend`; constructed
+    #: directly with the default path, this class is SQLite in memory.
+    schemes = ("sqlite",)
 
     def __init__(
         self,

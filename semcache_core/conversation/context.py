@@ -5,9 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from semcache_core.conversation.facts import (
     ALIGN_MIN,
@@ -18,6 +16,9 @@ from semcache_core.conversation.facts import (
     word_sequence,
 )
 from semcache_core.prompt import Conversation
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Cosine distance up to which two earlier turns with few words in common still align (with
 #: an embedder; tuned on the tuning half of the conversation set).
@@ -87,6 +88,8 @@ def _similar_by_vectors(
 
     def similar(i: int, j: int) -> bool:
         if not distances:
+            import numpy as np
+
             vectors = np.asarray(embed([u.text for u in (*a, *b)]), dtype=np.float64)
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             distances.append(1.0 - vectors[: len(a)] @ vectors[len(a) :].T)

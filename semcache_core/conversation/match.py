@@ -6,8 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
 from semcache_core.conversation.context import UNIT_DISTANCE, compare_contexts
 from semcache_core.conversation.facts import is_filler, sentences, units
 from semcache_core.errors import SemcacheInputError
@@ -107,6 +105,8 @@ class MatchDecision:
 
 
 def cosine_distance(a: Any, b: Any) -> float:
+    import numpy as np
+
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
     denominator = float(np.linalg.norm(x) * np.linalg.norm(y)) or 1.0

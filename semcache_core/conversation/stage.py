@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from semcache_core.codecs import Vector, canonical_json
 from semcache_core.conversation.facts import units
 from semcache_core.conversation.match import (
@@ -111,10 +109,14 @@ def conversation_of(body: dict[str, Any], configuration: str) -> Conversation | 
 
 def encode_vector(vector: Vector) -> str:
     """A unit vector as base64 of its little-endian float32 bytes (for a JSON body)."""
+    import numpy as np
+
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
 def decode_vector(raw: object) -> Vector | None:
+    import numpy as np
+
     if not isinstance(raw, str):
         return None
     try:

@@ -14,13 +14,21 @@ ordered registry of named checks (:data:`CHECKS`), one module per family:
 - :mod:`~semcache_core.guard.qualifiers`: ``quantifier``, ``scope``, ``audience``,
   ``qualifier``, ``constraint``;
 - :mod:`~semcache_core.guard.roles`: ``role``, ``direction``;
-- :mod:`~semcache_core.guard.intent`: ``intent``;
+- :mod:`~semcache_core.guard.intent`: ``intent`` (curated tasks, and the verb of a task asked
+  of the assistant);
 - :mod:`~semcache_core.guard.lexical`: ``lexical`` (one noun for a sibling noun: tea / coffee);
 - :mod:`~semcache_core.guard.substitution`: ``reorder`` and ``substitution``, default-deny for
   near-identical prompts: in the same template any changed content word is a different
   question unless a known equivalent (inflection, typo, spelling, abbreviation, WordNet or
   curated synonym, the same unit), as is an opposed function word, an added clause, or the
   same words in another order (unless clauses or one block moved, or the prompt is symmetric).
+
+Four rules keep true rewordings from being refused: before the checks, each prompt's typos
+of the other prompt's words are corrected (:mod:`~semcache_core.guard.typos`); a detail on
+one side only does not count in a broad rewording (:mod:`~semcache_core.guard.overlap`);
+when one prompt is the other's question after a sentence of context, the checks of the
+question's words are skipped (:mod:`~semcache_core.guard.context`); symmetric prompts and
+moved clauses keep their direction.
 
 Every rejection names its check and the differing words (:class:`GuardVerdict`);
 :meth:`TrapGuard.explain` returns the verdict of every check. Lexicons are data files in

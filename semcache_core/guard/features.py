@@ -9,26 +9,44 @@ is frozen into :class:`~semcache_core.guard.tokens.Features` and cached per prom
 
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 
-from semcache_core.guard import intent, names, negation, numeric, qualifiers, roles
+from semcache_core.guard import intent, lexicon, names, negation, numeric, qualifiers, roles
 from semcache_core.guard.lexicon import lemmas
 from semcache_core.guard.padding import strip_padding
 from semcache_core.guard.tokens import Collector, Features, Token, ascii_lower, normalize, tokenize
+from semcache_core.guard.typos import unknown_words
 
 __all__ = ["extract_features"]
 
 _BREAKS = frozenset(".?!;:,\n|()")
+_FUNCTION_WORDS = lexicon.words("function_words.txt")
 
 
-def _sequence(tokens: list[Token]) -> tuple[str, ...]:
-    """Lower-case words in order, "|" at sentence and clause breaks."""
+def _sequence(tokens: list[Token], text: str) -> tuple[str, ...]:
+    """Lower-case words in order, "|" at sentence and clause breaks (an emoji between two
+    words is a break: "... with my dad 😅 what year ...")."""
     out: list[str] = []
+    end = 0
+    emoji = not text.isascii()
     for token in tokens:
+        glued = token.start == end  # "401(k)", "f(x)": a parenthesis inside a word
+        if emoji and token.start - end > 1 and out and out[-1] != "|":
+            gap = text[end : token.start]
+            if not gap.isascii() and any(unicodedata.category(c) == "So" for c in gap):
+                out.append("|")
         if token.kind == "word":
             out.extend(p for p in token.low.removesuffix("()").split(".") if p)
-        elif token.kind == "punct" and token.text in _BREAKS and out and out[-1] != "|":
+        elif (
+            token.kind == "punct"
+            and token.text in _BREAKS
+            and out
+            and out[-1] != "|"
+            and not (glued and token.text in "()")
+        ):
             out.append("|")
+        end = token.end
     return tuple(out)
 
 
@@ -55,9 +73,10 @@ def extract_features(text: str) -> Features:
     entity_at = names._names(tokens, normalized, title_case, out)
     roles.directions(tokens, unit_at, entity_at, out)
     searchable = " ".join(normalized.split())
-    sequence = _sequence(tokens)
+    sequence = _sequence(tokens, normalized)
     words = frozenset(w for w in sequence if w != "|")
     classified = frozenset(t.low for t in tokens if t.used and t.kind == "word")
+    word_lemmas = frozenset(lemma for w in words for lemma in lemmas(w))
     return Features(
         negations=out.negations,
         quoted=frozenset(quoted),
@@ -77,7 +96,7 @@ def extract_features(text: str) -> Features:
         text=ascii_lower(searchable),
         raw_text=searchable,
         sequence=sequence,
-        lemmas=frozenset(lemma for w in words for lemma in lemmas(w)),
+        lemmas=word_lemmas,
         negated=negation.negated_words(sequence),
         phrasal=negation.phrasal(sequence),
         particles=negation.particle_verbs(sequence),
@@ -86,4 +105,8 @@ def extract_features(text: str) -> Features:
         qualifiers=qualifiers.qualifiers(sequence),
         constraints=qualifiers.constraints(sequence, classified),
         intents=intent.intents(sequence),
+        content=frozenset(w for w in words if w not in _FUNCTION_WORDS),
+        stems=frozenset(w[:5] for w in words | word_lemmas),
+        unknown=unknown_words(words),
+        task_verb=intent.task_verb(sequence),
     )

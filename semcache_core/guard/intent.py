@@ -6,6 +6,11 @@ and phrases to a task; the first word of an entry matches its inflections ("summ
 "cancelled"). Two prompts that each name a task the other does not, differ ("resume" the
 noun may be a task of both); a prompt that names no task ("What is a Roth IRA?") never
 differs here.
+
+And by rule, for a task asked of the assistant ("Can you ...", "Please ...", or a prompt
+opening with a verb): the same thing with another verb that is no WordNet synonym of it is
+another task ("Can you draft a bill of lading ..." / "Can you check this bill of lading
+..."). A how-to ("How do I ...") is left out: its verbs are reworded freely.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.negation import base_forms
-from semcache_core.guard.tokens import Features, fmt
+from semcache_core.guard.tokens import Features, _wordset, fmt
 
 
 @cache
@@ -51,4 +56,72 @@ def intent_differs(a: Features, b: Features) -> str | None:
     only_a, only_b = a.intents - b.intents, b.intents - a.intents
     if only_a and only_b:
         return f"tasks differ: {fmt(only_a)} vs {fmt(only_b)}"
+    return task_verb_differs(a, b)
+
+
+# -- the task verb of a request to the assistant ------------------------------------------------
+
+#: Openings of a task asked of the assistant: the verb follows ("Can you check ...", "Please
+#: draft ..."). A how-to ("How do I ...") is not one: its verbs are reworded freely ("undo" /
+#: "revert a commit", "connect" / "pair AirPods"), while a task asked of the assistant on
+#: the same text is another answer with another verb ("check" / "turn into a formal invoice").
+_FRAMES: tuple[tuple[str, ...], ...] = tuple(
+    tuple(frame.split())
+    for frame in sorted(
+        [
+            *(f"{m} {p}" for m in ("can", "could", "would", "will") for p in ("you", "u")),
+            "please",
+            "i want you to",
+            "i need you to",
+            "i would like you to",
+        ],
+        key=lambda f: -len(f.split()),
+    )
+)
+#: Words that open a question, not a task: auxiliaries, modals, question words, and the
+#: verbs that only ask for information ("Can you tell me ..." is "Can you explain ...").
+_NO_TASK = _wordset(
+    "is are was were be am being been do does did done have has had can could would will "
+    "should shall may might must what how why when where which who whom whose tell show let"
+)
+
+
+def _verb_synsets(word: str) -> frozenset[str]:
+    table = lexicon.table("synonyms.tsv")
+    return frozenset(s for form in base_forms(word) for s in table.get(form, ()) if s[-1] == "v")
+
+
+def task_verb(sequence: tuple[str, ...]) -> str:
+    """The verb of a task asked of the assistant ("Check this invoice", "Can you draft ...",
+    "Please explain ..."), or "" if the prompt is no such request."""
+    words = sequence[1:] if sequence[:1] == ("|",) else sequence
+    for frame in _FRAMES:
+        if words[: len(frame)] == frame:
+            words = words[len(frame) :]
+            break
+    if words[:1] == ("please",):
+        words = words[1:]
+    if not words or words[0] == "|" or words[0] in _NO_TASK:
+        return ""
+    return words[0] if _verb_synsets(words[0]) else ""
+
+
+#: Most content words besides the verb that each side may have and the other not.
+_MAX_NEW = 2
+
+
+def task_verb_differs(a: Features, b: Features) -> str | None:
+    """Two tasks asked of the assistant on the same thing with verbs that are not synonyms
+    ("Can you draft a bill of lading ..." / "Can you check this bill of lading ...",
+    "Estimate the cost of a trip to X" / "Plan a trip to X")."""
+    va, vb = a.task_verb, b.task_verb
+    if not va or not vb or va == vb or base_forms(va) & base_forms(vb):
+        return None
+    if _verb_synsets(va) & _verb_synsets(vb):
+        return None
+    shared = sum(w[:5] in b.stems for w in a.content if w != va)
+    new_a = sum(w[:5] not in b.stems for w in a.content if w != va)
+    new_b = sum(w[:5] not in a.stems for w in b.content if w != vb)
+    if shared >= 2 and new_a <= _MAX_NEW and new_b <= _MAX_NEW:
+        return f"tasks differ: {va!r} vs {vb!r}"
     return None

@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-__all__ = ["antonyms", "lemmas", "table", "words"]
+__all__ = ["antonyms", "lemmas", "table", "vocabulary", "words"]
 
 
 def _lines(name: str) -> list[str]:
@@ -70,3 +70,18 @@ def lemmas(word: str) -> tuple[str, ...]:
     """The word itself and the lemmas it is an inflected form of ("lent" -> lent, lend)."""
     found = _inflections().get(word)
     return (word, *found) if found else (word,)
+
+
+@cache
+def vocabulary() -> frozenset[str]:
+    """Every word some table knows: WordNet lemmas and their inflections, function words,
+    common words and technology names (a word outside it may be a typo)."""
+    out: set[str] = set()
+    for name in ("inflections.tsv", "synonyms.tsv", "noun_kinds.tsv", "antonyms.tsv"):
+        entries = table(name)
+        out.update(entries)
+    for forms in table("inflections.tsv").values():
+        out.update(forms)
+    for name in ("function_words.txt", "common_words.txt", "tech_names.txt", "negation_words.txt"):
+        out.update(words(name))
+    return frozenset(out)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import re
 
+from semcache_core.guard import lexicon
 from semcache_core.guard.negation import base_forms
+from semcache_core.guard.overlap import broad_rewording
 from semcache_core.guard.tokens import (
     COMMON_WORDS,
     TECH_NAMES,
@@ -124,7 +126,8 @@ def _named_in(entity: str, other: Features) -> bool:
     """Whether a name appears as a word of the other prompt, in any inflection
     ("Flights ..." / "... the flight")."""
     if len(entity) < 2:
-        return False
+        # a letter of a name ("vitamin B12" / "vitamin b12", "S&P 500" / "s&p 500")
+        return entity in other.words and entity not in ("a", "i")
     return (
         entity in other.words
         or bool(base_forms(entity) & (other.words | other.lemmas))
@@ -174,10 +177,45 @@ def _beside(name: str, f: Features, shared: frozenset[str]) -> bool:
     return False
 
 
+_FUNCTION_WORDS = lexicon.words("function_words.txt")
+
+
+def _spelled_out(acronym: str, own: Features, other: Features) -> bool:
+    """Whether an acronym of one prompt (written in capitals there, two to five letters) is
+    the initials of consecutive words of the other, function words between them skipped:
+    "HMO" / "house in multiple occupation", "WAL" / "write-ahead log", "2FA" / "two-factor
+    authentication"."""
+    if not 2 <= len(acronym) <= 5 or not acronym.isalpha():
+        return False
+    if re.search(r"\b" + re.escape(acronym.upper()) + r"\b", own.raw_text) is None:
+        return False  # written in capitals in its own prompt
+    seq = other.sequence
+    for start, word in enumerate(seq):
+        if word[:1] != acronym[0] or word in _FUNCTION_WORDS:
+            continue
+        k, j = 1, start + 1
+        while k < len(acronym) and j < len(seq) and seq[j] != "|":
+            if seq[j][:1] == acronym[k] and seq[j] not in _FUNCTION_WORDS:
+                k += 1
+            elif seq[j] not in _FUNCTION_WORDS:
+                break
+            j += 1
+        if k == len(acronym):
+            return True
+    return False
+
+
 def entity_differs(a: Features, b: Features) -> str | None:
     shared = a.entities & b.entities
-    ea = {e for e in a.entities - b.entities if not _named_in(e, b) and not _beside(e, a, shared)}
-    eb = {e for e in b.entities - a.entities if not _named_in(e, a) and not _beside(e, b, shared)}
-    if ea or eb:
+    ea = {e for e in a.entities - b.entities if not _named_in(e, b) and not _spelled_out(e, a, b)}
+    eb = {e for e in b.entities - a.entities if not _named_in(e, a) and not _spelled_out(e, b, a)}
+    if not (ea and eb):
+        # a fuller name of the same thing on one side only ("Microsoft Word" / "Word"); two
+        # different names beside the same one are two things ("Azure SQL" / "Google SQL")
+        ea = {e for e in ea if not _beside(e, a, shared)}
+        eb = {e for e in eb if not _beside(e, b, shared)}
+    if (ea and eb) or ((ea or eb) and not broad_rewording(a, b)):
+        # a name on one side only, in a broad rewording, is mostly the wording ("memorise
+        # Japanese kanji" / "learn kanji", "Someone took over my account")
         return f"names differ: {fmt(ea)} vs {fmt(eb)}"
     return swapped(a, b, "entity")

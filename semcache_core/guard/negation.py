@@ -32,12 +32,17 @@ import re
 from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon
+from semcache_core.guard.overlap import broad_rewording
 from semcache_core.guard.tokens import Features
 
 NEGATION_WORDS: frozenset[str] = lexicon.words("negation_words.txt")
 #: Negation markers that exempt the next words from the opposite checks ("not visible").
 _NEGATORS = frozenset({"not", "never", "no", "without", "non"})
 _PREFIXES = ("non", "un", "dis", "anti", "self", "in", "im", "il", "ir")
+#: Pronouns that say "self-" in other words.
+REFLEXIVES = frozenset(
+    ["myself", "yourself", "himself", "herself", "itself", "ourselves", "themselves"]
+)
 #: Irregular verb forms for phrase matching (the regular ones are derived by rule).
 _IRREGULAR = {
     "sped": "speed", "woke": "wake", "woken": "wake", "took": "take", "taken": "take",
@@ -174,8 +179,23 @@ def _particle_later(sequence: tuple[str, ...], i: int, particle: str) -> bool:
 # -- checks ------------------------------------------------------------------------------------
 
 
+def without_for_not(a: Features, b: Features) -> bool:
+    """Whether one prompt says "without" where the other says "not" or "no" ("dandruff but
+    don't want medicated shampoo" / "... without using medicated shampoo", "with no tuning
+    device" / "without a tuner"): the same negation in another word."""
+    for x, y in ((a, b), (b, a)):
+        one_more = y.negations == x.negations + 1 or (
+            "NONE" in y.quantifiers and "NONE" not in x.quantifiers
+        )
+        if "WITHOUT" in x.scopes and "WITHOUT" not in y.scopes and one_more:
+            return True
+    return False
+
+
 def negation_differs(a: Features, b: Features) -> str | None:
-    if a.negations != b.negations:
+    if a.negations != b.negations and not broad_rewording(a, b) and not without_for_not(a, b):
+        # in a broad rewording a negation is mostly the wording ("when I'm not using it" /
+        # "between trips"); see :mod:`semcache_core.guard.overlap`
         return f"negations differ: {a.negations} vs {b.negations}"
     return None
 
@@ -225,6 +245,8 @@ def morphological_differs(a: Features, b: Features) -> str | None:
         forms_y = {form: w for w in only_y for form in base_forms(w)} | {w: w for w in only_y}
         for w in _only(x, y):
             stem = _negated_stem(w)
+            if stem is not None and w.startswith("self") and y.words & REFLEXIVES:
+                stem = None  # "my self-published book" / "a book I'm publishing myself"
             if stem is not None:
                 for form in {stem} | base_forms(stem):
                     if form in forms_y:

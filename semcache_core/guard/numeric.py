@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 
 from semcache_core.guard import lexicon
+from semcache_core.guard.overlap import broad_rewording
 from semcache_core.guard.tokens import (
     COMMON_WORDS,
     TECH_NAMES,
@@ -493,6 +494,8 @@ def _numbers_differ(a: Features, b: Features, tag: str) -> str | None:
     only_a = {v for v in a.numbers - b.numbers if tags[v] == tag}
     only_b = {v for v in b.numbers - a.numbers if tags[v] == tag}
     if only_a or only_b:
+        if tag != "version" and not (only_a and only_b) and broad_rewording(a, b):
+            return None  # "a third-party seller" / "a marketplace vendor"
         label = {"version": "versions", "date": "years/dates", "number": "numbers"}[tag]
         return f"{label} differ: {fmt(only_a)} vs {fmt(only_b)}"
     return None
@@ -533,7 +536,9 @@ def _context_only(x: Features, y: Features) -> bool:
 def date_differs(a: Features, b: Features) -> str | None:
     found = _numbers_differ(a, b, "date")
     if found is None and a.dates != b.dates and not _context_only(a, b) and not _context_only(b, a):
-        found = f"dates differ: {fmt(a.dates - b.dates)} vs {fmt(b.dates - a.dates)}"
+        only_a, only_b = a.dates - b.dates, b.dates - a.dates
+        if (only_a and only_b) or not broad_rewording(a, b):
+            found = f"dates differ: {fmt(only_a)} vs {fmt(only_b)}"
     return found
 
 

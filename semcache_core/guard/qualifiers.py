@@ -35,7 +35,8 @@ import re
 from functools import cache
 
 from semcache_core.guard import lexicon
-from semcache_core.guard.negation import NEGATION_WORDS
+from semcache_core.guard.negation import NEGATION_WORDS, without_for_not
+from semcache_core.guard.overlap import broad_rewording
 from semcache_core.guard.tokens import (
     Collector,
     Features,
@@ -379,6 +380,10 @@ def quantifier_differs(a: Features, b: Features) -> str | None:
     ):
         return None  # "the whole project" / "the project"; a part only against the whole
     if a.quantifiers != b.quantifiers:
+        if a.quantifiers ^ b.quantifiers == {"NONE"} and without_for_not(a, b):
+            return None  # "with no tuning device" / "without a tuner"
+        if not (a.quantifiers and b.quantifiers) and broad_rewording(a, b):
+            return None  # "consistently blurry" / "always blurry at night"
         return (
             f"quantifiers differ: {fmt(a.quantifiers - b.quantifiers)} "
             f"vs {fmt(b.quantifiers - a.quantifiers)}"
@@ -452,6 +457,8 @@ def scope_differs(a: Features, b: Features) -> str | None:
     if a.scopes == b.scopes:
         return None
     only_a, only_b = a.scopes - b.scopes, b.scopes - a.scopes
+    if only_a ^ only_b == {"WITHOUT"} and without_for_not(a, b):
+        return None  # "without using medicated shampoo" / "don't want medicated shampoo"
     x, y = (a, b) if only_a else (b, a)
     if only_a ^ only_b == {"PER"} and not (only_a and only_b) and not y.words & _TOTALS:
         return None  # "how much sleep each night" / "how many hours of sleep"; not "total"
@@ -462,6 +469,8 @@ def scope_differs(a: Features, b: Features) -> str | None:
         and not _adds_to(x, y)
     ):
         return None
+    if not (only_a and only_b) and broad_rewording(a, b):
+        return None  # "on an empty stomach" / "without eating first"
     return f"scope words differ: {fmt(only_a)} vs {fmt(only_b)}"
 
 
@@ -470,6 +479,7 @@ def _groups_differ(a: Features, b: Features, audience: bool) -> str | None:
     qb = {q for q in b.qualifiers if q[0].startswith("audience") == audience}
     if qa == qb:
         return None
+    broad: bool | None = None
     for group in sorted({g for g, _ in qa ^ qb}):
         va = {v for g, v in qa if g == group}
         vb = {v for g, v in qb if g == group}
@@ -477,6 +487,10 @@ def _groups_differ(a: Features, b: Features, audience: bool) -> str | None:
             continue  # a "?" group differs only when both prompts name a value
         if not (va and vb) and _misspelt(a if va else b, b if va else a, group, va | vb):
             continue  # "for begginers" / "for beginners"
+        if not (va and vb):
+            broad = broad_rewording(a, b) if broad is None else broad
+            if broad:
+                continue  # "my toddler" / "my little one" in a reworded question
         if va != vb:
             return (
                 f"{group.split('-', 1)[-1].rstrip('?')} differs: {fmt(va - vb)} vs {fmt(vb - va)}"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from semcache_core.guard import (
+    context,
     intent,
     lexical,
     names,
@@ -23,6 +24,7 @@ from semcache_core.guard import (
     qualifiers,
     roles,
     substitution,
+    typos,
 )
 from semcache_core.guard.features import extract_features
 from semcache_core.guard.padding import strip_padding
@@ -107,6 +109,14 @@ def _same_after_padding(new_prompt: str, cached_prompt: str) -> bool:
     return _padding_key(new_prompt) == _padding_key(cached_prompt)
 
 
+def _features(new_prompt: str, cached_prompt: str) -> tuple[Features, Features]:
+    """Both prompts' features, each one's typos of the other's words corrected."""
+    a, b = extract_features(new_prompt), extract_features(cached_prompt)
+    if a.unknown or b.unknown:
+        return typos.corrected(new_prompt, cached_prompt, a, b, extract_features)
+    return a, b
+
+
 class TrapGuard:
     """Rejects candidate semantic hits whose prompts differ in an answer-changing detail.
 
@@ -134,31 +144,27 @@ class TrapGuard:
         """Whether the answer cached for ``cached_prompt`` may be served for ``new_prompt``."""
         if new_prompt == cached_prompt or _same_after_padding(new_prompt, cached_prompt):
             return _OK
-        a = extract_features(new_prompt)
-        b = extract_features(cached_prompt)
-        for c in self.registry:
-            detail = c.differs(a, b)
-            if detail:
-                return GuardVerdict(False, c.name, detail)
-        return _OK
+        return run_checks(new_prompt, cached_prompt, self.registry)
 
     def explain(self, new_prompt: str, cached_prompt: str) -> dict[str, GuardVerdict]:
         """The verdict of *every* enabled check, in order (not only the first that fails):
         ``{name: GuardVerdict}``. :meth:`check` rejects iff any of them is not ok."""
-        a = extract_features(new_prompt)
-        b = extract_features(cached_prompt)
+        a, b = _features(new_prompt, cached_prompt)
         same = new_prompt == cached_prompt or _same_after_padding(new_prompt, cached_prompt)
+        skip = context.CONTEXT_FREE if context.lead_in(a, b) else frozenset()
         out: dict[str, GuardVerdict] = {}
         for c in self.registry:
-            detail = None if same else c.differs(a, b)
+            detail = None if same or c.name in skip else c.differs(a, b)
             out[c.name] = GuardVerdict(False, c.name, detail) if detail else _OK
         return out
 
 
 def run_checks(new_prompt: str, cached_prompt: str, checks: Sequence[Check]) -> GuardVerdict:
-    """The first of ``checks`` that finds a difference (the shape of STYLE.md section C)."""
-    a, b = extract_features(new_prompt), extract_features(cached_prompt)
+    """The first of ``checks`` that finds a difference (the shape of STYLE.md section C); the
+    checks of the question's words are skipped when the rest is context (:mod:`context`)."""
+    a, b = _features(new_prompt, cached_prompt)
+    skip = context.CONTEXT_FREE if context.lead_in(a, b) else frozenset()
     for c in checks:
-        if detail := c.differs(a, b):
+        if c.name not in skip and (detail := c.differs(a, b)):
             return GuardVerdict(False, c.name, detail)
     return _OK

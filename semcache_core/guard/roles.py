@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from functools import cache, lru_cache
 
-from semcache_core.guard import lexicon
+from semcache_core.guard import lexicon, substitution
 from semcache_core.guard.tokens import Collector, Features, Token
 
 #: Relational words whose object is a role in the question: "to X", "than X"...
@@ -228,7 +228,25 @@ def swapped_words(a: Features, b: Features) -> tuple[str, str] | None:
     return None
 
 
+#: Words of a comparison, whose terms may come in any order ("and" / "or" are not enough:
+#: "Is a 401k better than an IRA, and why?").
+_COMPARING = substitution.SYMMETRIC - frozenset(["and", "or", "both", "together", "mix", "combine"])
+
+
+def _moved_or_symmetric(a: Features, b: Features) -> bool:
+    """Whether both prompts compare their terms symmetrically ("How does CIF differ from
+    FOB?" / "How is FOB different from CIF?") or one is the other's clauses in another order
+    ("For river trout fishing, what line weight ...?" / "What line weight ... for trout
+    fishing in rivers?")."""
+    if _COMPARING & a.words and _COMPARING & b.words:
+        return True
+    content_a, content_b = substitution.content_words(a), substitution.content_words(b)
+    return substitution.clauses_moved(a, content_b) or substitution.clauses_moved(b, content_a)
+
+
 def direction_differs(a: Features, b: Features) -> str | None:
+    if _moved_or_symmetric(a, b):
+        return None
     pair = swapped_words(a, b)
     if pair is not None:
         return f"words swapped: {pair[0]!r} and {pair[1]!r} trade places"

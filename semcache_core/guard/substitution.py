@@ -26,10 +26,18 @@ from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.lexical import _kinds
-from semcache_core.guard.negation import base_forms
+from semcache_core.guard.negation import REFLEXIVES, base_forms
 from semcache_core.guard.tokens import Features, one_typo_apart
 
-__all__ = ["aligned_diff", "equivalent", "reorder_differs", "substitution_differs"]
+__all__ = [
+    "SYMMETRIC",
+    "aligned_diff",
+    "clauses_moved",
+    "content_words",
+    "equivalent",
+    "reorder_differs",
+    "substitution_differs",
+]
 
 _FUNCTION_WORDS = lexicon.words("function_words.txt")
 _NUMBER_WORDS = frozenset(
@@ -55,7 +63,7 @@ _NUMBER_WORDS = frozenset(
     ]
 )
 #: Words that make a prompt symmetric in the things it names: their order is no swap.
-_SYMMETRIC = frozenset(
+SYMMETRIC = frozenset(
     [
         "and",
         "or",
@@ -82,7 +90,7 @@ _NEGATING_PREFIXES = ("un", "non", "in", "im", "il", "ir", "dis", "de", "anti", 
 _MAX_FRAME_CHANGE = 2
 
 
-def _content(f: Features) -> tuple[str, ...]:
+def content_words(f: Features) -> tuple[str, ...]:
     """The content words of a prompt in order (no function, number or digit words)."""
     return tuple(
         w
@@ -105,9 +113,10 @@ def _common_ends(x: tuple[str, ...], y: tuple[str, ...]) -> tuple[int, int]:
 def _frame_change(a: Features, b: Features) -> int:
     """How many function words one prompt has that the other has not (both ways): the
     frame of the question ("Is Greenland part of Denmark?" / "Does Greenland belong to
-    Denmark?" differ by four: another wording, not the same template)."""
-    fa = Counter(w for w in a.sequence if w in _FUNCTION_WORDS)
-    fb = Counter(w for w in b.sequence if w in _FUNCTION_WORDS)
+    Denmark?" differ by four: another wording, not the same template). "a" and "an" are
+    one word."""
+    fa = Counter("a" if w == "an" else w for w in a.sequence if w in _FUNCTION_WORDS)
+    fb = Counter("a" if w == "an" else w for w in b.sequence if w in _FUNCTION_WORDS)
     return sum(((fa - fb) + (fb - fa)).values())
 
 
@@ -118,7 +127,7 @@ def aligned_diff(a: Features, b: Features) -> list[tuple[str, str]] | None:
     length. A changed place is one word for one word, or one for two ("tracker" /
     "fixed rate", "take off" / "put"), given as the words joined by a space. None otherwise
     (a broad rewording, a word only added or dropped, or nothing changed)."""
-    ca, cb = _content(a), _content(b)
+    ca, cb = content_words(a), content_words(b)
     if ca == cb or _frame_change(a, b) > _MAX_FRAME_CHANGE:
         return None
     start, end = _common_ends(ca, cb)
@@ -258,6 +267,14 @@ def _negation_moved(x: str, y: str, a: Features, b: Features) -> bool:
     return False
 
 
+def _self_moved(x: str, y: str, a: Features, b: Features) -> bool:
+    """ "self-publish" / "publish ... myself": the prefix said by a reflexive pronoun."""
+    for long_, short, f_short in ((x, y, b), (y, x, a)):
+        if long_ == "self" + short:
+            return bool(f_short.words & REFLEXIVES)
+    return False
+
+
 def added_clause(a: Features, b: Features) -> str | None:
     """The words one prompt adds to the other as one stretch, when they bring two content
     words or more and everything else is word for word the same: "... in July?" / "...
@@ -291,7 +308,11 @@ def substitution_differs(a: Features, b: Features) -> str | None:
         return None
     if {x for x, _ in diff} & {y for _, y in diff}:
         return None  # words shifted, not swapped (or reordered: the reorder check's business)
-    changed = [(x, y) for x, y in diff if not equivalent(x, y) and not _negation_moved(x, y, a, b)]
+    changed = [
+        (x, y)
+        for x, y in diff
+        if not equivalent(x, y) and not _negation_moved(x, y, a, b) and not _self_moved(x, y, a, b)
+    ]
     if not changed or (
         len(diff) == 2 and equivalent(diff[0][0], diff[1][1]) and equivalent(diff[1][0], diff[0][1])
     ):
@@ -314,34 +335,36 @@ def _one_block_moved(x: tuple[str, ...], y: tuple[str, ...]) -> bool:
     return any(my == mx[k:] + mx[:k] for k in range(1, len(mx)))
 
 
-def _clauses_moved(f: Features, other: tuple[str, ...]) -> bool:
+def clauses_moved(f: Features, other: tuple[str, ...]) -> bool:
     """Whether ``f`` has two clauses or more and the content words of each make one
     contiguous stretch of ``other``: clauses moved around, each kept together ("When my
-    contract ends, will my bill go down?" / "Will my bill go down when my contract ends?")."""
+    contract ends, will my bill go down?" / "Will my bill go down when my contract ends?").
+    Words are compared by their first five letters ("For river trout fishing, ..." / "...
+    for trout fishing in rivers?")."""
     clauses: list[set[str]] = [set()]
     for w in f.sequence:
         if w == "|":
             if clauses[-1]:
                 clauses.append(set())
         elif w not in _FUNCTION_WORDS and w not in _NUMBER_WORDS and not w[:1].isdigit():
-            clauses[-1].add(w)
+            clauses[-1].add(w[:5])
     clauses = [c for c in clauses if c]
     if len(clauses) < 2:
         return False
     for clause in clauses:
-        at = [i for i, w in enumerate(other) if w in clause]
+        at = [i for i, w in enumerate(other) if w[:5] in clause]
         if not at or at[-1] - at[0] + 1 != len(at):
             return False
     return True
 
 
 def reorder_differs(a: Features, b: Features) -> str | None:
-    ca, cb = _content(a), _content(b)
+    ca, cb = content_words(a), content_words(b)
     if ca == cb or len(ca) < 2 or sorted(ca) != sorted(cb):
         return None
-    if _SYMMETRIC & a.words or _SYMMETRIC & b.words:
+    if SYMMETRIC & a.words or SYMMETRIC & b.words:
         return None
-    if _one_block_moved(ca, cb) or _clauses_moved(a, cb) or _clauses_moved(b, ca):
+    if _one_block_moved(ca, cb) or clauses_moved(a, cb) or clauses_moved(b, ca):
         return None
     moved = [x for x, y in zip(ca, cb, strict=True) if x != y]
     return f"the same words in another order: {' '.join(moved)!r}"

@@ -77,6 +77,14 @@ ALIASES: tuple[tuple[str, str], ...] = (
     (r"(?<![\w/])[Ww]/[Oo]\b", "without"),
     (r"(?<![\w/])[Ww]/(?=\s)", "with"),
     (r"(?<=\b[Hh]ow) 2 (?=[a-z])", " to "),
+    # "u" / "ur" for "you" / "your", "n" for "and", "w" for "with", "7 yr old", "wanna"
+    (r"(?<![\w/'.\-])u(?![\w/'.\-])", "you"),
+    (r"(?<![\w/'.\-])ur(?![\w/'.\-])", "your"),
+    (r"(?<=[a-z]) n (?=[a-z])", " and "),
+    (r"(?<![\w/'.\-])w(?= [a-z])", "with"),
+    (r"(?<=\d) ?yrs?\b", " year"),
+    (r"\bwanna\b", "want to"),
+    (r"\bgonna\b", "going to"),
 )
 
 #: Technology names counted as names even when typed in lower case. Ambiguous English words
@@ -132,6 +140,7 @@ def _alias_words() -> frozenset[str]:
         # the first word of each alternative is enough ("united" for "United States of America")
         words |= {w for w in found if len(w) >= 2}
     # words that never start an alias and are common: an alias starts with another word
+    words |= {"u", "n", "w", "yr"}  # short text-speak
     return frozenset(words) - _wordset(
         "of one two city code war web language models learning services platform cloud "
         "studio ii america states kingdom nations emirates angeles francisco zealand york"
@@ -232,6 +241,14 @@ class Features:
     qualifiers: frozenset[tuple[str, str]] = frozenset()
     constraints: tuple[tuple[str, tuple[str, ...]], ...] = ()
     intents: frozenset[str] = frozenset()
+    #: The content words (no function words), for how far two prompts are reworded.
+    content: frozenset[str] = field(default=frozenset(), repr=False)
+    #: The first five letters of every word and lemma ("depressed" / "depression" share one).
+    stems: frozenset[str] = field(default=frozenset(), repr=False)
+    #: Words no lexicon knows in any base form: candidates for a typo of the other prompt.
+    unknown: frozenset[str] = field(default=frozenset(), repr=False)
+    #: The verb of a task asked of the assistant ("Can you *check* ..."), or "".
+    task_verb: str = ""
 
 
 @dataclass
