@@ -11,8 +11,9 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
 
 from llamaindex_semcache import _identity
-from llamaindex_semcache._identity import model_slug
-from semcache_core import Backend, KeyValueCache, keys
+from semcache_core import Backend, EmbeddingEntry, EmbeddingsCache
+from semcache_core.codecs import EMBEDDING_PRECISIONS, embedding_array
+from semcache_core.embeddings_cache import DEFAULT_NAMESPACE
 from semcache_core.errors import SemcacheInputError
 from semcache_core.resilience import ErrorPolicy
 
@@ -60,36 +61,21 @@ class LlamaIndexEmbedder:
         return await self.embed_model.aget_query_embedding(text)
 
 
-#: How ``CachedEmbedding`` stores vectors: ``float64`` keeps every float the model returned,
-#: bit for bit (a hit is indistinguishable from the miss that stored it); ``float32`` halves
-#: the storage and rounds each value to float32 (about 7 significant digits), fresh or cached.
-PRECISIONS = {"float64": "<f8", "float32": "<f4"}
+#: How ``CachedEmbedding`` stores vectors (:data:`semcache_core.codecs.EMBEDDING_PRECISIONS`):
+#: ``float64`` keeps every float the model returned, bit for bit (a hit is indistinguishable
+#: from the miss that stored it); ``float32`` halves the storage and rounds each value to
+#: float32 (about 7 significant digits), fresh or cached.
 Precision = Literal["float64", "float32"]
+#: Appended to the model name of query embeddings (some models embed queries differently).
+QUERY_SUFFIX = "|query"
 
 
-def _encode_vector(vector: Sequence[float], dtype: str = "<f8") -> bytes | None:
-    """``dtype`` bytes of ``vector``, or ``None`` for something not worth caching."""
+def _storable(vector: Sequence[float], precision: str) -> np.ndarray[Any, Any] | None:
+    """``vector`` at the stored precision, or ``None`` for something not worth caching."""
     try:
-        array = np.asarray(vector, dtype=dtype)
+        return embedding_array(vector, precision)
     except (TypeError, ValueError):
         return None
-    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
-        return None
-    return array.tobytes()
-
-
-def _decode_vector(raw: bytes | None, dtype: str = "<f8") -> Embedding | None:
-    if raw is None:
-        return None
-    width = np.dtype(dtype).itemsize
-    if not isinstance(raw, bytes) or not raw or len(raw) % width:
-        logger.warning("semcache: ignoring a corrupt cached embedding (not %s bytes)", dtype)
-        return None
-    array = np.frombuffer(raw, dtype=dtype)
-    if not np.all(np.isfinite(array)):
-        logger.warning("semcache: ignoring a corrupt cached embedding (not finite)")
-        return None
-    return [float(x) for x in array]
 
 
 class CachedEmbedding(BaseEmbedding):
@@ -97,13 +83,15 @@ class CachedEmbedding(BaseEmbedding):
 
     Entries are keyed by the model's identity (class, ``model_name``, dimension fields, or
     ``name=``), by whether the text was embedded as a query or a document (some models embed
-    them differently), and by the text. A batch costs one backend read (``mget``) for all
+    them differently), and by the text: they are :class:`semcache_core.EmbeddingsCache`
+    entries under :attr:`cache_model_name` (documents) and :attr:`query_cache_model_name`. A batch costs one backend read (``mget``) for all
     its texts, one call of the wrapped model's ``get_text_embedding_batch`` for the missing
     ones only (it batches them by its own ``embed_batch_size``), and one write (``mset``).
     Vectors are stored losslessly by default (``precision="float64"``: a hit returns exactly the
     floats the model returned on the miss); ``precision="float32"`` halves the storage and
     returns float32-rounded values, fresh or cached, so results never depend on whether the
-    cache was warm. The two precisions use different keys: switching never misreads entries.
+    cache was warm. The two precisions use different model names (``float32`` adds
+    ``|float32``): switching never misreads entries.
 
     Instrumentation: this wrapper reports every request through the usual LlamaIndex events;
     the wrapped model reports only the texts it actually embedded.
@@ -128,11 +116,10 @@ class CachedEmbedding(BaseEmbedding):
         le=2048,
         description="Texts per cache round trip; the wrapped model keeps its own batch size.",
     )
-    _core: KeyValueCache = PrivateAttr()
-    _model_key: str = PrivateAttr()
+    _cache: EmbeddingsCache = PrivateAttr()
     _identity: str = PrivateAttr()
-    _dtype: str = PrivateAttr(default="<f8")
-    _key_identity: str = PrivateAttr()
+    _precision: str = PrivateAttr(default="float64")
+    _names: dict[str, str] = PrivateAttr()
 
     def __init__(
         self,
@@ -147,22 +134,21 @@ class CachedEmbedding(BaseEmbedding):
         **kwargs: Any,
     ) -> None:
         _check_model(embed_model)
-        if precision not in PRECISIONS:
+        if precision not in EMBEDDING_PRECISIONS:
             raise SemcacheInputError(
                 f"precision must be 'float64' (lossless) or 'float32', got {precision!r}"
             )
         kwargs.setdefault("model_name", embed_model.model_name)
         super().__init__(embed_model=embed_model, **kwargs)  # type: ignore[call-arg]
         self._identity = name or embedding_identity(embed_model)
-        self._model_key = model_slug(self._identity, embed_model.model_name)
-        self._dtype = PRECISIONS[precision]
-        # float32 entries keep the keys of earlier versions (which stored float32 only).
-        suffix = "" if precision == "float32" else "\x00precision=float64"
-        self._key_identity = self._identity + suffix
-        self._core = KeyValueCache(
+        self._precision = precision
+        documents = self._identity + ("|float32" if precision == "float32" else "")
+        self._names = {"text": documents, "query": documents + QUERY_SUFFIX}
+        self._cache = EmbeddingsCache(
             backend,
-            namespace=namespace or "semcache-embeddings",
+            namespace=namespace or DEFAULT_NAMESPACE,
             ttl=ttl,
+            precision=precision,
             on_backend_error=on_backend_error,
         )
 
@@ -184,32 +170,37 @@ class CachedEmbedding(BaseEmbedding):
     def identity(self) -> str:
         return self._identity
 
-    def _keys(self, kind: str, texts: Sequence[str]) -> list[str]:
-        for text in texts:
-            if not isinstance(text, str):
-                raise TypeError(f"texts must be str, got {type(text).__name__}")
-        identity = self._key_identity
-        return [keys.embedding_key(self._model_key, identity, kind, text) for text in texts]
+    @property
+    def cache_model_name(self) -> str:
+        """The model name document embeddings are keyed by: ``EmbeddingsCache(backend,
+        namespace=<this namespace>).get(text, cached.cache_model_name)`` reads them, and what
+        it writes there this model serves. The identity, plus ``|float32`` at that precision."""
+        return self._names["text"]
+
+    @property
+    def query_cache_model_name(self) -> str:
+        """The model name query embeddings are keyed by (``cache_model_name + "|query"``)."""
+        return self._names["query"]
 
     @staticmethod
     def _missing(texts: Sequence[str], cached: list[Embedding | None]) -> list[str]:
         return list(dict.fromkeys(t for t, hit in zip(texts, cached, strict=True) if hit is None))
 
     def _encode_fresh(
-        self, kind: str, missing: list[str], fresh: Sequence[Embedding]
-    ) -> tuple[list[tuple[str, bytes]], dict[str, Embedding]]:
+        self, missing: list[str], fresh: Sequence[Embedding]
+    ) -> tuple[list[tuple[str, np.ndarray[Any, Any]]], dict[str, Embedding]]:
         """Items to store, and the fresh vectors at the stored precision (as a hit returns them,
         so results never depend on whether the cache was warm)."""
-        items: list[tuple[str, bytes]] = []
+        storable: list[tuple[str, np.ndarray[Any, Any]]] = []
         by_text: dict[str, Embedding] = {}
-        for text, key, vector in zip(missing, self._keys(kind, missing), fresh, strict=True):
-            raw = _encode_vector(vector, self._dtype)
-            if raw is None:
+        for text, vector in zip(missing, fresh, strict=True):
+            array = _storable(vector, self._precision)
+            if array is None:
                 by_text[text] = list(vector)
                 continue
-            items.append((key, raw))
-            by_text[text] = _decode_vector(raw, self._dtype) or list(vector)
-        return items, by_text
+            storable.append((text, array))
+            by_text[text] = [float(x) for x in array]
+        return storable, by_text
 
     @staticmethod
     def _merge(
@@ -220,18 +211,31 @@ class CachedEmbedding(BaseEmbedding):
             for text, hit in zip(texts, cached, strict=True)
         ]
 
+    def _hits(self, entries: list[EmbeddingEntry | None]) -> list[Embedding | None]:
+        """Cached vectors at this cache's precision (an entry another writer stored in float64
+        is rounded like a fresh float32 vector would be)."""
+        if self._precision == "float64":
+            return [None if entry is None else entry.embedding for entry in entries]
+        return [
+            None if entry is None else [float(x) for x in np.asarray(entry.embedding, "<f4")]
+            for entry in entries
+        ]
+
     # -- sync ----------------------------------------------------------------------------------
     def _lookup(self, kind: str, texts: Sequence[str]) -> list[Embedding | None]:
-        raws = self._core.mget(self._keys(kind, texts))
-        return [_decode_vector(raw, self._dtype) for raw in raws]
+        return self._hits(self._cache.mget(texts, self._names[kind]))
+
+    def _store(self, kind: str, storable: list[tuple[str, np.ndarray[Any, Any]]]) -> None:
+        if storable:
+            self._cache.mset(*self._split(storable, kind))
 
     def _get_query_embedding(self, query: str) -> Embedding:
         hit = self._lookup("query", [query])[0]
         if hit is not None:
             return hit
         vector = self.embed_model.get_query_embedding(query)
-        items, by_text = self._encode_fresh("query", [query], [vector])
-        self._core.mset(items)
+        storable, by_text = self._encode_fresh([query], [vector])
+        self._store("query", storable)
         return by_text[query]
 
     def _get_text_embedding(self, text: str) -> Embedding:
@@ -243,22 +247,25 @@ class CachedEmbedding(BaseEmbedding):
         if not missing:
             return [hit for hit in cached if hit is not None]
         fresh = self.embed_model.get_text_embedding_batch(missing)
-        items, by_text = self._encode_fresh("text", missing, fresh)
-        self._core.mset(items)
+        storable, by_text = self._encode_fresh(missing, fresh)
+        self._store("text", storable)
         return self._merge(texts, cached, by_text)
 
     # -- async ---------------------------------------------------------------------------------
     async def _alookup(self, kind: str, texts: Sequence[str]) -> list[Embedding | None]:
-        raws = await self._core.amget(self._keys(kind, texts))
-        return [_decode_vector(raw, self._dtype) for raw in raws]
+        return self._hits(await self._cache.amget(texts, self._names[kind]))
+
+    async def _astore(self, kind: str, storable: list[tuple[str, np.ndarray[Any, Any]]]) -> None:
+        if storable:
+            await self._cache.amset(*self._split(storable, kind))
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         hit = (await self._alookup("query", [query]))[0]
         if hit is not None:
             return hit
         vector = await self.embed_model.aget_query_embedding(query)
-        items, by_text = self._encode_fresh("query", [query], [vector])
-        await self._core.amset(items)
+        storable, by_text = self._encode_fresh([query], [vector])
+        await self._astore("query", storable)
         return by_text[query]
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
@@ -270,34 +277,42 @@ class CachedEmbedding(BaseEmbedding):
         if not missing:
             return [hit for hit in cached if hit is not None]
         fresh = await self.embed_model.aget_text_embedding_batch(missing)
-        items, by_text = self._encode_fresh("text", missing, fresh)
-        await self._core.amset(items)
+        storable, by_text = self._encode_fresh(missing, fresh)
+        await self._astore("text", storable)
         return self._merge(texts, cached, by_text)
 
-    # -- cache management ----------------------------------------------------------------------
+    def _split(
+        self, storable: list[tuple[str, np.ndarray[Any, Any]]], kind: str
+    ) -> tuple[list[str], str, list[np.ndarray[Any, Any]]]:
+        """``mset`` arguments: texts, model name, vectors. One batch of one model has one
+        dimension; a model that returned vectors of several lengths gets only the first's."""
+        size = storable[0][1].size
+        kept = [(text, array) for text, array in storable if array.size == size]
+        return [text for text, _ in kept], self._names[kind], [array for _, array in kept]
 
+    # -- cache management ----------------------------------------------------------------------
     def set_ttl(self, ttl: float | None) -> None:
         """The lifetime of entries written from now on (``None``: forever)."""
-        self._core.set_ttl(ttl)
+        self._cache.set_ttl(ttl)
 
     def clear(self) -> None:
         """Delete every vector of this cache's namespace (every model using it)."""
-        self._core.clear()
+        self._cache.clear()
 
     async def aclear(self) -> None:
-        await self._core.aclear()
+        await self._cache.aclear()
 
     def stats(self) -> dict[str, Any]:
         """Hits (``kv_hits``), misses and writes of this cache (this process)."""
-        return self._core.stats_snapshot()
+        return self._cache.stats()
 
     def flush_stats(self) -> None:
-        self._core.flush_stats()
+        self._cache._store.flush_stats()
 
     @property
     def backend(self) -> Backend:
-        return self._core.backend
+        return self._cache.backend
 
     @property
     def namespace(self) -> str:
-        return self._core.namespace
+        return self._cache.namespace

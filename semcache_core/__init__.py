@@ -5,6 +5,7 @@ This package imports neither LangChain nor LlamaIndex; the adapters in
 """
 
 from semcache_core.backends import Backend, VectorHit, VectorRecord, connect, known_schemes
+from semcache_core.embeddings_cache import EmbeddingEntry, EmbeddingsCache
 from semcache_core.engine import (
     DEFAULT_DISTANCE_THRESHOLD,
     LookupResult,
@@ -17,6 +18,7 @@ from semcache_core.errors import (
     SchemaConflictError,
     SemcacheError,
     SemcacheInputError,
+    StorageFullError,
     UnknownBackendError,
     VectorDimensionError,
 )
@@ -32,6 +34,8 @@ __all__ = [
     "BackendError",
     "CacheEntry",
     "CandidateReport",
+    "EmbeddingEntry",
+    "EmbeddingsCache",
     "Explanation",
     "KeyValueCache",
     "LookupResult",
@@ -41,6 +45,7 @@ __all__ = [
     "SchemaConflictError",
     "SemcacheError",
     "SemcacheInputError",
+    "StorageFullError",
     "Turn",
     "UnknownBackendError",
     "VectorDimensionError",

@@ -1,5 +1,6 @@
-"""The ``semcache`` command: ``demo``, ``stats``, ``explain``, ``eval``, and the operator's
-``entries``, ``show``, ``drop``, ``expire`` and ``clear`` (:mod:`semcache_core.cli_operator`).
+"""The ``semcache`` command: ``demo``, ``stats``, ``explain``, ``trim``, ``eval``, and the
+operator's ``entries``, ``show``, ``drop``, ``expire`` and ``clear``
+(:mod:`semcache_core.cli_operator`).
 
 ``demo`` lives in ``langchain_semcache.demo`` (it is a LangChain app); it is imported by name
 only when asked for, so the core itself never imports LangChain.
@@ -49,6 +50,26 @@ def _stats(args: argparse.Namespace) -> int:
             print(f"  {name}: {value:.3f}")
         else:
             print(f"  {name}: {value}")
+    return 0
+
+
+def _trim(args: argparse.Namespace) -> int:
+    from semcache_core.backends import connect
+
+    backend = connect(args.url)
+    try:
+        trim = getattr(backend, "trim", None)
+        if trim is None:
+            print(
+                f"semcache trim: {backend!r} has no trim; Redis evicts by itself under "
+                "maxmemory (see the README's Redis section)",
+                file=sys.stderr,
+            )
+            return 2
+        evicted = trim(args.namespace, args.max_entries)
+    finally:
+        backend.close()
+    print(f"evicted {evicted} entries from namespace {args.namespace!r} at {args.url}")
     return 0
 
 
@@ -157,6 +178,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     explain.add_argument("--no-trap-guard", action="store_true", help="as a cache without guard")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(run=_explain)
+    trim = sub.add_parser(
+        "trim",
+        help="delete the oldest entries of a namespace beyond a size (Elasticsearch: oldest "
+        "written first; embedded: least recently used first), counted as evictions",
+    )
+    trim.add_argument("url", help="backend URL, e.g. elasticsearch+http://localhost:9200")
+    trim.add_argument("--namespace", required=True)
+    trim.add_argument("--max-entries", required=True, type=int, help="entries to keep")
+    trim.set_defaults(run=_trim)
     sub.add_parser(
         "eval",
         help="semantic-hit quality over labelled pairs, single prompts or conversations "

@@ -16,7 +16,8 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from semcache_core.errors import SemcacheInputError, VectorDimensionError
@@ -280,3 +281,122 @@ def validate_ttl(ttl: object, *, name: str = "ttl") -> float | None:
     if not math.isfinite(ttl) or ttl <= 0:
         raise SemcacheInputError(f"{name} must be a positive number of seconds, got {ttl!r}")
     return float(ttl)
+
+
+# -- cached embeddings (EmbeddingsCache, LlamaIndex CachedEmbedding) --------------------------
+#: Storage precisions of cached embeddings: ``float64`` keeps every float a model returned,
+#: bit for bit; ``float32`` halves the storage (about 7 significant digits).
+EMBEDDING_PRECISIONS = {"float64": "<f8", "float32": "<f4"}
+#: An embedding value: this magic, one byte of precision (``8``/``4``), the metadata's length
+#: (4 bytes, big-endian), the metadata as canonical JSON (empty: none), the vector's bytes.
+EMBEDDING_MAGIC = b"\x00semcache-embedding\x01"
+_PRECISION_CODES = {"float64": b"8", "float32": b"4"}
+_HEADER = len(EMBEDDING_MAGIC) + 1 + 4
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEmbedding:
+    """A decoded embedding value: the vector, its user metadata (``None``: none), precision."""
+
+    vector: list[float]
+    metadata: dict[str, Any] | None
+    precision: str
+
+
+def embedding_array(values: object, precision: str = "float64") -> npt.NDArray[Any]:
+    """``values`` as a 1-D array of finite numbers at ``precision``, or a clear error."""
+    import numpy as np
+
+    if isinstance(values, (str, bytes, bytearray, Mapping)) or not hasattr(values, "__len__"):
+        raise TypeError(
+            f"an embedding must be a sequence of numbers (list, tuple or numpy array), got "
+            f"{type(values).__name__}"
+        )
+    try:
+        array = np.asarray(values, dtype=EMBEDDING_PRECISIONS[precision])
+    except (TypeError, ValueError) as exc:
+        raise SemcacheInputError(f"an embedding must be a sequence of numbers: {exc}") from exc
+    if array.ndim != 1 or array.size == 0:
+        raise SemcacheInputError(
+            f"an embedding must be a non-empty 1-D sequence of numbers, got shape {array.shape}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise SemcacheInputError("an embedding must not contain NaN or infinite values")
+    return array
+
+
+def encode_embedding(
+    array: npt.NDArray[Any], metadata: Mapping[str, Any] | None, precision: str
+) -> bytes:
+    """An embedding value (see :data:`EMBEDDING_MAGIC`) of an array from :func:`embedding_array`."""
+    import numpy as np
+
+    meta = b""
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+        try:
+            meta = canonical_json(dict(metadata)).encode("utf-8")
+        except (TypeError, ValueError, UnicodeEncodeError) as exc:
+            raise TypeError(f"metadata must hold only JSON values: {exc}") from None
+    body = np.asarray(array, dtype=EMBEDDING_PRECISIONS[precision]).tobytes()
+    header = EMBEDDING_MAGIC + _PRECISION_CODES[precision] + len(meta).to_bytes(4, "big")
+    return header + meta + body
+
+
+def decode_embedding(raw: bytes | None) -> StoredEmbedding | None:
+    """Decode :func:`encode_embedding`'s value; anything else is a miss (with a warning)."""
+    if raw is None:
+        return None
+    import numpy as np
+
+    problem = "not a semcache embedding"
+    if isinstance(raw, bytes) and raw.startswith(EMBEDDING_MAGIC) and len(raw) >= _HEADER:
+        code = raw[len(EMBEDDING_MAGIC) : len(EMBEDDING_MAGIC) + 1]
+        precision = next((p for p, c in _PRECISION_CODES.items() if c == code), None)
+        size = int.from_bytes(raw[_HEADER - 4 : _HEADER], "big")
+        body = raw[_HEADER + size :]
+        width = 8 if precision == "float64" else 4
+        if precision is None:
+            problem = "unknown precision"
+        elif _HEADER + size > len(raw) or not body or len(body) % width:
+            problem = "truncated"
+        else:
+            metadata = _metadata_of(raw[_HEADER : _HEADER + size]) if size else None
+            vector = np.frombuffer(body, dtype=EMBEDDING_PRECISIONS[precision])
+            if size and metadata is None:
+                problem = "its metadata is not a JSON object"
+            elif not np.all(np.isfinite(vector)):
+                problem = "not finite"
+            else:
+                return StoredEmbedding([float(x) for x in vector], metadata, precision)
+    logger.warning("semcache: ignoring a corrupt cached embedding (%s)", problem)
+    return None
+
+
+def _metadata_of(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = loads_untrusted(raw)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def encode_float_list(array: npt.NDArray[Any]) -> bytes:
+    """The value LangChain's ``CacheBackedEmbeddings`` stores: a JSON list of floats."""
+    return json.dumps([float(x) for x in array]).encode("utf-8")
+
+
+def decode_float_list(raw: bytes | None) -> list[float] | None:
+    """Inverse of :func:`encode_float_list`; anything but a non-empty list of finite numbers
+    is a miss (with a warning)."""
+    if raw is None:
+        return None
+    try:
+        value = loads_untrusted(raw)
+    except (UnicodeDecodeError, ValueError):
+        value = None
+    if not isinstance(value, list) or not value or not all(_is_number(x) for x in value):
+        logger.warning("semcache: ignoring a corrupt cached embedding (not a list of floats)")
+        return None
+    return [float(x) for x in value]

@@ -65,7 +65,7 @@ from semcache_core.stages import (
     decide,
     pipeline,
 )
-from semcache_core.stats import CacheStats, from_counters
+from semcache_core.stats import COUNTER_GROUP, CacheStats, from_counters
 from semcache_core.verifier import Verifier, make_verifier
 
 if TYPE_CHECKING:
@@ -301,13 +301,14 @@ class CacheEngine:
             else self.stats.take_unflushed(every=STATS_FLUSH_SECONDS)
         )
         if deltas:
-            counters = self.ops.incr_counters(self.namespace, "stats", deltas)
+            counters = self.ops.incr_counters(self.namespace, COUNTER_GROUP, deltas)
             yield from self.guard.shield("incr_counters", counters, None)
 
     # -- shared public API ---------------------------------------------------------------------
     def stats_snapshot(self) -> dict[str, Any]:
         """This object's stats (this process only); see :func:`persisted_stats` for totals."""
-        return {**self.stats.snapshot(), **self.backend.describe()}
+        counts = self.backend.namespace_counts(self.namespace)
+        return {**self.stats.snapshot(), **counts, **self.backend.describe()}
 
     def set_ttl(self, ttl: Ttl) -> None:
         """The lifetime of entries written from now on (``None``: forever); entries already
@@ -1053,4 +1054,5 @@ def _check_text(scope: str, prompt: Prompt) -> None:
 def persisted_stats(backend: Backend | str | Any | None, namespace: str) -> dict[str, Any]:
     """Totals of every process that used ``namespace`` on ``backend`` (as flushed so far)."""
     store = connect(backend)
-    return from_counters(store.get_counters(keys.validate_namespace(namespace), "stats"))
+    namespace = keys.validate_namespace(namespace)
+    return from_counters(store.get_counters(namespace, COUNTER_GROUP))

@@ -33,5 +33,11 @@ class BackendError(SemcacheError):
     """The storage backend failed to answer (connection refused, timeout, server error)."""
 
 
+class StorageFullError(BackendError):
+    """The storage answered but refused a write because it is full (Redis ``OOM`` under
+    ``maxmemory-policy noeviction``, or a volatile policy with nothing left to evict). Reads
+    still work, so under ``"warn"`` the write is skipped and the breaker stays closed."""
+
+
 class SchemaConflictError(SemcacheError):
     """An existing index or table has a layout that differs from the one semcache needs."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -190,10 +191,49 @@ def kv_key(user_key: str) -> str:
     return KV_PREFIX + user_key
 
 
-def embedding_key(model_key: str, identity: str, kind: str, text: str) -> str:
-    """Key of a cached embedding (LlamaIndex ``CachedEmbedding``): a readable model prefix,
-    the kind of text (``query``/``text``), and a hash of the model identity, kind and text."""
-    return f"{model_key}/{kind}/{stable_hash(identity, kind, text)}"
+_UNSAFE_IN_KEYS = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def model_segment(model_name: str) -> str:
+    """A readable key segment for ``model_name``: its last 48 safe characters and a short hash
+    of the whole name (two names never share a segment, whatever their readable parts)."""
+    readable = _UNSAFE_IN_KEYS.sub("-", model_name).strip("-.")[-48:].strip("-.") or "model"
+    return f"{readable}-{stable_hash('model', model_name)[:12]}"
+
+
+def embedding_entry_key(model_name: str, text: str) -> str:
+    """Key (a ``kv`` user key) of the embedding of ``text`` by ``model_name``: the layout of
+    :class:`semcache_core.EmbeddingsCache` and of LlamaIndex ``CachedEmbedding`` (which keys
+    its query embeddings under another model name, see its ``cache_model_name``)."""
+    return f"{model_segment(model_name)}/{stable_hash('embedding', model_name, text)}"
+
+
+#: LangChain ``CacheBackedEmbeddings`` key encoders (``from_bytes_store(key_encoder=...)``).
+LANGCHAIN_KEY_ENCODERS = ("sha1", "blake2b", "sha256", "sha512")
+# LangChain's sha1 encoder wraps the hex digest in a uuid5 of this namespace.
+_LANGCHAIN_UUID_NAMESPACE = uuid.UUID(int=1985)
+
+
+def langchain_embedding_key(prefix: str, text: str, key_encoder: str) -> str:
+    """The key LangChain's ``CacheBackedEmbeddings.from_bytes_store(namespace=prefix,
+    key_encoder=...)`` writes for ``text`` (``prefix`` is that ``namespace``, usually the
+    model name): ``prefix`` followed by the text's digest, as ``langchain_classic`` builds it."""
+    raw = text.encode("utf-8")
+    if key_encoder == "sha1":
+        digest = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+        return f"{prefix}{uuid.uuid5(_LANGCHAIN_UUID_NAMESPACE, digest)}"
+    if key_encoder == "blake2b":
+        return f"{prefix}{hashlib.blake2b(raw).hexdigest()}"
+    if key_encoder == "sha256":
+        return f"{prefix}{hashlib.sha256(raw).hexdigest()}"
+    if key_encoder == "sha512":
+        return f"{prefix}{hashlib.sha512(raw).hexdigest()}"
+    from semcache_core.errors import SemcacheInputError
+
+    raise SemcacheInputError(
+        f"key_encoder must be one of {', '.join(LANGCHAIN_KEY_ENCODERS)} (as in LangChain's "
+        f"CacheBackedEmbeddings.from_bytes_store), got {key_encoder!r}"
+    )
 
 
 def collection_prefix(collection: str) -> str:

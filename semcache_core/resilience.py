@@ -30,6 +30,7 @@ from semcache_core.errors import (
     BackendError,
     SchemaConflictError,
     SemcacheInputError,
+    StorageFullError,
     VectorDimensionError,
 )
 from semcache_core.flow import Flow
@@ -155,6 +156,17 @@ class BackendGuard:
         try:
             return (yield from operation)
         except CircuitOpen:
+            return fallback
+        except StorageFullError as exc:
+            # The server answers (reads work) but takes no more writes: skip this write and
+            # keep the breaker closed, warned once per message kind.
+            if self.policy == "raise":
+                raise
+            if self.on_error is not None:
+                self.on_error()
+            if "storage full" not in self._warned:
+                self._warned.add("storage full")
+                logger.warning("semcache: %s skipped, the backend is full: %s", what, exc)
             return fallback
         except BackendError as exc:
             self._failed(what, exc)

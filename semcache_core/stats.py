@@ -14,6 +14,8 @@ from typing import Any
 # Histogram of semantic-hit distances: fine bins where thresholds live, one bin above.
 DISTANCE_BIN_EDGES: tuple[float, ...] = (*tuple(round(0.02 * i, 2) for i in range(26)), 2.0)
 
+#: The counter group (``incr_counters``) a namespace's stats are persisted in.
+COUNTER_GROUP = "stats"
 COUNTER_FIELDS = (
     "lookups",
     "exact_hits",
@@ -30,6 +32,9 @@ COUNTER_FIELDS = (
     "verifier_cache_hits",
     "verifier_rejections",
     "verifier_failures",
+    # Entries the storage removed to stay within a size limit (the embedded backend's
+    # max_entries, Elasticsearch's trim): counted by the backend, in its counters.
+    "evictions",
 )
 #: Summed judge-call time (seconds), a float counter: ``verifier_latency_ms`` is its mean.
 VERIFIER_SECONDS = "verifier_seconds"

@@ -366,6 +366,11 @@ class Backend(ABC):
         """What the backend chose at connect time, for ``stats()`` (e.g. ``vector_search``)."""
         return {}
 
+    def namespace_counts(self, namespace: str) -> dict[str, int]:
+        """Counts this backend object keeps itself about ``namespace`` for ``stats()`` (the
+        embedded backend: ``evictions``); persisted totals are in the counters."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional: most backends own no connection
         """Release connections the backend opened itself (never a client the user passed)."""
 

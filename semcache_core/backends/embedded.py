@@ -11,6 +11,10 @@ search, reads only the rows added since its last look (``seq`` is monotonic), so
 other processes are seen at once. A candidate is verified against its row before it is
 returned, so deleted, replaced and expired records are never served.
 
+``max_entries`` (keyword, or ``?max_entries=N`` in the URL) bounds each namespace: the write
+that goes over it evicts the least recently used entries in its own transaction
+(:mod:`semcache_core.backends.lru`).
+
 :class:`EmbeddedOperations` builds SQL steps (:class:`Query`, :class:`Write`, and
 :class:`Swap`: the compare-and-write of the atomic operations); the backend is their transport. ``aexecute`` runs a step inline: every step is local and takes microseconds,
 so a thread hop would cost more than it saves.
@@ -26,9 +30,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from semcache_core import keys as keyspace
+from semcache_core.backends import lru
 from semcache_core.backends.base import (
     Backend,
     KeyPage,
@@ -40,20 +45,22 @@ from semcache_core.backends.base import (
 )
 from semcache_core.codecs import canonical_json, loads_untrusted, vector_to_bytes
 from semcache_core.errors import BackendError, SemcacheInputError
-from semcache_core.flow import Flow, Step
+from semcache_core.flow import Flow, Step, arun, run
+from semcache_core.stats import COUNTER_GROUP
 
 if TYPE_CHECKING:
     from semcache_core.mirror import Candidate, MirrorSet
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
-    ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, expires_at REAL,
+    ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, expires_at REAL, used REAL,
     PRIMARY KEY (ns, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS vec (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ns TEXT NOT NULL, id TEXT NOT NULL, part TEXT NOT NULL,
     vector BLOB NOT NULL, payload BLOB NOT NULL, tags TEXT NOT NULL, expires_at REAL,
+    used REAL,
     UNIQUE (ns, id)
 );
 CREATE INDEX IF NOT EXISTS vec_by_partition ON vec (ns, part, seq);
@@ -63,13 +70,22 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (ns, name, field)
 ) WITHOUT ROWID;
 """
+# Indexes of the least-recently-used order (``max_entries``), created after the ``used``
+# columns exist (files written before there was a limit get them by ALTER TABLE).
+_USE_INDEXES = """
+CREATE INDEX IF NOT EXISTS kv_by_use ON kv (ns, used);
+CREATE INDEX IF NOT EXISTS vec_by_use ON vec (ns, used);
+"""
 
 # SQLite allows 32766 host parameters per statement; stay well below for IN (...) lists.
 _BATCH = 500
 logger = logging.getLogger("semcache")
 _INSERT_VECTOR = (
-    "INSERT OR REPLACE INTO vec (ns, id, part, vector, payload, tags, expires_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO vec (ns, id, part, vector, payload, tags, expires_at, used) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_VALUE = (
+    "INSERT OR REPLACE INTO kv (ns, key, value, expires_at, used) VALUES (?, ?, ?, ?, ?)"
 )
 _INCREMENT_COUNTER = (
     "INSERT INTO counters (ns, name, field, value) VALUES (?, ?, ?, ?) "
@@ -91,9 +107,14 @@ class Query(Step):
 
 @dataclass(frozen=True, slots=True)
 class Write(Step):
-    """Statements run in one transaction."""
+    """Statements run in one transaction; then, if ``trim`` names a namespace, its least
+    recently used entries beyond ``limit`` (default: the backend's ``max_entries``) are
+    evicted in the same transaction (:mod:`semcache_core.backends.lru`). The reply is how
+    many were evicted."""
 
     statements: Sequence[Statement]
+    trim: str | None = None
+    limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +151,13 @@ class EmbeddedOperations(Operations):
 
     label = "the embedded"
 
-    def __init__(self, *, max_mirror_rows: int) -> None:
+    def __init__(self, *, max_mirror_rows: int, max_entries: int | None = None) -> None:
         self._max_mirror_rows = max_mirror_rows
         self._mirrors: MirrorSet | None = None
         self._mirrors_lock = threading.Lock()
+        #: Entries per namespace (``None``: no limit); reads are recorded as uses only then.
+        self.max_entries = max_entries
+        self.uses = lru.RecentUses()
 
     @property
     def mirrors(self) -> MirrorSet:
@@ -147,24 +171,51 @@ class EmbeddedOperations(Operations):
                     self._mirrors = MirrorSet(max_rows=self._max_mirror_rows)
         return self._mirrors
 
+    def trim(self, namespace: str, max_entries: int) -> Flow[int]:
+        """Evict beyond ``max_entries`` now (``semcache trim``); how many were evicted."""
+        namespace = keyspace.validate_namespace(namespace)
+        limit = lru.validate_max_entries(max_entries)
+        if limit is None:
+            raise TypeError("max_entries must be an int of at least 1, got None")
+        evicted: int = yield Write(self._with_uses([]), trim=namespace, limit=limit)
+        return evicted
+
+    def _with_uses(self, statements: list[Statement]) -> list[Statement]:
+        """``statements`` preceded by the pending uses, when there is a limit to enforce."""
+        return [*self.uses.take(), *statements] if self.max_entries is not None else statements
+
+    def _flush_uses(self) -> Flow[None]:
+        """Write the pending uses if they waited long enough; a failure only loses them."""
+        if self.max_entries is None or not self.uses.due():
+            return
+        try:
+            yield Write(self.uses.take())
+        except BackendError as exc:
+            logger.debug("semcache: recording entry uses failed: %s", exc)
+
     def _read_by_id(
         self, table: str, column: str, field: str, namespace: str, ids: list[str]
     ) -> Flow[dict[str, bytes]]:
         found: dict[str, bytes] = {}
+        used: list[str] = []
         now = time.time()
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), _BATCH):
             chunk = unique[start : start + _BATCH]
             marks = ",".join("?" * len(chunk))
             rows = yield Query(
-                f"SELECT {column}, {field}, expires_at FROM {table} "
+                f"SELECT {column}, {field}, expires_at, used FROM {table} "
                 f"WHERE ns = ? AND {column} IN ({marks})",
                 [namespace, *chunk],
             )
-            for key, value, exp in rows:
+            for key, value, exp, last_use in rows:
                 raw = _blob(value)
                 if raw is not None and _live(exp, now):
                     found[key] = raw
+                    if lru.worth_noting(last_use, now):
+                        used.append(key)
+        if used and self.max_entries is not None:
+            self.uses.note(table, namespace, used)
         return found
 
     # -- values ----------------------------------------------------------------------------
@@ -175,14 +226,15 @@ class EmbeddedOperations(Operations):
         if ids:
             payloads = yield from self._read_by_id("vec", "id", "payload", namespace, ids)
             found.update({keyspace.vector_key(i): p for i, p in payloads.items()})
+        yield from self._flush_uses()
         return [found.get(key) for key in keys]
 
     def _set_many(
         self, namespace: str, items: list[tuple[str, bytes]], ttl_ms: int | None
     ) -> Flow[None]:
-        expires_at = _expiry(ttl_ms)
-        sql = "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?, ?, ?, ?)"
-        yield Write([(sql, (namespace, key, value, expires_at)) for key, value in items])
+        expires_at, now = _expiry(ttl_ms), time.time()
+        rows = [(namespace, key, value, expires_at, now) for key, value in items]
+        yield Write(self._with_uses([(_INSERT_VALUE, row) for row in rows]), trim=namespace)
 
     def _delete_many(self, namespace: str, keys: list[str]) -> Flow[None]:
         statements: list[Statement] = []
@@ -280,7 +332,7 @@ class EmbeddedOperations(Operations):
     def _add_vectors(self, namespace: str, write: VectorWrite) -> Flow[None]:
         partition, records, dim, ttl_ms = write.partition, write.records, write.dim, write.ttl_ms
         yield from self._check_dim(namespace, partition, dim)
-        expires_at = _expiry(ttl_ms)
+        expires_at, now = _expiry(ttl_ms), time.time()
         rows = [
             (
                 namespace,
@@ -290,10 +342,11 @@ class EmbeddedOperations(Operations):
                 record.payload,
                 canonical_json(dict(record.tags)),
                 expires_at,
+                now,
             )
             for record in records
         ]
-        yield Write([(_INSERT_VECTOR, row) for row in rows])
+        yield Write(self._with_uses([(_INSERT_VECTOR, row) for row in rows]), trim=namespace)
 
     def _search_vectors(self, namespace: str, search: VectorSearch) -> Flow[list[VectorHit]]:
         import numpy as np
@@ -338,11 +391,16 @@ class EmbeddedOperations(Operations):
         """The payload of each candidate's row if that very row is still there and live."""
         marks = ",".join("?" * len(candidates))
         rows = yield Query(
-            f"SELECT seq, payload, expires_at FROM vec WHERE seq IN ({marks})",
+            f"SELECT seq, payload, expires_at, used FROM vec WHERE seq IN ({marks})",
             [c.seq for c in candidates],
         )
         now = time.time()
-        found = {seq: _blob(payload) for seq, payload, exp in rows if _live(exp, now)}
+        found = {seq: _blob(payload) for seq, payload, exp, _ in rows if _live(exp, now)}
+        if self.max_entries is not None:
+            # A proposed row that is still there counts as used (served, or a near miss).
+            live = set(found)
+            self.uses.rows([r[0] for r in rows if r[0] in live and lru.worth_noting(r[3], now)])
+            yield from self._flush_uses()
         return [found.get(c.seq) for c in candidates]
 
     # -- namespace-wide --------------------------------------------------------------------
@@ -397,6 +455,7 @@ class EmbeddedBackend(Backend):
     #: ``memory://`` is :class:`~semcache_core.backends.memory.MemoryBackend`; constructed
     #: directly with the default path, this class is SQLite in memory.
     schemes = ("sqlite",)
+    ops: EmbeddedOperations
 
     def __init__(
         self,
@@ -404,8 +463,10 @@ class EmbeddedBackend(Backend):
         *,
         busy_timeout: float = 5.0,
         max_mirror_rows: int = 200_000,
+        max_entries: int | str | None = None,
     ) -> None:
         self.path = path
+        limit = lru.validate_max_entries(max_entries)
         try:
             self._conn = sqlite3.connect(
                 path,
@@ -420,8 +481,24 @@ class EmbeddedBackend(Backend):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
-        self.ops = EmbeddedOperations(max_mirror_rows=max_mirror_rows)
+        self._add_use_columns()
+        self.ops = EmbeddedOperations(max_mirror_rows=max_mirror_rows, max_entries=limit)
         self._writes = 0
+        self._evictions: dict[str, int] = {}
+
+    def _add_use_columns(self) -> None:
+        """Files created before ``max_entries`` existed have no ``used`` columns: add them
+        (NULL: such rows are the first evicted). Idempotent, and safe when another process
+        adds them at the same time."""
+        for table in ("kv", "vec"):
+            columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if "used" not in columns:
+                try:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN used REAL")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):
+                        raise BackendError(f"cannot upgrade {self.path!r}: {exc}") from exc
+        self._conn.executescript(_USE_INDEXES)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EmbeddedBackend:
@@ -431,28 +508,27 @@ class EmbeddedBackend(Backend):
                 raise SemcacheInputError(
                     f"malformed URL {url!r}: the in-memory backend takes no path, use 'memory://'"
                 )
-            return cls(":memory:", **options)
+            return cls(":memory:", **_url_options(url, parts.query, options))
         # sqlite:///relative.db -> "relative.db"; sqlite:////abs.db -> "/abs.db"
         if parts.netloc or not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
             raise SemcacheInputError(
                 f"malformed URL {url!r}: use 'sqlite:///relative/path.db' or "
                 "'sqlite:////absolute/path.db'"
             )
-        path = unquote(url[len("sqlite:///") :])
+        path = unquote(url[len("sqlite:///") :].partition("?")[0])
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise SemcacheInputError(
                 f"malformed URL {url!r}: directory {directory!r} does not exist"
             )
-        return cls(path, **options)
+        return cls(path, **_url_options(url, parts.query, options))
 
     # -- the transport ---------------------------------------------------------------------
     def execute(self, step: Step) -> Any:
         if isinstance(step, Query):
             return self._query(step.sql, step.params)
         if isinstance(step, Write):
-            self._write(step.statements)
-            return None
+            return self._write(step.statements, step.trim, step.limit)
         if isinstance(step, Swap):
             return self._swap(step)
         raise TypeError(f"the embedded backend cannot execute {step!r}")
@@ -467,8 +543,11 @@ class EmbeddedBackend(Backend):
         except sqlite3.OperationalError as exc:
             raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
 
-    def _write(self, statements: Sequence[Statement]) -> None:
-        """Run ``statements`` in one transaction."""
+    def _write(
+        self, statements: Sequence[Statement], trim: str | None = None, limit: int | None = None
+    ) -> int:
+        """Run ``statements`` in one transaction, then enforce the size limit of ``trim``;
+        returns how many entries that evicted."""
         try:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -478,7 +557,11 @@ class EmbeddedBackend(Backend):
                     self._writes += 1
                     if self._writes % _PURGE_EVERY == 0:
                         self._purge_expired()
+                    evicted = self._enforce_limit(trim, limit or self.ops.max_entries)
                     self._conn.execute("COMMIT")
+                    if evicted:
+                        self._evictions[trim or ""] = self._evictions.get(trim or "", 0) + evicted
+                    return evicted
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
@@ -501,8 +584,8 @@ class EmbeddedBackend(Backend):
                         self._conn.execute("ROLLBACK")
                         return False
                     self._conn.execute(
-                        "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?, ?, ?, ?)",
-                        (swap.namespace, swap.key, swap.new, swap.expires_at),
+                        _INSERT_VALUE,
+                        (swap.namespace, swap.key, swap.new, swap.expires_at, time.time()),
                     )
                     self._conn.execute("COMMIT")
                     return True
@@ -512,6 +595,29 @@ class EmbeddedBackend(Backend):
                     raise
         except sqlite3.OperationalError as exc:
             raise BackendError(f"SQLite error on {self.path!r}: {exc}") from exc
+
+    def _enforce_limit(self, namespace: str | None, limit: int | None) -> int:
+        """Evict beyond ``limit`` in the open transaction, counted in the namespace's
+        persisted stats (``evictions``, what ``semcache stats`` prints) in that transaction."""
+        if namespace is None or limit is None:
+            return 0
+        evicted = lru.evict(self._conn, namespace, limit)
+        if evicted:
+            row = (namespace, COUNTER_GROUP, "evictions", float(evicted))
+            self._conn.execute(_INCREMENT_COUNTER, row)
+        return evicted
+
+    def trim(self, namespace: str, max_entries: int) -> int:
+        """Evict the least recently used entries of ``namespace`` beyond ``max_entries`` now
+        (whatever the backend's own limit); returns how many."""
+        return run(self.ops.trim(namespace, max_entries), self)
+
+    async def atrim(self, namespace: str, max_entries: int) -> int:
+        return await arun(self.ops.trim(namespace, max_entries), self)
+
+    def namespace_counts(self, namespace: str) -> dict[str, int]:
+        """Entries this backend object evicted from ``namespace`` (``max_entries``)."""
+        return {"evictions": self._evictions.get(namespace, 0)}
 
     def _purge_expired(self) -> None:
         now = time.time()
@@ -526,3 +632,23 @@ class EmbeddedBackend(Backend):
 
     def __repr__(self) -> str:
         return f"EmbeddedBackend({self.path!r})"
+
+
+#: Options a ``sqlite://`` or ``memory://`` URL may carry in its query string.
+_URL_OPTIONS = ("max_entries",)
+
+
+def _url_options(url: str, query: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus those of the URL's query (``?max_entries=1000``); an unknown or
+    repeated one, or one also passed as a keyword, is an error."""
+    merged = dict(options)
+    for name, values in parse_qs(query, keep_blank_values=True).items():
+        if name not in _URL_OPTIONS:
+            raise SemcacheInputError(
+                f"unknown option {name!r} in URL {url!r}; the embedded backend takes "
+                f"{', '.join(_URL_OPTIONS)} (a '?' in a file name is written %3F)"
+            )
+        if len(values) > 1 or name in options:
+            raise SemcacheInputError(f"option {name!r} is given twice (URL {url!r})")
+        merged[name] = values[0]
+    return merged

@@ -42,9 +42,11 @@ from semcache_core.backends.base import (
     VectorSearch,
     VectorWrite,
 )
+from semcache_core.backends.lru import validate_max_entries
 from semcache_core.codecs import Vector
 from semcache_core.errors import SemcacheInputError
 from semcache_core.flow import Flow, Step, arun, run
+from semcache_core.stats import COUNTER_GROUP
 
 if TYPE_CHECKING:
     from semcache_core.mirror import PartitionMirror
@@ -53,8 +55,6 @@ if TYPE_CHECKING:
 _SWEEP_EVERY = 256
 #: An index is rebuilt from its records once its dead rows exceed its live ones plus this.
 _SLACK_ROWS = 1024
-#: The counter group the engine's stats are persisted in (``evictions`` go there too).
-_STATS_GROUP = "stats"
 
 
 #: Options a ``memory://`` URL or ``connect`` keyword may carry.
@@ -85,23 +85,6 @@ def _live(expires_at: float | None, now: float) -> bool:
 
 def _expiry(ttl_ms: int | None) -> float | None:
     return None if ttl_ms is None else time.time() + ttl_ms / 1000
-
-
-def validate_max_entries(value: object) -> int | None:
-    """``value`` as a limit: a whole number of at least 1 (or its text), or ``None``."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if not value.strip().isdigit():
-            raise SemcacheInputError(
-                f"max_entries must be a whole number of at least 1, got {value!r}"
-            )
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"max_entries must be an int or None, got {type(value).__name__}")
-    if value < 1:
-        raise SemcacheInputError(f"max_entries must be at least 1 (or None: no limit), got {value}")
-    return value
 
 
 class MemoryStore:
@@ -164,7 +147,7 @@ class MemoryStore:
             evicted += live
         if evicted:
             self.evictions[namespace] = self.evictions.get(namespace, 0) + evicted
-            self.incr_counters(namespace, _STATS_GROUP, {"evictions": float(evicted)})
+            self.incr_counters(namespace, COUNTER_GROUP, {"evictions": float(evicted)})
         return evicted
 
     # -- values ----------------------------------------------------------------------------

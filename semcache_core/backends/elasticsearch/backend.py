@@ -104,6 +104,7 @@ from semcache_core.backends.base import Backend
 from semcache_core.backends.elasticsearch.calls import Call, Reply, error_of
 from semcache_core.backends.elasticsearch.ops import ElasticsearchOperations
 from semcache_core.backends.elasticsearch.schema import MAX_WINDOW, SCHEMA_ERRORS, Refresh
+from semcache_core.backends.elasticsearch.trim import trim as trim_flow
 from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
 from semcache_core.errors import BackendError, SchemaConflictError, SemcacheInputError
 from semcache_core.flow import Step, arun, run
@@ -426,6 +427,14 @@ class ElasticsearchBackend(Backend):
 
     async def apurge_expired(self, namespace: str | None = None) -> int:
         return await arun(self.ops.purge_expired(namespace), self)
+
+    def trim(self, namespace: str, max_entries: int) -> int:
+        """Delete the oldest entries of ``namespace`` beyond ``max_entries`` (expired ones
+        first); returns how many live entries it evicted (see :mod:`.trim`)."""
+        return run(trim_flow(self.ops, namespace, max_entries), self)
+
+    async def atrim(self, namespace: str, max_entries: int) -> int:
+        return await arun(trim_flow(self.ops, namespace, max_entries), self)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:

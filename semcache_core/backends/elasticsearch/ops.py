@@ -177,7 +177,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
     def _set_many(
         self, namespace: str, items: list[tuple[str, bytes]], ttl_ms: int | None
     ) -> Flow[None]:
-        expires_at = expiry_ms(ttl_ms)
+        expires_at, created = expiry_ms(ttl_ms), now_ms()
         operations: list[dict[str, Any]] = []
         for key, value in items:
             value_id = self._value_id(namespace, key)
@@ -186,6 +186,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
                 "kind": VALUE,
                 "key": key,
                 "value": bytes_to_base64(value),
+                "created": created,
             }
             if expires_at is not None:
                 source["expires_at"] = expires_at
@@ -332,6 +333,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
             "kind": VALUE,
             "key": key,
             "value": bytes_to_base64(new),
+            "created": now_ms(),
         }
         expires_at = expiry_ms(ttl_ms)
         if expires_at is not None:
@@ -386,7 +388,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
         yield from self.ensure_index()
         yield from self._ensure_vector_field(dim)
         first = yield from self._partition_dim(namespace, partition, dim)
-        expires_at = expiry_ms(ttl_ms)
+        expires_at, created = expiry_ms(ttl_ms), now_ms()
         operations: list[dict[str, Any]] = []
         if first:
             marker = "dims:" + partition
@@ -403,6 +405,7 @@ class ElasticsearchOperations(BulkWriter, Operations):
                 "value": bytes_to_base64(record.payload),
                 "vector": vector_to_base64(record.vector),
                 knn: record.vector.tolist(),
+                "created": created,
             }
             if expires_at is not None:
                 source["expires_at"] = expires_at

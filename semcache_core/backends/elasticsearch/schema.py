@@ -57,6 +57,8 @@ FIELDS: dict[str, dict[str, Any]] = {
     "value": {"type": "binary", "doc_values": False},
     "vector": {"type": "binary", "doc_values": False},
     "expires_at": {"type": "date", "format": "epoch_millis"},
+    # When a value or vector record was written: the order of ``trim`` (oldest first).
+    "created": {"type": "date", "format": "epoch_millis"},
     "counters": {"type": "object", "enabled": False},
     "dims": {"type": "integer", "index": False},
 }
@@ -70,6 +72,7 @@ COMPATIBLE_TYPES: dict[str, set[str]] = {
     "value": {"binary"},
     "vector": {"binary"},
     "expires_at": {"date"},
+    "created": {"date"},
     "counters": {"object"},
     "dims": {"integer", "long", "short"},
 }
@@ -306,7 +309,7 @@ class IndexSchema:
             problem = None
             if found_type not in COMPATIBLE_TYPES[name]:
                 problem = f"type {found_type!r}"
-            elif name == "expires_at" and "format" in found:
+            elif name in ("expires_at", "created") and "format" in found:
                 if "epoch_millis" not in str(found["format"]).split("||"):
                     problem = f"date format {found['format']!r}"
             elif name == "counters" and found.get("enabled", True) is not False:

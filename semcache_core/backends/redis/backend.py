@@ -88,10 +88,10 @@ from redis.retry import Retry
 from semcache_core.backends.base import Backend
 from semcache_core.backends.loops import Guard, close_at_loop_end, close_in_loop
 from semcache_core.backends.redis import cluster, sentinel
-from semcache_core.backends.redis.commands import Primaries, Round, Topology
+from semcache_core.backends.redis.commands import Primaries, Round, Topology, is_out_of_memory
 from semcache_core.backends.redis.keys import CLUSTER, STANDALONE
 from semcache_core.backends.redis.ops import RedisOperations, VectorSearchMode
-from semcache_core.errors import BackendError, SemcacheInputError
+from semcache_core.errors import BackendError, SemcacheInputError, StorageFullError
 from semcache_core.flow import Step, run
 
 __all__ = ["RedisBackend"]
@@ -434,6 +434,8 @@ def _round(step: Step) -> Round:
 def _backend_error(round_: Round, exc: BaseException) -> BackendError:
     names = sorted({str(command[0]) for command in round_.commands})
     detail = str(exc) or type(exc).__name__
+    if is_out_of_memory(exc):
+        return StorageFullError(f"Redis {'/'.join(names)} refused, it is full: {detail}")
     return BackendError(f"Redis {'/'.join(names)} failed: {detail}")
 
 

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
-from semcache_core.errors import BackendError
+from semcache_core.errors import BackendError, StorageFullError
 from semcache_core.flow import Flow, Step
 
 Command = tuple[Any, ...]
@@ -92,4 +92,13 @@ def missing_index(reply: Any) -> bool:
 
 
 def refused(what: str, reply: Any) -> BackendError:
+    if is_out_of_memory(reply):
+        return StorageFullError(f"Redis refused {what}, it is full (maxmemory): {reply}")
     return BackendError(f"Redis refused {what}: {reply}")
+
+
+def is_out_of_memory(error: object) -> bool:
+    """Whether ``error`` is Redis's ``OOM command not allowed when used memory > 'maxmemory'``."""
+    return isinstance(error, OutOfMemoryError) or (
+        isinstance(error, ResponseError) and str(error).startswith("OOM ")
+    )

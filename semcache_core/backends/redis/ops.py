@@ -29,6 +29,7 @@ from semcache_core.backends.redis.commands import (
     Topology,
     as_text,
     is_error,
+    is_out_of_memory,
     one,
     pairs,
     refused,
@@ -325,6 +326,9 @@ class RedisOperations(Operations):
         # A field that holds no number (planted, or another program's) refuses HINCRBYFLOAT:
         # it is reset to this delta, so a bad counter never fails the flush (nor opens the
         # circuit breaker and takes lookups down with it).
+        full = next((reply for reply in replies if is_out_of_memory(reply)), None)
+        if full is not None:  # Redis is full (maxmemory), the counter is fine
+            raise refused("HINCRBYFLOAT", full)
         broken = [(f, d) for (f, d), reply in zip(fields, replies, strict=True) if is_error(reply)]
         if broken:
             logger.warning("semcache: resetting counters that were not numbers: %s", broken)
