@@ -244,10 +244,15 @@ REJECT: list[tuple[str, str, str]] = [
     ),
     # one noun for another kind of the same thing
     ("lexical", "How do I make iced tea?", "How do I make iced coffee?"),
-    (
-        "reorder",
+    (  # an exchange of two terms: direction first (the reorder check also rejects it)
+        "direction",
         "Is cycling on gravel roads slower than cycling on forest trails?",
         "Is cycling on forest trails slower than cycling on gravel roads?",
+    ),
+    (  # three words in a cycle: no exchange of two, a reorder
+        "reorder",
+        "Can a small dog wear a large coat with medium boots?",
+        "Can a large dog wear a medium coat with small boots?",
     ),
     ("substitution", "How do I mute a channel in Slack?", "How do I archive a channel in Slack?"),
     ("lexical", "How do I learn the violin as an adult?", "How do I learn the cello as an adult?"),

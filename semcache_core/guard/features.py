@@ -24,10 +24,16 @@ _BREAKS = frozenset(".?!;:,\n|()")
 _FUNCTION_WORDS = lexicon.words("function_words.txt")
 
 
-def _sequence(tokens: list[Token], text: str) -> tuple[str, ...]:
+#: Token kinds kept, beside words, in the order of terms (numbers, flags, paths...).
+_TERM_KINDS = frozenset(["num", "frac", "time", "date", "flag", "path", "ext"])
+
+
+def _sequence(tokens: list[Token], text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Lower-case words in order, "|" at sentence and clause breaks (an emoji between two
-    words is a break: "... with my dad 😅 what year ...")."""
+    words is a break: "... with my dad 😅 what year ..."); and the same with the numbers,
+    flags and paths in their places (the terms)."""
     out: list[str] = []
+    terms: list[str] = []
     end = 0
     emoji = not text.isascii()
     for token in tokens:
@@ -36,8 +42,13 @@ def _sequence(tokens: list[Token], text: str) -> tuple[str, ...]:
             gap = text[end : token.start]
             if not gap.isascii() and any(unicodedata.category(c) == "So" for c in gap):
                 out.append("|")
+                terms.append("|")
         if token.kind == "word":
-            out.extend(p for p in token.low.removesuffix("()").split(".") if p)
+            parts = [p for p in token.low.removesuffix("()").split(".") if p]
+            out.extend(parts)
+            terms.extend(parts)
+        elif token.kind in _TERM_KINDS:
+            terms.append(token.low)
         elif (
             token.kind == "punct"
             and token.text in _BREAKS
@@ -46,8 +57,10 @@ def _sequence(tokens: list[Token], text: str) -> tuple[str, ...]:
             and not (glued and token.text in "()")
         ):
             out.append("|")
+            if terms and terms[-1] != "|":
+                terms.append("|")
         end = token.end
-    return tuple(out)
+    return tuple(out), tuple(terms)
 
 
 @lru_cache(maxsize=8192)
@@ -73,7 +86,7 @@ def extract_features(text: str) -> Features:
     entity_at = names._names(tokens, normalized, title_case, out)
     roles.directions(tokens, unit_at, entity_at, out)
     searchable = " ".join(normalized.split())
-    sequence = _sequence(tokens, normalized)
+    sequence, terms = _sequence(tokens, normalized)
     words = frozenset(w for w in sequence if w != "|")
     classified = frozenset(t.low for t in tokens if t.used and t.kind == "word")
     word_lemmas = frozenset(lemma for w in words for lemma in lemmas(w))
@@ -96,6 +109,7 @@ def extract_features(text: str) -> Features:
         text=ascii_lower(searchable),
         raw_text=searchable,
         sequence=sequence,
+        terms=terms,
         lemmas=word_lemmas,
         negated=negation.negated_words(sequence),
         phrasal=negation.phrasal(sequence),

@@ -113,12 +113,17 @@ _MAX_NEW = 2
 def task_verb_differs(a: Features, b: Features) -> str | None:
     """Two tasks asked of the assistant on the same thing with verbs that are not synonyms
     ("Can you draft a bill of lading ..." / "Can you check this bill of lading ...",
-    "Estimate the cost of a trip to X" / "Plan a trip to X")."""
+    "Estimate the cost of a trip to X" / "Plan a trip to X"; on the same quoted text or
+    code, whatever else each prompt says)."""
     va, vb = a.task_verb, b.task_verb
     if not va or not vb or va == vb or base_forms(va) & base_forms(vb):
         return None
     if _verb_synsets(va) & _verb_synsets(vb):
         return None
+    if (a.quoted and a.quoted == b.quoted) or (a.code and a.code == b.code):
+        # two tasks on the same quoted text or code, however each is worded ("Write this
+        # pattern out in words: '...'" / "Count the stitches this row decreases: '...'")
+        return f"tasks differ on the same text: {va!r} vs {vb!r}"
     shared = sum(w[:5] in b.stems for w in a.content if w != va)
     new_a = sum(w[:5] not in b.stems for w in a.content if w != va)
     new_b = sum(w[:5] not in a.stems for w in b.content if w != vb)

@@ -73,6 +73,8 @@ def lexical_differs(a: Features, b: Features) -> str | None:
     x, y, head = pair
     if x[:4] == y[:4] or one_typo_apart(x, y) or base_forms(x) & base_forms(y):
         return None  # an inflection or a typo ("knife" / "knives", "pasword", "chiken")
+    if y in lexicon.curated_synonyms().get(x, ()):
+        return None  # a curated synonym or the other spelling ("tyre" / "tire")
     synsets_x, parents_x = _kinds(x)
     synsets_y, parents_y = _kinds(y)
     if synsets_x & synsets_y or _verb_synonyms(x, y):

@@ -62,6 +62,18 @@ def antonyms() -> dict[str, frozenset[str]]:
 
 
 @cache
+def curated_synonyms() -> dict[str, frozenset[str]]:
+    """Curated synonyms (``synonyms_curated.tsv``): the words of a line are synonyms of each
+    other (also British / American spellings: "tyre" / "tire")."""
+    out: dict[str, set[str]] = {}
+    for word, others in table("synonyms_curated.tsv").items():
+        group = {word, *others}
+        for member in group:
+            out.setdefault(member, set()).update(group - {member})
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+@cache
 def _inflections() -> dict[str, tuple[str, ...]]:
     return table("inflections.tsv")
 

@@ -33,7 +33,7 @@ from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.overlap import broad_rewording
-from semcache_core.guard.tokens import Features
+from semcache_core.guard.tokens import Features, memo
 
 NEGATION_WORDS: frozenset[str] = lexicon.words("negation_words.txt")
 #: Negation markers that exempt the next words from the opposite checks ("not visible").
@@ -223,6 +223,7 @@ def antonym_differs(a: Features, b: Features) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def _negated_stem(word: str) -> str | None:
     """The stem a prefixed or -less word negates, if it looks like one."""
     if word in lexicon.words("prefix_false_friends.txt") or word in lexicon.words(
@@ -235,8 +236,19 @@ def _negated_stem(word: str) -> str | None:
     return None
 
 
+def _negatable(f: Features) -> frozenset[str]:
+    """The words of ``f`` that may negate another word: a negating prefix or -less / -ful."""
+    return frozenset(
+        w
+        for w in f.words
+        if w.isalpha() and (_negated_stem(w) is not None or w.endswith(("less", "ful")))
+    )
+
+
 def morphological_differs(a: Features, b: Features) -> str | None:
     for x, y in ((a, b), (b, a)):
+        if not memo(x, "negatable", _negatable) - y.words:
+            continue  # no word of x's alone has a prefix or suffix to negate with
         # y's words x lacks verbatim: "unsalted butter" / "salted butter" in a prompt that
         # also says "salt" still differs
         only_y = {w for w in y.words - x.words if w.isalpha() and w not in y.negated}

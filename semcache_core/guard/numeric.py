@@ -87,7 +87,13 @@ _DATE_WORDS: dict[str, str] = {
     "evening": "evening",
     "evenings": "evening",
     "noon": "noon",
+    "midday": "noon",
     "midnight": "midnight",
+    # times of day by the sun: another light, another answer (photography, gardening, prayer)
+    "dawn": "dawn",
+    "dusk": "dusk",
+    "sunrise": "sunrise",
+    "sunset": "sunset",
 }
 _DECADE_WORDS: dict[str, int] = {
     "twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,

@@ -107,6 +107,7 @@ def strip_padding(text: str) -> str:
     if "," in text[-40:]:
         text = _SIGNOFF_NAME_RE.sub("", text)
     text = _SPACES_RE.sub(" ", text).strip()
+    before_layers = text
     for _ in range(6):  # a few layers: "hey, sorry, quick q: ..."
         before = text
         first = _WORD_RE.match(text[:12].lower().lstrip(" !¡¿?.,:;-"))
@@ -116,6 +117,10 @@ def strip_padding(text: str) -> str:
         text = _strip_tail(text)
         if text == before:
             break
+    if text != before_layers and not text.isascii():
+        # an emoji that stood inside the padding is now at the start: "hope you don't mind 😊
+        # What's ..."
+        text = _SPACES_RE.sub(" ", _EMOJI_RE.sub(" ", text)).strip()
     text = text.strip(" ,;:-–—")
     if not text or _END_ALONE_RE.fullmatch(text):
         return original.strip()

@@ -22,7 +22,7 @@ from __future__ import annotations
 from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon, substitution
-from semcache_core.guard.tokens import Collector, Features, Token
+from semcache_core.guard.tokens import Collector, Features, Token, memo
 
 #: Relational words whose object is a role in the question: "to X", "than X"...
 RELATIONAL = frozenset(
@@ -169,7 +169,7 @@ def directions(
 
 
 def _content_forms(f: Features) -> frozenset[str]:
-    return _singulars(f.words) | f.lemmas
+    return memo(f, "content_forms", lambda f: _singulars(f.words) | f.lemmas)
 
 
 #: The speaker as a participant ("my employer sues me" / "I sue my employer"): subject and
@@ -179,6 +179,10 @@ _POSSESSIVES = frozenset(["my", "your", "our", "their", "his", "her", "its"])
 
 
 def _content(f: Features) -> list[str]:
+    return memo(f, "role_content", _role_content)
+
+
+def _role_content(f: Features) -> list[str]:
     return [
         "SELF" if w in _SELF else w
         for w in f.sequence
@@ -244,7 +248,125 @@ def _moved_or_symmetric(a: Features, b: Features) -> bool:
     return substitution.clauses_moved(a, content_b) or substitution.clauses_moved(b, content_a)
 
 
+_ARTICLES = frozenset(["a", "an", "the"])
+#: Words that relate two things symmetrically from outside them ("mix A with B"): "and" and
+#: "or" do only between the two ("put the rug under the sofa or in front of it" is no
+#: symmetric prompt).
+_SYMMETRIC_RELATION = substitution.SYMMETRIC - frozenset(["and", "or"])
+
+
+def exchanged_spans(a: Features, b: Features) -> tuple[str, str] | None:
+    """Two stretches of words or numbers that trade places in one prompt frame, everything
+    else the same word for word: ``P X M Y S`` / ``P Y M X S`` ("Can I put 5W-30 oil in an
+    engine that calls for 10W-30?" / "... 10W-30 oil in an engine that calls for 5W-30?",
+    "Xbox One games on an Xbox Series X" / "Xbox Series X games on an Xbox One"), whatever
+    word relates them. Not an exchange: a symmetric middle ("A and B", "A or B", "between
+    5W-30 and 10W-30"; "mix A with B", a symmetric verb or noun elsewhere and none but
+    function words between the two), whole clauses or sentences trading places (a stretch or the
+    middle crossing a clause break), articles ("a ... the")."""
+    ta, tb = a.terms, b.terms
+    if ta == tb or len(ta) != len(tb) or sorted(ta) != sorted(tb):
+        return None
+    start, end = substitution.common_ends(ta, tb)
+    xa, xb = ta[start : len(ta) - end], tb[start : len(tb) - end]
+    n = len(xa)
+    if n == 2 and xa == xb[::-1] and not (_FUNCTION_WORDS & set(xa)) and "|" not in xa:
+        # two neighbours trade places in the same frame: "give my dog cat food" / "give my
+        # cat dog food" (a compound reworded changes its small words too: "list in Python")
+        return xa[0], xa[1]
+    for lx in range(1, n - 1):
+        span_x = xa[:lx]
+        if xb[n - lx :] != span_x or "|" in span_x:
+            continue
+        for ly in range(1, n - lx):
+            span_y = xa[n - ly :]
+            middle = xa[lx : n - ly]
+            if xb[:ly] != span_y or xb[ly : n - lx] != middle or "|" in span_y:
+                continue
+            if set(span_x) <= _ARTICLES and set(span_y) <= _ARTICLES:
+                continue
+            if "|" in middle:
+                return None  # clauses or sentences moved
+            if substitution.SYMMETRIC & set(middle) or (
+                all(w in _FUNCTION_WORDS for w in middle)
+                and _SYMMETRIC_RELATION & (a.words | b.words)
+            ):
+                return None  # "A and B" / "B and A", "mix A with B" / "mix B with A"
+            return " ".join(span_x), " ".join(span_y)
+    return None
+
+
+def _participants(f: Features) -> list[str]:
+    """The content words in the singular ("owes" / "owe"), the speaker as one participant,
+    "|" at breaks."""
+    return memo(f, "participants", _compute_participants)
+
+
+def _compute_participants(f: Features) -> list[str]:
+    out: list[str] = []
+    for w in f.sequence:
+        if w == "|":
+            if out and out[-1] != "|":
+                out.append("|")
+        elif w in _SELF:
+            out.append("SELF")
+        elif w not in _FUNCTION_WORDS and w not in _POSSESSIVES:
+            out.append(_singular(w))
+    return out
+
+
+def participants_exchanged(a: Features, b: Features) -> tuple[str, str] | None:
+    """Where the two prompts first differ, two participants trade places around the same
+    word(s): ``X M Y ...`` / ``Y M X ...`` ("My employer owes me ..." / "I owe my employer
+    ...", "Can the removal company charge me if ..." / "Can I charge the removal company if
+    ..."), whatever follows. Not when one side only is passive ("by") or the middle is
+    symmetric ("mix A with B")."""
+    if ("by" in a.words) != ("by" in b.words):
+        return None
+    pa, pb = _participants(a), _participants(b)
+    start = 0
+    while start < min(len(pa), len(pb)) and pa[start] == pb[start]:
+        start += 1
+    if start >= len(pb) or pb[start] not in pa[start + 2 : start + 6]:
+        return None  # b's next word is not a's participant of two to five words later
+    for lx in range(1, 4):
+        span_x = pa[start : start + lx]
+        if len(span_x) < lx or "|" in span_x:
+            break
+        for lm in range(1, 3):
+            middle = pa[start + lx : start + lx + lm]
+            if len(middle) < lm or "|" in middle or substitution.SYMMETRIC & set(middle):
+                break
+            for ly in range(1, 4):
+                span_y = pa[start + lx + lm : start + lx + lm + ly]
+                if len(span_y) < ly or "|" in span_y:
+                    break
+                if (
+                    span_x != span_y
+                    and pb[start : start + ly] == span_y
+                    and pb[start + ly : start + ly + lm] == middle
+                    and pb[start + ly + lm : start + ly + lm + lx] == span_x
+                ):
+                    return " ".join(span_x), " ".join(span_y)
+    return None
+
+
 def direction_differs(a: Features, b: Features) -> str | None:
+    pair = participants_exchanged(a, b)
+    if pair is not None:
+        return f"participants exchanged: {pair[0]!r} and {pair[1]!r}"
+    spans = exchanged_spans(a, b)
+    if spans is not None and not (_COMPARING & a.words and _COMPARING & b.words):
+        exchange = f"terms exchanged: {spans[0]!r} and {spans[1]!r} trade places"
+        if not all(w in _FUNCTION_WORDS for w in " ".join(spans).split()):
+            return exchange
+        # two relational words exchanged ("from Oslo to Rome" / "to Oslo from Rome"): the
+        # checks below name the words they relate
+        return _relations_differ(a, b) or exchange
+    return _relations_differ(a, b)
+
+
+def _relations_differ(a: Features, b: Features) -> str | None:
     if _moved_or_symmetric(a, b):
         return None
     pair = swapped_words(a, b)
@@ -282,9 +404,14 @@ def role_differs(a: Features, b: Features) -> str | None:
     singular_a, singular_b = _singulars(a.words), _singulars(b.words)
     only_a, only_b = singular_a - singular_b, singular_b - singular_a
     partners = role_partners()
+    words_b = sorted(only_b)
+    roles_b = [y for y in words_b if _is_role(y)]
     for x in sorted(only_a):
-        for y in sorted(only_b):
-            if y in partners.get(x, ()) or (_is_role(x) and _is_role(y) and _ee_partner(x, y)):
+        # a counterpart from the table, or by rule an -er/-or against an -ee (both roles)
+        partners_x = partners.get(x, ())
+        is_role = _is_role(x)
+        for y in words_b if partners_x else roles_b if is_role else ():
+            if y in partners_x or (is_role and _is_role(y) and _ee_partner(x, y)):
                 return f"roles differ: {x!r} vs {y!r}"
     shared = [r for r in a.roles if r in b.roles]
     if len(shared) >= 2 and ("by" in a.words) == ("by" in b.words):

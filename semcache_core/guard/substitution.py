@@ -21,18 +21,20 @@ Python"), or the prompt is symmetric in its terms (and/or/vs/between/differ/comp
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.lexical import _kinds
 from semcache_core.guard.negation import REFLEXIVES, base_forms
-from semcache_core.guard.tokens import Features, one_typo_apart
+from semcache_core.guard.tokens import Features, memo, one_typo_apart
 
 __all__ = [
     "SYMMETRIC",
     "aligned_diff",
     "clauses_moved",
+    "common_ends",
     "content_words",
     "equivalent",
     "reorder_differs",
@@ -92,6 +94,10 @@ _MAX_FRAME_CHANGE = 2
 
 def content_words(f: Features) -> tuple[str, ...]:
     """The content words of a prompt in order (no function, number or digit words)."""
+    return memo(f, "content_words", _content_words)
+
+
+def _content_words(f: Features) -> tuple[str, ...]:
     return tuple(
         w
         for w in f.sequence
@@ -99,7 +105,7 @@ def content_words(f: Features) -> tuple[str, ...]:
     )
 
 
-def _common_ends(x: tuple[str, ...], y: tuple[str, ...]) -> tuple[int, int]:
+def common_ends(x: tuple[str, ...], y: tuple[str, ...]) -> tuple[int, int]:
     """The lengths of the common beginning and the common end of two sequences."""
     start = 0
     while start < min(len(x), len(y)) and x[start] == y[start]:
@@ -130,7 +136,7 @@ def aligned_diff(a: Features, b: Features) -> list[tuple[str, str]] | None:
     ca, cb = content_words(a), content_words(b)
     if ca == cb or _frame_change(a, b) > _MAX_FRAME_CHANGE:
         return None
-    start, end = _common_ends(ca, cb)
+    start, end = common_ends(ca, cb)
     mx, my = ca[start : len(ca) - end], cb[start : len(cb) - end]
     if start + end < 2 or not mx or not my:
         return None
@@ -184,18 +190,6 @@ def _synsets(word: str) -> frozenset[str]:
     return frozenset(out)
 
 
-@cache
-def _curated() -> dict[str, frozenset[str]]:
-    """Curated synonyms (``data/synonyms_curated.tsv``): the words of a line are synonyms of
-    each other."""
-    out: dict[str, set[str]] = {}
-    for word, others in lexicon.table("synonyms_curated.tsv").items():
-        group = {word, *others}
-        for member in group:
-            out.setdefault(member, set()).update(group - {member})
-    return {k: frozenset(v) for k, v in out.items()}
-
-
 def _known(word: str) -> bool:
     """Whether WordNet has the word (as a noun, verb, adjective or adverb)."""
     return word in lexicon.table("synonyms.tsv") or word in lexicon.table("noun_kinds.tsv")
@@ -240,11 +234,11 @@ def equivalent(x: str, y: str) -> bool:
         return True  # "knife" / "knives", two typos: "begginers", "interfear"
     if len(short) >= 3 and long_.startswith(short) and (len(short) <= 4 or not _known(short)):
         return True  # "env" / "environment", "repo" / "repository"
-    if y in _curated().get(x, ()) or any(
-        b in _curated().get(a, ()) for a in base_forms(x) for b in base_forms(y)
+    if y in lexicon.curated_synonyms().get(x, ()) or any(
+        b in lexicon.curated_synonyms().get(a, ()) for a in base_forms(x) for b in base_forms(y)
     ):
         return True
-    stem = _common_ends(tuple(x[::-1]), tuple(y[::-1]))[0]
+    stem = common_ends(tuple(x[::-1]), tuple(y[::-1]))[0]
     if stem >= 4 and stem < len(short):
         return False  # one stem, two prefixes: "prepaid" / "postpaid", "breastfed" / "bottlefed"
     unit_x, unit_y = _unit(x), _unit(y)
@@ -286,14 +280,30 @@ def added_clause(a: Features, b: Features) -> str | None:
         return None
     short, long_ = (sa, sb) if len(sa) < len(sb) else (sb, sa)
     f_short, f_long = (a, b) if short is sa else (b, a)
-    if f_long.sequence.count("|") > f_short.sequence.count("|"):
-        return None  # a sentence of context or padding ("Travelling next week! ...")
-    start, end = _common_ends(short, long_)
+    start, end = common_ends(short, long_)
     if start + end < len(short) or len(short) < 3 or start < 2:
+        return None
+    if f_long.sequence.count("|") > f_short.sequence.count("|") and not (
+        # a clause after a comma at the end of the same sentence is still a condition ("...
+        # at 45 degrees, taking air resistance into account?"); a sentence of context or
+        # padding is not ("Travelling next week! ...")
+        end == 0 and _sentences(f_long.raw_text) == _sentences(f_short.raw_text)
+    ):
         return None
     block = long_[start : len(long_) - end]
     content = [w for w in block if w not in _FUNCTION_WORDS]
+    if len(content) == 1 and block[0] in _RELATIVE_PRONOUNS and len(block) >= 3:
+        return " ".join(block)  # a relative clause: "a turkey" / "a turkey that is frozen"
     return " ".join(block) if len(content) >= 2 else None
+
+
+_RELATIVE_PRONOUNS = frozenset(["that", "which", "who", "whose"])
+_SENTENCE_BREAK_RE = re.compile(r"[.?!]+\s+\S")
+
+
+def _sentences(text: str) -> int:
+    """How many sentences ``text`` has: one more than the ends followed by more text."""
+    return 1 + len(_SENTENCE_BREAK_RE.findall(text))
 
 
 def substitution_differs(a: Features, b: Features) -> str | None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from semcache_core.guard import lexicon
+
+T = TypeVar("T")
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -72,6 +74,13 @@ ALIASES: tuple[tuple[str, str], ...] = (
     (r"\bWorld War (?:II|2|Two)\b|\bWWII\b|\bWW2\b", "WW2"),
     (r"\bWorld War (?:I|1|One)\b|\bWWI\b|\bWW1\b", "WW1"),
     (r"\bGoogle Cloud(?: Platform)?\b", "GCP"),
+    (r"\b[Ll]ight[- ]years?\b", "lightyears"),
+    (r"\b401 ?\(?[kK]\)?(?![\w(])", "401(k)"),  # a retirement plan, not 401 thousand
+    (r"\b403 ?\(?[bB]\)?(?![\w(])", "403(b)"),
+    (
+        r"\b[Pp][Ss](?= ?[1-5]\b)",
+        "PlayStation ",
+    ),  # "PS5" / "PlayStation 5"  # a unit of length, not "light" and "years"
     # text-speak: "b4" is "before", "w/o" "without", "w/" "with", "how 2" "how to"
     (r"(?<![\w/])[Bb]4\b", "before"),
     (r"(?<![\w/])[Ww]/[Oo]\b", "without"),
@@ -141,14 +150,23 @@ def _alias_words() -> frozenset[str]:
         words |= {w for w in found if len(w) >= 2}
     # words that never start an alias and are common: an alias starts with another word
     words |= {"u", "n", "w", "yr"}  # short text-speak
-    return frozenset(words) - _wordset(
-        "of one two city code war web language models learning services platform cloud "
-        "studio ii america states kingdom nations emirates angeles francisco zealand york"
+    # glued forms the literal words miss ("401k", "PS5" are one word to the hint)
+    words |= {"401k", "403b", "ps1", "ps2", "ps3", "ps4", "ps5"}
+    # the words of a lookbehind ("how 2", "in the us") start no alias: the hint regex and
+    # the alias's own word ("us") find those; "how", "in" and "the" would run the aliases on
+    # most prompts
+    return (
+        frozenset(words)
+        - _wordset("how in the")
+        - _wordset(
+            "of one two city code war web language models learning services platform cloud "
+            "studio ii america states kingdom nations emirates angeles francisco zealand york years"
+        )
     )
 
 
 _ALIAS_WORDS = _alias_words()
-_ALIAS_HINT_RE = re.compile(r"[A-Z]\.[A-Z]|[+#]|\.[Nn][Ee][Tt]\b")
+_ALIAS_HINT_RE = re.compile(r"[A-Z]\.[A-Z]|[+#]|\.[Nn][Ee][Tt]\b|\b[Hh]ow 2 ")
 _ALNUM_RE = re.compile(r"[a-z0-9]+")
 
 
@@ -230,6 +248,8 @@ class Features:
     raw_text: str = field(repr=False)
     #: Lower-case words in order ("|" marks a sentence or clause break).
     sequence: tuple[str, ...] = field(default=(), repr=False)
+    #: ``sequence`` with the numbers, flags and paths in their places ("5w-30" -> 5, w, 30).
+    terms: tuple[str, ...] = field(default=(), repr=False)
     #: Every word and the lemmas it inflects ("lent" -> lent, lend).
     lemmas: frozenset[str] = field(default=frozenset(), repr=False)
     #: Words right after a negation ("not visible"): not an opposite of "hidden".
@@ -249,6 +269,9 @@ class Features:
     unknown: frozenset[str] = field(default=frozenset(), repr=False)
     #: The verb of a task asked of the assistant ("Can you *check* ..."), or "".
     task_verb: str = ""
+    #: What the checks derive from this prompt alone, computed on first use (a stored prompt
+    #: is compared with many queries): see :func:`memo`.
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -294,7 +317,8 @@ def _num_str(value: float) -> str:
 
 
 def ascii_lower(text: str) -> str:
-    return text.translate(_ASCII_LOWER)
+    """``text`` with A-Z in lower case (other letters kept: "İ" is no "i")."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -427,9 +451,32 @@ def one_typo_apart(x: str, y: str, *, min_length: int = 5, substitution: bool = 
     return short[i:] == long_[i + 1 :]
 
 
-def near_word(word: str, vocabulary: Iterable[str], **strictness: Any) -> bool:
+def near_word(
+    word: str, vocabulary: Iterable[str], *, min_length: int = 5, substitution: bool = True
+) -> bool:
     """Whether ``vocabulary`` has ``word`` or a word one typo away from it."""
-    return any(one_typo_apart(word, other, **strictness) for other in vocabulary)
+    n = len(word)
+    if n < min_length:
+        return word in vocabulary
+    # only words of about the same length can be one typo apart: filter before the call
+    return any(
+        other == word
+        or (
+            n - 2 < len(other) < n + 2
+            and len(other) >= min_length
+            and one_typo_apart(word, other, min_length=min_length, substitution=substitution)
+        )
+        for other in vocabulary
+    )
+
+
+def memo(f: Features, key: str, compute: Callable[[Features], T]) -> T:
+    """``compute(f)``, computed once per prompt and kept in ``f.derived`` under ``key``."""
+    try:
+        return f.derived[key]  # type: ignore[no-any-return]
+    except KeyError:
+        value = f.derived[key] = compute(f)
+        return value
 
 
 def consume(tokens: list[Token], start: int, end: int) -> None:
