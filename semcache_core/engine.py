@@ -472,7 +472,13 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         raw = yield from self.guard.shield("get_many", read, missing)
         return decode_entry(raw[0], "response")
 
-    def _refresh(self, key: str) -> Flow[None]:
+    def _served(self, key: str) -> Flow[None]:
+        """The entry under ``key`` is served (an exact hit, or a semantic hit that passed every
+        stage): its hit is counted where the backend counts hits (no write of its own), and
+        its TTL refreshed if ``refresh_ttl_on_hit``."""
+        if self.ops.counts_hits:
+            noted = self.ops.note_hits(self.namespace, [key])
+            yield from self.guard.shield("note_hits", noted, None)
         if self.refresh_ttl_on_hit:
             assert self.ttl is not None
             refresh = self.ops.expire_many(self.namespace, [key], ttl=self.ttl)
@@ -495,7 +501,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
             body = yield from self._read_one(key)
             if body is None:
                 return LookupResult(None, "miss")
-            yield from self._refresh(key)
+            yield from self._served(key)
             return LookupResult(body, "exact", None)
 
         query = self.query(prompt)
@@ -510,7 +516,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         if not folded:
             body = yield from self._read_one(entry_key)
             if self.is_exact_entry(body, query):
-                yield from self._refresh(entry_key)
+                yield from self._served(entry_key)
                 return LookupResult(body, "exact", 0.0)
 
         vector = given if given is not None else (yield from self._embed(query.compared))
@@ -530,7 +536,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
                 if hit.id == entry_id:
                     body = decode_entry(hit.payload, "response")
                     if self.is_exact_entry(body, query):
-                        yield from self._refresh(entry_key)
+                        yield from self._served(entry_key)
                         return LookupResult(body, "exact", 0.0)
         return (yield from self._serve_candidate(query, hits))
 
@@ -565,7 +571,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
                     rejection.detail,
                 )
                 continue
-            yield from self._refresh(keys.vector_key(hit.id))
+            yield from self._served(keys.vector_key(hit.id))
             served.append(candidate)
         return served
 
