@@ -1,4 +1,4 @@
-"""What ``max_entries`` (the embedded backend's LRU limit) costs a hit and a write.
+"""What ``max_entries`` (the embedded backend's LRU limit) and hit counting cost a hit and a write.
 
     python -m benchmarks.lru_cost [--entries N] [--lookups N]
 
@@ -7,7 +7,8 @@ hashing embedder: the embedding itself costs next to nothing, so the storage cos
 without a limit, with a limit that is never reached (uses are recorded, nothing is evicted)
 and with a limit of half the entries (every write evicts). "every read" repeats the limited
 cases with the one-second recency resolution turned off, so every hit is written as a use:
-the worst case. Rounds of lookups over the entries still stored, interleaved; the best round
+the worst case. "hits not counted" (``?track_hits=0``) against "no limit" is what counting
+served hits per entry costs (the default), on ``sqlite://`` and ``memory://``. Rounds of lookups over the entries still stored, interleaved; the best round
 of each case is reported.
 """
 
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     half = args.entries // 2
     limits = [
         ("no limit", "", args.entries),
+        ("no limit, hits not counted", "?track_hits=0", args.entries),
         ("limit not reached", f"?max_entries={10 * args.entries}", args.entries),
         (f"limit {half}, evicting", f"?max_entries={half}", half),
     ]
@@ -59,18 +61,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     for semantic in (False, True):
         for name, query, kept in limits:
             path = os.path.join(directory, f"{semantic}-{len(query)}.db")
-            cache, prompts, write = _filled(
-                f"sqlite:///{path}{query}", semantic=semantic, entries=args.entries
-            )
-            kind = "semantic cache, same prompt" if semantic else "exact cache"
-            cases.append((name, kind, cache, prompts[-kept:], write))
+            urls = [("sqlite", f"sqlite:///{path}{query}")]
+            if "max_entries" not in query:
+                urls.append(("memory", f"memory://{query}"))
+            for scheme, url in urls:
+                cache, prompts, write = _filled(url, semantic=semantic, entries=args.entries)
+                kind = "semantic cache, same prompt" if semantic else "exact cache"
+                cases.append((f"{scheme}: {name}", kind, cache, prompts[-kept:], write))
     # Rounds interleave the cases, and the best round of each counts: on a shared machine
     # that is the cost of the code, not of whatever else ran meanwhile.
     best: dict[tuple[int, str], float] = {}
     for _ in range(args.rounds):
         for number, (name, _, cache, stored, _) in enumerate(cases):
             for label, resolution in (("1 s", 1.0), ("every read", 0.0)):
-                if label == "every read" and name == "no limit":
+                if label == "every read" and "no limit" in name:
                     continue
                 lru.USE_RESOLUTION = resolution
                 hit = _lookups(cache, stored, args.lookups)

@@ -7,7 +7,7 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks.context import REDIS, REDIS_QE, BenchContext
+from benchmarks.context import REDIS, REDIS_QE, BenchContext, require_module
 from benchmarks.harness import Section, Skip, Target, fmt_bytes, fmt_ratio
 from benchmarks.workloads import DIM, PrecomputedEmbedder, response_payload, unit_vectors
 from semcache_core import Prompt, ResponseCache, VectorRecord
@@ -94,6 +94,7 @@ def run(ctx: BenchContext) -> Section:
                     f"{fmt_bytes(measured['used_memory_per_entry'])}",
                 )
             )
+    _redisvl_rows(ctx, section, n)
     section.notes.append(
         "The Query Engine allocates its vector index in blocks of 1,024 vectors, so its "
         "per-entry figure is only meaningful from a few thousand entries (`--quick` writes "
@@ -105,6 +106,106 @@ def run(ctx: BenchContext) -> Section:
         "is RediSearch's and depends on the index type semcache asks for."
     )
     return section
+
+
+def _redisvl_rows(ctx: BenchContext, section: Section, n: int) -> None:
+    """RedisVL's SemanticCache beside semcache's semantic rows: the same entries through its
+    own ``store()`` (langchain-redis stores the same way), and the targets against it."""
+    name = "Redis memory per semantic entry ≤ 0.8× RedisVL's"
+    try:
+        measured = _measure_redisvl(ctx, n)
+    except Skip as exc:
+        section.add_skip("RedisVL SemanticCache", str(exc), entries=f"{n:,} semantic")
+        section.targets.append(Target.skipped(name, "≤ 0.80×", str(exc)))
+        return
+    theirs = measured["all_keys_per_entry"] + (measured["index_per_entry"] or 0.0)
+    section.add(
+        {"backend": "RedisVL SemanticCache", "entries": "semantic", **measured},
+        backend="RedisVL SemanticCache (redis-qe)",
+        entries=f"{n:,} semantic",
+        **{
+            "payload + vector": fmt_bytes(measured["payload_plus_vector"]),
+            "per entry key": fmt_bytes(measured["entry_key_median"]),
+            "all keys / entry": fmt_bytes(measured["all_keys_per_entry"]),
+            "index / entry": fmt_bytes(measured["index_per_entry"]),
+            "total / entry": fmt_bytes(theirs),
+            "× payload+vector": fmt_ratio(theirs / measured["payload_plus_vector"]),
+            "used_memory Δ / entry": fmt_bytes(measured["used_memory_per_entry"]),
+        },
+    )
+    for row in section.rows:
+        data = row.data
+        if data.get("entries") != "semantic" or data.get("backend") not in (REDIS, REDIS_QE):
+            continue
+        ours = data["all_keys_per_entry"] + (data.get("index_per_entry") or 0.0)
+        r = ours / theirs
+        section.targets.append(
+            Target.check(
+                f"{name} ({data['backend']})",
+                "≤ 0.80×",
+                f"{fmt_ratio(r)} ({fmt_bytes(ours)} vs {fmt_bytes(theirs)})",
+                r <= 0.8,
+            )
+        )
+
+
+def _measure_redisvl(ctx: BenchContext, n: int) -> dict[str, Any]:
+    require_module("redisvl", "redisvl")
+    import json
+
+    from langchain_core.load import dumps
+    from redisvl.extensions.cache.llm import SemanticCache
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    from benchmarks.workloads import chat_generation
+
+    client = ctx.redis_client(REDIS_QE)
+    url = ctx.server_url(REDIS_QE)
+    keys_before = set(client.scan_iter(count=1000))
+    index_before = _index_memory(client)
+    used_before = int(client.info("memory")["used_memory"])
+    zero = [0.0] * DIM
+    name = ctx.namespace("rvmem")
+    cache = SemanticCache(
+        name=name,
+        distance_threshold=0.12,
+        vectorizer=CustomVectorizer(embed=lambda _text: zero),
+        redis_url=url,
+    )
+    vectors = unit_vectors(n, seed=99)
+    sizes = []
+    try:
+        for i in range(n):
+            # What langchain-redis stores for a generation: json of LangChain's dumps().
+            response = json.dumps([dumps(chat_generation(i))])
+            prompt = f"stored question number {i}"
+            cache.store(prompt=prompt, response=response, vector=vectors[i].tolist())
+            sizes.append(len(response.encode()) + len(prompt))
+        _wait_indexed(client)
+        index_after = _index_memory(client)
+        used_after = int(client.info("memory")["used_memory"])
+        new_keys = [k for k in client.scan_iter(count=1000) if k not in keys_before]
+        pipe = client.pipeline(transaction=False)
+        for key in new_keys:
+            pipe.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0")
+        usages = [int(u or 0) for u in pipe.execute()]
+    finally:
+        cache.delete()
+    return {
+        "payload_mean": statistics.fmean(sizes),
+        "vector_bytes": 4 * DIM,
+        "payload_plus_vector": statistics.fmean(sizes) + 4 * DIM,
+        "new_keys": len(new_keys),
+        "entry_keys": len(new_keys),
+        "entry_key_median": statistics.median(usages) if usages else None,
+        "all_keys_per_entry": sum(usages) / n,
+        "index_per_entry": (
+            (index_after - index_before) / n
+            if index_after is not None and index_before is not None
+            else None
+        ),
+        "used_memory_per_entry": (used_after - used_before) / n,
+    }
 
 
 def _target_name(label: str) -> str:

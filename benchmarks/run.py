@@ -72,6 +72,8 @@ _PACKAGES = (
     "numpy",
     "gptcache",
     "faiss-cpu",
+    "redisvl",
+    "langchain-redis",
 )
 
 

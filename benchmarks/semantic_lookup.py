@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -20,6 +25,7 @@ from benchmarks.context import (
     REDIS_QE,
     BenchContext,
     module_available,
+    require_module,
 )
 from benchmarks.harness import (
     Contender,
@@ -35,11 +41,9 @@ from benchmarks.harness import (
 )
 from benchmarks.workloads import DIM, PrecomputedEmbedder, chat_generation, near, unit_vectors
 from semcache_core import (
-    DEFAULT_DISTANCE_THRESHOLD,
     Prompt,
     ResponseCache,
     VectorHit,
-    VectorRecord,
 )
 from semcache_core.codecs import encode_entry
 from semcache_core.engine import SEMANTIC_CANDIDATES
@@ -49,6 +53,11 @@ TITLE = "3. Semantic lookup (embedding excluded) at 1k / 10k / 100k entries"
 SCOPE = "bench-llm-string"
 LOAD_BATCH = 1000
 FLOOR = "numpy brute force (floor)"
+#: The cosine-distance threshold of every contender (semcache's default is 0.14).
+THRESHOLD = 0.12
+REDISVL = "RedisVL SemanticCache"
+LANGCHAIN_REDIS = "langchain-redis RedisSemanticCache"
+FRESH_LOOKUP = Path(__file__).resolve().parent / "fresh_lookup.py"
 #: The embedded backend on a SQLite file (``EMBEDDED`` is ``memory://``, in-process dicts).
 SQLITE = "embedded sqlite file"
 KINDS = (EMBEDDED, SQLITE, REDIS, REDIS_QE, REDIS_CLUSTER, ELASTICSEARCH)
@@ -70,6 +79,7 @@ class Workload:
     far_texts: list[str]
     near_vectors: npt.NDArray[np.float32]
     embedder: PrecomputedEmbedder
+    value: dict[str, Any]
 
     @property
     def queries(self) -> int:
@@ -83,8 +93,12 @@ class Result:
     hit: Samples | None = None
     miss: Samples | None = None
     search: Samples | None = None
+    given: Samples | None = None  # lookup(vector=): the query's vector given
     load_s: float | None = None
     first_search_s: float | None = None
+    fresh_s: float | None = None
+    fresh_note: str = ""
+    index_name: str | None = None  # an anchor's own cache name
     notes: list[str] = field(default_factory=list)
 
 
@@ -98,17 +112,28 @@ def run(ctx: BenchContext) -> Section:
             "vectors plus noise (cosine distance ≈ 0.03, a hit); far queries are random (a "
             "miss). `lookup` is semcache's core `ResponseCache.lookup` with an embedder that "
             "returns precomputed vectors (exact-key probe, vector search, verification, payload "
-            f"decode; trap guard off; threshold {DEFAULT_DISTANCE_THRESHOLD}); `search_vectors` "
-            "is the backend call alone; `recall@1`: share of near queries whose nearest "
-            "`search_vectors` hit is the exact nearest stored entry (numpy over the same "
+            f"decode; trap guard off; threshold {THRESHOLD} for every contender); "
+            "`lookup(vector=)` is the same lookup given the query's vector, as RedisVL's "
+            "`check(vector=)` is (no embedder call, so no exact probe first: the search finds "
+            "the exact entry too); "
+            "`search_vectors` is the backend call alone; `recall@1`: share of near queries whose "
+            "nearest `search_vectors` hit is the exact nearest stored entry (numpy over the same "
             "vectors). `embedded` is `memory://` (in-process dictionaries), `embedded sqlite "
-            "file` the SQLite backend on a file. The floor is numpy over the same matrix "
+            "file` the SQLite backend on a file. RedisVL: `SemanticCache.check(vector=)` "
+            "(its FLAT index, range query); langchain-redis: `RedisSemanticCache.lookup` with "
+            "LangChain embeddings returning the same precomputed vectors (it runs RedisVL's "
+            "check, then filters on llm_string). Each library loads its entries through its "
+            "own API: semcache `ResponseCache.update_many` (batches of "
+            f"{LOAD_BATCH:,}), RedisVL `store(prompt, response, vector=)` and langchain-redis "
+            "`update()` one by one (they have no batch write). The floor is numpy over the same matrix "
             "(`argmin(1 - M @ q)`). GPTCache: `gptcache.adapter.api.get` on sqlite + faiss "
             "(IndexFlatL2, its defaults: top_k=1), threshold set to the same cosine distance. "
-            f"Entries are loaded with `add_vectors` in batches of {LOAD_BATCH:,} (on Elasticsearch "
+            "On Elasticsearch the load goes "
             "through a second backend with a long request timeout and no refresh per batch, "
-            "then one refresh); `load` is that time, `first search` the first query after "
-            "loading (it builds the client mirror where there is one); servers are left to "
+            "then one refresh; `load` is that time, `first search` the first query after "
+            "loading in the loading process (it builds the client mirror where there is one), "
+            "`fresh process` the first lookup of a new process (opening the cache included, "
+            "imports excluded: `benchmarks/fresh_lookup.py`); servers are left to "
             "finish background indexing before timing. A load that would exceed "
             f"{ctx.sizes.load_budget_s:.0f} s (projected from the previous size, or measured) "
             "is skipped. `correct`: share of near queries answered with their own "
@@ -123,11 +148,13 @@ def run(ctx: BenchContext) -> Section:
             "p99",
             "× floor",
             "lookup miss: median",
+            "lookup(vector=) hit",
             "search_vectors: median",
             "recall@1",
             "correct",
             "load",
             "first search",
+            "fresh process",
         ],
     )
     all_results: dict[int, list[Result]] = {}
@@ -138,11 +165,17 @@ def run(ctx: BenchContext) -> Section:
         all_results[size] = results
         for result in results:
             if result.hit and result.hit.n and result.hit.median > TOO_SLOW_S:
-                slow[result.backend] = (
+                slow_key = (
+                    f"{result.contender} {result.backend}"
+                    if result.contender in (REDISVL, LANGCHAIN_REDIS)
+                    else result.backend
+                )
+                slow[slow_key] = (
                     f"not loaded: a lookup took {fmt_time(result.hit.median)} (median) at "
                     f"{size:,} entries already; larger sizes are not timed (run time)"
                 )
     _targets(ctx, section, all_results)
+    _anchor_targets(section, all_results)
     section.notes.extend(
         [
             (
@@ -177,10 +210,11 @@ def _workload(size: int, queries: int) -> Workload:
     far_texts = [f"an unrelated question {j}" for j in range(len(targets))]
     lookup = dict(zip(near_texts, near_vectors, strict=True))
     lookup.update(zip(far_texts, far_vectors, strict=True))
+    lookup.update(zip(stored, vectors, strict=True))  # update_many embeds the stored queries
     # One generation body shared by every entry; only the query differs (as in real entries).
     from langchain_core.load import dumpd
 
-    value = {"generations": [dumpd(chat_generation(1))]}
+    value: dict[str, Any] = {"generations": [dumpd(chat_generation(1))]}
     created = time.time()
     payloads = [
         encode_entry("response", {"value": value, "tokens": 180, "created": created, "query": text})
@@ -197,6 +231,7 @@ def _workload(size: int, queries: int) -> Workload:
         far_texts=far_texts,
         near_vectors=near_vectors,
         embedder=PrecomputedEmbedder(lookup),
+        value=value,
     )
 
 
@@ -232,6 +267,8 @@ def _run_size(
             section.add_skip("semcache", str(exc), backend=kind, entries=f"{size:,}")
             continue
         results.append(result)
+        if kind in (REDIS, REDIS_QE):
+            _fresh_semcache(ctx, kind, work, namespace, result)
         cleanups.append(functools.partial(backend.clear, namespace))
         ids = [semantic_entry_id(namespace, partition, text) for text in work.stored]
         contenders.extend(
@@ -266,14 +303,39 @@ def _run_size(
             )
         )
 
+    for anchor_name, load_anchor in ((REDISVL, _load_redisvl), (LANGCHAIN_REDIS, _load_lc_redis)):
+        found = Result(anchor_name, REDIS_QE)
+        key = f"{anchor_name} {REDIS_QE}"
+        try:
+            if key in slow:
+                raise Skip(slow[key])
+            _check_projection(ctx, key, size, rates)
+            try:
+                hit_call, miss_call, close = load_anchor(ctx, work, found)
+            except Skip:
+                raise
+            except Exception as exc:
+                raise Skip(f"{anchor_name} failed: {type(exc).__name__}: {exc}") from exc
+            rates[key] = (size, found.load_s or 0.0)
+        except Skip as exc:
+            section.add_skip(anchor_name, str(exc), backend=REDIS_QE, entries=f"{size:,}")
+            continue
+        results.append(found)
+        cleanups.append(close)
+        contenders.append(Contender(f"{anchor_name} hit", hit_call[0], hit_call[1]))
+        contenders.append(Contender(f"{anchor_name} miss", miss_call[0], miss_call[1]))
+
     ctx.wait_idle()  # servers may still be indexing what was loaded
     iterations = q if size < 100_000 else max(q // 2, 10)
     samples = round_robin(contenders, iterations, warmup=3, budget_s=ctx.sizes.budget_s)
     for result in results:
         name = result.contender if result.contender != "semcache" else f"semcache {result.backend}"
+        if result.contender == REDISVL:
+            _fresh_redisvl(ctx, work, result)
         result.hit = samples.get(f"{name} hit")
         result.miss = samples.get(f"{name} miss")
         result.search = samples.get(f"{name} search")
+        result.given = samples.get(f"{name} vector given")
     for cleanup in cleanups:
         with contextlib.suppress(Exception):
             cleanup()
@@ -316,7 +378,14 @@ def _load_semcache(
         else backend
     )
     namespace = ctx.namespace("sem")
-    cache = ResponseCache(backend, namespace=namespace, embedder=work.embedder, trap_guard=False)
+    options: dict[str, Any] = {
+        "namespace": namespace,
+        "embedder": work.embedder,
+        "trap_guard": False,
+        "distance_threshold": THRESHOLD,
+    }
+    cache = ResponseCache(backend, **options)
+    loading = cache if loader is backend else ResponseCache(loader, **options)
     try:
         partition = cache.partition(SCOPE, Prompt.plain(work.near_texts[0]))
     except AttributeError as exc:
@@ -324,20 +393,15 @@ def _load_semcache(
     started = time.perf_counter()
     for start in range(0, work.size, LOAD_BATCH):
         stop = min(start + LOAD_BATCH, work.size)
-        records = [
-            VectorRecord(
-                semantic_entry_id(namespace, partition, work.stored[i]),
-                work.vectors[i],
-                work.payloads[i],
-            )
-            for i in range(start, stop)
+        entries = [
+            (SCOPE, Prompt.plain(work.stored[i]), work.value, 180.0) for i in range(start, stop)
         ]
         try:
-            loader.add_vectors(namespace, partition, records)
+            loading.update_many(entries)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 backend.clear(namespace)
-            raise Skip(f"add_vectors failed: {type(exc).__name__}: {exc}") from exc
+            raise Skip(f"update_many failed: {type(exc).__name__}: {exc}") from exc
         elapsed = time.perf_counter() - started
         if elapsed > ctx.sizes.load_budget_s and stop < work.size:
             projected = elapsed * work.size / stop
@@ -350,6 +414,9 @@ def _load_semcache(
     if kind == ELASTICSEARCH:
         ctx.es_client().indices.refresh(index="_all")
     result.load_s = time.perf_counter() - started
+    stored = cache.stats_snapshot().get("writes")
+    if stored is not None and loading is cache and stored != work.size:
+        raise Skip(f"update_many stored {stored} of {work.size} entries")
     ctx.wait_idle()
     result.first_search_s = time_once(
         lambda: backend.search_vectors(
@@ -357,10 +424,166 @@ def _load_semcache(
             partition,
             work.near_vectors[0],
             k=SEMANTIC_CANDIDATES,
-            max_distance=DEFAULT_DISTANCE_THRESHOLD,
+            max_distance=THRESHOLD,
         )
     )
     return cache, backend, namespace, partition
+
+
+def _fresh_process(spec: dict[str, Any]) -> tuple[float | None, str]:
+    """Seconds of the first lookup in a new process (``benchmarks/fresh_lookup.py``)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FRESH_LOOKUP.parent.parent),) if p)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(FRESH_LOOKUP), json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=True,
+        )
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
+    except Exception as exc:
+        stderr = getattr(exc, "stderr", "") or ""
+        return None, f"failed: {type(exc).__name__} {stderr.strip().splitlines()[-1:]}"
+    return float(answer["seconds"]), "" if answer["hit"] else "(a miss!)"
+
+
+def _fresh_semcache(
+    ctx: BenchContext, kind: str, work: Workload, namespace: str, result: Result
+) -> None:
+    spec = {
+        "library": "semcache",
+        "url": ctx.server_url(kind),
+        "vector_search": "mirror" if kind == REDIS else "auto",
+        "namespace": namespace,
+        "embedder": work.embedder.name,
+        "threshold": THRESHOLD,
+        "scope": SCOPE,
+        "text": work.near_texts[0],
+        "vector": work.near_vectors[0].tolist(),
+    }
+    result.fresh_s, result.fresh_note = _fresh_process(spec)
+
+
+def _fresh_redisvl(ctx: BenchContext, work: Workload, result: Result) -> None:
+    name = result.index_name
+    if name is None:
+        return
+    spec = {
+        "library": "redisvl",
+        "url": ctx.server_url(REDIS_QE),
+        "name": name,
+        "threshold": THRESHOLD,
+        "vector": work.near_vectors[0].tolist(),
+    }
+    result.fresh_s, result.fresh_note = _fresh_process(spec)
+
+
+Call = tuple[Callable[[int], object], Callable[[int, object], bool]]
+
+
+def _load_redisvl(
+    ctx: BenchContext, work: Workload, result: Result
+) -> tuple[Call, Call, Callable[[], None]]:
+    ctx.require_kind(REDIS_QE)
+    require_module("redisvl", "redisvl")
+    from redisvl.extensions.cache.llm import SemanticCache
+    from redisvl.utils.vectorize import CustomVectorizer
+
+    name = ctx.namespace("redisvl")
+    zero = [0.0] * DIM
+    cache = SemanticCache(
+        name=name,
+        distance_threshold=THRESHOLD,
+        vectorizer=CustomVectorizer(embed=lambda _text: zero),
+        redis_url=ctx.server_url(REDIS_QE),
+    )
+    result.index_name = name
+    response = json.dumps(work.value)
+    started = time.perf_counter()
+    for i in range(work.size):
+        cache.store(prompt=work.stored[i], response=response, vector=work.vectors[i].tolist())
+        if i % LOAD_BATCH == LOAD_BATCH - 1:
+            _check_budget(ctx, started, i + 1, work.size, cache.delete)
+    result.load_s = time.perf_counter() - started
+    near = [v.tolist() for v in work.near_vectors]
+    far = [work.embedder.vectors[t].tolist() for t in work.far_texts]
+    expected = [work.stored[int(t)] for t in work.targets]
+    q = work.queries
+
+    def hit_ok(i: int, found: Any) -> bool:
+        return bool(found) and found[0].get("prompt") == expected[i % q]
+
+    return (
+        (lambda i: cache.check(vector=near[i % q]), hit_ok),
+        (lambda i: cache.check(vector=far[i % q]), lambda _i, found: not found),
+        cache.delete,
+    )
+
+
+def _load_lc_redis(
+    ctx: BenchContext, work: Workload, result: Result
+) -> tuple[Call, Call, Callable[[], None]]:
+    ctx.require_kind(REDIS_QE)
+    require_module("langchain_redis", "langchain-redis")
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.outputs import Generation
+    from langchain_redis import RedisSemanticCache
+
+    vectors = work.embedder.vectors
+
+    class Precomputed(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [vectors[t].tolist() for t in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            if text not in vectors:  # its probe of the dimension
+                return [1.0] + [0.0] * (DIM - 1)
+            return vectors[text].tolist()  # type: ignore[no-any-return]
+
+    name = ctx.namespace("lcredis")
+    cache = RedisSemanticCache(
+        embeddings=Precomputed(),
+        redis_client=ctx.redis_client(REDIS_QE),
+        distance_threshold=THRESHOLD,
+        name=name,
+        prefix=name,
+    )
+    started = time.perf_counter()
+    for i in range(work.size):
+        cache.update(work.stored[i], SCOPE, [Generation(text=f"answer {i}")])
+        if i % LOAD_BATCH == LOAD_BATCH - 1:
+            _check_budget(ctx, started, i + 1, work.size, cache.clear)
+    result.load_s = time.perf_counter() - started
+    answers = [f"answer {int(t)}" for t in work.targets]
+    q = work.queries
+
+    def hit_ok(i: int, found: Any) -> bool:
+        return bool(found) and found[0].text == answers[i % q]
+
+    def close() -> None:
+        cache.cache.delete()
+
+    return (
+        (lambda i: cache.lookup(work.near_texts[i % q], SCOPE), hit_ok),
+        (lambda i: cache.lookup(work.far_texts[i % q], SCOPE), lambda _i, found: not found),
+        close,
+    )
+
+
+def _check_budget(
+    ctx: BenchContext, started: float, done: int, total: int, drop: Callable[[], object]
+) -> None:
+    elapsed = time.perf_counter() - started
+    if elapsed > ctx.sizes.load_budget_s and done < total:
+        with contextlib.suppress(Exception):
+            drop()
+        raise Skip(
+            f"loading capped: {done:,} of {total:,} entries took {elapsed:.0f} s "
+            f"(≈ {elapsed * total / done:.0f} s projected, budget {ctx.sizes.load_budget_s:.0f} s)"
+        )
 
 
 def _semcache_contenders(
@@ -391,7 +614,7 @@ def _semcache_contenders(
             partition,
             work.near_vectors[i % q],
             k=SEMANTIC_CANDIDATES,
-            max_distance=DEFAULT_DISTANCE_THRESHOLD,
+            max_distance=THRESHOLD,
         )
 
     name = f"semcache {kind}"
@@ -401,6 +624,11 @@ def _semcache_contenders(
             f"{name} miss",
             lambda i: cache.lookup(SCOPE, far_prompts[i % q]),
             lambda _i, r: getattr(r, "outcome", None) == "miss",
+        ),
+        Contender(
+            f"{name} vector given",
+            lambda i: cache.lookup(SCOPE, near_prompts[i % q], vector=work.near_vectors[i % q]),
+            hit_ok,
         ),
         Contender(
             f"{name} search",
@@ -447,7 +675,7 @@ def _load_gptcache(
         )
         cache = Cache()
         # Squared L2 of unit vectors is 2 x cosine distance; rank = 4 - d2 must be >= 4 x t.
-        threshold = 1.0 - 2.0 * DEFAULT_DISTANCE_THRESHOLD / 4.0
+        threshold = 1.0 - 2.0 * THRESHOLD / 4.0
         cache.init(
             pre_embedding_func=get_prompt,
             embedding_func=lambda text, **_: vectors[text],
@@ -486,15 +714,15 @@ def _load_gptcache(
 
 
 def _add_row(section: Section, result: Result, size: int, floor: Samples | None) -> None:
-    hit, miss, search = result.hit, result.miss, result.search
-    errors = [s.error for s in (hit, miss, search) if s is not None and s.error]
+    hit, miss, search, given = result.hit, result.miss, result.search, result.given
+    errors = [s.error for s in (hit, miss, search, given) if s is not None and s.error]
     if errors:
         section.add_skip(
             result.contender, f"error: {errors[0]}", backend=result.backend, entries=f"{size:,}"
         )
         return
-    checked = sum(s.checked for s in (hit, miss, search) if s is not None)
-    correct = sum(s.correct for s in (hit, miss, search) if s is not None)
+    checked = sum(s.checked for s in (hit, miss, search, given) if s is not None)
+    correct = sum(s.correct for s in (hit, miss, search, given) if s is not None)
     r = ratio(hit.median, floor.median) if hit and floor and result.contender != FLOOR else None
     section.add(
         {
@@ -504,11 +732,13 @@ def _add_row(section: Section, result: Result, size: int, floor: Samples | None)
             "lookup_hit": hit.as_json() if hit else None,
             "lookup_miss": miss.as_json() if miss else None,
             "search_vectors": search.as_json() if search else None,
+            "lookup_vector_given": given.as_json() if given else None,
             "ratio_hit_to_floor": r,
             "recall_at_1": search.correct_rate if search else None,
             "correct_rate": correct / checked if checked else None,
             "load_s": result.load_s,
             "first_search_s": result.first_search_s,
+            "fresh_process_s": result.fresh_s,
         },
         contender=result.contender,
         backend=result.backend,
@@ -522,8 +752,14 @@ def _add_row(section: Section, result: Result, size: int, floor: Samples | None)
             "lookup hit: median": fmt_time(hit.median) if hit else "–",
             "× floor": "floor" if result.contender == FLOOR else fmt_ratio(r),
             "lookup miss: median": fmt_time(miss.median) if miss else "–",
+            "lookup(vector=) hit": fmt_time(given.median) if given else "–",
             "search_vectors: median": fmt_time(search.median) if search else "–",
             "first search": fmt_time(result.first_search_s),
+            "fresh process": (
+                f"{fmt_time(result.fresh_s)} {result.fresh_note}".strip()
+                if result.fresh_s is not None or result.fresh_note
+                else "–"
+            ),
         },
     )
 
@@ -571,5 +807,81 @@ def _targets(ctx: BenchContext, section: Section, results: dict[int, list[Result
                 f"{fmt_time(median)} (search_vectors alone {fmt_time(search)})",
                 median <= limit and found_rate >= MIN_FOUND and recall >= MIN_FOUND,
                 detail,
+            )
+        )
+
+
+def _find(
+    results: dict[int, list[Result]], size: int, contender: str, backend: str
+) -> Result | None:
+    for result in results.get(size, []):
+        if result.contender == contender and result.backend == backend:
+            return result
+    return None
+
+
+def _anchor_targets(section: Section, results: dict[int, list[Result]]) -> None:
+    """The targets of issue 17: side by side with RedisVL, in this run."""
+    wanted = [
+        (1_000, REDIS_QE, 1.0),
+        (10_000, REDIS_QE, 1.0),
+        (100_000, REDIS_QE, 0.3),
+        (1_000, REDIS, 1.0),
+        (10_000, REDIS, 1.0),
+    ]
+    for size, kind, limit in wanted:
+        name = f"Semantic lookup, {kind}, {size // 1000}k entries, vs RedisVL"
+        limit_text = f"≤ {limit:.1f}× RedisVL, ≥ 99% found"
+        ours = _find(results, size, "semcache", kind)
+        anchor = _find(results, size, REDISVL, REDIS_QE)
+        if ours is None or anchor is None or not ours.hit or not anchor.hit:
+            reason = (
+                section.skip_reason(backend=kind, entries=f"{size:,}")
+                or section.skip_reason(contender=REDISVL, entries=f"{size:,}")
+                or "not run"
+            )
+            section.targets.append(Target.skipped(name, limit_text, reason))
+            continue
+        # RedisVL's check(vector=) is given the query's vector: so is lookup(vector=).
+        timed = ours.given if ours.given and not ours.given.error else ours.hit
+        r = ratio(timed.median, anchor.hit.median)
+        found = min(timed.correct_rate or 0.0, ours.hit.correct_rate or 0.0)
+        with_embedder = ratio(ours.hit.median, anchor.hit.median)
+        section.targets.append(
+            Target.check(
+                name,
+                limit_text,
+                f"{fmt_ratio(r)} ({fmt_time(timed.median)} vs {fmt_time(anchor.hit.median)}), "
+                f"{found:.0%} found (RedisVL {anchor.hit.correct_rate or 0.0:.0%})",
+                r is not None and r <= limit and found >= MIN_FOUND,
+                f"lookup(vector=); with an embedder (exact probe first) {fmt_ratio(with_embedder)}",
+            )
+        )
+    ours = _find(results, 10_000, "semcache", REDIS_QE)
+    anchor = _find(results, 10_000, REDISVL, REDIS_QE)
+    name = "Bulk insert of 10k semantic entries, redis-qe, vs RedisVL"
+    if ours is None or anchor is None or ours.load_s is None or anchor.load_s is None:
+        section.targets.append(Target.skipped(name, "≤ 1.2× RedisVL", "not run"))
+    else:
+        r = ratio(ours.load_s, anchor.load_s)
+        section.targets.append(
+            Target.check(
+                name,
+                "≤ 1.2× RedisVL",
+                f"{fmt_ratio(r)} ({fmt_time(ours.load_s)} vs {fmt_time(anchor.load_s)})",
+                r is not None and r <= 1.2,
+            )
+        )
+    fresh = _find(results, 100_000, "semcache", REDIS)
+    name = "First semantic lookup in a fresh process, redis (mirror), 100k"
+    if fresh is None or fresh.fresh_s is None:
+        section.targets.append(Target.skipped(name, "≤ 0.3 s", "not run"))
+    else:
+        section.targets.append(
+            Target.check(
+                name,
+                "≤ 0.3 s",
+                f"{fmt_time(fresh.fresh_s)} {fresh.fresh_note}".strip(),
+                fresh.fresh_s <= 0.3 and not fresh.fresh_note,
             )
         )

@@ -59,8 +59,80 @@ def _make_reviver() -> Callable[[Any], Any] | None:
 
 _REVIVE = _make_reviver()
 
+_GENERATION_ID = ["langchain", "schema", "output", "Generation"]
+_CHAT_GENERATION_ID = ["langchain", "schema", "output", "ChatGeneration"]
+_AI_MESSAGE_ID = ["langchain", "schema", "messages", "AIMessage"]
+
+
+def _escape_marker() -> str | None:
+    try:
+        from langchain_core.load._validation import _LC_ESCAPED_KEY
+    except ImportError:  # pragma: no cover - depends on the installed langchain-core
+        return None
+    return str(_LC_ESCAPED_KEY)
+
+
+_ESCAPED = _escape_marker()
+
+
+def _plain_data(value: Any) -> bool:
+    """Whether ``value`` holds no dict that ``load()`` treats specially (an ``lc`` object:
+    constructor, secret, not-implemented; or an escaped user dict): then ``load()`` returns
+    it unchanged, and only the enclosing constructor needs reviving."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "lc" in item or _ESCAPED in item:
+                return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _constructor_kwargs(obj: Any, class_id: list[str]) -> dict[str, Any] | None:
+    """The kwargs of ``obj`` if it is ``load()``'s constructor object of ``class_id``."""
+    if (
+        isinstance(obj, dict)
+        and obj.get("lc") == 1
+        and obj.get("type") == "constructor"
+        and obj.get("id") == class_id
+    ):
+        kwargs = obj.get("kwargs", {})
+        if isinstance(kwargs, dict):
+            return kwargs
+    return None
+
+
+def _fast_generation(item: Any) -> Generation | None:
+    """The common entries (a ``Generation``, a ``ChatGeneration`` of an ``AIMessage``) rebuilt
+    directly, as ``load()`` would (the same classes, called with the same validated kwargs);
+    ``None`` when ``item`` is anything else, which then takes the general path.
+
+    ``load()``'s generic walk calls its reviver on every nested dict and copies each one: on
+    a cache hit that cost more than decoding the JSON. Here nested values are only checked
+    to be plain data (no ``lc`` object, no escaped dict), so the result is the same.
+    """
+    if _ESCAPED is None:
+        return None
+    kwargs = _constructor_kwargs(item, _GENERATION_ID)
+    if kwargs is not None:
+        return Generation(**kwargs) if _plain_data(kwargs) else None
+    kwargs = _constructor_kwargs(item, _CHAT_GENERATION_ID)
+    if kwargs is None:
+        return None
+    message = _constructor_kwargs(kwargs.get("message"), _AI_MESSAGE_ID)
+    rest = {key: value for key, value in kwargs.items() if key != "message"}
+    if message is None or not _plain_data(message) or not _plain_data(rest):
+        return None
+    return ChatGeneration(message=AIMessage(**message), **rest)
+
 
 def _load_allowed(item: Any) -> Any:
+    fast = _fast_generation(item)
+    if fast is not None:
+        return fast
     if _REVIVE is not None:
         return _REVIVE(item)
     with warnings.catch_warnings():

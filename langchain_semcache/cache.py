@@ -7,7 +7,7 @@ core's :class:`~semcache_core.ResponseCache`, which owns keys, TTL, matching and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
@@ -80,6 +80,40 @@ class _CoreBackedCache(BaseCache):
         await self._core.aupdate(
             llm_string, self._prompt(prompt), body, tokens=count_tokens(return_val), ttl=ttl
         )
+
+    def _entries(
+        self, entries: Iterable[tuple[str, str, Sequence[Generation]]]
+    ) -> list[tuple[str, Prompt, dict[str, Any], float]]:
+        converted = []
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, tuple) or len(entry) != 3:
+                raise TypeError(
+                    f"update_many: entry {index} must be a (prompt, llm_string, generations) "
+                    f"tuple, got {type(entry).__name__}"
+                )
+            prompt, llm_string, return_val = entry
+            self._check(prompt, llm_string)
+            body = generations_to_json(return_val)
+            converted.append((llm_string, self._prompt(prompt), body, count_tokens(return_val)))
+        return converted
+
+    def update_many(
+        self,
+        entries: Iterable[tuple[str, str, Sequence[Generation]]],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        """Store many ``(prompt, llm_string, generations)`` at once (warm-up, imports): one
+        embedding call for the batch (``embed_documents``) and one pipelined backend write."""
+        self._core.update_many(self._entries(entries), ttl=ttl)
+
+    async def aupdate_many(
+        self,
+        entries: Iterable[tuple[str, str, Sequence[Generation]]],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        await self._core.aupdate_many(self._entries(entries), ttl=ttl)
 
     def explain(self, prompt: str, llm_string: str, *, k: int = 5) -> Explanation:
         """Why ``lookup(prompt, llm_string)`` would hit or miss, without writing or counting a

@@ -15,7 +15,8 @@ def embeddings_name(embeddings: Embeddings) -> str:
 
 
 class LangChainEmbedder:
-    """Adapter: ``embed`` -> ``embed_query``, ``aembed`` -> ``aembed_query``."""
+    """Adapter: ``embed`` -> ``embed_query``, ``aembed`` -> ``aembed_query``; a batch
+    (``embed_many``) -> ``embed_documents``."""
 
     def __init__(self, embeddings: Embeddings, *, name: str | None = None) -> None:
         if not isinstance(embeddings, Embeddings):
@@ -31,3 +32,10 @@ class LangChainEmbedder:
 
     async def aembed(self, text: str) -> Sequence[float]:
         return await self.embeddings.aembed_query(text)
+
+    def embed_many(self, texts: list[str]) -> list[list[float]]:
+        """A batch (``update_many``) in one ``embed_documents`` call."""
+        return self.embeddings.embed_documents(texts)
+
+    async def aembed_many(self, texts: list[str]) -> list[list[float]]:
+        return await self.embeddings.aembed_documents(texts)

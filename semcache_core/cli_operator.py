@@ -186,6 +186,12 @@ def _show(args: argparse.Namespace) -> int:
     fields["created"] = _when(entry.created, now, "ago")
     fields["expires"] = "never" if entry.expires is None else _when(entry.expires, now, "left")
     fields["hits"] = "not tracked" if entry.hits is None else entry.hits
+    if entry.hits is None:
+        fields["last_hit"] = "not tracked"
+    else:
+        fields["last_hit"] = (
+            "never" if entry.last_hit is None else _when(entry.last_hit, now, "ago")
+        )
     for name, value in fields.items():
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         print(f"{name:>10}: {shown}")

@@ -7,8 +7,8 @@ application's request path: a backend error raises :class:`~semcache_core.errors
 (a drop that silently did nothing would leave the wrong answer served).
 
 Listing pages through the namespace with the backend's key scan (exact entries, ``llm:``,
-then semantic vector records, ``vec:``), one page of keys, their bodies and their expiries at
-a time, so a big namespace never sits in memory; corrupt and foreign rows are skipped.
+then semantic vector records, ``vec:``), one page of keys, their bodies, their expiries and
+(where the backend counts them) their hits at a time, so a big namespace never sits in memory; corrupt and foreign rows are skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from semcache_core.backends.base import KeyScan, Operations
+from semcache_core.backends.base import EntryHits, KeyScan, Operations
 from semcache_core.codecs import decode_entry, validate_ttl
 from semcache_core.entries import (
     LISTED_PREFIXES,
@@ -53,13 +53,17 @@ class OperatorControls:
             return []
         raws = yield from self.ops.get_many(self.namespace, entry_keys)
         expiries = yield from self.ops.get_expiries(self.namespace, entry_keys)
+        # Hits where the backend counts them (else every entry shows None: not tracked).
+        counted = self.ops.counts_hits
+        hits = yield from self.ops.get_hits(self.namespace, entry_keys)
         found: list[CacheEntry] = []
         for key, raw in zip(entry_keys, raws, strict=True):
             entry_id = entry_id_of(key)
             body = decode_entry(raw, "response")
             if body is None or entry_id is None or key not in expiries:
                 continue  # corrupt, foreign, or gone between the two reads
-            found.append(entry_of(entry_id, body, expiries[key]))
+            served = hits.get(key, EntryHits(0, None)) if counted else None
+            found.append(entry_of(entry_id, body, expiries[key], served))
         return found
 
     def _entries_page(self, scan: KeyScan, filters: Mapping[str, str]) -> Flow[list[CacheEntry]]:

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -151,6 +151,17 @@ class Embed(Step):
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class EmbedMany(Step):
+    """Embed ``texts`` in one call when the embedder has ``embed_many`` (else one by one)."""
+
+    texts: tuple[str, ...]
+
+
+#: One entry of :meth:`ResponseCache.update_many`: ``(scope, prompt, value)`` or
+#: ``(scope, prompt, value, tokens)``.
+UpdateEntry = tuple[str, Prompt, dict[str, Any]] | tuple[str, Prompt, dict[str, Any], float]
+
 _OUTCOME_COUNTERS = {"exact": "exact_hits", "semantic": "semantic_hits", "miss": "misses"}
 
 
@@ -171,6 +182,12 @@ class EngineTransport:
             return step.produce()
         if isinstance(step, Embed):
             return self._engine.require_embedder().embed(step.text)
+        if isinstance(step, EmbedMany):
+            embedder = self._engine.require_embedder()
+            embed_many = getattr(embedder, "embed_many", None)
+            if embed_many is not None:
+                return embed_many(list(step.texts))
+            return [embedder.embed(text) for text in step.texts]
         if isinstance(step, Verify):
             return self._engine.require_verifier().verdict(step.new, step.cached)
         self._engine.guard.check()
@@ -184,6 +201,12 @@ class EngineTransport:
             return await produced if inspect.isawaitable(produced) else produced
         if isinstance(step, Embed):
             return await self._engine.require_embedder().aembed(step.text)
+        if isinstance(step, EmbedMany):
+            embedder = self._engine.require_embedder()
+            aembed_many = getattr(embedder, "aembed_many", None)
+            if aembed_many is not None:
+                return await aembed_many(list(step.texts))
+            return [await embedder.aembed(text) for text in step.texts]
         if isinstance(step, Verify):
             return await self._engine.require_verifier().averdict(step.new, step.cached)
         self._engine.guard.check()
@@ -247,6 +270,29 @@ class CacheEngine:
                 "of a vector"
             )
         return normalize(as_vector(embedded))
+
+    def _embed_many(self, texts: list[str]) -> Flow[list[Vector] | None]:
+        """The unit vectors of ``texts`` (one embedder call when it has ``embed_many``);
+        ``None`` when the embedder failed (policy "warn")."""
+        if not texts:
+            return []
+        try:
+            embedded = yield EmbedMany(tuple(texts))
+        except (TypeError, SemcacheInputError):
+            raise
+        except Exception as exc:
+            if self.guard.policy == "raise":
+                raise BackendError(f"embedding {len(texts)} prompts failed: {exc}") from exc
+            self.stats.add(backend_errors=1)
+            logger.warning("semcache: embedding %d prompts failed, not stored: %s", len(texts), exc)
+            return None
+        if embedded is None or len(embedded) != len(texts):
+            raise SemcacheInputError(
+                f"the embedder {getattr(self.embedder, 'name', '?')!r} returned "
+                f"{'None' if embedded is None else len(embedded)} vectors for "
+                f"{len(texts)} texts"
+            )
+        return [normalize(as_vector(vector)) for vector in embedded]
 
     def _maybe_flush(self, *, force: bool = False) -> Flow[None]:
         deltas = (
@@ -399,12 +445,13 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
 
     # -- flows ---------------------------------------------------------------------------------
     def _lookup_flow(
-        self, scope: str, prompt: Prompt, fields: ScopeFields | None
+        self, scope: str, prompt: Prompt, fields: ScopeFields | None, vector: Any = None
     ) -> Flow[LookupResult]:
         _check_text(scope, prompt)
         where = self._resolved(fields)
+        given = self._given_vector(vector)
         started = time.perf_counter()
-        result = yield from self._find(scope, prompt, where)
+        result = yield from self._find(scope, prompt, where, given)
         self._count_lookup(result, started)
         yield from self._maybe_flush()
         return result
@@ -425,31 +472,54 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         raw = yield from self.guard.shield("get_many", read, missing)
         return decode_entry(raw[0], "response")
 
-    def _refresh(self, key: str) -> Flow[None]:
+    def _served(self, key: str) -> Flow[None]:
+        """The entry under ``key`` is served (an exact hit, or a semantic hit that passed every
+        stage): its hit is counted where the backend counts hits (no write of its own), and
+        its TTL refreshed if ``refresh_ttl_on_hit``."""
+        if self.ops.counts_hits:
+            noted = self.ops.note_hits(self.namespace, [key])
+            yield from self.guard.shield("note_hits", noted, None)
         if self.refresh_ttl_on_hit:
             assert self.ttl is not None
             refresh = self.ops.expire_many(self.namespace, [key], ttl=self.ttl)
             yield from self.guard.shield("expire_many", refresh, None)
 
-    def _find(self, scope: str, prompt: Prompt, fields: ScopeFields) -> Flow[LookupResult]:
+    def _given_vector(self, vector: Any) -> Vector | None:
+        """A caller's query vector (``lookup(vector=)``), checked and unit length."""
+        if vector is None:
+            return None
+        if not self.semantic:
+            raise SemcacheInputError("vector= is for semantic lookups: this cache has no embedder")
+        return normalize(as_vector(vector))
+
+    def _find(
+        self, scope: str, prompt: Prompt, fields: ScopeFields, given: Vector | None = None
+    ) -> Flow[LookupResult]:
         ns = self.namespace
         if not self.semantic:
             key = keys.exact_entry_key(ns, scope, prompt.text, fields)
             body = yield from self._read_one(key)
             if body is None:
                 return LookupResult(None, "miss")
-            yield from self._refresh(key)
+            yield from self._served(key)
             return LookupResult(body, "exact", None)
 
         query = self.query(prompt)
         partition = self.partition(scope, prompt, fields)
-        entry_key = keys.vector_key(self.entry_id(partition, query))
-        body = yield from self._read_one(entry_key)
-        if self.is_exact_entry(body, query):
-            yield from self._refresh(entry_key)
-            return LookupResult(body, "exact", 0.0)
+        entry_id = self.entry_id(partition, query)
+        entry_key = keys.vector_key(entry_id)
+        # The exact probe saves the embedding of an exact repeat. With the vector given it
+        # saves nothing: the search itself finds the exact entry (the same query, the same
+        # vector), in one round trip instead of two (conversations keep the probe: their
+        # entries' vectors are not the query's alone).
+        folded = given is not None and not self.conversational(prompt)
+        if not folded:
+            body = yield from self._read_one(entry_key)
+            if self.is_exact_entry(body, query):
+                yield from self._served(entry_key)
+                return LookupResult(body, "exact", 0.0)
 
-        vector = yield from self._embed(query.compared)
+        vector = given if given is not None else (yield from self._embed(query.compared))
         if vector is None:
             return LookupResult(None, "miss")
         self._remember_vector(partition, query.compared, vector)
@@ -458,7 +528,16 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         search = self.ops.search_vectors(
             ns, partition, vector, k=SEMANTIC_CANDIDATES, max_distance=query.threshold
         )
+        if given is not None:
+            search = callers_dimension(search)
         hits = yield from self.guard.shield("search_vectors", search, [])
+        if folded:
+            for hit in hits:
+                if hit.id == entry_id:
+                    body = decode_entry(hit.payload, "response")
+                    if self.is_exact_entry(body, query):
+                        yield from self._served(entry_key)
+                        return LookupResult(body, "exact", 0.0)
         return (yield from self._serve_candidate(query, hits))
 
     def _serve_candidate(self, query: Query, hits: list[VectorHit]) -> Flow[LookupResult]:
@@ -492,7 +571,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
                     rejection.detail,
                 )
                 continue
-            yield from self._refresh(keys.vector_key(hit.id))
+            yield from self._served(keys.vector_key(hit.id))
             served.append(candidate)
         return served
 
@@ -560,6 +639,78 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         yield from self._maybe_flush()
         return entry_id
 
+    def _update_many_flow(
+        self, entries: Sequence[UpdateEntry], *, ttl: float | None, fields: ScopeFields | None
+    ) -> Flow[None]:
+        """Store many entries as :meth:`_update_flow` would, with one embedder call for the
+        texts to embed and one pipelined write per partition (conversation turns, which embed
+        their context, go one by one)."""
+        ns = self.namespace
+        checked = [_checked_entry(i, entry) for i, entry in enumerate(entries)]
+        where = self._resolved(fields)
+        entry_ttl = self.ttl if ttl is None else validate_ttl(ttl)
+        created = time.time()
+
+        def body_of(scope: str, prompt: Prompt, value: dict[str, Any], tokens: float) -> Body:
+            body: dict[str, Any] = {
+                "value": value,
+                "tokens": tokens,
+                "created": created,
+                "prompt": prompt.text,
+                "llm_string": scope,
+                "expires": None if entry_ttl is None else created + entry_ttl,
+            }
+            if where:
+                body["scope"] = where
+            return body
+
+        if not self.semantic:
+            items = [
+                (
+                    keys.exact_entry_key(ns, scope, prompt.text, where),
+                    encode_entry("response", body_of(scope, prompt, value, tokens)),
+                )
+                for scope, prompt, value, tokens in checked
+            ]
+            if items:
+                write = self.ops.set_many(ns, items, ttl=entry_ttl)
+                yield from self.guard.shield("write", write, None)
+                self.stats.add(writes=len(items))
+                yield from self._maybe_flush()
+            return None
+        plain: list[tuple[str, Query, Prompt, Body, Vector | None]] = []
+        for scope, prompt, value, tokens in checked:
+            if self.conversational(prompt):
+                yield from self._update_flow(
+                    scope, prompt, value, tokens=tokens, ttl=ttl, fields=where
+                )
+                continue
+            partition = self.partition(scope, prompt, where)
+            query = self.query(prompt)
+            body = body_of(scope, prompt, value, tokens)
+            body["query"] = prompt.query  # as asked: for auditing, and for the guard
+            plain.append(
+                (partition, query, prompt, body, self._take_vector(partition, query.compared))
+            )
+        missing = list(dict.fromkeys(q.compared for _, q, _, _, v in plain if v is None))
+        embedded = yield from self._embed_many(missing)
+        if embedded is None:
+            return None
+        vectors = dict(zip(missing, embedded, strict=True))
+        by_partition: dict[str, dict[str, VectorRecord]] = {}
+        for partition, query, _prompt, body, known in plain:
+            vector = known if known is not None else vectors[query.compared]
+            record = VectorRecord(
+                self.entry_id(partition, query), vector, encode_entry("response", body)
+            )
+            by_partition.setdefault(partition, {})[record.id] = record  # the last one wins
+        for partition, records in by_partition.items():
+            write = self.ops.add_vectors(ns, partition, list(records.values()), ttl=entry_ttl)
+            yield from self.guard.shield("write", write, None)
+        self.stats.add(writes=len(plain))
+        yield from self._maybe_flush()
+        return None
+
     def _read_through(
         self,
         scope: str,
@@ -618,14 +769,45 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
     # ``fields``: the cache scope fields to use (exactly these); ``None``: the active
     # cache_scope's (see :meth:`scope_fields`).
     def lookup(
-        self, scope: str, prompt: Prompt, *, fields: ScopeFields | None = None
+        self,
+        scope: str,
+        prompt: Prompt,
+        *,
+        fields: ScopeFields | None = None,
+        vector: Any = None,
     ) -> LookupResult:
-        return run(self._lookup_flow(scope, prompt, fields), self.transport)
+        """The cached entry for ``prompt`` (exact, else semantic), or a miss.
+
+        ``vector``: the query's embedding when the caller already has it (e.g. the vector a
+        RAG step embedded the question with), from this cache's embedding model: no
+        embedding call, and the exact entry is found by the same search (one backend round
+        trip on Redis instead of two)."""
+        return run(self._lookup_flow(scope, prompt, fields, vector), self.transport)
 
     async def alookup(
-        self, scope: str, prompt: Prompt, *, fields: ScopeFields | None = None
+        self,
+        scope: str,
+        prompt: Prompt,
+        *,
+        fields: ScopeFields | None = None,
+        vector: Any = None,
     ) -> LookupResult:
-        return await arun(self._lookup_flow(scope, prompt, fields), self.transport)
+        return await arun(self._lookup_flow(scope, prompt, fields, vector), self.transport)
+
+    def update_many(
+        self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None, fields: ScopeFields | None = None
+    ) -> None:
+        """Store many ``(scope, prompt, value[, tokens])`` entries at once (warm-up, imports):
+        the semantic cache embeds their queries with one ``embed_many`` call (when the
+        embedder has one) and writes each partition's entries in one pipelined backend
+        call. A later entry of the same scope and query replaces an earlier one. ``fields``:
+        the cache scope fields of the whole batch (``None``: the active ``cache_scope``'s)."""
+        run(self._update_many_flow(entries, ttl=ttl, fields=fields), self.transport)
+
+    async def aupdate_many(
+        self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None, fields: ScopeFields | None = None
+    ) -> None:
+        await arun(self._update_many_flow(entries, ttl=ttl, fields=fields), self.transport)
 
     def update(
         self,
@@ -836,6 +1018,36 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
 
         flow = explain_flow(self, scope, prompt, k=k, threshold=threshold, fields=fields)
         return await arun(flow, self.transport)
+
+
+def _checked_entry(index: int, entry: object) -> tuple[str, Prompt, dict[str, Any], float]:
+    """An ``update_many`` entry as ``(scope, prompt, value, tokens)``, or a clear error."""
+    if not isinstance(entry, tuple) or len(entry) not in (3, 4):
+        raise TypeError(
+            f"update_many: entry {index} must be a (scope, prompt, value) or (scope, prompt, "
+            f"value, tokens) tuple, got {type(entry).__name__}"
+        )
+    scope, prompt, value, *rest = entry
+    if not isinstance(scope, str):
+        raise TypeError(
+            f"update_many: entry {index}: scope must be a str, got {type(scope).__name__}"
+        )
+    if not isinstance(prompt, Prompt):
+        raise TypeError(
+            f"update_many: entry {index}: prompt must be a semcache_core.Prompt, got "
+            f"{type(prompt).__name__}"
+        )
+    if not isinstance(value, dict):
+        raise TypeError(
+            f"update_many: entry {index}: value must be a dict, got {type(value).__name__}"
+        )
+    tokens = rest[0] if rest else 0.0
+    if isinstance(tokens, bool) or not isinstance(tokens, (int, float)):
+        raise TypeError(
+            f"update_many: entry {index}: tokens must be a number, got {type(tokens).__name__}"
+        )
+    _check_text(scope, prompt)
+    return scope, prompt, value, float(tokens)
 
 
 def _check_text(scope: str, prompt: Prompt) -> None:

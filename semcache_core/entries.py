@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from semcache_core import keys
+from semcache_core.backends.base import EntryHits
 from semcache_core.errors import SemcacheInputError
 
 __all__ = ["CacheEntry", "entry_id_of", "entry_key"]
@@ -41,7 +42,10 @@ class CacheEntry:
     scope the adapter passed (model and parameters); ``created`` and ``expires``: epoch
     seconds (``expires`` is the backend's, so it follows ``expire()`` and refreshes on hit;
     ``None``: never); ``scope``: the declared filter fields it was stored under; ``metadata``:
-    user metadata; ``value``: the cached response as JSON; ``hits``: not tracked (``None``).
+    user metadata; ``value``: the cached response as JSON; ``hits``: how often it was served
+    since it was written and ``last_hit`` when last (epoch seconds; ``None``: never), where the
+    backend counts hits (``memory://`` and ``sqlite://`` with ``track_hits=True``; ``hits`` is
+    ``None`` elsewhere: not tracked).
     ``prompt`` and ``llm_string`` are ``None`` for entries written before semcache stored them.
     """
 
@@ -56,6 +60,7 @@ class CacheEntry:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     value: Mapping[str, Any] = field(default_factory=dict)
     hits: int | None = None
+    last_hit: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON types only (``semcache entries --json``)."""
@@ -71,6 +76,7 @@ class CacheEntry:
             "metadata": dict(self.metadata),
             "value": dict(self.value),
             "hits": self.hits,
+            "last_hit": self.last_hit,
         }
 
 
@@ -125,9 +131,12 @@ def checked_limit(limit: object) -> int | None:
     return limit
 
 
-def entry_of(entry_id: str, body: Mapping[str, Any], expires: float | None) -> CacheEntry:
+def entry_of(
+    entry_id: str, body: Mapping[str, Any], expires: float | None, hits: EntryHits | None = None
+) -> CacheEntry:
     """The entry of a ``response`` body that :func:`~semcache_core.codecs.decode_entry`
-    accepted (it checked the type of every field read here)."""
+    accepted (it checked the type of every field read here); ``hits``: its counted hits
+    (``None``: not tracked by the backend)."""
     exact = entry_id.startswith("llm:")
     prompt = body.get("prompt")
     query = body.get("query")
@@ -143,6 +152,8 @@ def entry_of(entry_id: str, body: Mapping[str, Any], expires: float | None) -> C
         scope=body.get("scope", {}),
         metadata=body.get("metadata", {}),
         value=body["value"],
+        hits=None if hits is None else hits.hits,
+        last_hit=None if hits is None else hits.last_hit,
     )
 
 

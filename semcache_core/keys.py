@@ -181,7 +181,9 @@ VECTOR_PREFIX = "vec:"
 #: Kinds no value key may use: vector records, and the backends' own records (Redis logs,
 #: log metadata, compaction locks, the namespace's dimension, counters; Elasticsearch
 #: counters and metadata). Written once here; every backend checks against it.
-RESERVED_KINDS = frozenset({"vec", "vlog", "vmeta", "vlock", "vdim", "stats", "ctr", "meta"})
+RESERVED_KINDS = frozenset(
+    {"vec", "vlog", "vmeta", "vlock", "vdim", "vsnap", "stats", "ctr", "meta"}
+)
 
 
 def kv_key(user_key: str) -> str:

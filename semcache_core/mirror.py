@@ -76,29 +76,47 @@ class PartitionMirror:
         vectors: npt.NDArray[np.float32],
         expires: Sequence[float | None],
         tags: Sequence[Mapping[str, str]] | None = None,
+        *,
+        adopt: bool = False,
     ) -> None:
-        """Add rows read from storage (in storage order). A re-added id hides its old row."""
+        """Add rows read from storage (in storage order). A re-added id hides its old row.
+
+        ``adopt``: ``vectors`` is a float32 array the caller gives away (a snapshot just
+        read); an empty mirror keeps it as its storage instead of copying it."""
         count = len(ids)
         if count == 0:
             return
+        if len(seqs) != count or (tags is not None and len(tags) != count):
+            raise ValueError("append: seqs, ids and tags must have one item per row")
         needed = self.size + count
-        if needed > len(self._vectors):
-            capacity = max(needed, 2 * len(self._vectors))
-            self._vectors = _grow(self._vectors, capacity)
-            self._expires = _grow(self._expires, capacity)
-            self._alive = _grow(self._alive, capacity)
         rows = slice(self.size, needed)
-        self._vectors[rows] = vectors
+        if adopt and self.size == 0 and _adoptable(vectors, count, self.dim):
+            self._vectors = vectors
+            self._expires = np.empty(count, dtype=np.float64)
+            self._alive = np.zeros(count, dtype=bool)
+        else:
+            if needed > len(self._vectors):
+                capacity = max(needed, 2 * len(self._vectors))
+                self._vectors = _grow(self._vectors, capacity)
+                self._expires = _grow(self._expires, capacity)
+                self._alive = _grow(self._alive, capacity)
+            self._vectors[rows] = vectors
         self._expires[rows] = [np.inf if e is None else e for e in expires]
-        self._alive[rows] = True
-        for offset, (seq, entry_id) in enumerate(zip(seqs, ids, strict=True)):
-            previous = self._row_of_id.get(entry_id)
-            if previous is not None:
-                self._alive[previous] = False
-            self._row_of_id[entry_id] = self.size + offset
-            self._seqs.append(seq)
-            self._ids.append(entry_id)
-            self._tags.append(tags[offset] if tags is not None else {})
+        # Bulk bookkeeping (a snapshot appends 100k rows at once): a re-added id hides its
+        # earlier row, in the mirror or earlier in this batch; the last row of an id wins.
+        row_of_id = self._row_of_id
+        replaced = [row_of_id[entry_id] for entry_id in ids if entry_id in row_of_id]
+        if replaced:
+            self._alive[replaced] = False
+        row_of_id.update(zip(ids, range(self.size, needed), strict=True))
+        if len(set(ids)) == count:
+            self._alive[rows] = True
+        else:
+            self._alive[rows] = False
+            self._alive[[row_of_id[entry_id] for entry_id in dict.fromkeys(ids)]] = True
+        self._seqs.extend(seqs)
+        self._ids.extend(ids)
+        self._tags.extend(tags if tags is not None else [{}] * count)
         self.size = needed
         self.last_seq = max(self.last_seq, max(seqs))
 
@@ -171,6 +189,40 @@ class PartitionMirror:
     @property
     def live_count(self) -> int:
         return len(self._row_of_id)
+
+    def live_rows(
+        self,
+    ) -> tuple[list[int], list[str], npt.NDArray[np.float32], list[Mapping[str, str]]]:
+        """The live rows in storage order: sequence numbers, ids, vectors, tags. When every
+        row is live the vectors are a view of the mirror's storage: use them while holding
+        the lock that guards the mirror."""
+        alive = self._alive[: self.size]
+        if alive.all():
+            return (
+                list(self._seqs),
+                list(self._ids),
+                self._vectors[: self.size],
+                list(self._tags),
+            )
+        rows = np.flatnonzero(alive)
+        return (
+            [self._seqs[row] for row in rows],
+            [self._ids[row] for row in rows],
+            self._vectors[rows],
+            [self._tags[row] for row in rows],
+        )
+
+
+def _adoptable(vectors: npt.NDArray[np.float32], count: int, dim: int) -> bool:
+    """Whether ``vectors`` can become a mirror's storage without a copy (an array of its
+    own, writable, of exactly these rows)."""
+    return bool(
+        vectors.dtype == np.float32
+        and vectors.shape == (count, dim)
+        and vectors.flags.c_contiguous
+        and vectors.flags.owndata
+        and vectors.flags.writeable
+    )
 
 
 def _grow(array: _Array, capacity: int) -> _Array:

@@ -210,7 +210,7 @@ def check_flow(
         body = yield from cache._read_one(key)
         found, exact = ([], False) if body is None else ([Candidate(key, 0.0, prompt, body)], True)
         if found:
-            yield from cache._refresh(key)
+            yield from cache._served(key)
     if not found:
         result = LookupResult(None, "miss")
     else:
@@ -236,7 +236,7 @@ def _semantic(
     body = yield from cache._read_one(keys.vector_key(entry_id))
     found: list[Candidate] = []
     if body is not None and cache.is_exact_entry(body, query):
-        yield from cache._refresh(keys.vector_key(entry_id))
+        yield from cache._served(keys.vector_key(entry_id))
         found.append(Candidate(entry_id, 0.0, str(body["query"]), body))
     exact = bool(found)
     if len(found) >= limit:

@@ -67,7 +67,8 @@ def test_entries_list_what_was_stored(backend: Backend, namespace: str, semantic
     assert timed.value == {"answer": 1}
     assert timed.created is not None and before <= timed.created <= time.time()
     assert timed.expires is not None and before + 599 <= timed.expires <= time.time() + 601
-    assert (timed.scope, timed.metadata, timed.hits) == ({}, {}, None)
+    # Not tracked by default (track_hits: tests/test_entry_hits.py).
+    assert (timed.scope, timed.metadata, timed.hits, timed.last_hit) == ({}, {}, None, None)
     assert forever.prompt == "hi! " + PROMPTS[1] and forever.expires is None
     again = cache.entry(timed.id)
     assert again is not None and again.expires is not None

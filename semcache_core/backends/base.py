@@ -14,7 +14,9 @@ A backend stores two things, both scoped by a namespace:
 :class:`Operations` is what the engine uses, thirteen operations, each a :data:`~semcache_core.flow.
 Flow` that yields backend-specific steps. Its public methods check the invariants once
 (namespace, key types, reserved kinds, one dimension per batch, TTL rounded to whole
-milliseconds) and then call the backend-specific ``_``-method. :class:`Backend` is the
+milliseconds) and then call the backend-specific ``_``-method. Two more are optional
+capabilities, no-ops unless a backend sets ``counts_hits``: ``note_hits`` (the engine served
+these entries) and ``get_hits`` (their counts, for ``entries()``). :class:`Backend` is the
 transport that performs those steps with the backend's clients (``execute``/``aexecute``), plus
 thin sync and async convenience methods for code that calls a backend directly.
 
@@ -88,6 +90,14 @@ class VectorSearch:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryHits:
+    """How often an entry was served since it was written, and when last (epoch seconds)."""
+
+    hits: int
+    last_hit: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPage:
     """One page of a key scan; ``cursor`` continues it, ``None`` when the scan is complete."""
 
@@ -143,6 +153,9 @@ class Operations(ABC):
 
     #: Name used in messages ("the Redis backend").
     label: ClassVar[str] = "this"
+    #: Whether :meth:`note_hits` and :meth:`get_hits` count served hits per entry: only where
+    #: a hit costs no write of its own (the embedded backends batch them with their uses).
+    counts_hits: bool = False
 
     # -- values --------------------------------------------------------------------------
     def get_many(self, namespace: str, keys: Sequence[str]) -> Flow[list[bytes | None]]:
@@ -176,6 +189,26 @@ class Operations(ABC):
         so the backend, not the entry, knows them."""
         namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
         return self._get_expiries(namespace, list(dict.fromkeys(keys))) if keys else done({})
+
+    def note_hits(self, namespace: str, keys: Sequence[str]) -> Flow[None]:
+        """The entries under ``keys`` (keys the engine just read) were served: an exact hit, or
+        a semantic hit that passed every stage (a candidate a search only proposed is not a
+        hit). Counted where :attr:`counts_hits`; an optional capability, a no-op elsewhere."""
+        return self._note_hits(namespace, list(keys)) if self.counts_hits and keys else done(None)
+
+    def get_hits(self, namespace: str, keys: Sequence[str]) -> Flow[dict[str, EntryHits]]:
+        """The hits counted for each live key (absent: never served, or not counted at all,
+        see :attr:`counts_hits`)."""
+        namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)
+        if not self.counts_hits or not keys:
+            return done({})
+        return self._get_hits(namespace, list(dict.fromkeys(keys)))
+
+    def _note_hits(self, namespace: str, keys: list[str]) -> Flow[None]:
+        return done(None)
+
+    def _get_hits(self, namespace: str, keys: list[str]) -> Flow[dict[str, EntryHits]]:
+        return done({})
 
     # -- atomic values (used by semcache_core.context_cache) ------------------------------
     def set_if_absent(
@@ -408,6 +441,12 @@ class Backend(ABC):
 
     async def aget_expiries(self, namespace: str, keys: Sequence[str]) -> dict[str, float | None]:
         return await arun(self.ops.get_expiries(namespace, keys), self)
+
+    def note_hits(self, namespace: str, keys: Sequence[str]) -> None:
+        run(self.ops.note_hits(namespace, keys), self)
+
+    def get_hits(self, namespace: str, keys: Sequence[str]) -> dict[str, EntryHits]:
+        return run(self.ops.get_hits(namespace, keys), self)
 
     def set_if_absent(
         self, namespace: str, key: str, value: bytes, *, ttl: float | None = None

@@ -12,6 +12,12 @@ transaction that added rows (SQLite's write lock is held, so processes sharing a
 evict at once): while the namespace holds more than ``max_entries`` rows, the least recently
 used go first. Uses another process has not flushed yet are not seen: across processes the
 order is approximate by at most a second, within one process it is exact.
+
+Served hits (``track_hits``; ``hits``, ``last_hit``: what ``entries()`` shows) travel the
+same way, whether or not there is a limit: each
+served hit adds one to a counter in memory (no write, whatever the resolution), and the
+counters are added to the rows with the uses. A process reads its own pending hits at once;
+another process's after its next flush.
 """
 
 from __future__ import annotations
@@ -47,6 +53,12 @@ _DELETE = {
 _BUMP_VALUE = "UPDATE kv SET used = max(coalesce(used, 0), ?) WHERE ns = ? AND key = ?"
 _BUMP_VECTOR = "UPDATE vec SET used = max(coalesce(used, 0), ?) WHERE ns = ? AND id = ?"
 _BUMP_ROW = "UPDATE vec SET used = max(coalesce(used, 0), ?) WHERE seq = ?"
+# A count planted by hand that is not a number counts from 0 (SQLite's arithmetic on text).
+_ADD_HITS = {
+    table: f"UPDATE {table} SET hits = coalesce(hits, 0) + ?, "
+    f"last_hit = max(coalesce(last_hit, 0), ?) WHERE ns = ? AND {column} = ?"
+    for table, column in (("kv", "key"), ("vec", "id"))
+}
 
 
 def worth_noting(last_use: object, now: float) -> bool:
@@ -73,6 +85,18 @@ def validate_max_entries(value: object) -> int | None:
     return value
 
 
+def validate_track_hits(value: object) -> bool:
+    """``value`` as the ``track_hits`` switch: a bool, or in a URL ``1``/``0``/``true``/``false``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text not in ("1", "0", "true", "false"):
+            raise SemcacheInputError(f"track_hits must be 1, 0, true or false, got {value!r}")
+        return text in ("1", "true")
+    if not isinstance(value, bool):
+        raise TypeError(f"track_hits must be a bool, got {type(value).__name__}")
+    return value
+
+
 class RecentUses:
     """Rows read since the last flush, by namespace and key, id or row (thread-safe)."""
 
@@ -81,6 +105,8 @@ class RecentUses:
         self._values: dict[tuple[str, str], float] = {}
         self._vectors: dict[tuple[str, str], float] = {}
         self._rows: dict[int, float] = {}
+        #: Served hits by (table, namespace, key or id): (count, last hit).
+        self._hits: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._oldest: float | None = None
 
     def _noted(self, now: float) -> None:
@@ -104,25 +130,44 @@ class RecentUses:
             self._rows.update((seq, now) for seq in seqs)
             self._noted(now)
 
+    def hit(self, table: str, namespace: str, keys: Sequence[str]) -> None:
+        """Rows of ``table`` (``kv`` by key, ``vec`` by id) were served, one hit each."""
+        now = time.time()
+        with self._lock:
+            for key in keys:
+                count, _ = self._hits.get((table, namespace, key), (0, now))
+                self._hits[(table, namespace, key)] = (count + 1, now)
+            self._noted(now)
+
+    def pending_hits(self, table: str, namespace: str, key: str) -> tuple[int, float] | None:
+        """Hits of one row not written yet: (count, last hit), or ``None``."""
+        with self._lock:
+            return self._hits.get((table, namespace, key))
+
     def due(self) -> bool:
         """Whether the uses should be written now rather than with the next write."""
         with self._lock:
             if self._oldest is None:
                 return False
-            pending = len(self._values) + len(self._vectors) + len(self._rows)
+            pending = len(self._values) + len(self._vectors) + len(self._rows) + len(self._hits)
             return pending >= FLUSH_EVERY_USES or time.time() - self._oldest >= FLUSH_EVERY_SECONDS
 
     def take(self) -> list[Statement]:
         """The pending uses as statements; they are forgotten (a failed write loses them:
         recency is best effort, the entries themselves are untouched)."""
         with self._lock:
-            values, vectors, rows = self._values, self._vectors, self._rows
+            values, vectors, rows, hits = self._values, self._vectors, self._rows, self._hits
             self._values, self._vectors, self._rows, self._oldest = {}, {}, {}, None
+            self._hits = {}
         statements: list[Statement] = [
             (_BUMP_VALUE, (used, ns, key)) for (ns, key), used in values.items()
         ]
         statements += [(_BUMP_VECTOR, (used, ns, i)) for (ns, i), used in vectors.items()]
         statements += [(_BUMP_ROW, (used, seq)) for seq, used in rows.items()]
+        statements += [
+            (_ADD_HITS[table], (count, last, ns, key))
+            for (table, ns, key), (count, last) in hits.items()
+        ]
         return statements
 
 

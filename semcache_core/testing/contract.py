@@ -211,6 +211,33 @@ class BackendContract:
         backend.expire_many(namespace, ["kv:b"], ttl=None)
         assert backend.get_many(namespace, ["kv:b"]) == [None]
 
+    def test_served_hits_are_counted_where_the_backend_counts_them(
+        self, backend: Backend, namespace: str
+    ) -> None:
+        backend.set_many(namespace, [("kv:a", b"x"), ("kv:b", b"y"), ("kv:c", b"z")])
+        backend.add_vectors(namespace, "p", [VectorRecord("r", unit(1), b"r")])
+        record = keys.vector_key("r")
+        before = time.time()
+        backend.note_hits(namespace, ["kv:a", record, "kv:none"])
+        backend.note_hits(namespace, ["kv:a", "kv:c"])
+        backend.get_many(namespace, ["kv:b"])  # a read is no hit: the engine says what it served
+        backend.search_vectors(namespace, "p", unit(1), k=1, max_distance=0.5)
+        wanted = ["kv:a", "kv:b", "kv:c", record, "kv:none"]
+        hits = backend.get_hits(namespace, wanted)
+        if not backend.ops.counts_hits:  # optional: a backend that does not count says nothing
+            assert hits == {}
+            return
+        assert {key: found.hits for key, found in hits.items()} == {
+            "kv:a": 2,
+            "kv:c": 1,
+            record: 1,
+        }
+        for found in hits.values():
+            assert found.last_hit is not None and before <= found.last_hit <= time.time()
+        backend.delete_many(namespace, ["kv:a"])
+        backend.set_many(namespace, [("kv:c", b"rewritten")])  # a new entry: no hits yet
+        assert set(backend.get_hits(namespace, wanted)) == {record}
+
     def test_get_expiries_dates_live_keys(self, backend: Backend, namespace: str) -> None:
         before = time.time()
         backend.set_many(namespace, [("kv:a", b"x")], ttl=60)

@@ -8,6 +8,7 @@
     <ns>:vmeta:{<ns>:<tag>}<part>   log-mirror path only: compaction threshold and epoch
     <ns>:vlock:{<ns>:<tag>}<part>   log-mirror path only: compaction lock (expires)
     <ns>:vdim:{<ns>:<tag>}<part>    dimension of the partition's vectors
+    <ns>:vsnap:{<ns>:<tag>}<part>   log-mirror path only: a snapshot of a large partition's mirror
     <ns>:vdim                       Query Engine path only: dimension of the index <ns>:idx
     <ns>:stats:<name>               persisted counters (HASH, HINCRBYFLOAT)
     <ns>:idx                        Query Engine path only: the index of <ns>:vdim vectors
@@ -118,6 +119,10 @@ def partition_dim_key(namespace: str, partition: str) -> str:
     return _partition_keys("vdim", namespace, partition)
 
 
+def snapshot_key(namespace: str, partition: str) -> str:
+    return _partition_keys("vsnap", namespace, partition)
+
+
 def dimension_of(marker: object) -> int | None:
     """A stored dimension marker as an int; ``None`` (with a warning) when it is garbage."""
     if marker is None:
@@ -175,6 +180,9 @@ class KeyLayout:
 
     def partition_dim_key(self, namespace: str, partition: str) -> str:
         return partition_dim_key(namespace, partition)
+
+    def snapshot_key(self, namespace: str, partition: str) -> str:
+        return snapshot_key(namespace, partition)
 
     def dim_key(self, namespace: str) -> str:
         return dim_key(namespace)

@@ -55,6 +55,11 @@ from semcache_core.mirror import EXTRA_CANDIDATES
 
 #: Lower bound of the HNSW candidate list per KNN query (``EF_RUNTIME``).
 HNSW_EF_RUNTIME = 200
+#: HNSW graph degree (RediSearch's default) and build-time candidate list: 100 instead of
+#: RediSearch's 200 halves the server's work per insert (bulk loads were 2.4x RedisVL's FLAT
+#: index), and with ``EF_RUNTIME`` 200 at query time 100k random 384-d vectors are still found.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 100
 
 
 class IndexDimensionError(VectorDimensionError, SchemaConflictError):
@@ -193,8 +198,9 @@ class QueryEngineSearch(VectorStrategy):
                 "SCHEMA",
                 "ptag", "TAG", "SEPARATOR", ",",
                 "ttag", "TAG", "SEPARATOR", ",",
-                "vector", "VECTOR", "HNSW", 6,
+                "vector", "VECTOR", "HNSW", 10,
                 "TYPE", "FLOAT32", "DIM", dim, "DISTANCE_METRIC", "COSINE",
+                "M", HNSW_M, "EF_CONSTRUCTION", HNSW_EF_CONSTRUCTION,
             )
         ]  # fmt: skip
         if replace:
@@ -244,14 +250,15 @@ class QueryEngineSearch(VectorStrategy):
                 "LIMIT", 0, wanted,
                 "DIALECT", 2,
             )  # fmt: skip
-            # The partition's dimension is read in the same round trip: a vector of another
-            # dimension than the partition's is an error, as on every backend.
-            stored, reply = yield Round((("GET", dim_key), command), tolerate=True)
-            if is_error(stored):
-                raise refused("GET", stored)
-            _check_partition_dim(namespace, dim, stored)
+            (reply,) = yield Round((command,), tolerate=True)
             if not is_error(reply):
                 hits = _search_results(reply, namespace)
+                if not hits:
+                    # A vector of another dimension than the partition's is an error, as on
+                    # every backend. Found entries are of this dimension (its index) and this
+                    # partition: the check needs a round trip only when none was found.
+                    (stored,) = yield Round((("GET", dim_key),))
+                    _check_partition_dim(namespace, dim, stored)
                 return _rank(hits, vector, k, max_distance)
             if not missing_index(reply) or attempt:
                 raise refused("FT.SEARCH", reply)

@@ -47,6 +47,7 @@ import redis.asyncio.sentinel
 import redis.sentinel
 from redis.connection import URL_QUERY_ARGUMENT_PARSERS as _REDIS_URL_OPTIONS
 
+from semcache_core.backends.redis.cluster import CONNECTION_SETTINGS
 from semcache_core.errors import SemcacheInputError
 
 __all__ = [
@@ -304,33 +305,9 @@ _SENTINEL_POOLS = (
     redis.sentinel.SentinelConnectionPool,
     redis.asyncio.sentinel.SentinelConnectionPool,
 )
-# Master settings copied from a user's sentinel-managed client (besides credentials and TLS).
-_COPIED = (
-    "db",
-    "username",
-    "password",
-    "credential_provider",
-    "socket_timeout",
-    "socket_connect_timeout",
-    "socket_keepalive",
-    "socket_keepalive_options",
-    "client_name",
-    "protocol",
-    "encoding",
-    "encoding_errors",
-    "decode_responses",
-    "health_check_interval",
-    "ssl_keyfile",
-    "ssl_certfile",
-    "ssl_cert_reqs",
-    "ssl_ca_certs",
-    "ssl_ca_data",
-    "ssl_ca_path",
-    "ssl_check_hostname",
-    "ssl_password",
-    "ssl_min_version",
-    "ssl_ciphers",
-)
+# Master settings copied from a user's sentinel-managed client: the ones every redis-py client
+# takes by the same name, plus the database number and the CA folder.
+_COPIED = ("db", *CONNECTION_SETTINGS, "ssl_ca_path")
 
 
 def is_sentinel_client(client: Any) -> bool:

@@ -1,0 +1,275 @@
+"""Mirror snapshots on plain Redis: a new client loads a large partition's mirror in one read.
+
+The snapshot only replaces reading the log: these tests check that a client that loaded one
+still sees what was written, deleted and replaced after it, that a stale (compacted) or
+hostile snapshot is ignored (the log is read instead), and that the snapshot expires with
+its partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from semcache_core import VectorRecord
+from semcache_core.backends.redis import RedisBackend, log_mirror
+from semcache_core.backends.redis.keys import STANDALONE
+from semcache_core.codecs import as_vector, normalize
+from tests.backends import BACKEND_KINDS, ServerPool
+
+pytestmark = pytest.mark.redis
+
+if "redis" not in BACKEND_KINDS:
+    pytest.skip("the plain Redis backend kind is not selected", allow_module_level=True)
+
+DIM = 8
+ROWS = 24
+
+
+@pytest.fixture
+def redis_url(server_pool: ServerPool) -> str:
+    return server_pool.url("redis")
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def small_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Snapshot partitions of a few rows (the default waits for thousands), in chunks of 10
+    rows (so a snapshot has several)."""
+    monkeypatch.setattr(log_mirror, "SNAPSHOT_MIN_ROWS", 8)
+    monkeypatch.setattr(log_mirror, "SNAPSHOT_CHUNK_ROWS", 10)
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The row count of every snapshot a client loaded."""
+    loaded: list[int] = []
+    original = log_mirror._snapshot_rows
+
+    def counting(blob: Any, header: Any, dim: int) -> Any:
+        rows = original(blob, header, dim)
+        if rows is not None:
+            loaded.append(len(rows[0]))
+        return rows
+
+    monkeypatch.setattr(log_mirror, "_snapshot_rows", counting)
+    return loaded
+
+
+def client(url: str) -> RedisBackend:
+    return RedisBackend.from_url(url, vector_search="mirror")
+
+
+def vectors(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([normalize(as_vector(rng.normal(size=DIM))) for _ in range(n)])
+
+
+def found(backend: RedisBackend, namespace: str, vector: np.ndarray) -> list[tuple[str, bytes]]:
+    hits = backend.search_vectors(namespace, "p", vector, k=1, max_distance=0.01)
+    return [(hit.id, hit.payload) for hit in hits]
+
+
+def snapshot_key(namespace: str) -> str:
+    return STANDALONE.snapshot_key(namespace, "p")
+
+
+def test_a_new_client_loads_the_snapshot_and_sees_later_writes(
+    redis_url: str, raw: redis.Redis, namespace: str, small_snapshots: None, loads: list[int]
+) -> None:
+    matrix = vectors(ROWS + 3)
+    writer, first, second = client(redis_url), client(redis_url), client(redis_url)
+    try:
+        records = [VectorRecord(f"r{i}", matrix[i], f"v{i}".encode()) for i in range(ROWS)]
+        writer.add_vectors(namespace, "p", records)
+        assert found(first, namespace, matrix[0]) == [("r0", b"v0")]  # builds from the log
+        assert raw.exists(snapshot_key(namespace)) and loads == []
+        # After the snapshot: a new record, a deletion, a replacement (new vector, payload).
+        writer.add_vectors(namespace, "p", [VectorRecord("new", matrix[ROWS], b"new")])
+        writer.delete_vectors(namespace, ["r1"])
+        writer.add_vectors(namespace, "p", [VectorRecord("r2", matrix[ROWS + 1], b"moved")])
+        assert found(second, namespace, matrix[3]) == [("r3", b"v3")]
+        assert loads == [ROWS]  # the second client loaded the snapshot, not the log
+        assert found(second, namespace, matrix[ROWS]) == [("new", b"new")]
+        assert found(second, namespace, matrix[1]) == []  # deleted after the snapshot
+        assert found(second, namespace, matrix[2]) == []  # replaced: the old vector is gone
+        assert found(second, namespace, matrix[ROWS + 1]) == [("r2", b"moved")]
+        for i in range(3, ROWS):
+            assert found(second, namespace, matrix[i]) == [(f"r{i}", f"v{i}".encode())]
+    finally:
+        writer.clear(namespace)
+        for backend in (writer, first, second):
+            backend.close()
+
+
+def test_the_snapshot_is_rewritten_when_it_lags(
+    redis_url: str, raw: redis.Redis, namespace: str, small_snapshots: None, loads: list[int]
+) -> None:
+    matrix = vectors(3 * ROWS, seed=1)
+    writer, reader = client(redis_url), client(redis_url)
+    try:
+        writer.add_vectors(
+            namespace, "p", [VectorRecord(f"r{i}", matrix[i], b"x") for i in range(ROWS)]
+        )
+        found(reader, namespace, matrix[0])
+        before = raw.hlen(snapshot_key(namespace))
+        more = [VectorRecord(f"r{i}", matrix[i], b"x") for i in range(ROWS, 3 * ROWS)]
+        writer.add_vectors(namespace, "p", more)
+        found(reader, namespace, matrix[0])  # catches up: twice the rows of its snapshot
+        assert raw.hlen(snapshot_key(namespace)) > before  # more chunks
+        late = client(redis_url)
+        try:
+            assert found(late, namespace, matrix[-1]) == [(f"r{3 * ROWS - 1}", b"x")]
+            assert loads == [3 * ROWS]
+        finally:
+            late.close()
+    finally:
+        writer.clear(namespace)
+        writer.close()
+        reader.close()
+
+
+def test_a_compacted_log_makes_the_snapshot_stale(
+    redis_url: str,
+    raw: redis.Redis,
+    namespace: str,
+    small_snapshots: None,
+    loads: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(log_mirror, "COMPACT_FLOOR", 8)
+    matrix = vectors(ROWS, seed=2)
+    writer, reader = client(redis_url), client(redis_url)
+    try:
+        writer.add_vectors(
+            namespace, "p", [VectorRecord(f"r{i}", matrix[i], b"old") for i in range(ROWS)]
+        )
+        found(reader, namespace, matrix[0])
+        assert raw.exists(snapshot_key(namespace))
+        for round_ in range(6):  # rewrites and deletions until a compaction bumps the epoch
+            writer.add_vectors(
+                namespace,
+                "p",
+                [VectorRecord(f"r{i}", matrix[i], f"new{round_}".encode()) for i in range(8)],
+            )
+            writer.delete_vectors(namespace, [f"r{i}" for i in range(8, 12)])
+        meta = STANDALONE.meta_key(namespace, "p")
+        assert int(raw.hget(meta, "epoch") or 0) >= 1
+        late = client(redis_url)
+        try:
+            assert found(late, namespace, matrix[0]) == [("r0", b"new5")]
+            assert found(late, namespace, matrix[9]) == []
+            assert found(late, namespace, matrix[20]) == [("r20", b"old")]
+            assert loads == []  # the snapshot of the old epoch was not used
+        finally:
+            late.close()
+    finally:
+        writer.clear(namespace)
+        writer.close()
+        reader.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "garbage header",
+        "other dimension",
+        "truncated chunk",
+        "missing chunk",
+        "chunk of another snapshot",
+        "duplicate ids",
+        "bad tags",
+        "rows out of order",
+        "a string key",
+    ],
+)
+def test_a_hostile_snapshot_is_ignored(
+    redis_url: str,
+    raw: redis.Redis,
+    namespace: str,
+    small_snapshots: None,
+    loads: list[int],
+    damage: str,
+) -> None:
+    matrix = vectors(ROWS, seed=3)
+    writer, reader = client(redis_url), client(redis_url)
+    try:
+        writer.add_vectors(
+            namespace,
+            "p",
+            [VectorRecord(f"r{i}", matrix[i], f"v{i}".encode()) for i in range(ROWS)],
+        )
+        found(reader, namespace, matrix[0])
+        key = snapshot_key(namespace)
+        parts = {k.decode(): bytes(v) for k, v in raw.hgetall(key).items()}
+        assert set(parts) == {"h", "m", "0", "1", "2"}
+        header = log_mirror.SNAPSHOT_HEADER
+        fields = list(header.unpack(parts["h"]))
+        if damage == "a string key":
+            raw.delete(key)
+            raw.set(key, b"planted")
+        elif damage == "garbage header":
+            raw.hset(key, "h", b"\x07" * header.size)
+        elif damage == "other dimension":
+            fields[2] = DIM * 2
+            raw.hset(key, "h", header.pack(*fields))
+        elif damage == "truncated chunk":
+            raw.hset(key, "1", parts["1"][:-4])
+        elif damage == "missing chunk":
+            raw.hdel(key, "2")
+        elif damage == "chunk of another snapshot":
+            raw.hset(key, "0", b"\x00" * 8 + parts["0"][8:])
+        elif damage == "rows out of order":
+            chunk = parts["0"]
+            rows = 10
+            high = chunk[8 : 8 + 8 * rows]
+            low = chunk[8 + 8 * rows : 8 + 16 * rows]
+            low = low[8:16] + low[0:8] + low[16:]  # swap the first two sequence numbers
+            high = high[8:16] + high[0:8] + high[16:]
+            raw.hset(key, "0", chunk[:8] + high + low + chunk[8 + 16 * rows :])
+        else:
+            meta = parts["m"]
+            if damage == "duplicate ids":
+                body = b'{"ids":[' + b",".join([b'"r0"'] * ROWS) + b'],"tags":{}}'
+            else:
+                body = meta[8:].replace(b'"tags":{}', b'"tags":{"0":[1]}')
+            raw.hset(key, "m", meta[:8] + body)
+        late = client(redis_url)
+        try:
+            for i in range(ROWS):
+                assert found(late, namespace, matrix[i]) == [(f"r{i}", f"v{i}".encode())]
+            assert loads == []
+        finally:
+            late.close()
+    finally:
+        writer.clear(namespace)
+        writer.close()
+        reader.close()
+
+
+def test_the_snapshot_expires_with_its_partition(
+    redis_url: str, raw: redis.Redis, namespace: str, small_snapshots: None
+) -> None:
+    matrix = vectors(ROWS, seed=4)
+    writer, reader = client(redis_url), client(redis_url)
+    try:
+        records = [VectorRecord(f"r{i}", matrix[i], b"x") for i in range(ROWS)]
+        writer.add_vectors(namespace, "p", records, ttl=60)
+        found(reader, namespace, matrix[0])
+        ttl = raw.pttl(snapshot_key(namespace))
+        assert 0 < ttl <= 60_000
+    finally:
+        writer.clear(namespace)
+        writer.close()
+        reader.close()
+    assert not raw.exists(snapshot_key(namespace))  # clear() removes it too
