@@ -80,15 +80,15 @@ Body = dict[str, Any]
 Ttl = float | None
 
 #: Default cosine-distance threshold of semantic lookups (0 = identical, 2 = opposite).
-#: Chosen on the *tuning* data, each group on its own (tuning_pairs + _2; _3, _4a + _4b and
-#: _5a + _5b, the retired first, second and third blind sets; ``semcache eval``, see the
-#: README's quality section): with all-MiniLM-L6-v2, padding stripped and the trap guard on,
-#: 0.20 is the widest threshold that keeps traps served within 3% overall and 8% per trap
-#: class on every group separately (at 0.22 the intent class of _4a/_4b is at 10%); 0.18
-#: keeps one sweep step of margin. The blind set's numbers at this value are in the README.
-#: Other embedding models spread distances differently: run the harness on your model before
-#: changing it.
-DEFAULT_DISTANCE_THRESHOLD = 0.18
+#: Chosen on the *tuning* data, each group on its own (tuning_pairs + _2; _3, _4a + _4b,
+#: _5a + _5b, _6a + _6b and _7a + _7b, the retired first to fifth blind sets; ``semcache
+#: eval``, see the README's quality section): with all-MiniLM-L6-v2, padding stripped and the
+#: trap guard on, 0.18 is the widest threshold that keeps traps served within 3% overall and
+#: 8% per trap class on every group separately (at 0.20 the intent class of _7a/_7b is at
+#: 10%); 0.16 keeps one sweep step of margin. The blind set's numbers at this value are in the
+#: README. Other embedding models spread distances differently: run the harness on your model
+#: before changing it.
+DEFAULT_DISTANCE_THRESHOLD = 0.16
 MAX_DISTANCE_THRESHOLD = 2.0
 #: Nearest candidates fetched per semantic lookup; the guard may reject the closest ones.
 SEMANTIC_CANDIDATES = 4

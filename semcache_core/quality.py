@@ -6,11 +6,12 @@
 
 Reads sets of labelled prompt pairs (``a``, ``b``, ``same_answer``, ``category``): each
 positional file is a set named after the file, each ``--set NAME=PATH[,PATH]`` a set of one or
-more files; by default the five tuning groups of the checkout (``tuning``:
+more files; by default the six tuning groups of the checkout (``tuning``:
 ``benchmarks/data/tuning_pairs.jsonl`` and ``tuning_pairs_2.jsonl``; ``t3``:
 ``tuning_pairs_3.jsonl``, the retired first blind set; ``t4``: ``tuning_pairs_4a.jsonl`` and
 ``_4b``, the retired second; ``t5``: ``tuning_pairs_5a.jsonl`` and ``_5b``, the retired
-third; ``t6``: ``tuning_pairs_6a.jsonl`` and ``_6b``, the retired fourth). Every set is reported on its own; the threshold is recommended
+third; ``t6``: ``tuning_pairs_6a.jsonl`` and ``_6b``, the retired fourth; ``t7``:
+``tuning_pairs_7a.jsonl`` and ``_7b``, the retired fifth). Every set is reported on its own; the threshold is recommended
 on all of them but those named ``blind*``, which are only measured. It embeds every prompt once (unit vectors, with a
 progress bar on stderr), after :func:`semcache_core.guard.strip_padding` as the engine does
 before embedding a query (``--no-padding`` embeds the raw prompts), and computes the
@@ -32,8 +33,8 @@ The recommended threshold (:func:`recommend_threshold_groups`) serves the most t
 paraphrases while, with the guard, the traps as a whole are served at most ``--max-trap-rate``
 (3%) of the time and no single trap category more than ``--max-category-rate`` (8%) *on every
 set separately* (every set given except those whose name starts with ``blind``; by default
-the five tuning groups ``tuning`` = tuning_pairs + _2, ``t3`` = _3, ``t4`` = _4a + _4b,
-``t5`` = _5a + _5b, ``t6`` = _6a + _6b), one
+the six tuning groups ``tuning`` = tuning_pairs + _2, ``t3`` = _3, ``t4`` = _4a + _4b,
+``t5`` = _5a + _5b, ``t6`` = _6a + _6b, ``t7`` = _7a + _7b), one
 sweep step (0.02) below that edge as margin: a threshold that holds only on the sets pooled
 does not hold under a shift of distribution. The guard's cost per candidate pair is reported as the median (and
 p90) of per-pair timings: both prompts new to the feature cache, only the new one (the
@@ -100,6 +101,10 @@ DEFAULT_SETS: dict[str, tuple[Path, ...]] = {
     "t6": (  # retired blind v4
         ROOT / "benchmarks" / "data" / "tuning_pairs_6a.jsonl",
         ROOT / "benchmarks" / "data" / "tuning_pairs_6b.jsonl",
+    ),
+    "t7": (  # retired blind v5
+        ROOT / "benchmarks" / "data" / "tuning_pairs_7a.jsonl",
+        ROOT / "benchmarks" / "data" / "tuning_pairs_7b.jsonl",
     ),
 }
 DEFAULT_OUT = ROOT / "benchmarks" / "results"

@@ -87,7 +87,7 @@ def test_semantic_matches_best_first_through_the_stages(backend: Backend, namesp
     assert [m.id for m in every] == ids[:4]
     distances = [m.distance for m in every]
     assert distances == sorted(distances) and distances[-1] <= 0.5
-    # The threshold bounds them; the cache's default (0.18) keeps only the paraphrase.
+    # The threshold bounds them; the cache's default (0.16) keeps only the paraphrase.
     assert [m.id for m in unguarded.check(QUESTION, num_results=5)] == ids[:1]
     assert [m.id for m in unguarded.check(QUESTION, num_results=2, distance_threshold=0.2)] == (
         ids[:2]

@@ -123,4 +123,5 @@ def extract_features(text: str) -> Features:
         stems=frozenset(w[:5] for w in words | word_lemmas),
         unknown=unknown_words(words),
         task_verb=intent.task_verb(sequence),
+        howto_verb=intent.howto_verb(sequence),
     )

@@ -56,7 +56,80 @@ def intent_differs(a: Features, b: Features) -> str | None:
     only_a, only_b = a.intents - b.intents, b.intents - a.intents
     if only_a and only_b:
         return f"tasks differ: {fmt(only_a)} vs {fmt(only_b)}"
-    return task_verb_differs(a, b)
+    return task_verb_differs(a, b) or definition_vs_howto(a, b)
+
+
+# -- what a thing is against how to act on it --------------------------------------------------
+
+#: The verbs of a question asking what something is or does ("what a bottom bracket does").
+_DEFINING = frozenset(["is", "are", "does", "do", "mean", "means"])
+#: What follows "what" in a definition ("what is ...", "what a ... does").
+_AFTER_WHAT = frozenset(["a", "an", "the", "is", "are", "does"])
+#: Words of a how-to put as a "what" question ("What are the steps to ...", "What can I do
+#: to ...", "What is the best way to ..."): no definition.
+_PROCEDURE = frozenset(
+    [
+        "steps",
+        "step",
+        "way",
+        "ways",
+        "procedure",
+        "process",
+        "method",
+        "methods",
+        "can",
+        "could",
+        "should",
+        "need",
+        "tips",
+        "best",
+        "how",
+        "options",
+    ]
+)
+#: Openings of a how-to whose next word is the action ("how to replace", "how do I renew").
+_HOWTO: tuple[tuple[str, ...], ...] = (
+    ("how", "to"),
+    ("how", "do", "i"),
+    ("how", "can", "i"),
+    ("how", "should", "i"),
+    ("how", "would", "i"),
+    ("how", "do", "you"),
+)
+
+
+def howto_verb(sequence: tuple[str, ...]) -> str:
+    """The action of a how-to ("how to replace ...", "How do I renew ..."), or ""."""
+    for i, word in enumerate(sequence):
+        if word != "how":
+            continue
+        for frame in _HOWTO:
+            end = i + len(frame)
+            if sequence[i:end] == frame and end < len(sequence):
+                verb = sequence[end]
+                if verb not in _NO_TASK and verb != "|" and _verb_synsets(verb):
+                    return verb
+    return ""
+
+
+def definition_vs_howto(a: Features, b: Features) -> str | None:
+    """One prompt asks what a thing is or does, the other how to act on the same thing
+    ("Explain what a bottom bracket does on a bike" / "Explain how to replace a bottom
+    bracket on a bike"): another answer, though every other word is shared."""
+    for x, y in ((a, b), (b, a)):
+        verb = y.howto_verb
+        if not verb or x.howto_verb or not x.words & _DEFINING or x.words & _PROCEDURE:
+            continue
+        seq = x.sequence
+        if not any(w == "what" and seq[i + 1] in _AFTER_WHAT for i, w in enumerate(seq[:-1])):
+            continue
+        if base_forms(verb) & (x.lemmas | x.words):
+            continue  # "what do I need to renew a passport" / "how do I renew a passport"
+        shared = sum(w[:5] in y.stems for w in x.content)
+        new_y = sum(w[:5] not in x.stems for w in y.content if w != verb)
+        if shared >= 2 and new_y <= 1:
+            return f"what it is vs how to {verb!r}"
+    return None
 
 
 # -- the task verb of a request to the assistant ------------------------------------------------

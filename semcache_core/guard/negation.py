@@ -233,7 +233,14 @@ def _negated_stem(word: str) -> str | None:
     for prefix in _PREFIXES:
         if word.startswith(prefix) and len(word) - len(prefix) >= 4:
             return word[len(prefix) :]
+    if word.startswith("a") and len(word) >= 8 and word.endswith(_A_NEGATED_SUFFIXES):
+        return word[1:]  # "asymptomatic" / "symptomatic", "atypical", "asynchronous"
     return None
+
+
+#: Adjective endings of the words the Greek "a-" negates ("asymptomatic", "apolitical",
+#: "asynchronous"); other words opening with "a" ("avoid", "arise") have none of them.
+_A_NEGATED_SUFFIXES = ("ic", "ical", "al", "ous")
 
 
 def _negatable(f: Features) -> frozenset[str]:

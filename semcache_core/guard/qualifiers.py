@@ -44,6 +44,7 @@ from semcache_core.guard.tokens import (
     ascii_lower,
     consume,
     fmt,
+    memo,
     near_word,
 )
 
@@ -368,7 +369,34 @@ def constraints(
 _PART_WHOLE = frozenset(["PART", "WHOLE"])
 
 
+#: Words that ask about more than one of a thing, against "one" / "a single" of it.
+_SEVERAL = frozenset(["several", "multiple", "many", "various", "numerous"])
+_ONE = frozenset(["one", "single"])
+
+
+def _counted(f: Features, markers: frozenset[str]) -> frozenset[str]:
+    """Stems of the nouns right after one of ``markers`` ("several *colleges*")."""
+    seq = f.sequence
+    return frozenset(
+        seq[i + 1][:5]
+        for i, word in enumerate(seq[:-1])
+        if word in markers and seq[i + 1] != "|" and seq[i + 1] not in _FUNCTION_WORDS
+    )
+
+
+def one_vs_several(a: Features, b: Features) -> str | None:
+    """One of a thing against several of it ("apply to several colleges" / "apply to one
+    college"): the same noun counted as one on a side and as many on the other."""
+    for x, y in ((a, b), (b, a)):
+        many = _counted(x, _SEVERAL)
+        if many and many & _counted(y, _ONE) and not many & _counted(x, _ONE):
+            return "one vs several of the same thing"
+    return None
+
+
 def quantifier_differs(a: Features, b: Features) -> str | None:
+    if detail := one_vs_several(a, b):
+        return detail
     only = a.quantifiers ^ b.quantifiers
     if (
         only
@@ -523,7 +551,45 @@ def _typo(x: str, y: str) -> bool:
 
 
 def audience_differs(a: Features, b: Features) -> str | None:
-    return _groups_differ(a, b, audience=True)
+    return _groups_differ(a, b, audience=True) or recipient_differs(a, b)
+
+
+#: Verbs of a request whose answer is shaped for whom it is addressed to.
+_ADDRESSING = frozenset(
+    ["explain", "describe", "teach", "present", "introduce", "pitch", "summarize", "summarise"]
+)
+_RECIPIENT_OPENERS = frozenset(["a", "an", "my", "our", "someone", "somebody", "people"])
+
+
+def recipient(f: Features) -> tuple[str, ...]:
+    """The content words of whom an explanation is addressed to: what follows the last
+    "to a / to my / to someone" of a prompt that explains, teaches or describes ("Explain
+    ARIA roles *to a senior front-end engineer*"), or () if it names nobody."""
+    seq = f.sequence
+    if not f.words & _ADDRESSING:
+        return ()
+    for i in range(len(seq) - 2, 0, -1):
+        if seq[i] == "to" and seq[i + 1] in _RECIPIENT_OPENERS:
+            tail = []
+            for word in seq[i + 2 :]:
+                if word == "|":
+                    break
+                if word not in _FUNCTION_WORDS:
+                    tail.append(word)
+            return tuple(tail)
+    return ()
+
+
+def recipient_differs(a: Features, b: Features) -> str | None:
+    """The same explanation addressed to other people ("... to a ten-year-old" / "... to an
+    electrical engineering student"): both name a recipient and the two share no word."""
+    ra, rb = memo(a, "recipient", recipient), memo(b, "recipient", recipient)
+    if not ra or not rb:
+        return None
+    stems_a = {w[:5] for w in ra}
+    if stems_a & {w[:5] for w in rb}:
+        return None
+    return f"addressed to other people: {' '.join(ra)!r} vs {' '.join(rb)!r}"
 
 
 def qualifier_differs(a: Features, b: Features) -> str | None:

@@ -269,6 +269,8 @@ class Features:
     unknown: frozenset[str] = field(default=frozenset(), repr=False)
     #: The verb of a task asked of the assistant ("Can you *check* ..."), or "".
     task_verb: str = ""
+    #: The action of a how-to ("how to *replace* ...", "How do I *renew* ..."), or "".
+    howto_verb: str = ""
     #: What the checks derive from this prompt alone, computed on first use (a stored prompt
     #: is compared with many queries): see :func:`memo`.
     derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
