@@ -164,7 +164,9 @@ def _entries(args: argparse.Namespace) -> int:
         print(json.dumps([entry.as_dict() for entry in listed], indent=2))
         return 0
     now = time.time()
-    title = f"{len(listed)} entries in namespace {args.namespace!r}"
+    # A listing cut by --limit says so: "2 entries" of a namespace of 3 would be a wrong count.
+    shown = "first " if args.limit is not None and len(listed) >= args.limit else ""
+    title = f"{shown}{len(listed)} entries in namespace {args.namespace!r}"
     _print_table([_row(entry, now) for entry in listed], title)
     return 0
 
@@ -205,13 +207,19 @@ def _when(epoch: float | None, now: float, relation: str) -> str:
     return f"{stamp} ({format_age(abs(epoch - now))} {relation})"
 
 
+_SKIPPED_NOTE = "(ids not stored are skipped)"
+
+
 def _drop(args: argparse.Namespace) -> int:
     cache = _cache(args)
     try:
         cache.drop(args.ids)
     finally:
         cache.backend.close()
-    print(f"dropped {len(args.ids)} id(s) from namespace {args.namespace!r}")
+    # drop() skips ids that are not stored without saying which: claim no count it cannot know.
+    print(
+        f"dropped the {len(args.ids)} given id(s) from namespace {args.namespace!r} {_SKIPPED_NOTE}"
+    )
     return 0
 
 
@@ -233,7 +241,10 @@ def _expire(args: argparse.Namespace) -> int:
     finally:
         cache.backend.close()
     when = "never" if ttl is None else f"in {ttl:g} s"
-    print(f"{len(args.ids)} id(s) of namespace {args.namespace!r} now expire {when}")
+    print(
+        f"the {len(args.ids)} given id(s) of namespace {args.namespace!r} now expire {when}"
+        f" {_SKIPPED_NOTE}"
+    )
     return 0
 
 

@@ -317,7 +317,9 @@ class EmbeddingsCache:
         ttl: float | None = None,
     ) -> str:
         """Store ``embedding`` for ``text`` by ``model_name``; returns the entry's key."""
-        flow = self._mset_flow(self._one(text), model_name, [embedding], metadata, ttl)
+        # One text, one metadata: wrapped, so a list given here is refused as a list (not
+        # taken for mset's one-dict-per-text form).
+        flow = self._mset_flow(self._one(text), model_name, [embedding], [metadata], ttl)
         return run(flow, self._store.transport)[0]
 
     def mset(
@@ -363,7 +365,9 @@ class EmbeddingsCache:
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
     ) -> str:
-        flow = self._mset_flow(self._one(text), model_name, [embedding], metadata, ttl)
+        # One text, one metadata: wrapped, so a list given here is refused as a list (not
+        # taken for mset's one-dict-per-text form).
+        flow = self._mset_flow(self._one(text), model_name, [embedding], [metadata], ttl)
         return (await arun(flow, self._store.transport))[0]
 
     async def amset(

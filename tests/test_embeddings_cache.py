@@ -4,6 +4,7 @@ write."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import warnings
 
@@ -159,6 +160,11 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(backend: Backend, namespa
         cache.mset(["a", "b"], MODEL, [[1.0, 2.0], [1.0, 2.0]], metadata=[{}])
     with pytest.raises(TypeError, match="JSON"):
         cache.set("a", MODEL, [1.0, 2.0], metadata={"when": object()})
+    # set() takes one dict: a list (mset's one-per-text form) is refused, and named as a list
+    with pytest.raises(TypeError, match="dict or None, got list"):
+        cache.set("a", MODEL, [1.0, 2.0], metadata=[{"doc": "x"}])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="dict or None, got list"):
+        asyncio.run(cache.aset("a", MODEL, [1.0, 2.0], metadata=[1]))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="sequence of numbers"):
         cache.set("a", MODEL, "1.0, 2.0")
     with pytest.raises(SemcacheInputError, match="sequence of numbers"):

@@ -358,13 +358,16 @@ def test_cli_entries_show_drop_expire_and_clear(
     capsys.readouterr()
     assert main(["entries", url, "--namespace", namespace]) == 0
     table = capsys.readouterr().out
-    assert "3 entries" in table
+    assert "3 entries" in table and "first" not in table
     for prompt, entry_id in ids.items():
         assert prompt in table and entry_id in table
     assert "gpt-test" in table and "59m" in table  # the model, the TTL left
 
     assert main(["entries", url, "--namespace", namespace, "--limit", "2", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
+    # a listing cut by --limit does not pass for the namespace's size
+    assert main(["entries", url, "--namespace", namespace, "--limit", "2"]) == 0
+    assert "first 2 entries" in capsys.readouterr().out
 
     assert main(["show", url, "--namespace", namespace, ids[ROUTER]]) == 0
     shown = capsys.readouterr().out
@@ -374,8 +377,11 @@ def test_cli_entries_show_drop_expire_and_clear(
     entry = cache.entry(ids[ROUTER])
     assert entry is not None and entry.expires is None
 
-    assert main(["drop", url, "--namespace", namespace, ids[ROUTER], ids[PROMPTS[1]]]) == 0
-    capsys.readouterr()
+    missing = "llm:" + "0" * 32
+    assert main(["drop", url, "--namespace", namespace, ids[ROUTER], ids[PROMPTS[1]], missing]) == 0
+    # three ids given, two stored: the message claims no count of dropped entries
+    dropped = capsys.readouterr().out
+    assert "3 given id(s)" in dropped and "not stored are skipped" in dropped
     assert [e.prompt for e in cache.entries()] == [PROMPTS[2]]
     assert main(["show", url, "--namespace", namespace, ids[ROUTER]]) == 1
     assert "no entry" in capsys.readouterr().err
