@@ -10,7 +10,9 @@ is frozen into :class:`~semcache_core.guard.tokens.Features` and cached per prom
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Collection
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from semcache_core.guard import intent, lexicon, names, negation, numeric, qualifiers, roles
 from semcache_core.guard.lexicon import lemmas
@@ -19,6 +21,8 @@ from semcache_core.guard.tokens import Collector, Features, Token, ascii_lower, 
 from semcache_core.guard.typos import unknown_words
 
 __all__ = ["extract_features"]
+
+T = TypeVar("T")
 
 _BREAKS = frozenset(".?!;:,\n|()")
 _FUNCTION_WORDS = lexicon.words("function_words.txt")
@@ -63,6 +67,16 @@ def _sequence(tokens: list[Token], text: str) -> tuple[tuple[str, ...], tuple[st
     return tuple(out), tuple(terms)
 
 
+#: The one empty set every empty field of every :class:`Features` shares: most fields of a
+#: prompt are empty, and cached features are long-lived, so each empty set of its own would
+#: be one more object to allocate and for the garbage collector to walk again and again.
+_EMPTY: frozenset[Any] = frozenset()
+
+
+def _frozen(items: Collection[T]) -> frozenset[T]:
+    return frozenset(items) if items else _EMPTY
+
+
 @lru_cache(maxsize=8192)
 def extract_features(text: str) -> Features:
     """Extract everything the guard compares from one prompt (cached per string)."""
@@ -92,36 +106,36 @@ def extract_features(text: str) -> Features:
     word_lemmas = frozenset(lemma for w in words for lemma in lemmas(w))
     return Features(
         negations=out.negations,
-        quoted=frozenset(quoted),
-        code=frozenset(out.code),
-        flags=frozenset(out.flags),
-        numbers=frozenset(out.numbers),
+        quoted=_frozen(quoted),
+        code=_frozen(out.code),
+        flags=_frozen(out.flags),
+        numbers=_frozen(out.numbers),
         number_tags=tuple(sorted(out.numbers.items())),
-        dates=frozenset(out.dates),
-        units=frozenset(out.units),
-        quantities=frozenset(out.quantities),
-        targets=frozenset(out.targets),
-        directions=frozenset(out.directions),
-        entities=frozenset(out.entities),
-        quantifiers=frozenset(out.quantifiers),
-        scopes=frozenset(out.scopes),
+        dates=_frozen(out.dates),
+        units=_frozen(out.units),
+        quantities=_frozen(out.quantities),
+        targets=_frozen(out.targets),
+        directions=_frozen(out.directions),
+        entities=_frozen(out.entities),
+        quantifiers=_frozen(out.quantifiers),
+        scopes=_frozen(out.scopes),
         words=words,
         text=ascii_lower(searchable),
         raw_text=searchable,
         sequence=sequence,
         terms=terms,
         lemmas=word_lemmas,
-        negated=negation.negated_words(sequence),
-        phrasal=negation.phrasal(sequence),
-        particles=negation.particle_verbs(sequence),
-        relations=roles.relations(sequence),
+        negated=negation.negated_words(sequence) or _EMPTY,
+        phrasal=negation.phrasal(sequence) or _EMPTY,
+        particles=negation.particle_verbs(sequence) or _EMPTY,
+        relations=roles.relations(sequence) or _EMPTY,
         roles=roles.roles(sequence),
-        qualifiers=qualifiers.qualifiers(sequence),
+        qualifiers=qualifiers.qualifiers(sequence) or _EMPTY,
         constraints=qualifiers.constraints(sequence, classified),
-        intents=intent.intents(sequence),
-        content=frozenset(w for w in words if w not in _FUNCTION_WORDS),
-        stems=frozenset(w[:5] for w in words | word_lemmas),
-        unknown=unknown_words(words),
+        intents=intent.intents(sequence) or _EMPTY,
+        content=frozenset(w for w in words if w not in _FUNCTION_WORDS) or _EMPTY,
+        stems=frozenset(w[:5] for w in words | word_lemmas) or _EMPTY,
+        unknown=unknown_words(words) or _EMPTY,
         task_verb=intent.task_verb(sequence),
         howto_verb=intent.howto_verb(sequence),
     )

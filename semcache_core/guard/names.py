@@ -128,14 +128,22 @@ def _named_in(entity: str, other: Features) -> bool:
     if len(entity) < 2:
         # a letter of a name ("vitamin B12" / "vitamin b12", "S&P 500" / "s&p 500")
         return entity in other.words and entity not in ("a", "i")
-    return (
-        entity in other.words
-        or bool(base_forms(entity) & (other.words | other.lemmas))
-        # "Pyhton" / "Python"; not a changed letter, nor short names: "Gambia" / "Zambia",
-        # "React" / "Preact", "MySQL" / "MSSQL" are other names
-        or near_word(entity, other.words, min_length=6, substitution=False)
-        or any(_demonym(entity, w) or _demonym(w, entity) for w in other.words)
-        or any(_undoubled(entity, w) or _undoubled(w, entity) for w in other.words)
+    if entity in other.words:
+        return True
+    forms = base_forms(entity)
+    if not (forms.isdisjoint(other.words) and forms.isdisjoint(other.lemmas)):
+        return True
+    # "Pyhton" / "Python"; not a changed letter, nor short names: "Gambia" / "Zambia",
+    # "React" / "Preact", "MySQL" / "MSSQL" are other names
+    if near_word(entity, other.words, min_length=6, substitution=False):
+        return True
+    # only words with the same first four letters can be a demonym of each other, and only
+    # words one letter longer or shorter a doubled letter typed once: filter before the calls
+    head, n = entity[:4], len(entity)
+    return any(
+        _demonym(entity, w) or _demonym(w, entity) for w in other.words if w[:4] == head
+    ) or any(
+        _undoubled(entity, w) or _undoubled(w, entity) for w in other.words if len(w) - n in (1, -1)
     )
 
 

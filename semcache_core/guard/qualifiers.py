@@ -165,7 +165,7 @@ def phrases(text: str, tokens: list[Token], out: Collector) -> None:
     """Multi-word quantifier, scope and negation phrases, and fillers that hide their words."""
     low = ascii_lower(text)
     for pattern, check, group, anchors in _PHRASE_RES:
-        if anchors is not None and not anchors.search(low):
+        if anchors is not None and not any(anchor in low for anchor in anchors):
             continue  # none of the pattern's literal words: it cannot match (the common case)
         for match in pattern.finditer(low):
             if any(t.used for t in tokens if match.start() <= t.start < match.end()):
@@ -246,14 +246,9 @@ def _anchors(pattern: str) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-def _anchor_re(pattern: str) -> re.Pattern[str] | None:
-    anchors = _anchors(pattern)
-    return None if anchors is None else re.compile("|".join(map(re.escape, anchors)))
-
-
-_PHRASE_RES: tuple[tuple[re.Pattern[str], str | None, str | None, re.Pattern[str] | None], ...]
+_PHRASE_RES: tuple[tuple[re.Pattern[str], str | None, str | None, tuple[str, ...] | None], ...]
 _PHRASE_RES = tuple(
-    (re.compile(rf"\b(?:{pattern})\b"), check, group, _anchor_re(pattern))
+    (re.compile(rf"\b(?:{pattern})\b"), check, group, _anchors(pattern))
     for pattern, check, group in _PHRASES
 )
 

@@ -420,16 +420,20 @@ def _degree(match: re.Match[str]) -> str:
 
 def tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
+    append = tokens.append
+    # lower-cased once: ascii_lower maps letter for letter, so a slice of it is the token's
+    low = ascii_lower(text)
     initial = True
     for match in _TOKEN_RE.finditer(text):
         kind = match.lastgroup or ""
-        value = match.group(0)
+        start, end = match.span()
+        value = text[start:end]
         if kind == "punct":
             if value in _SENTENCE_END:
                 initial = True
-            tokens.append(Token(kind, value, value, match.start(), match.end(), False))
+            append(Token(kind, value, value, start, end, False))
             continue
-        tokens.append(Token(kind, value, ascii_lower(value), match.start(), match.end(), initial))
+        append(Token(kind, value, low[start:end], start, end, initial))
         initial = False
     return tokens
 
