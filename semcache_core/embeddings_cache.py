@@ -298,6 +298,18 @@ class EmbeddingsCache:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         return [text]
 
+    def _set_flow(
+        self,
+        text: str,
+        model_name: str,
+        embedding: Any,
+        metadata: Mapping[str, Any] | None,
+        ttl: float | None,
+    ) -> Flow[list[str]]:
+        # One text, one metadata: wrapped, so a list given here is refused as a list (not
+        # taken for mset's one-dict-per-text form).
+        return self._mset_flow(self._one(text), model_name, [embedding], [metadata], ttl)
+
     # -- sync --------------------------------------------------------------------------------
     def get(self, text: str, model_name: str) -> EmbeddingEntry | None:
         """The entry of ``text`` by ``model_name``, or ``None``."""
@@ -317,9 +329,7 @@ class EmbeddingsCache:
         ttl: float | None = None,
     ) -> str:
         """Store ``embedding`` for ``text`` by ``model_name``; returns the entry's key."""
-        # One text, one metadata: wrapped, so a list given here is refused as a list (not
-        # taken for mset's one-dict-per-text form).
-        flow = self._mset_flow(self._one(text), model_name, [embedding], [metadata], ttl)
+        flow = self._set_flow(text, model_name, embedding, metadata, ttl)
         return run(flow, self._store.transport)[0]
 
     def mset(
@@ -365,9 +375,7 @@ class EmbeddingsCache:
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
     ) -> str:
-        # One text, one metadata: wrapped, so a list given here is refused as a list (not
-        # taken for mset's one-dict-per-text form).
-        flow = self._mset_flow(self._one(text), model_name, [embedding], [metadata], ttl)
+        flow = self._set_flow(text, model_name, embedding, metadata, ttl)
         return (await arun(flow, self._store.transport))[0]
 
     async def amset(

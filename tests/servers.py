@@ -128,17 +128,7 @@ def start_redis(*, query_engine: bool) -> RunningServer:
         name = "redis"
 
     def command(port: int, workdir: Path) -> list[str]:
-        args = [
-            str(binary),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(workdir),
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--logfile", "",
-            "--protected-mode", "yes",
-        ]  # fmt: skip
+        args = _redis_args(binary, port, workdir, password=None)
         for module in modules:
             args += ["--loadmodule", str(module)]
         return args
@@ -480,15 +470,7 @@ def start_redis_cluster(primaries: int = 3, replicas: int = 1) -> RunningCluster
 
     def command(port: int, workdir: Path) -> list[str]:
         return [
-            str(binary),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(workdir),
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--logfile", "",
-            "--protected-mode", "yes",
+            *_redis_args(binary, port, workdir, password=None),
             "--cluster-enabled", "yes",
             "--cluster-config-file", str(workdir / "nodes.conf"),
             "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),

@@ -283,23 +283,33 @@ class EmbeddedOperations(Operations):
             statements.append((sql, (expires_at, namespace, param, now)))
         yield Write(statements)
 
-    def _get_expiries(self, namespace: str, keys: list[str]) -> Flow[dict[str, float | None]]:
-        found: dict[str, float | None] = {}
+    def _live_rows(
+        self, namespace: str, keys: list[str], columns: tuple[str, ...]
+    ) -> Flow[list[tuple[str, str, tuple[Any, ...]]]]:
+        """``columns`` of the live rows stored under ``keys`` (values and vector records), as
+        ``(key, table, values)``; keys not stored or expired are left out."""
+        found: list[tuple[str, str, tuple[Any, ...]]] = []
         ids = {i: key for key in keys if (i := keyspace.vector_id(key)) is not None}
         values = [key for key in keys if keyspace.vector_id(key) is None]
+        selected = "".join(f", {name}" for name in columns)
         now = time.time()
         for table, column, wanted in (("kv", "key", values), ("vec", "id", list(ids))):
             for start in range(0, len(wanted), _BATCH):
                 chunk = wanted[start : start + _BATCH]
                 rows = yield Query(
-                    f"SELECT {column}, expires_at FROM {table} "
+                    f"SELECT {column}, expires_at{selected} FROM {table} "
                     f"WHERE ns = ? AND {column} IN ({','.join('?' * len(chunk))})",
                     [namespace, *chunk],
                 )
-                for name, expires_at in rows:
+                for name, expires_at, *rest in rows:
                     if _live(expires_at, now):
-                        found[ids.get(name, name) if table == "vec" else name] = expires_at
+                        key = ids.get(name, name) if table == "vec" else name
+                        found.append((key, table, (expires_at, *rest)))
         return found
+
+    def _get_expiries(self, namespace: str, keys: list[str]) -> Flow[dict[str, float | None]]:
+        rows = yield from self._live_rows(namespace, keys, ())
+        return {key: row[0] for key, _table, row in rows}
 
     def _note_hits(self, namespace: str, keys: list[str]) -> Flow[None]:
         ids = [i for i in map(keyspace.vector_id, keys) if i is not None]
@@ -312,29 +322,18 @@ class EmbeddedOperations(Operations):
 
     def _get_hits(self, namespace: str, keys: list[str]) -> Flow[dict[str, EntryHits]]:
         found: dict[str, EntryHits] = {}
-        ids = {i: key for key in keys if (i := keyspace.vector_id(key)) is not None}
-        values = [key for key in keys if keyspace.vector_id(key) is None]
-        now = time.time()
-        for table, column, wanted in (("kv", "key", values), ("vec", "id", list(ids))):
-            for start in range(0, len(wanted), _BATCH):
-                chunk = wanted[start : start + _BATCH]
-                rows = yield Query(
-                    f"SELECT {column}, hits, last_hit, expires_at FROM {table} "
-                    f"WHERE ns = ? AND {column} IN ({','.join('?' * len(chunk))})",
-                    [namespace, *chunk],
-                )
-                for name, hits, last_hit, expires_at in rows:
-                    if not _live(expires_at, now):
-                        continue
-                    stored = _stored_hits(hits, last_hit)
-                    # This process's hits not written yet count at once.
-                    pending = self.uses.pending_hits(table, namespace, name)
-                    if pending is not None:
-                        count, last = pending
-                        newest = max(stored.last_hit or 0.0, last)
-                        stored = EntryHits(stored.hits + count, newest)
-                    if stored.hits:
-                        found[ids.get(name, name) if table == "vec" else name] = stored
+        rows = yield from self._live_rows(namespace, keys, ("hits", "last_hit"))
+        for key, table, (_expires_at, hits, last_hit) in rows:
+            stored = _stored_hits(hits, last_hit)
+            # This process's hits not written yet count at once.
+            name = keyspace.vector_id(key) if table == "vec" else key
+            pending = self.uses.pending_hits(table, namespace, name or key)
+            if pending is not None:
+                count, last = pending
+                newest = max(stored.last_hit or 0.0, last)
+                stored = EntryHits(stored.hits + count, newest)
+            if stored.hits:
+                found[key] = stored
         return found
 
     def _scan_keys(self, namespace: str, prefix: str, cursor: str | None) -> Flow[KeyPage]:
