@@ -11,4 +11,7 @@ PYTHON=.venv/bin/python bash scripts/install_test_servers.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# The suite takes about 8 minutes; the bound catches a hang pytest-timeout cannot see
+# (e.g. a child process holding the interpreter open at exit).
+exec timeout --kill-after=30 "${SEMCACHE_TEST_TIMEOUT:-1080}" \
+    .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

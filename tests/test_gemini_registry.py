@@ -168,10 +168,14 @@ def test_threads_share_one_create(
 
 
 def _process_worker(fake_url: str, url: str, namespace: str, start: Any, results: Any) -> None:
-    client = make_client(fake_url)
-    registry = registry_for(url, client, namespace)
-    start.wait()
-    results.put(ask(registry, client, spec_of()))
+    # Every outcome reaches the queue, so the parent never waits on a worker that died.
+    try:
+        client = make_client(fake_url)
+        registry = registry_for(url, client, namespace)
+        start.wait(timeout=60)
+        results.put(("ok", ask(registry, client, spec_of())))
+    except BaseException as exc:  # reported to the parent, which fails
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def test_processes_share_one_create(
@@ -183,17 +187,25 @@ def test_processes_share_one_create(
     results = spawn.Queue()
     processes = [
         spawn.Process(
-            target=_process_worker, args=(fake.url, registry_url, context_namespace, start, results)
+            target=_process_worker,
+            args=(fake.url, registry_url, context_namespace, start, results),
+            daemon=True,
         )
         for _ in range(4)
     ]
-    for process in processes:
-        process.start()
-    answers = [results.get(timeout=120) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
-    assert len(answers) == 4
+    try:
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+    finally:
+        # A worker stuck anywhere must not keep pytest (and CI) alive after a failure.
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+    assert [kind for kind, _ in outcomes] == ["ok"] * 4, outcomes
+    assert all(process.exitcode == 0 for process in processes)
     assert fake.counts["create"] == 1
     assert fake.counts["generate"] == 4
     assert_all_cached(fake)

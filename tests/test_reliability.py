@@ -505,3 +505,34 @@ def test_cached_embedding_returns_the_models_floats(backend: Backend, namespace:
     assert rounded != expected  # the two precisions never read each other's entries
     with pytest.raises(SemcacheInputError, match="precision"):
         CachedEmbedding(model, backend, namespace=namespace, precision="float16")  # type: ignore[arg-type]
+
+
+def test_processes_opening_one_new_sqlite_file_at_once(tmp_path: Path) -> None:
+    """Switching a new file to WAL needs an exclusive lock that SQLite refuses without
+    waiting; before the setup was retried, about 1 open in 25 here failed with "database
+    is locked" (seen in CI, through the context-cache registry)."""
+    import multiprocessing
+
+    from tests.sqlite_open_worker import open_new_sqlite_file
+
+    spawn = multiprocessing.get_context("spawn")
+    failures: list[str] = []
+    for round_number in range(10):
+        path = str(tmp_path / f"new-{round_number}.db")
+        start = spawn.Barrier(8)
+        outcomes = spawn.Queue()
+        workers = [
+            spawn.Process(target=open_new_sqlite_file, args=(path, start, outcomes), daemon=True)
+            for _ in range(8)
+        ]
+        try:
+            for worker in workers:
+                worker.start()
+            failures += [o for o in (outcomes.get(timeout=120) for _ in workers) if o != "ok"]
+            for worker in workers:
+                worker.join(timeout=60)
+        finally:
+            for worker in workers:
+                if worker.is_alive():
+                    worker.kill()
+    assert failures == []

@@ -539,16 +539,38 @@ class EmbeddedBackend(Backend):
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open SQLite database {path!r}: {exc}") from exc
         self._lock = threading.RLock()
-        if path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        self._add_use_columns()
+        self._set_up(busy_timeout)
         self.ops = EmbeddedOperations(
             max_mirror_rows=max_mirror_rows, max_entries=limit, track_hits=counting
         )
         self._writes = 0
         self._evictions: dict[str, int] = {}
+
+    def _set_up(self, busy_timeout: float) -> None:
+        """Switch to WAL and create the schema. Processes opening a new file at once can get
+        "database is locked" here without SQLite's busy handler being called (changing the
+        journal mode needs an exclusive lock that SQLite refuses rather than waits for, to
+        avoid deadlock), so the whole setup is retried until ``busy_timeout`` runs out."""
+        deadline = time.monotonic() + busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                if self.path != ":memory:":
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(_SCHEMA)
+                self._add_use_columns()
+                return
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() + pause > deadline:
+                    raise BackendError(
+                        f"cannot set up SQLite database {self.path!r}: {exc}"
+                    ) from exc
+                if self._conn.in_transaction:
+                    self._conn.rollback()
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     def _add_use_columns(self) -> None:
         """Files created before ``max_entries`` existed have no ``used`` columns, and before
@@ -563,8 +585,9 @@ class EmbeddedBackend(Backend):
                 try:
                     self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                 except sqlite3.OperationalError as exc:
+                    # Another process added it first; anything else reaches _set_up.
                     if "duplicate column" not in str(exc):
-                        raise BackendError(f"cannot upgrade {self.path!r}: {exc}") from exc
+                        raise
         self._conn.executescript(_USE_INDEXES)
 
     @classmethod
