@@ -181,7 +181,7 @@ async def test_concurrent_tasks_each_in_their_own_scope(
 def test_threads_each_in_their_own_scope(backend: Backend, namespace: str, semantic: bool) -> None:
     cache = _cache(backend, namespace, semantic=semantic)
     users = [f"user-{i}" for i in range(4)]
-    barrier = threading.Barrier(len(users))
+    barrier = threading.Barrier(len(users), timeout=60)
 
     def user_app(user: str) -> str | None:
         with cache_scope(tenant="acme", user=user):

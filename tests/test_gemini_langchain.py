@@ -51,7 +51,7 @@ def test_threads_one_create_and_requests_carry_only_the_cache(
 ) -> None:
     fake.create_latency = 0.3
     model = bound_model(fake, client, registry_url, context_namespace)
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
     answers: list[str] = []
 
     def worker(i: int) -> None:

@@ -58,7 +58,7 @@ def test_every_entry_point_uses_one_cache(
 ) -> None:
     fake.create_latency = 0.3
     llm = wrapped(fake, registry_url, context_namespace)
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=60)
     answers: list[str] = []
 
     def worker() -> None:

@@ -147,7 +147,7 @@ def test_threads_share_one_create(
     fake.create_latency = 0.3
     registry = registry_for(registry_url, client, context_namespace)
     spec = spec_of()
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
     answers: list[str] = []
 
     def worker() -> None:

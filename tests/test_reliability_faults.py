@@ -72,7 +72,7 @@ def _hammer(
     errors: list[BaseException] = []
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
-    start = threading.Barrier(len(calls))
+    start = threading.Barrier(len(calls), timeout=60)
 
     def loop(call: Callable[[], Any]) -> None:
         start.wait()
