@@ -26,9 +26,9 @@ does on large partitions of random vectors), the lookup is a KNN restricted the 
 ``(...)=>[KNN k @vector $BLOB]``. Distances are recomputed from the returned vectors as the
 mirror and the embedded backend compute them (float32 ``1 - v.q``): on a FLOAT32 index one
 threshold gives one decision everywhere; on a FLOAT16 index the stored vector carries fp16
-rounding, so a hit must be within the threshold by more than that rounding's bound
-(:func:`fp16_distance_error`, ~5e-4 at 384-d): an entry that close to the threshold misses
-there, none beyond it ever hits. TTLs are ``PEXPIRE`` on the hashes; Redis drops expired hashes
+rounding, so the distance is reported as an upper bound, the fp16 one plus that rounding's
+bound (:func:`fp16_distance_error`, ~5e-4 at 384-d): an entry that close below the threshold
+misses there, none beyond it ever hits. TTLs are ``PEXPIRE`` on the hashes; Redis drops expired hashes
 from the index. An existing index whose schema differs raises ``SchemaConflictError`` (an
 index named for one dimension but created for another: ``IndexDimensionError``, also a
 ``VectorDimensionError``) unless ``recreate_index=True``, which drops and recreates it once per
@@ -440,9 +440,10 @@ def _rank(
 ) -> list[VectorHit]:
     """Distances recomputed like the mirror does (float32 ``1 - v.q``): one decision rule.
 
-    A FLOAT16 vector is the stored one rounded: a hit must be within ``max_distance`` by more
-    than that rounding can move the distance, so no entry beyond the threshold is served (one
-    that close to the threshold misses instead)."""
+    A FLOAT16 vector is the stored one rounded: its distance is reported as an upper bound of
+    the float32 one (plus the rounding's bound), so every threshold compared with it, here
+    and in the engine's stages, refuses what may lie beyond the threshold (an entry that close
+    below the threshold misses instead)."""
     dim = int(query.shape[0])
     width = vector_type.itemsize * dim
     field = vector_type.field
@@ -458,12 +459,13 @@ def _rank(
     stored = np.frombuffer(b"".join(v for _, v, _ in found), dtype=vector_type.dtype)
     matrix = stored.astype(np.float32, copy=False).reshape(len(found), dim)
     distances = 1.0 - matrix @ query
-    error = fp16_distance_error(dim) if vector_type is FLOAT16 else 0.0
+    if vector_type is FLOAT16:
+        distances += np.float32(fp16_distance_error(dim))
     order = np.argsort(distances, kind="stable")
     hits = [
-        VectorHit(found[i][0], max(0.0, float(distances[i])), found[i][2])
+        VectorHit(found[i][0], min(2.0, max(0.0, float(distances[i]))), found[i][2])
         for i in order
-        if distances[i] + error <= max_distance
+        if distances[i] <= max_distance
     ]
     return hits[:k]
 
