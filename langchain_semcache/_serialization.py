@@ -8,6 +8,7 @@ chat model with an endpoint, a prompt template) is refused and treated as a miss
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Callable, Sequence
@@ -17,6 +18,9 @@ from langchain_core.load import dumpd, load
 from langchain_core.load.load import Reviver
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
+from pydantic import BaseModel
+
+from semcache_core.memo import Rebuild
 
 logger = logging.getLogger("semcache")
 
@@ -169,6 +173,183 @@ def generations_from_json(body: dict[str, Any]) -> list[Generation] | None:
         logger.warning("semcache: ignoring a cache entry holding non-Generation objects")
         return None
     return generations
+
+
+# -- validated once per distinct entry (semcache_core.memo) ---------------------------------------
+#
+# ExactCache serves hits through ``ResponseCache.lookup_value(..., GENERATIONS)``: the first
+# time the engine sees an entry's bytes, :func:`generations_from_json` rebuilds and validates
+# its generations (the allowlist, pydantic) and :func:`_template` records the validated
+# objects as a template the engine's memo keeps; every hit of the same bytes builds new
+# objects from it (:func:`_built`) without validating again. A template holds only the
+# validated field values: immutable leaves (str, int, float, bool, None, and subclasses of
+# str, int, float without attributes), shared as they are, and containers (dicts, lists, tuples, nested models), rebuilt fresh on every hit, so
+# no object is ever shared between two callers or with the memo. A validated object holding
+# anything else (it never does when it came from JSON) is not templated: its value is kept
+# as JSON text and validated on every hit.
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+class _Untemplatable(Exception):
+    """A validated value holds something a template does not copy."""
+
+
+class _Container:
+    """A dict or list: ``static`` is a copy of it holding its leaves (``None`` where a nested
+    container was), ``nested`` the nested containers by key or index. Building it copies
+    ``static`` (one C call; assigning an existing dict key keeps its position, so the order
+    of keys is the stored one) and builds the nested ones into it."""
+
+    __slots__ = ("nested", "static")
+
+    def __init__(self, static: Any, nested: tuple[tuple[Any, Any], ...]) -> None:
+        self.static = static
+        self.nested = nested
+
+    def build(self) -> Any:
+        built = self.static.copy()
+        for place, node in self.nested:
+            built[place] = node.build()
+        return built
+
+
+class _Tuple:
+    __slots__ = ("items",)
+
+    def __init__(self, items: _Container) -> None:
+        self.items = items
+
+    def build(self) -> tuple[Any, ...]:
+        return tuple(self.items.build())
+
+
+class _Model:
+    """A validated pydantic model: its class, its field values (a :class:`_Container` of its
+    ``__dict__``), its set fields and extras. Built as pydantic's own ``__copy__`` builds a
+    model (``__dict__``, ``__pydantic_fields_set__``, ``__pydantic_extra__``,
+    ``__pydantic_private__`` set on a new instance), from values that were validated when the
+    template was made; :func:`_template` checks that the result equals the validated object."""
+
+    __slots__ = ("extra", "fields", "fields_set", "model")
+
+    def __init__(
+        self, model: type[Any], fields: _Container, fields_set: frozenset[str], extra: Any
+    ) -> None:
+        self.model = model
+        self.fields = fields
+        self.fields_set = fields_set
+        self.extra = extra
+
+    def build(self) -> Any:
+        built = self.model.__new__(self.model)
+        _set(built, "__dict__", self.fields.build())
+        _set(built, "__pydantic_fields_set__", set(self.fields_set))
+        _set(built, "__pydantic_extra__", None if self.extra is None else self.extra.build())
+        _set(built, "__pydantic_private__", None)
+        return built
+
+
+_set = object.__setattr__
+
+
+def _node(value: Any) -> Any:
+    """``value`` as a template node, or itself when it is an immutable leaf."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if isinstance(value, (str, int, float)) and not hasattr(value, "__dict__"):
+        return value  # a subclass without attributes (ChatGeneration.text is a TextAccessor)
+    if kind is dict:
+        if not all(type(key) is str for key in value):
+            raise _Untemplatable("a dict key that is not a str")
+        static = dict(value)
+        nested = []
+        for key, item in value.items():
+            node = _node(item)
+            if node is not item:  # a container or a model (a leaf, a tuple of leaves: itself)
+                static[key] = None
+                nested.append((key, node))
+        return _Container(static, tuple(nested))
+    if kind is list or kind is tuple:
+        static_items = list(value)
+        nested = []
+        for index, item in enumerate(value):
+            node = _node(item)
+            if node is not item:
+                static_items[index] = None
+                nested.append((index, node))
+        if kind is tuple:
+            return value if not nested else _Tuple(_Container(static_items, tuple(nested)))
+        return _Container(static_items, tuple(nested))
+    if isinstance(value, BaseModel):
+        if value.__pydantic_private__:
+            raise _Untemplatable(f"{kind.__name__} has private attributes")
+        extra = value.__pydantic_extra__
+        return _Model(
+            kind,
+            _node(dict(value.__dict__)),
+            frozenset(value.__pydantic_fields_set__),
+            None if extra is None else _node(dict(extra)),
+        )
+    raise _Untemplatable(f"a value of type {kind.__name__}")
+
+
+def _fields_sets(value: Any) -> list[set[str]]:
+    """The set fields of every model in ``value``, in order (pydantic's ``==`` ignores them;
+    ``model_dump(exclude_unset=True)`` does not)."""
+    found: list[set[str]] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseModel):
+            found.append(item.model_fields_set)
+            stack.extend(item.__dict__.values())
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
+
+
+class _Revalidated:
+    """The fallback template: the value as JSON text, validated on every hit."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def build(self) -> list[Generation]:
+        generations = generations_from_json(json.loads(self.text))
+        assert generations is not None  # it validated when the template was made
+        return generations
+
+
+def _template(value: dict[str, Any]) -> tuple[Any, ...] | _Revalidated | None:
+    """The template of a stored value (see above), or ``None`` when it does not rebuild."""
+    generations = generations_from_json(value)
+    if generations is None:
+        return None
+    try:
+        nodes = tuple(_node(generation) for generation in generations)
+        rebuilt = [node.build() for node in nodes]
+        same = rebuilt == generations and _fields_sets(rebuilt) == _fields_sets(generations)
+    except _Untemplatable:
+        same = False
+    if not same:
+        return _Revalidated(json.dumps(value))
+    return nodes
+
+
+def _built(template: tuple[Any, ...] | _Revalidated) -> list[Generation]:
+    if type(template) is _Revalidated:
+        return template.build()
+    return [node.build() for node in template]
+
+
+#: How ExactCache serves hits (``ResponseCache.lookup_value``).
+GENERATIONS: Rebuild[tuple[Any, ...] | _Revalidated, list[Generation]] = Rebuild(_template, _built)
 
 
 def count_tokens(generations: Sequence[Generation]) -> int:

@@ -47,8 +47,9 @@ from semcache_core.conversation import stage as chat
 from semcache_core.embedder import Embedder
 from semcache_core.errors import BackendError, SemcacheInputError, VectorDimensionError
 from semcache_core.flow import Flow, Step, arun, run
+from semcache_core.memo import EntryMemo, Rebuild
 from semcache_core.prompt import Prompt
-from semcache_core.resilience import BackendGuard, ErrorPolicy, breaker_of
+from semcache_core.resilience import HANDLED, BackendGuard, ErrorPolicy, breaker_of
 from semcache_core.scope import (
     ScopeFields,
     check_fields,
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("semcache")
 R = TypeVar("R")
+X = TypeVar("X")
 #: A response entry's value: a JSON object the adapter builds.
 Body = dict[str, Any]
 #: A lifetime in seconds; ``None`` = never expires.
@@ -121,6 +123,9 @@ class LookupResult:
     body: dict[str, Any] | None
     outcome: Literal["exact", "semantic", "miss"]
     distance: float | None = None
+
+
+_MISS = LookupResult(None, "miss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +195,7 @@ class EngineTransport:
             return [embedder.embed(text) for text in step.texts]
         if isinstance(step, Verify):
             return self._engine.require_verifier().verdict(step.new, step.cached)
-        self._engine.guard.check()
-        reply = self._engine.backend.execute(step)
-        self._engine.guard.succeeded()
-        return reply
+        return self._engine.backend_steps.execute(step)
 
     async def aexecute(self, step: Step) -> Any:
         if isinstance(step, Create):
@@ -209,9 +211,34 @@ class EngineTransport:
             return [await embedder.aembed(text) for text in step.texts]
         if isinstance(step, Verify):
             return await self._engine.require_verifier().averdict(step.new, step.cached)
-        self._engine.guard.check()
-        reply = await self._engine.backend.aexecute(step)
-        self._engine.guard.succeeded()
+        return await self._engine.backend_steps.aexecute(step)
+
+
+class GuardedBackend:
+    """The backend as a transport, each step under the circuit breaker: the backend steps of
+    :class:`EngineTransport`, and the whole transport of the exact read, whose flow has no
+    other kind of step. While the breaker is closed (the normal case) that costs one
+    attribute read per step (:attr:`~semcache_core.resilience.Breaker.tripped`)."""
+
+    def __init__(self, guard: BackendGuard, backend: Backend) -> None:
+        self._guard = guard
+        self._breaker = guard.breaker
+        self._backend = backend
+
+    def execute(self, step: Step) -> Any:
+        if self._breaker.tripped:
+            self._guard.check()
+        reply = self._backend.execute(step)
+        if self._breaker.tripped:
+            self._guard.succeeded()
+        return reply
+
+    async def aexecute(self, step: Step) -> Any:
+        if self._breaker.tripped:
+            self._guard.check()
+        reply = await self._backend.aexecute(step)
+        if self._breaker.tripped:
+            self._guard.succeeded()
         return reply
 
 
@@ -238,6 +265,7 @@ class CacheEngine:
         self.guard.on_error = lambda: self.stats.add(backend_errors=1)
         self.embedder: Embedder | None = None
         self.verifier: Verifier | None = None
+        self.backend_steps = GuardedBackend(self.guard, self.backend)
         self.transport = EngineTransport(self)
 
     def require_embedder(self) -> Embedder:
@@ -405,6 +433,9 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         # Vectors computed by a missed lookup, reused by the update that follows it.
         self._pending: OrderedDict[tuple[str, str], Vector] = OrderedDict()
         self._pending_lock = threading.Lock()
+        #: What :meth:`lookup_value` validated of the last distinct exact entries, by their
+        #: bytes (:mod:`semcache_core.memo`): this cache's own, shared with no other.
+        self.memo: EntryMemo[tuple[float, Any]] = EntryMemo()
 
     @property
     def semantic(self) -> bool:
@@ -455,6 +486,105 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         self._count_lookup(result, started)
         yield from self._maybe_flush()
         return result
+
+    # -- the exact path ---------------------------------------------------------------------
+    # An exact cache's lookup is one backend read: it runs here without the flow of
+    # _lookup_flow (no generators of its own, no engine transport; the read's steps still go
+    # through backend.execute under the breaker, and a failure through the same error policy,
+    # BackendGuard.recover), and stats are counted with one lock and no dict of deltas.
+    # lookup()/alookup() and lookup_value()/alookup_value() of exact caches come here.
+
+    def _exact_key(self, scope: str, prompt: Prompt, fields: ScopeFields | None) -> str:
+        _check_text(scope, prompt)
+        return keys.exact_entry_key(self.namespace, scope, prompt.text, self._resolved(fields))
+
+    def _read_now(self, key: str) -> bytes | None:
+        """The bytes under ``key``, ``None`` when missing or when the read failed ("warn")."""
+        try:
+            found = run(self.ops.get_many(self.namespace, [key]), self.backend_steps)
+        except HANDLED as exc:
+            return self.guard.recover("get_many", exc, None)
+        return found[0]
+
+    async def _aread_now(self, key: str) -> bytes | None:
+        try:
+            found = await arun(self.ops.get_many(self.namespace, [key]), self.backend_steps)
+        except HANDLED as exc:
+            return self.guard.recover("get_many", exc, None)
+        return found[0]
+
+    def _notes_hits(self) -> bool:
+        """Whether a served exact hit costs more steps (:meth:`_served`)."""
+        return self.ops.counts_hits or self.refresh_ttl_on_hit
+
+    def _counted(self, served: tuple[float, X] | None, started: float) -> bool:
+        """Count an exact lookup; whether the stats are due to be flushed."""
+        seconds = time.perf_counter() - started
+        if served is None:
+            self.stats.record_exact(False, seconds)
+        else:
+            self.stats.record_exact(True, seconds, served[0])
+        return self.stats.flush_due(every=STATS_FLUSH_SECONDS)
+
+    def _exact(
+        self,
+        scope: str,
+        prompt: Prompt,
+        fields: ScopeFields | None,
+        serve: Callable[[bytes], tuple[float, X] | None],
+    ) -> X | None:
+        """An exact cache's lookup: ``serve(raw)`` is ``(tokens, what the caller gets)``, or
+        ``None`` when the entry does not decode (a miss)."""
+        started = time.perf_counter()
+        key = self._exact_key(scope, prompt, fields)
+        raw = self._read_now(key)
+        served = None if raw is None else serve(raw)
+        if served is not None and self._notes_hits():
+            run(self._served(key), self.transport)
+        if self._counted(served, started):
+            run(self._maybe_flush(), self.transport)
+        return None if served is None else served[1]
+
+    async def _aexact(
+        self,
+        scope: str,
+        prompt: Prompt,
+        fields: ScopeFields | None,
+        serve: Callable[[bytes], tuple[float, X] | None],
+    ) -> X | None:
+        started = time.perf_counter()
+        key = self._exact_key(scope, prompt, fields)
+        raw = await self._aread_now(key)
+        served = None if raw is None else serve(raw)
+        if served is not None and self._notes_hits():
+            await arun(self._served(key), self.transport)
+        if self._counted(served, started):
+            await arun(self._maybe_flush(), self.transport)
+        return None if served is None else served[1]
+
+    @staticmethod
+    def _body(raw: bytes) -> tuple[float, Body] | None:
+        """A new body decoded from ``raw`` (the caller's own), with its tokens."""
+        body = decode_entry(raw, "response")
+        if body is None:
+            return None
+        return float(body.get("tokens", 0)), body
+
+    def _validated(self, raw: bytes, rebuild: Rebuild[Any, Any]) -> tuple[float, Any] | None:
+        """``(tokens, template)`` of ``raw`` by ``rebuild``: from the memo when these very
+        bytes were validated before, else decoded, checked and validated (and memoized)."""
+        found = self.memo.get(raw, rebuild)
+        if found is not None:
+            return found
+        body = decode_entry(raw, "response")
+        if body is None:
+            return None
+        template = rebuild.validate(body["value"])
+        if template is None:
+            return None
+        validated = (float(body.get("tokens", 0)), template)
+        self.memo.put(raw, rebuild, validated)
+        return validated
 
     def _count_lookup(self, result: LookupResult, started: float) -> None:
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
@@ -747,6 +877,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
 
     def _clear_flow(self) -> Flow[None]:
         yield from self.guard.shield("clear", self.ops.clear(self.namespace), None)
+        self.memo.clear()
         with self._pending_lock:
             self._pending.clear()
         self.conversations.clear()
@@ -782,6 +913,9 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         RAG step embedded the question with), from this cache's embedding model: no
         embedding call, and the exact entry is found by the same search (one backend round
         trip on Redis instead of two)."""
+        if vector is None and self.embedder is None:
+            body = self._exact(scope, prompt, fields, self._body)
+            return _MISS if body is None else LookupResult(body, "exact", None)
         return run(self._lookup_flow(scope, prompt, fields, vector), self.transport)
 
     async def alookup(
@@ -792,7 +926,54 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         fields: ScopeFields | None = None,
         vector: Any = None,
     ) -> LookupResult:
+        if vector is None and self.embedder is None:
+            body = await self._aexact(scope, prompt, fields, self._body)
+            return _MISS if body is None else LookupResult(body, "exact", None)
         return await arun(self._lookup_flow(scope, prompt, fields, vector), self.transport)
+
+    def lookup_value(
+        self,
+        scope: str,
+        prompt: Prompt,
+        rebuild: Rebuild[Any, R],
+        *,
+        fields: ScopeFields | None = None,
+    ) -> R | None:
+        """The cached entry's value as ``rebuild`` turns it into the caller's objects (an
+        adapter's framework objects), or ``None`` on a miss (also when the value does not
+        rebuild: untrusted data).
+
+        On an exact cache the value is validated once per distinct stored entry and the memo
+        (:attr:`memo`, :mod:`semcache_core.memo`) keeps the template, keyed by the entry's
+        exact bytes; every hit still reads the backend and builds new objects. A semantic
+        cache validates on every hit."""
+        if self.embedder is not None:
+            result = self.lookup(scope, prompt, fields=fields)
+            return None if result.body is None else _rebuilt(rebuild, result.body)
+
+        def serve(raw: bytes) -> tuple[float, R] | None:
+            validated = self._validated(raw, rebuild)
+            return None if validated is None else (validated[0], rebuild.build(validated[1]))
+
+        return self._exact(scope, prompt, fields, serve)
+
+    async def alookup_value(
+        self,
+        scope: str,
+        prompt: Prompt,
+        rebuild: Rebuild[Any, R],
+        *,
+        fields: ScopeFields | None = None,
+    ) -> R | None:
+        if self.embedder is not None:
+            result = await self.alookup(scope, prompt, fields=fields)
+            return None if result.body is None else _rebuilt(rebuild, result.body)
+
+        def serve(raw: bytes) -> tuple[float, R] | None:
+            validated = self._validated(raw, rebuild)
+            return None if validated is None else (validated[0], rebuild.build(validated[1]))
+
+        return await self._aexact(scope, prompt, fields, serve)
 
     def update_many(
         self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None, fields: ScopeFields | None = None
@@ -1018,6 +1199,11 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
 
         flow = explain_flow(self, scope, prompt, k=k, threshold=threshold, fields=fields)
         return await arun(flow, self.transport)
+
+
+def _rebuilt(rebuild: Rebuild[Any, R], body: Body) -> R | None:
+    template = rebuild.validate(body["value"])
+    return None if template is None else rebuild.build(template)
 
 
 def _checked_entry(index: int, entry: object) -> tuple[str, Prompt, dict[str, Any], float]:

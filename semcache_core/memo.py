@@ -1,0 +1,117 @@
+"""Validated once per distinct stored entry: a small bounded memo keyed by the exact bytes.
+
+An exact hit reads the same bytes again and again, and decoding them (untrusted JSON, checked)
+and validating what an adapter rebuilds from them (LangChain's pydantic models) cost more than
+reading them. :class:`EntryMemo` keeps, per cache object, what was validated of the last
+distinct entries, keyed by their bytes:
+
+* a read whose bytes are *equal* to a memoized entry's (``==``: every byte; a hash collision
+  alone never matches) skips the decoding and the validation; any other bytes (a rewritten
+  entry, one planted by another program, a corrupt one) are decoded and validated afresh, and
+  what fails validation is never memoized (it is a miss each time, warned each time);
+* what the memo keeps is never handed out: :attr:`Rebuild.build` makes new objects from it for
+  every caller, so no object is shared between two callers or with the memo;
+* it is bounded by entries and by bytes (least recently used out first), and entries larger
+  than :data:`MAX_ENTRY_BYTES` are not kept.
+
+Why a memo and not a cache of objects: the stored bytes stay the source of truth (an entry
+changed in the backend is seen at once, a deleted or expired one is a miss, since the backend
+is read on every lookup), and the bytes are compared, not trusted: the memo only saves
+recomputing a pure function of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Default bounds of one cache object's memo: distinct entries, and their bytes in total.
+MAX_ENTRIES = 1024
+MAX_BYTES = 4 * 1024 * 1024
+#: Entries larger than this are validated on every hit (their decoding dominates anyway).
+MAX_ENTRY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rebuild(Generic[T, R]):
+    """How an adapter turns an exact entry's value into what its caller gets, validated once
+    per distinct stored entry (:class:`EntryMemo`).
+
+    ``validate(value)``: the entry's value (a JSON object decoded from untrusted bytes, the
+    core's entry checks passed) validated into a *template* the memo keeps, or ``None`` when it
+    does not rebuild (a miss); nothing else holds ``value``, so the template may keep parts of
+    it. ``build(template)``: the caller's own new objects, made without validating again;
+    nothing it returns may share a mutable object with the template.
+    """
+
+    validate: Callable[[dict[str, Any]], T | None]
+    build: Callable[[T], R]
+
+
+class EntryMemo(Generic[T]):
+    """Bytes of a stored entry -> what was validated of them (see the module docstring).
+
+    Thread-safe; one per cache object (``ResponseCache``), so caches never see each other's
+    memo. ``owner`` tells which :class:`Rebuild` made a value: a value of another owner is
+    not returned (one cache uses one, so this never thrashes).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = MAX_ENTRIES,
+        max_bytes: int = MAX_BYTES,
+        max_entry_bytes: int = MAX_ENTRY_BYTES,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self._entries: OrderedDict[bytes, tuple[object, T]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The bytes of the memoized entries (their keys), in total."""
+        return self._bytes
+
+    def get(self, raw: bytes, owner: object) -> T | None:
+        """What ``owner`` validated of bytes equal to ``raw``, or ``None``."""
+        if type(raw) is not bytes:
+            return None
+        hash(raw)  # computed (and kept by the bytes object) before taking the lock
+        with self._lock:
+            found = self._entries.get(raw)
+            if found is None or found[0] is not owner:
+                return None
+            self._entries.move_to_end(raw)
+            return found[1]
+
+    def put(self, raw: bytes, owner: object, value: T) -> None:
+        """Keep ``value`` for ``raw`` (skipped when ``raw`` is over :attr:`max_entry_bytes`)."""
+        if type(raw) is not bytes or len(raw) > self.max_entry_bytes:
+            return
+        with self._lock:
+            if self._entries.pop(raw, None) is not None:
+                self._bytes -= len(raw)
+            self._entries[raw] = (owner, value)
+            self._bytes += len(raw)
+            while self._entries and (
+                len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+            ):
+                evicted, _ = self._entries.popitem(last=False)
+                self._bytes -= len(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
