@@ -195,57 +195,63 @@ class _Untemplatable(Exception):
     """A validated value holds something a template does not copy."""
 
 
+#: What makes a fresh copy of a validated value on every hit (``None``: an immutable leaf,
+#: shared as it is). A flat container's maker is its static copy's own ``copy`` method.
+_Maker = Callable[[], Any]
+
+
 class _Container:
-    """A dict or list: ``static`` is a copy of it holding its leaves (``None`` where a nested
-    container was), ``nested`` the nested containers by key or index. Building it copies
-    ``static`` (one C call; assigning an existing dict key keeps its position, so the order
-    of keys is the stored one) and builds the nested ones into it."""
+    """A dict or list holding containers: ``static`` is a copy of it with its leaves (``None``
+    where a nested container was), ``nested`` the makers of the nested ones by key or index.
+    Building it copies ``static`` (one C call; assigning an existing dict key keeps its
+    position, so the keys keep their stored order) and makes the nested ones into it."""
 
     __slots__ = ("nested", "static")
 
-    def __init__(self, static: Any, nested: tuple[tuple[Any, Any], ...]) -> None:
+    def __init__(self, static: Any, nested: tuple[tuple[Any, _Maker], ...]) -> None:
         self.static = static
         self.nested = nested
 
     def build(self) -> Any:
         built = self.static.copy()
-        for place, node in self.nested:
-            built[place] = node.build()
+        for place, make in self.nested:
+            built[place] = make()
         return built
 
 
 class _Tuple:
     __slots__ = ("items",)
 
-    def __init__(self, items: _Container) -> None:
+    def __init__(self, items: _Maker) -> None:
         self.items = items
 
     def build(self) -> tuple[Any, ...]:
-        return tuple(self.items.build())
+        return tuple(self.items())
 
 
 class _Model:
-    """A validated pydantic model: its class, its field values (a :class:`_Container` of its
-    ``__dict__``), its set fields and extras. Built as pydantic's own ``__copy__`` builds a
-    model (``__dict__``, ``__pydantic_fields_set__``, ``__pydantic_extra__``,
-    ``__pydantic_private__`` set on a new instance), from values that were validated when the
-    template was made; :func:`_template` checks that the result equals the validated object."""
+    """A validated pydantic model: its class, the maker of its field values (its
+    ``__dict__``), its set fields and the maker of its extras. Built as pydantic's own
+    ``__copy__`` builds a model (``__dict__``, ``__pydantic_fields_set__``,
+    ``__pydantic_extra__``, ``__pydantic_private__`` set on a new instance), from values that
+    were validated when the template was made; :func:`_template` checks that what it builds
+    equals the validated objects."""
 
     __slots__ = ("extra", "fields", "fields_set", "model")
 
     def __init__(
-        self, model: type[Any], fields: _Container, fields_set: frozenset[str], extra: Any
+        self, model: type[Any], fields: _Maker, fields_set: frozenset[str], extra: _Maker | None
     ) -> None:
-        self.model = model
+        self.model: Any = model
         self.fields = fields
         self.fields_set = fields_set
         self.extra = extra
 
     def build(self) -> Any:
         built = self.model.__new__(self.model)
-        _set(built, "__dict__", self.fields.build())
+        _set(built, "__dict__", self.fields())
         _set(built, "__pydantic_fields_set__", set(self.fields_set))
-        _set(built, "__pydantic_extra__", None if self.extra is None else self.extra.build())
+        _set(built, "__pydantic_extra__", None if self.extra is None else self.extra())
         _set(built, "__pydantic_private__", None)
         return built
 
@@ -253,46 +259,53 @@ class _Model:
 _set = object.__setattr__
 
 
-def _node(value: Any) -> Any:
-    """``value`` as a template node, or itself when it is an immutable leaf."""
+def _maker(value: Any) -> _Maker | None:
+    """What makes a fresh copy of ``value`` (a validated value), ``None`` for a leaf."""
     kind = type(value)
     if kind in _LEAVES:
-        return value
+        return None
     if isinstance(value, (str, int, float)) and not hasattr(value, "__dict__"):
-        return value  # a subclass without attributes (ChatGeneration.text is a TextAccessor)
+        return None  # a subclass without attributes (ChatGeneration.text is a TextAccessor)
     if kind is dict:
         if not all(type(key) is str for key in value):
             raise _Untemplatable("a dict key that is not a str")
-        static = dict(value)
-        nested = []
-        for key, item in value.items():
-            node = _node(item)
-            if node is not item:  # a container or a model (a leaf, a tuple of leaves: itself)
-                static[key] = None
-                nested.append((key, node))
-        return _Container(static, tuple(nested))
-    if kind is list or kind is tuple:
-        static_items = list(value)
-        nested = []
-        for index, item in enumerate(value):
-            node = _node(item)
-            if node is not item:
-                static_items[index] = None
-                nested.append((index, node))
-        if kind is tuple:
-            return value if not nested else _Tuple(_Container(static_items, tuple(nested)))
-        return _Container(static_items, tuple(nested))
+        return _container(dict(value), value.items())
+    if kind is list:
+        return _container(list(value), enumerate(value))
+    if kind is tuple:
+        if all(_maker(item) is None for item in value):
+            return None  # a tuple of leaves is a leaf
+        return _Tuple(_container(list(value), enumerate(value))).build
     if isinstance(value, BaseModel):
         if value.__pydantic_private__:
             raise _Untemplatable(f"{kind.__name__} has private attributes")
         extra = value.__pydantic_extra__
+        fields = _maker(dict(value.__dict__))
+        assert fields is not None
         return _Model(
             kind,
-            _node(dict(value.__dict__)),
+            fields,
             frozenset(value.__pydantic_fields_set__),
-            None if extra is None else _node(dict(extra)),
-        )
+            None if extra is None else _maker(dict(extra)),
+        ).build
     raise _Untemplatable(f"a value of type {kind.__name__}")
+
+
+def _model_maker(model: Any) -> _Maker:
+    make = _maker(model)
+    if make is None:  # pragma: no cover - a Generation is a model, never a leaf
+        raise _Untemplatable("not a model")
+    return make
+
+
+def _container(static: Any, items: Any) -> _Maker:
+    nested = []
+    for place, item in items:
+        make = _maker(item)
+        if make is not None:
+            static[place] = None
+            nested.append((place, make))
+    return _Container(static, tuple(nested)).build if nested else static.copy
 
 
 def _fields_sets(value: Any) -> list[set[str]]:
@@ -326,30 +339,32 @@ class _Revalidated:
         return generations
 
 
-def _template(value: dict[str, Any]) -> tuple[Any, ...] | _Revalidated | None:
+def _template(value: dict[str, Any]) -> tuple[_Maker, ...] | _Revalidated | None:
     """The template of a stored value (see above), or ``None`` when it does not rebuild."""
     generations = generations_from_json(value)
     if generations is None:
         return None
     try:
-        nodes = tuple(_node(generation) for generation in generations)
-        rebuilt = [node.build() for node in nodes]
+        makers = tuple(_model_maker(generation) for generation in generations)
+        rebuilt = [make() for make in makers]
         same = rebuilt == generations and _fields_sets(rebuilt) == _fields_sets(generations)
     except _Untemplatable:
         same = False
     if not same:
         return _Revalidated(json.dumps(value))
-    return nodes
+    return makers
 
 
-def _built(template: tuple[Any, ...] | _Revalidated) -> list[Generation]:
-    if type(template) is _Revalidated:
+def _built(template: tuple[_Maker, ...] | _Revalidated) -> list[Generation]:
+    if isinstance(template, _Revalidated):
         return template.build()
-    return [node.build() for node in template]
+    return [make() for make in template]
 
 
 #: How ExactCache serves hits (``ResponseCache.lookup_value``).
-GENERATIONS: Rebuild[tuple[Any, ...] | _Revalidated, list[Generation]] = Rebuild(_template, _built)
+GENERATIONS: Rebuild[tuple[_Maker, ...] | _Revalidated, list[Generation]] = Rebuild(
+    _template, _built
+)
 
 
 def count_tokens(generations: Sequence[Generation]) -> int:

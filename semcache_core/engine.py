@@ -75,7 +75,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("semcache")
 R = TypeVar("R")
-X = TypeVar("X")
 #: A response entry's value: a JSON object the adapter builds.
 Body = dict[str, Any]
 #: A lifetime in seconds; ``None`` = never expires.
@@ -499,25 +498,34 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         return keys.exact_entry_key(self.namespace, scope, prompt.text, self._resolved(fields))
 
     def _read_now(self, key: str) -> bytes | None:
-        """The bytes under ``key``, ``None`` when missing or when the read failed ("warn")."""
+        """The bytes under ``key``, ``None`` when missing or when the read failed ("warn"):
+        the backend's one step of it where it has one (``Operations.one_step_get``), else its
+        ``get_many`` flow; both over :class:`GuardedBackend`."""
         try:
-            found = run(self.ops.get_many(self.namespace, [key]), self.backend_steps)
+            plan = self.ops.one_step_get(self.namespace, key)
+            if plan is None:
+                return run(self.ops.get_many(self.namespace, [key]), self.backend_steps)[0]
+            step, value_of = plan
+            return value_of(self.backend_steps.execute(step))
         except HANDLED as exc:
             return self.guard.recover("get_many", exc, None)
-        return found[0]
 
     async def _aread_now(self, key: str) -> bytes | None:
         try:
-            found = await arun(self.ops.get_many(self.namespace, [key]), self.backend_steps)
+            plan = self.ops.one_step_get(self.namespace, key)
+            if plan is None:
+                found = await arun(self.ops.get_many(self.namespace, [key]), self.backend_steps)
+                return found[0]
+            step, value_of = plan
+            return value_of(await self.backend_steps.aexecute(step))
         except HANDLED as exc:
             return self.guard.recover("get_many", exc, None)
-        return found[0]
 
     def _notes_hits(self) -> bool:
         """Whether a served exact hit costs more steps (:meth:`_served`)."""
         return self.ops.counts_hits or self.refresh_ttl_on_hit
 
-    def _counted(self, served: tuple[float, X] | None, started: float) -> bool:
+    def _counted(self, served: tuple[float, Any] | None, started: float) -> bool:
         """Count an exact lookup; whether the stats are due to be flushed."""
         seconds = time.perf_counter() - started
         if served is None:
@@ -531,14 +539,14 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         scope: str,
         prompt: Prompt,
         fields: ScopeFields | None,
-        serve: Callable[[bytes], tuple[float, X] | None],
-    ) -> X | None:
-        """An exact cache's lookup: ``serve(raw)`` is ``(tokens, what the caller gets)``, or
-        ``None`` when the entry does not decode (a miss)."""
+        rebuild: Rebuild[Any, Any] | None,
+    ) -> Any:
+        """An exact cache's lookup: the entry's body (``rebuild`` ``None``: decoded anew), or
+        what ``rebuild`` builds of its value; ``None`` on a miss."""
         started = time.perf_counter()
         key = self._exact_key(scope, prompt, fields)
         raw = self._read_now(key)
-        served = None if raw is None else serve(raw)
+        served = None if raw is None else self._serve(raw, rebuild)
         if served is not None and self._notes_hits():
             run(self._served(key), self.transport)
         if self._counted(served, started):
@@ -550,41 +558,37 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         scope: str,
         prompt: Prompt,
         fields: ScopeFields | None,
-        serve: Callable[[bytes], tuple[float, X] | None],
-    ) -> X | None:
+        rebuild: Rebuild[Any, Any] | None,
+    ) -> Any:
         started = time.perf_counter()
         key = self._exact_key(scope, prompt, fields)
         raw = await self._aread_now(key)
-        served = None if raw is None else serve(raw)
+        served = None if raw is None else self._serve(raw, rebuild)
         if served is not None and self._notes_hits():
             await arun(self._served(key), self.transport)
         if self._counted(served, started):
             await arun(self._maybe_flush(), self.transport)
         return None if served is None else served[1]
 
-    @staticmethod
-    def _body(raw: bytes) -> tuple[float, Body] | None:
-        """A new body decoded from ``raw`` (the caller's own), with its tokens."""
-        body = decode_entry(raw, "response")
-        if body is None:
-            return None
-        return float(body.get("tokens", 0)), body
-
-    def _validated(self, raw: bytes, rebuild: Rebuild[Any, Any]) -> tuple[float, Any] | None:
-        """``(tokens, template)`` of ``raw`` by ``rebuild``: from the memo when these very
-        bytes were validated before, else decoded, checked and validated (and memoized)."""
-        found = self.memo.get(raw, rebuild)
-        if found is not None:
-            return found
-        body = decode_entry(raw, "response")
-        if body is None:
-            return None
-        template = rebuild.validate(body["value"])
-        if template is None:
-            return None
-        validated = (float(body.get("tokens", 0)), template)
-        self.memo.put(raw, rebuild, validated)
-        return validated
+    def _serve(self, raw: bytes, rebuild: Rebuild[Any, Any] | None) -> tuple[float, Any] | None:
+        """``(tokens, what the caller gets)`` of the stored ``raw``, ``None`` when it does not
+        decode or rebuild (a miss). With ``rebuild``, the template comes from the memo when
+        these very bytes were validated before, else they are decoded, checked and validated
+        (and memoized); the caller's objects are built new either way."""
+        if rebuild is None:
+            body = decode_entry(raw, "response")
+            return None if body is None else (float(body.get("tokens", 0)), body)
+        validated = self.memo.get(raw, rebuild)
+        if validated is None:
+            body = decode_entry(raw, "response")
+            if body is None:
+                return None
+            template = rebuild.validate(body["value"])
+            if template is None:
+                return None
+            validated = (float(body.get("tokens", 0)), template)
+            self.memo.put(raw, rebuild, validated)
+        return validated[0], rebuild.build(validated[1])
 
     def _count_lookup(self, result: LookupResult, started: float) -> None:
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
@@ -914,7 +918,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         embedding call, and the exact entry is found by the same search (one backend round
         trip on Redis instead of two)."""
         if vector is None and self.embedder is None:
-            body = self._exact(scope, prompt, fields, self._body)
+            body = self._exact(scope, prompt, fields, None)
             return _MISS if body is None else LookupResult(body, "exact", None)
         return run(self._lookup_flow(scope, prompt, fields, vector), self.transport)
 
@@ -927,7 +931,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         vector: Any = None,
     ) -> LookupResult:
         if vector is None and self.embedder is None:
-            body = await self._aexact(scope, prompt, fields, self._body)
+            body = await self._aexact(scope, prompt, fields, None)
             return _MISS if body is None else LookupResult(body, "exact", None)
         return await arun(self._lookup_flow(scope, prompt, fields, vector), self.transport)
 
@@ -950,12 +954,8 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         if self.embedder is not None:
             result = self.lookup(scope, prompt, fields=fields)
             return None if result.body is None else _rebuilt(rebuild, result.body)
-
-        def serve(raw: bytes) -> tuple[float, R] | None:
-            validated = self._validated(raw, rebuild)
-            return None if validated is None else (validated[0], rebuild.build(validated[1]))
-
-        return self._exact(scope, prompt, fields, serve)
+        found: R | None = self._exact(scope, prompt, fields, rebuild)
+        return found
 
     async def alookup_value(
         self,
@@ -968,12 +968,8 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         if self.embedder is not None:
             result = await self.alookup(scope, prompt, fields=fields)
             return None if result.body is None else _rebuilt(rebuild, result.body)
-
-        def serve(raw: bytes) -> tuple[float, R] | None:
-            validated = self._validated(raw, rebuild)
-            return None if validated is None else (validated[0], rebuild.build(validated[1]))
-
-        return await self._aexact(scope, prompt, fields, serve)
+        found: R | None = await self._aexact(scope, prompt, fields, rebuild)
+        return found
 
     def update_many(
         self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None, fields: ScopeFields | None = None

@@ -40,6 +40,7 @@ from semcache_core.backends.base import (
     Backend,
     EntryHits,
     KeyPage,
+    OneStepRead,
     Operations,
     VectorHit,
     VectorSearch,
@@ -457,10 +458,17 @@ class MemoryStore:
                 self._drop_record(namespace, entry_id)
 
 
+def _first(found: list[bytes | None]) -> bytes | None:
+    return found[0]
+
+
 class MemoryOperations(Operations):
     """The protocol over a :class:`MemoryStore`: one :class:`Call` per operation."""
 
     label = "the in-memory"
+
+    def one_step_get(self, namespace: str, key: str) -> OneStepRead:
+        return Call("get_many", (namespace, [key])), _first
 
     def _get_many(self, namespace: str, keys: list[str]) -> Flow[list[bytes | None]]:
         found: list[bytes | None] = yield Call("get_many", (namespace, keys))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import (
     KeyPage,
+    OneStepRead,
     Operations,
     VectorHit,
     VectorSearch,
@@ -173,6 +174,13 @@ class RedisOperations(Operations):
             return self.strategy
 
     # -- values ----------------------------------------------------------------------------------
+    def one_step_get(self, namespace: str, key: str) -> OneStepRead | None:
+        # The round _get_many sends for one value key once the layout is known (standalone
+        # or cluster alike: a value key does not depend on the layout).
+        if self.layout is None or keyspace.vector_id(key) is not None:
+            return None
+        return Round((("GET", value_key(namespace, key)),), tolerate=True), _first_value
+
     def _get_many(self, namespace: str, keys: list[str]) -> Flow[list[bytes | None]]:
         layout = yield from self.topology()
         ids = [keyspace.vector_id(key) for key in keys]
@@ -418,6 +426,10 @@ def _indexes_of(namespace: str, listed: object) -> list[str]:
     if is_error(listed) or not isinstance(listed, (list, tuple, set)):
         return []
     return sorted({as_text(name) for name in listed if is_index_of(namespace, as_text(name))})
+
+
+def _first_value(replies: list[Any]) -> bytes | None:
+    return _value_of(replies[0])
 
 
 def _value_of(reply: object) -> bytes | None:
