@@ -229,27 +229,34 @@ class _Tuple:
         return tuple(self.items())
 
 
-class _Model:
-    """A validated pydantic model: its class, the maker of its field values (its
-    ``__dict__``), its set fields and the maker of its extras. Built as pydantic's own
+class _Model(_Container):
+    """A validated pydantic model: its class, its field values (its ``__dict__``, as a
+    :class:`_Container`), its set fields and the maker of its extras. Built as pydantic's own
     ``__copy__`` builds a model (``__dict__``, ``__pydantic_fields_set__``,
     ``__pydantic_extra__``, ``__pydantic_private__`` set on a new instance), from values that
     were validated when the template was made; :func:`_template` checks that what it builds
     equals the validated objects."""
 
-    __slots__ = ("extra", "fields", "fields_set", "model")
+    __slots__ = ("extra", "fields_set", "model")
 
     def __init__(
-        self, model: type[Any], fields: _Maker, fields_set: frozenset[str], extra: _Maker | None
+        self,
+        model: type[Any],
+        fields: dict[str, Any],
+        fields_set: frozenset[str],
+        extra: _Maker | None,
     ) -> None:
+        super().__init__(fields, _nested(fields, fields.items()))
         self.model: Any = model
-        self.fields = fields
         self.fields_set = fields_set
         self.extra = extra
 
     def build(self) -> Any:
+        values = self.static.copy()
+        for place, make in self.nested:
+            values[place] = make()
         built = self.model.__new__(self.model)
-        _set(built, "__dict__", self.fields())
+        _set(built, "__dict__", values)
         _set(built, "__pydantic_fields_set__", set(self.fields_set))
         _set(built, "__pydantic_extra__", None if self.extra is None else self.extra())
         _set(built, "__pydantic_private__", None)
@@ -280,11 +287,9 @@ def _maker(value: Any) -> _Maker | None:
         if value.__pydantic_private__:
             raise _Untemplatable(f"{kind.__name__} has private attributes")
         extra = value.__pydantic_extra__
-        fields = _maker(dict(value.__dict__))
-        assert fields is not None
         return _Model(
             kind,
-            fields,
+            dict(value.__dict__),
             frozenset(value.__pydantic_fields_set__),
             None if extra is None else _maker(dict(extra)),
         ).build
@@ -299,13 +304,20 @@ def _model_maker(model: Any) -> _Maker:
 
 
 def _container(static: Any, items: Any) -> _Maker:
+    nested = _nested(static, items)
+    return _Container(static, nested).build if nested else static.copy
+
+
+def _nested(static: Any, items: Any) -> tuple[tuple[Any, _Maker], ...]:
+    """The makers of the containers among ``items`` (of ``static``), whose places in
+    ``static`` are set to ``None``."""
     nested = []
     for place, item in items:
         make = _maker(item)
         if make is not None:
             static[place] = None
             nested.append((place, make))
-    return _Container(static, tuple(nested)).build if nested else static.copy
+    return tuple(nested)
 
 
 def _fields_sets(value: Any) -> list[set[str]]:
@@ -358,6 +370,8 @@ def _template(value: dict[str, Any]) -> tuple[_Maker, ...] | _Revalidated | None
 def _built(template: tuple[_Maker, ...] | _Revalidated) -> list[Generation]:
     if isinstance(template, _Revalidated):
         return template.build()
+    if len(template) == 1:  # the usual single generation, without a comprehension's frame
+        return [template[0]()]
     return [make() for make in template]
 
 

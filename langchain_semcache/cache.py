@@ -237,12 +237,13 @@ class ExactCache(_CoreBackedCache):
     # A hit's generations are validated once per distinct stored entry and built new for
     # every caller (ResponseCache.lookup_value, semcache_core.memo).
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        self._check(prompt, llm_string)
-        return self._core.lookup_value(llm_string, Prompt.plain(prompt), GENERATIONS)
+        if not (isinstance(prompt, str) and isinstance(llm_string, str)):
+            self._check(prompt, llm_string)  # raises the TypeError that names the argument
+        return self._core.lookup_value(llm_string, prompt, GENERATIONS)  # str: Prompt.plain
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         self._check(prompt, llm_string)
-        return await self._core.alookup_value(llm_string, Prompt.plain(prompt), GENERATIONS)
+        return await self._core.alookup_value(llm_string, prompt, GENERATIONS)
 
 
 class SemanticCache(_CoreBackedCache):

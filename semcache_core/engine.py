@@ -493,9 +493,23 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
     # BackendGuard.recover), and stats are counted with one lock and no dict of deltas.
     # lookup()/alookup() and lookup_value()/alookup_value() of exact caches come here.
 
-    def _exact_key(self, scope: str, prompt: Prompt, fields: ScopeFields | None) -> str:
-        _check_text(scope, prompt)
-        return keys.exact_entry_key(self.namespace, scope, prompt.text, self._resolved(fields))
+    def _exact_key(self, scope: str, prompt: Prompt | str, fields: ScopeFields | None) -> str:
+        """The exact entry's key, after :func:`_check_text`'s checks (inlined: a lone
+        surrogate fails ``encode``, and ``_check_text`` then raises its error). A ``str``
+        prompt is ``Prompt.plain`` of it (without making one)."""
+        if isinstance(prompt, str):
+            text = query = prompt
+        else:
+            text, query = prompt.text, prompt.query
+        try:
+            scope.encode()
+            text.encode()
+        except UnicodeEncodeError:
+            _check_text(scope, Prompt.plain(text))
+        if query is not text:
+            keys.require_text(query, "prompt")
+        where = None if fields is None and not current_scope() else self._resolved(fields)
+        return keys.exact_entry_key(self.namespace, scope, text, where)
 
     def _read_now(self, key: str) -> bytes | None:
         """The bytes under ``key``, ``None`` when missing or when the read failed ("warn"):
@@ -506,7 +520,14 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
             if plan is None:
                 return run(self.ops.get_many(self.namespace, [key]), self.backend_steps)[0]
             step, value_of = plan
-            return value_of(self.backend_steps.execute(step))
+            # GuardedBackend.execute, inlined: the breaker costs one attribute read when closed.
+            breaker = self.guard.breaker
+            if breaker.tripped:
+                self.guard.check()
+            reply = self.backend.execute(step)
+            if breaker.tripped:
+                breaker.succeeded()
+            return reply if value_of is None else value_of(reply)
         except HANDLED as exc:
             return self.guard.recover("get_many", exc, None)
 
@@ -517,27 +538,15 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
                 found = await arun(self.ops.get_many(self.namespace, [key]), self.backend_steps)
                 return found[0]
             step, value_of = plan
-            return value_of(await self.backend_steps.aexecute(step))
+            reply = await self.backend_steps.aexecute(step)
+            return reply if value_of is None else value_of(reply)
         except HANDLED as exc:
             return self.guard.recover("get_many", exc, None)
-
-    def _notes_hits(self) -> bool:
-        """Whether a served exact hit costs more steps (:meth:`_served`)."""
-        return self.ops.counts_hits or self.refresh_ttl_on_hit
-
-    def _counted(self, served: tuple[float, Any] | None, started: float) -> bool:
-        """Count an exact lookup; whether the stats are due to be flushed."""
-        seconds = time.perf_counter() - started
-        if served is None:
-            self.stats.record_exact(False, seconds)
-        else:
-            self.stats.record_exact(True, seconds, served[0])
-        return self.stats.flush_due(every=STATS_FLUSH_SECONDS)
 
     def _exact(
         self,
         scope: str,
-        prompt: Prompt,
+        prompt: Prompt | str,
         fields: ScopeFields | None,
         rebuild: Rebuild[Any, Any] | None,
     ) -> Any:
@@ -547,16 +556,25 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         key = self._exact_key(scope, prompt, fields)
         raw = self._read_now(key)
         served = None if raw is None else self._serve(raw, rebuild)
-        if served is not None and self._notes_hits():
-            run(self._served(key), self.transport)
-        if self._counted(served, started):
+        if served is None:
+            flush = self.stats.record_exact(
+                False, time.perf_counter() - started, flush_every=STATS_FLUSH_SECONDS
+            )
+        else:
+            if self.ops.counts_hits or self.refresh_ttl_on_hit:
+                run(self._served(key), self.transport)
+            seconds = time.perf_counter() - started
+            flush = self.stats.record_exact(
+                True, seconds, served[0], flush_every=STATS_FLUSH_SECONDS
+            )
+        if flush:
             run(self._maybe_flush(), self.transport)
         return None if served is None else served[1]
 
     async def _aexact(
         self,
         scope: str,
-        prompt: Prompt,
+        prompt: Prompt | str,
         fields: ScopeFields | None,
         rebuild: Rebuild[Any, Any] | None,
     ) -> Any:
@@ -564,9 +582,18 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         key = self._exact_key(scope, prompt, fields)
         raw = await self._aread_now(key)
         served = None if raw is None else self._serve(raw, rebuild)
-        if served is not None and self._notes_hits():
-            await arun(self._served(key), self.transport)
-        if self._counted(served, started):
+        if served is None:
+            flush = self.stats.record_exact(
+                False, time.perf_counter() - started, flush_every=STATS_FLUSH_SECONDS
+            )
+        else:
+            if self.ops.counts_hits or self.refresh_ttl_on_hit:
+                await arun(self._served(key), self.transport)
+            seconds = time.perf_counter() - started
+            flush = self.stats.record_exact(
+                True, seconds, served[0], flush_every=STATS_FLUSH_SECONDS
+            )
+        if flush:
             await arun(self._maybe_flush(), self.transport)
         return None if served is None else served[1]
 
@@ -938,21 +965,22 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
     def lookup_value(
         self,
         scope: str,
-        prompt: Prompt,
+        prompt: Prompt | str,
         rebuild: Rebuild[Any, R],
         *,
         fields: ScopeFields | None = None,
     ) -> R | None:
         """The cached entry's value as ``rebuild`` turns it into the caller's objects (an
         adapter's framework objects), or ``None`` on a miss (also when the value does not
-        rebuild: untrusted data).
+        rebuild: untrusted data). A ``str`` prompt is ``Prompt.plain`` of it.
 
         On an exact cache the value is validated once per distinct stored entry and the memo
         (:attr:`memo`, :mod:`semcache_core.memo`) keeps the template, keyed by the entry's
         exact bytes; every hit still reads the backend and builds new objects. A semantic
         cache validates on every hit."""
         if self.embedder is not None:
-            result = self.lookup(scope, prompt, fields=fields)
+            plain = Prompt.plain(prompt) if isinstance(prompt, str) else prompt
+            result = self.lookup(scope, plain, fields=fields)
             return None if result.body is None else _rebuilt(rebuild, result.body)
         found: R | None = self._exact(scope, prompt, fields, rebuild)
         return found
@@ -960,13 +988,14 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
     async def alookup_value(
         self,
         scope: str,
-        prompt: Prompt,
+        prompt: Prompt | str,
         rebuild: Rebuild[Any, R],
         *,
         fields: ScopeFields | None = None,
     ) -> R | None:
         if self.embedder is not None:
-            result = await self.alookup(scope, prompt, fields=fields)
+            plain = Prompt.plain(prompt) if isinstance(prompt, str) else prompt
+            result = await self.alookup(scope, plain, fields=fields)
             return None if result.body is None else _rebuilt(rebuild, result.body)
         found: R | None = await self._aexact(scope, prompt, fields, rebuild)
         return found

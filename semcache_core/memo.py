@@ -88,13 +88,17 @@ class EntryMemo(Generic[T]):
         """What ``owner`` validated of bytes equal to ``raw``, or ``None``."""
         if type(raw) is not bytes:
             return None
-        hash(raw)  # computed (and kept by the bytes object) before taking the lock
-        with self._lock:
-            found = self._entries.get(raw)
-            if found is None or found[0] is not owner:
-                return None
+        # Without the lock: each of these OrderedDict calls is one atomic C call under the
+        # GIL (bytes hash and compare run no Python code); the entry may be evicted between
+        # them, which only makes this a miss of the memo.
+        found = self._entries.get(raw)
+        if found is None or found[0] is not owner:
+            return None
+        try:  # noqa: SIM105 - contextlib.suppress costs more than the call it guards
             self._entries.move_to_end(raw)
-            return found[1]
+        except KeyError:
+            pass
+        return found[1]
 
     def put(self, raw: bytes, owner: object, value: T) -> None:
         """Keep ``value`` for ``raw`` (skipped when ``raw`` is over :attr:`max_entry_bytes`)."""

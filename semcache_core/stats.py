@@ -95,9 +95,12 @@ class CacheStats:
             self.latencies.append(seconds)
             self._count(deltas)
 
-    def record_exact(self, hit: bool, seconds: float, tokens: float = 0) -> None:
+    def record_exact(
+        self, hit: bool, seconds: float, tokens: float = 0, *, flush_every: float = 5.0
+    ) -> bool:
         """:meth:`record_lookup` of an exact lookup (no distance), with no dict of deltas:
-        what the exact hot path counts."""
+        what the exact hot path counts. Returns whether :meth:`take_unflushed` with
+        ``every=flush_every`` may have deltas now."""
         outcome = "exact_hits" if hit else "misses"
         counters = self.counters
         with self._lock:
@@ -110,10 +113,7 @@ class CacheStats:
             if tokens:
                 counters["tokens_saved"] += tokens
                 unflushed["tokens_saved"] = unflushed.get("tokens_saved", 0) + tokens
-
-    def flush_due(self, *, every: float) -> bool:
-        """Whether :meth:`take_unflushed` may have deltas now (a clock read, no lock)."""
-        return time.monotonic() - self._last_flush >= every
+        return time.monotonic() - self._last_flush >= flush_every
 
     def take_unflushed(self, *, every: float) -> dict[str, float] | None:
         """Deltas to persist if ``every`` seconds passed since the last flush (else None)."""

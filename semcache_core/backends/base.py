@@ -106,8 +106,9 @@ class KeyPage:
 
 
 #: A read of one value in one step (:meth:`Operations.one_step_get`): the step, and what
-#: turns its reply into the value (``None``: missing).
-OneStepRead = tuple[Step, Callable[[Any], "bytes | None"]]
+#: turns its reply into the value (``None`` when the reply is the value itself; a value of
+#: ``None``: missing).
+OneStepRead = tuple[Step, Callable[[Any], "bytes | None"] | None]
 
 
 def checked_keys(keys: Sequence[str]) -> list[str]:

@@ -331,6 +331,11 @@ class RedisBackend(Backend):
     # -- the transport ---------------------------------------------------------------------------
     def execute(self, step: Step) -> Any:
         try:
+            if type(step) is Round and len(step.commands) == 1 and self._cluster is False:
+                # One command on a standalone server (an exact lookup's GET): what the general
+                # path below does for it, without its intermediate calls.
+                client = self._client if self._client is not None else self._sync_client()
+                return [client.execute_command(*step.commands[0], **_RAW)]
             if isinstance(step, Topology):
                 self._sync_client()
                 return self._cluster

@@ -177,9 +177,9 @@ class RedisOperations(Operations):
     def one_step_get(self, namespace: str, key: str) -> OneStepRead | None:
         # The round _get_many sends for one value key once the layout is known (standalone
         # or cluster alike: a value key does not depend on the layout).
-        if self.layout is None or keyspace.vector_id(key) is not None:
+        if self.layout is None or key.startswith(keyspace.VECTOR_PREFIX):
             return None
-        return Round((("GET", value_key(namespace, key)),), tolerate=True), _first_value
+        return Round((("GET", f"{namespace}:{key}"),), tolerate=True), _first_value  # value_key
 
     def _get_many(self, namespace: str, keys: list[str]) -> Flow[list[bytes | None]]:
         layout = yield from self.topology()
@@ -429,7 +429,8 @@ def _indexes_of(namespace: str, listed: object) -> list[str]:
 
 
 def _first_value(replies: list[Any]) -> bytes | None:
-    return _value_of(replies[0])
+    reply = replies[0]
+    return reply if type(reply) is bytes else _value_of(reply)
 
 
 def _value_of(reply: object) -> bytes | None:
