@@ -432,8 +432,8 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         # Vectors computed by a missed lookup, reused by the update that follows it.
         self._pending: OrderedDict[tuple[str, str], Vector] = OrderedDict()
         self._pending_lock = threading.Lock()
-        #: What :meth:`lookup_value` validated of the last distinct exact entries, by their
-        #: bytes (:mod:`semcache_core.memo`): this cache's own, shared with no other.
+        #: What :meth:`lookup_value` validated of the last distinct exact entries, each valid
+        #: for its exact bytes (:mod:`semcache_core.memo`): this cache's own, shared with none.
         self.memo: EntryMemo[tuple[float, Any]] = EntryMemo()
 
     @property
@@ -555,7 +555,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         started = time.perf_counter()
         key = self._exact_key(scope, prompt, fields)
         raw = self._read_now(key)
-        served = None if raw is None else self._serve(raw, rebuild)
+        served = None if raw is None else self._serve(key, raw, rebuild)
         if served is None:
             flush = self.stats.record_exact(
                 False, time.perf_counter() - started, flush_every=STATS_FLUSH_SECONDS
@@ -581,7 +581,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         started = time.perf_counter()
         key = self._exact_key(scope, prompt, fields)
         raw = await self._aread_now(key)
-        served = None if raw is None else self._serve(raw, rebuild)
+        served = None if raw is None else self._serve(key, raw, rebuild)
         if served is None:
             flush = self.stats.record_exact(
                 False, time.perf_counter() - started, flush_every=STATS_FLUSH_SECONDS
@@ -597,7 +597,9 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
             await arun(self._maybe_flush(), self.transport)
         return None if served is None else served[1]
 
-    def _serve(self, raw: bytes, rebuild: Rebuild[Any, Any] | None) -> tuple[float, Any] | None:
+    def _serve(
+        self, key: str, raw: bytes, rebuild: Rebuild[Any, Any] | None
+    ) -> tuple[float, Any] | None:
         """``(tokens, what the caller gets)`` of the stored ``raw``, ``None`` when it does not
         decode or rebuild (a miss). With ``rebuild``, the template comes from the memo when
         these very bytes were validated before, else they are decoded, checked and validated
@@ -605,7 +607,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         if rebuild is None:
             body = decode_entry(raw, "response")
             return None if body is None else (float(body.get("tokens", 0)), body)
-        validated = self.memo.get(raw, rebuild)
+        validated = self.memo.get(key, raw, rebuild)
         if validated is None:
             body = decode_entry(raw, "response")
             if body is None:
@@ -614,7 +616,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
             if template is None:
                 return None
             validated = (float(body.get("tokens", 0)), template)
-            self.memo.put(raw, rebuild, validated)
+            self.memo.put(key, raw, rebuild, validated)
         return validated[0], rebuild.build(validated[1])
 
     def _count_lookup(self, result: LookupResult, started: float) -> None:

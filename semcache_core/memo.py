@@ -1,14 +1,17 @@
-"""Validated once per distinct stored entry: a small bounded memo keyed by the exact bytes.
+"""Validated once per distinct stored entry: a small bounded memo, valid for the exact bytes.
 
 An exact hit reads the same bytes again and again, and decoding them (untrusted JSON, checked)
 and validating what an adapter rebuilds from them (LangChain's pydantic models) cost more than
 reading them. :class:`EntryMemo` keeps, per cache object, what was validated of the last
-distinct entries, keyed by their bytes:
+distinct entries:
 
-* a read whose bytes are *equal* to a memoized entry's (``==``: every byte; a hash collision
-  alone never matches) skips the decoding and the validation; any other bytes (a rewritten
+* each memoized entry holds the exact bytes it was validated from, and serves a read only
+  when the bytes read are *equal* to them (``==``: every byte); any other bytes (a rewritten
   entry, one planted by another program, a corrupt one) are decoded and validated afresh, and
   what fails validation is never memoized (it is a miss each time, warned each time);
+* it is looked up by the entry's key (a short string) rather than by the bytes, so a hit does
+  not hash the whole entry, and a rewritten entry replaces its old version instead of leaving
+  it in the memo; the bytes comparison is what decides;
 * what the memo keeps is never handed out: :attr:`Rebuild.build` makes new objects from it for
   every caller, so no object is shared between two callers or with the memo;
 * it is bounded by entries and by bytes (least recently used out first), and entries larger
@@ -55,7 +58,8 @@ class Rebuild(Generic[T, R]):
 
 
 class EntryMemo(Generic[T]):
-    """Bytes of a stored entry -> what was validated of them (see the module docstring).
+    """What was validated of stored entries, by entry key, each valid for its exact bytes
+    (see the module docstring).
 
     Thread-safe; one per cache object (``ResponseCache``), so caches never see each other's
     memo. ``owner`` tells which :class:`Rebuild` made a value: a value of another owner is
@@ -72,7 +76,7 @@ class EntryMemo(Generic[T]):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
-        self._entries: OrderedDict[bytes, tuple[object, T]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[bytes, object, T]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -81,38 +85,39 @@ class EntryMemo(Generic[T]):
 
     @property
     def size(self) -> int:
-        """The bytes of the memoized entries (their keys), in total."""
+        """The bytes of the memoized entries, in total."""
         return self._bytes
 
-    def get(self, raw: bytes, owner: object) -> T | None:
-        """What ``owner`` validated of bytes equal to ``raw``, or ``None``."""
-        if type(raw) is not bytes:
-            return None
+    def get(self, key: str, raw: bytes, owner: object) -> T | None:
+        """What ``owner`` validated of the entry under ``key`` if it was validated from bytes
+        equal to ``raw``, else ``None``."""
         # Without the lock: each of these OrderedDict calls is one atomic C call under the
-        # GIL (bytes hash and compare run no Python code); the entry may be evicted between
-        # them, which only makes this a miss of the memo.
-        found = self._entries.get(raw)
-        if found is None or found[0] is not owner:
+        # GIL; the entry may be replaced or evicted between them, which only makes this a
+        # miss of the memo (the bytes compared are the ones stored with the value).
+        found = self._entries.get(key)
+        if found is None or found[1] is not owner or (found[0] is not raw and found[0] != raw):
             return None
         try:  # noqa: SIM105 - contextlib.suppress costs more than the call it guards
-            self._entries.move_to_end(raw)
+            self._entries.move_to_end(key)
         except KeyError:
             pass
-        return found[1]
+        return found[2]
 
-    def put(self, raw: bytes, owner: object, value: T) -> None:
-        """Keep ``value`` for ``raw`` (skipped when ``raw`` is over :attr:`max_entry_bytes`)."""
+    def put(self, key: str, raw: bytes, owner: object, value: T) -> None:
+        """Keep ``value``, validated from ``raw``, for ``key`` (replacing what was kept for
+        it); skipped when ``raw`` is over :attr:`max_entry_bytes`."""
         if type(raw) is not bytes or len(raw) > self.max_entry_bytes:
             return
         with self._lock:
-            if self._entries.pop(raw, None) is not None:
-                self._bytes -= len(raw)
-            self._entries[raw] = (owner, value)
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[0])
+            self._entries[key] = (raw, owner, value)
             self._bytes += len(raw)
             while self._entries and (
                 len(self._entries) > self.max_entries or self._bytes > self.max_bytes
             ):
-                evicted, _ = self._entries.popitem(last=False)
+                _, (evicted, _, _) = self._entries.popitem(last=False)
                 self._bytes -= len(evicted)
 
     def clear(self) -> None:

@@ -317,7 +317,7 @@ async def test_memoized_hits_equal_the_validated_generations_and_share_nothing(
     await cache.aupdate("prompt", "llm", generations)
     expected = _serialization.generations_from_json(_serialization.generations_to_json(generations))
     first = cache.lookup("prompt", "llm")
-    assert len(cache._core.memo) == 1  # validated once, then memoized by its bytes
+    assert len(cache._core.memo) == 1  # validated once, then memoized with its bytes
     hits = [first, cache.lookup("prompt", "llm"), await cache.alookup("prompt", "llm")]
     for hit in hits:
         assert hit == expected == generations
@@ -345,6 +345,7 @@ def test_a_changed_or_hostile_entry_is_validated_afresh(backend: Backend, namesp
     assert cache.lookup("prompt", "llm") == [Generation(text="first")]
     cache.update("prompt", "llm", [Generation(text="second")])  # new bytes under the same key
     assert cache.lookup("prompt", "llm") == [Generation(text="second")]
+    assert len(cache._core.memo) == 1  # the new version replaced the old one
     key = keys.exact_entry_key(namespace, "llm", "prompt")
     (raw,) = backend.get_many(namespace, [key])
     assert raw is not None

@@ -430,7 +430,7 @@ def _indexes_of(namespace: str, listed: object) -> list[str]:
 
 def _first_value(replies: list[Any]) -> bytes | None:
     reply = replies[0]
-    return reply if type(reply) is bytes else _value_of(reply)
+    return reply if reply is None or type(reply) is bytes else _value_of(reply)
 
 
 def _value_of(reply: object) -> bytes | None:
