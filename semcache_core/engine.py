@@ -54,6 +54,7 @@ from semcache_core.scope import (
     ScopeFields,
     check_fields,
     current_scope,
+    current_scope_now,
     merged,
     validate_filterable_fields,
     validate_filters,
@@ -508,7 +509,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
             _check_text(scope, Prompt.plain(text))
         if query is not text:
             keys.require_text(query, "prompt")
-        where = None if fields is None and not current_scope() else self._resolved(fields)
+        where = None if fields is None and not current_scope_now() else self._resolved(fields)
         return keys.exact_entry_key(self.namespace, scope, text, where)
 
     def _read_now(self, key: str) -> bytes | None:

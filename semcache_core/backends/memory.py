@@ -210,7 +210,7 @@ class MemoryStore:
             return self.get_many(namespace, [key])[0]
         values = self._values.get(namespace)
         value = None if values is None else values.get(key)
-        if value is None or not _live(value[1], time.time()):
+        if value is None or (value[1] is not None and value[1] <= time.time()):  # _live
             return None
         return value[0]
 

@@ -337,7 +337,10 @@ class RedisBackend(Backend):
                 # One command on a standalone server (an exact lookup's GET): what the general
                 # path below does for it, without its intermediate calls.
                 client = self._client if self._client is not None else self._sync_client()
-                options = self._options_for(client)
+                known = self._command_options
+                options = known[1] if known is not None and known[0] is client else None
+                if options is None:
+                    options = self._options_for(client)
                 return [client.execute_command(*step.commands[0], **options)]
             if isinstance(step, Topology):
                 self._sync_client()
