@@ -12,6 +12,7 @@ import json
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from operator import methodcaller
 from typing import Any
 
 from langchain_core.load import dumpd, load
@@ -237,7 +238,7 @@ class _Model(_Container):
     were validated when the template was made; :func:`_template` checks that what it builds
     equals the validated objects."""
 
-    __slots__ = ("extra", "fields_set", "model")
+    __slots__ = ("extra", "fields_set", "listed", "model")
 
     def __init__(
         self,
@@ -250,6 +251,8 @@ class _Model(_Container):
         self.model: Any = model
         self.fields_set = fields_set
         self.extra = extra
+        #: Build a list of the one model (a result of a single generation, the usual case).
+        self.listed = False
 
     def build(self) -> Any:
         values = self.static.copy()
@@ -260,7 +263,7 @@ class _Model(_Container):
         _set(built, "__pydantic_fields_set__", set(self.fields_set))
         _set(built, "__pydantic_extra__", None if self.extra is None else self.extra())
         _set(built, "__pydantic_private__", None)
-        return built
+        return [built] if self.listed else built
 
 
 _set = object.__setattr__
@@ -284,23 +287,20 @@ def _maker(value: Any) -> _Maker | None:
             return None  # a tuple of leaves is a leaf
         return _Tuple(_container(list(value), enumerate(value))).build
     if isinstance(value, BaseModel):
-        if value.__pydantic_private__:
-            raise _Untemplatable(f"{kind.__name__} has private attributes")
-        extra = value.__pydantic_extra__
-        return _Model(
-            kind,
-            dict(value.__dict__),
-            frozenset(value.__pydantic_fields_set__),
-            None if extra is None else _maker(dict(extra)),
-        ).build
+        return _model(value).build
     raise _Untemplatable(f"a value of type {kind.__name__}")
 
 
-def _model_maker(model: Any) -> _Maker:
-    make = _maker(model)
-    if make is None:  # pragma: no cover - a Generation is a model, never a leaf
-        raise _Untemplatable("not a model")
-    return make
+def _model(value: BaseModel) -> _Model:
+    if value.__pydantic_private__:
+        raise _Untemplatable(f"{type(value).__name__} has private attributes")
+    extra = value.__pydantic_extra__
+    return _Model(
+        type(value),
+        dict(value.__dict__),
+        frozenset(value.__pydantic_fields_set__),
+        None if extra is None else _maker(dict(extra)),
+    )
 
 
 def _container(static: Any, items: Any) -> _Maker:
@@ -351,34 +351,46 @@ class _Revalidated:
         return generations
 
 
-def _template(value: dict[str, Any]) -> tuple[_Maker, ...] | _Revalidated | None:
+class _Generations:
+    """The template of a result of several generations."""
+
+    __slots__ = ("makers",)
+
+    def __init__(self, makers: tuple[_Maker, ...]) -> None:
+        self.makers = makers
+
+    def build(self) -> list[Generation]:
+        return [make() for make in self.makers]
+
+
+#: A template: what makes the caller's generations, called on every hit.
+_Template = Callable[[], list[Generation]]
+
+
+def _template(value: dict[str, Any]) -> _Template | None:
     """The template of a stored value (see above), or ``None`` when it does not rebuild."""
     generations = generations_from_json(value)
     if generations is None:
         return None
     try:
-        makers = tuple(_model_maker(generation) for generation in generations)
-        rebuilt = [make() for make in makers]
+        models = [_model(generation) for generation in generations]
+        if len(models) == 1:
+            models[0].listed = True
+            template: _Template = models[0].build
+        else:
+            template = _Generations(tuple(model.build for model in models)).build
+        rebuilt = template()
         same = rebuilt == generations and _fields_sets(rebuilt) == _fields_sets(generations)
     except _Untemplatable:
         same = False
     if not same:
-        return _Revalidated(json.dumps(value))
-    return makers
+        return _Revalidated(json.dumps(value)).build
+    return template
 
 
-def _built(template: tuple[_Maker, ...] | _Revalidated) -> list[Generation]:
-    if isinstance(template, _Revalidated):
-        return template.build()
-    if len(template) == 1:  # the usual single generation, without a comprehension's frame
-        return [template[0]()]
-    return [make() for make in template]
-
-
-#: How ExactCache serves hits (``ResponseCache.lookup_value``).
-GENERATIONS: Rebuild[tuple[_Maker, ...] | _Revalidated, list[Generation]] = Rebuild(
-    _template, _built
-)
+#: How ExactCache serves hits (``ResponseCache.lookup_value``): a template is called (with
+#: ``methodcaller``, so no Python frame of ours sits between the engine and the template).
+GENERATIONS: Rebuild[_Template, list[Generation]] = Rebuild(_template, methodcaller("__call__"))
 
 
 def count_tokens(generations: Sequence[Generation]) -> int:
