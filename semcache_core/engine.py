@@ -9,6 +9,11 @@ Each operation is written once, as a flow (:mod:`semcache_core.flow`) that compo
 backend's operations (``yield from self.ops.get_many(...)``), :class:`Embed` steps and the
 verifier's :class:`~semcache_core.stages.Verify` steps; the public sync and async methods are
 ``run``/``arun`` of that flow over the engine's transport, so the two paths cannot drift apart.
+The one exception is the lookup of an exact cache, a single backend read: it runs without a
+flow of its own (:meth:`ResponseCache._exact`; the backend's steps, breaker and error policy
+are the same), and :meth:`ResponseCache.lookup_value` serves its hits through the per-cache
+memo of :mod:`semcache_core.memo` (validated once per distinct stored entry, new objects for
+every caller).
 
 A semantic lookup, in order: the query without padding (greetings, thanks, urgency, emoji:
 :func:`~semcache_core.stages.compared_query`; it keys the entry and is what is embedded, while
