@@ -345,10 +345,8 @@ class _Revalidated:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def build(self) -> list[Generation]:
-        generations = generations_from_json(json.loads(self.text))
-        assert generations is not None  # it validated when the template was made
-        return generations
+    def build(self) -> list[Generation] | None:
+        return generations_from_json(json.loads(self.text))  # it validated when made
 
 
 class _Generations:
@@ -364,7 +362,7 @@ class _Generations:
 
 
 #: A template: what makes the caller's generations, called on every hit.
-_Template = Callable[[], list[Generation]]
+_Template = Callable[[], "list[Generation] | None"]
 
 
 def _template(value: dict[str, Any]) -> _Template | None:

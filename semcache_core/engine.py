@@ -623,7 +623,8 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
                 return None
             validated = (float(body.get("tokens", 0)), template)
             self.memo.put(key, raw, rebuild, validated)
-        return validated[0], rebuild.build(validated[1])
+        built = rebuild.build(validated[1])
+        return None if built is None else (validated[0], built)
 
     def _count_lookup(self, result: LookupResult, started: float) -> None:
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0

@@ -50,11 +50,11 @@ class Rebuild(Generic[T, R]):
     core's entry checks passed) validated into a *template* the memo keeps, or ``None`` when it
     does not rebuild (a miss); nothing else holds ``value``, so the template may keep parts of
     it. ``build(template)``: the caller's own new objects, made without validating again;
-    nothing it returns may share a mutable object with the template.
+    nothing it returns may share a mutable object with the template (``None``: a miss).
     """
 
     validate: Callable[[dict[str, Any]], T | None]
-    build: Callable[[T], R]
+    build: Callable[[T], R | None]
 
 
 class EntryMemo(Generic[T]):

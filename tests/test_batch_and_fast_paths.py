@@ -409,3 +409,19 @@ def test_exact_fast_path_keeps_the_error_policy(namespace: str) -> None:
     assert warn._core.lookup("llm", Prompt.plain("p")).outcome == "miss"
     assert Down.calls == 3
     assert warn.stats()["backend_errors"] == 1
+
+
+def test_a_value_the_template_cannot_copy_is_validated_on_every_hit(
+    namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def untemplatable(value: Any) -> Any:
+        raise _serialization._Untemplatable("as if a field held an object JSON cannot")
+
+    monkeypatch.setattr(_serialization, "_model", untemplatable)
+    cache = ExactCache(namespace=namespace)
+    generations = REALISTIC[1]
+    cache.update("prompt", "llm", generations)
+    first, second = cache.lookup("prompt", "llm"), cache.lookup("prompt", "llm")
+    assert first == second == generations
+    assert first is not None and second is not None
+    assert first[0] is not second[0] and first[0].message is not second[0].message  # type: ignore[attr-defined]
