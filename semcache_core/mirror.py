@@ -65,6 +65,9 @@ class PartitionMirror:
         self._tags: list[Mapping[str, str]] = []
         self._row_of_id: dict[str, int] = {}
         self._sketches: sketch.Sketches | None = None
+        #: Which rows hold their vector; ``None``: all of them (the usual case). Rows adopted
+        #: from a snapshot by their sketches alone get theirs later (:meth:`fill`).
+        self._ready: npt.NDArray[np.bool_] | None = None
         self.size = 0
         #: Highest storage sequence number seen; catch-up reads only what is newer.
         self.last_seq = 0
@@ -95,12 +98,98 @@ class PartitionMirror:
             self._expires = np.empty(count, dtype=np.float64)
             self._alive = np.zeros(count, dtype=bool)
         else:
-            if needed > len(self._vectors):
-                capacity = max(needed, 2 * len(self._vectors))
-                self._vectors = _grow(self._vectors, capacity)
-                self._expires = _grow(self._expires, capacity)
-                self._alive = _grow(self._alive, capacity)
+            self._reserve(needed)
             self._vectors[rows] = vectors
+            if self._ready is not None:
+                self._ready[rows] = True
+        self._record(seqs, ids, expires, tags, rows)
+
+    def append_sketched(
+        self,
+        seqs: Sequence[int],
+        ids: Sequence[str],
+        sketches: sketch.Sketches,
+        expires: Sequence[float | None],
+        tags: Sequence[Mapping[str, str]] | None = None,
+        *,
+        capacity: int = 0,
+    ) -> None:
+        """Adopt rows whose vectors are not at hand yet, only their sketches (a snapshot
+        read without its vectors): an empty mirror only. Searches skip these rows until
+        :meth:`fill` or :meth:`fill_range` gives them their vectors; :meth:`missing` says
+        which of them a search would score. ``capacity``: room for the rows expected to
+        follow (catch-up from the log), so appending them does not copy the vectors."""
+        count = len(ids)
+        if self.size or count == 0 or sketches.size != count or len(seqs) != count:
+            raise ValueError("append_sketched: an empty mirror and one sketch per row")
+        capacity = max(capacity, count)
+        # Not touched until filled: the memory is committed as vectors arrive.
+        self._vectors = np.empty((capacity, self.dim), dtype=np.float32)
+        self._expires = np.empty(capacity, dtype=np.float64)
+        self._alive = np.zeros(capacity, dtype=bool)
+        self._ready = np.zeros(capacity, dtype=bool)
+        self._sketches = sketches
+        self._record(seqs, ids, expires, tags, slice(0, count))
+
+    @property
+    def vectors_complete(self) -> bool:
+        """Whether every row holds its vector (not waiting for :meth:`fill`)."""
+        return self._ready is None
+
+    def missing(self, query: Vector, max_distance: float) -> npt.NDArray[np.intp] | None:
+        """The live rows without a vector that a search for ``query`` within
+        ``max_distance`` would score (``None``: none); every such row when the sketches
+        cannot rule rows out at that distance."""
+        if self._ready is None:
+            return None
+        scanned = self._prefilter(query, max_distance)
+        if scanned is None:
+            scanned = np.arange(self.size)
+        wanted = scanned[self._alive[scanned] & ~self._ready[scanned]]
+        return wanted if wanted.size else None
+
+    def fill(self, rows: Sequence[int], vectors: npt.NDArray[np.float32]) -> None:
+        """Give rows their vectors (read from storage for the same sequence numbers)."""
+        if self._ready is None or not len(rows):
+            return
+        self._vectors[rows] = vectors
+        self._ready[rows] = True
+        self._settle()
+
+    def fill_range(self, start: int, vectors: npt.NDArray[np.float32]) -> None:
+        """Give the rows from ``start`` on their vectors (a chunk of a snapshot)."""
+        if self._ready is None:
+            return
+        stop = start + len(vectors)
+        if not 0 <= start <= stop <= self.size:
+            raise ValueError("fill_range: rows out of range")
+        self._vectors[start:stop] = vectors
+        self._ready[start:stop] = True
+        self._settle()
+
+    def _settle(self) -> None:
+        if self._ready is not None and self._ready[: self.size].all():
+            self._ready = None
+
+    def _reserve(self, needed: int) -> None:
+        if needed > len(self._vectors):
+            capacity = max(needed, 2 * len(self._vectors))
+            self._vectors = _grow(self._vectors, capacity)
+            self._expires = _grow(self._expires, capacity)
+            self._alive = _grow(self._alive, capacity)
+            if self._ready is not None:
+                self._ready = _grow(self._ready, capacity)
+
+    def _record(
+        self,
+        seqs: Sequence[int],
+        ids: Sequence[str],
+        expires: Sequence[float | None],
+        tags: Sequence[Mapping[str, str]] | None,
+        rows: slice,
+    ) -> None:
+        count = len(ids)
+        needed = rows.stop
         self._expires[rows] = [np.inf if e is None else e for e in expires]
         # Bulk bookkeeping (a snapshot appends 100k rows at once): a re-added id hides its
         # earlier row, in the mirror or earlier in this batch; the last row of an id wins.
@@ -119,6 +208,17 @@ class PartitionMirror:
         self._tags.extend(tags if tags is not None else [{}] * count)
         self.size = needed
         self.last_seq = max(self.last_seq, max(seqs))
+
+    def keys_of(self, rows: Sequence[int]) -> list[tuple[int, str]]:
+        """The storage sequence number and id of each of ``rows``."""
+        return [(self._seqs[row], self._ids[row]) for row in rows]
+
+    def forget_rows(self, rows: Sequence[int]) -> None:
+        """Take rows out of every search (their vector could not be read: gone from storage)."""
+        for row in rows:
+            self._alive[row] = False
+            if self._row_of_id.get(self._ids[row]) == row:
+                del self._row_of_id[self._ids[row]]
 
     def discard(self, entry_id: str) -> None:
         """Forget ``entry_id`` (deleted, or found expired or replaced on verification)."""
@@ -152,9 +252,13 @@ class PartitionMirror:
         if scanned is None:
             distances = 1.0 - self._vectors[: self.size] @ query
             usable = self._alive[: self.size] & (self._expires[: self.size] > now)
+            if self._ready is not None:  # rows without their vector yet are not scored
+                usable &= self._ready[: self.size]
         else:
             distances = 1.0 - self._vectors[scanned] @ query
             usable = self._alive[scanned] & (self._expires[scanned] > now)
+            if self._ready is not None:
+                usable &= self._ready[scanned]
         usable &= distances <= max_distance
         if tags:
             wanted = tags.items()
@@ -178,13 +282,19 @@ class PartitionMirror:
 
     def _prefilter(self, query: Vector, max_distance: float) -> npt.NDArray[np.intp] | None:
         """The rows a large partition's sketches cannot rule out; ``None``: scan every row."""
-        if self.size < SKETCH_MIN_ROWS or not sketch.available():
+        # Rows adopted by their sketches alone are always searched through them.
+        if self._ready is None and (self.size < SKETCH_MIN_ROWS or not sketch.available()):
             return None
+        return self.sketches().within(query, max_distance)
+
+    def sketches(self) -> sketch.Sketches:
+        """The sketches of every row, made (or extended with the rows appended) now."""
         if self._sketches is None:
             self._sketches = sketch.Sketches(self.dim)
         if self._sketches.size < self.size:  # catch up with the rows appended since
+            # Rows appended after sketched-only ones come from the log, with their vectors.
             self._sketches.extend(self._vectors[self._sketches.size : self.size])
-        return self._sketches.within(query, max_distance)
+        return self._sketches
 
     @property
     def live_count(self) -> int:
@@ -195,7 +305,9 @@ class PartitionMirror:
     ) -> tuple[list[int], list[str], npt.NDArray[np.float32], list[Mapping[str, str]]]:
         """The live rows in storage order: sequence numbers, ids, vectors, tags. When every
         row is live the vectors are a view of the mirror's storage: use them while holding
-        the lock that guards the mirror."""
+        the lock that guards the mirror. Only for a mirror whose vectors are complete."""
+        if self._ready is not None:
+            raise ValueError("live_rows: some rows have no vector yet")
         alive = self._alive[: self.size]
         if alive.all():
             return (
@@ -211,6 +323,12 @@ class PartitionMirror:
             self._vectors[rows],
             [self._tags[row] for row in rows],
         )
+
+    def live_sketches(self) -> npt.NDArray[np.uint64]:
+        """The sketches of :meth:`live_rows`, in the same order (made now if need be)."""
+        alive = self._alive[: self.size]
+        sketches = self.sketches()
+        return sketches.rows(None if alive.all() else np.flatnonzero(alive))
 
 
 def _adoptable(vectors: npt.NDArray[np.float32], count: int, dim: int) -> bool:

@@ -20,6 +20,7 @@ distance is so wide that nothing can be ruled out (then the caller scans every r
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 
 import numpy as np
@@ -60,15 +61,54 @@ def hamming_cutoff(max_distance: float, bits: int = BITS) -> int | None:
     return None  # pragma: no cover - the loop always returns
 
 
+#: Bytes of one row's sketch (as stored: ``WORDS`` little-endian 64-bit words).
+ROW_BYTES = BITS // 8
+WORDS = _WORDS
+
+
+@functools.lru_cache(maxsize=16)
+def _planes(dim: int) -> npt.NDArray[np.float32]:
+    rng = np.random.default_rng(_SEED + dim)
+    planes = rng.standard_normal((dim, BITS)).astype(np.float32)
+    planes.flags.writeable = False
+    return planes
+
+
+@functools.lru_cache(maxsize=16)
+def fingerprint(dim: int) -> bytes:
+    """8 bytes naming the hyperplanes of dimension ``dim``: sketches stored by one process are
+    used by another only if both drew the same planes (numpy does not promise that its random
+    streams stay the same across versions)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(BITS.to_bytes(4, "little"))
+    digest.update(_planes(dim).astype("<f4").tobytes())
+    return digest.digest()
+
+
 class Sketches:
     """Sketches of the first ``size`` rows of a partition, kept as 64-bit words per column
     (``words[w, row]``) so a scan is a few contiguous passes."""
 
     def __init__(self, dim: int) -> None:
-        rng = np.random.default_rng(_SEED + dim)
-        self._planes: npt.NDArray[np.float32] = rng.standard_normal((dim, BITS)).astype(np.float32)
+        self._planes = _planes(dim)
         self._words: npt.NDArray[np.uint64] = np.zeros((_WORDS, 1024), dtype=np.uint64)
         self.size = 0
+
+    @classmethod
+    def from_rows(cls, dim: int, rows: npt.NDArray[np.uint64], capacity: int) -> Sketches:
+        """Sketches read from storage: ``rows`` is ``(count, WORDS)``, one row per line, as
+        :meth:`rows` wrote them; room is made for ``capacity`` rows."""
+        made = cls(dim)
+        count = len(rows)
+        made._words = np.zeros((_WORDS, max(capacity, count, 1)), dtype=np.uint64)
+        made._words[:, :count] = rows.T
+        made.size = count
+        return made
+
+    def rows(self, indices: npt.NDArray[np.intp] | None = None) -> npt.NDArray[np.uint64]:
+        """The sketches of rows ``indices`` (all rows: ``None``) as ``(count, WORDS)``."""
+        words = self._words[:, : self.size] if indices is None else self._words[:, indices]
+        return np.ascontiguousarray(words.T)
 
     def _encode(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
         signs = np.ascontiguousarray(np.packbits(vectors @ self._planes > 0, axis=-1))
