@@ -168,7 +168,9 @@ class PartitionMirror:
         self._settle()
 
     def _settle(self) -> None:
-        if self._ready is not None and self._ready[: self.size].all():
+        # Dead rows never come back to life: they need no vector.
+        size = self.size
+        if self._ready is not None and (self._ready[:size] | ~self._alive[:size]).all():
             self._ready = None
 
     def _reserve(self, needed: int) -> None:
