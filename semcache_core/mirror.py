@@ -192,15 +192,19 @@ class PartitionMirror:
     ) -> None:
         count = len(ids)
         needed = rows.stop
-        self._expires[rows] = [np.inf if e is None else e for e in expires]
+        if isinstance(expires, list) and expires.count(None) == count:
+            self._expires[rows] = np.inf  # the usual case (Redis expires records itself)
+        else:
+            self._expires[rows] = [np.inf if e is None else e for e in expires]
         # Bulk bookkeeping (a snapshot appends 100k rows at once): a re-added id hides its
         # earlier row, in the mirror or earlier in this batch; the last row of an id wins.
         row_of_id = self._row_of_id
-        replaced = [row_of_id[entry_id] for entry_id in ids if entry_id in row_of_id]
+        first = not row_of_id
+        replaced = [] if first else [row_of_id[i] for i in ids if i in row_of_id]
         if replaced:
             self._alive[replaced] = False
         row_of_id.update(zip(ids, range(self.size, needed), strict=True))
-        if len(set(ids)) == count:
+        if len(row_of_id) == count if first else len(set(ids)) == count:
             self._alive[rows] = True
         else:
             self._alive[rows] = False
@@ -327,10 +331,11 @@ class PartitionMirror:
         )
 
     def live_sketches(self) -> npt.NDArray[np.uint64]:
-        """The sketches of :meth:`live_rows`, in the same order (made now if need be)."""
+        """The sketches of :meth:`live_rows`, in the same order, as ``(WORDS, rows)`` (made
+        now if need be)."""
         alive = self._alive[: self.size]
         sketches = self.sketches()
-        return sketches.rows(None if alive.all() else np.flatnonzero(alive))
+        return sketches.words(None if alive.all() else np.flatnonzero(alive))
 
 
 def _adoptable(vectors: npt.NDArray[np.float32], count: int, dim: int) -> bool:

@@ -26,6 +26,10 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+# Imported with the module (numpy 2 loads numpy.random on first use, ~20 ms), not in the
+# first search of a new process.
+from numpy.random import default_rng
+
 #: Hyperplanes per sketch (a multiple of 64: the sketch is read as 64-bit words).
 BITS = 384
 _WORDS = BITS // 64
@@ -68,7 +72,7 @@ WORDS = _WORDS
 
 @functools.lru_cache(maxsize=16)
 def _planes(dim: int) -> npt.NDArray[np.float32]:
-    rng = np.random.default_rng(_SEED + dim)
+    rng = default_rng(_SEED + dim)
     planes = rng.standard_normal((dim, BITS)).astype(np.float32)
     planes.flags.writeable = False
     return planes
@@ -95,20 +99,21 @@ class Sketches:
         self.size = 0
 
     @classmethod
-    def from_rows(cls, dim: int, rows: npt.NDArray[np.uint64], capacity: int) -> Sketches:
-        """Sketches read from storage: ``rows`` is ``(count, WORDS)``, one row per line, as
-        :meth:`rows` wrote them; room is made for ``capacity`` rows."""
+    def from_words(cls, dim: int, words: npt.NDArray[np.uint64], capacity: int) -> Sketches:
+        """Sketches read from storage: ``words`` is ``(WORDS, count)``, as :meth:`words`
+        gives them; room is made for ``capacity`` rows."""
         made = cls(dim)
-        count = len(rows)
+        count = words.shape[1]
         made._words = np.zeros((_WORDS, max(capacity, count, 1)), dtype=np.uint64)
-        made._words[:, :count] = rows.T
+        made._words[:, :count] = words
         made.size = count
         return made
 
-    def rows(self, indices: npt.NDArray[np.intp] | None = None) -> npt.NDArray[np.uint64]:
-        """The sketches of rows ``indices`` (all rows: ``None``) as ``(count, WORDS)``."""
+    def words(self, indices: npt.NDArray[np.intp] | None = None) -> npt.NDArray[np.uint64]:
+        """The sketches of rows ``indices`` (all rows: ``None``) as ``(WORDS, count)``, the
+        layout they are scanned in (so storing and reading them copies rows of words)."""
         words = self._words[:, : self.size] if indices is None else self._words[:, indices]
-        return np.ascontiguousarray(words.T)
+        return np.ascontiguousarray(words)
 
     def _encode(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
         signs = np.ascontiguousarray(np.packbits(vectors @ self._planes > 0, axis=-1))

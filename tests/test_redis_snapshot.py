@@ -8,6 +8,7 @@ its partition.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -200,6 +201,9 @@ IGNORED = [
     "other dimension",
     "unknown version",
     "duplicate ids",
+    "an empty id",
+    "ids not UTF-8",
+    "ids of another snapshot",
     "bad tags",
     "rows out of order",
     "truncated seqs",
@@ -254,13 +258,17 @@ def _damage(raw: redis.Redis, key: str, parts: dict[str, bytes], damage: str) ->
     elif damage == "bad sketches and a truncated chunk":
         raw.hdel(key, "s")
         raw.hset(key, "1", parts["1"][: 8 + rows * 4 * DIM - 4])
+    elif damage == "duplicate ids":
+        raw.hset(key, "i", parts["i"][:8] + b"\n".join([b"r0"] * ROWS))
+    elif damage == "an empty id":
+        raw.hset(key, "i", parts["i"].replace(b"\nr5\n", b"\n\n"))
+    elif damage == "ids not UTF-8":
+        raw.hset(key, "i", parts["i"].replace(b"r5", b"\xff5"))
+    elif damage == "ids of another snapshot":
+        raw.hset(key, "i", b"\x00" * 8 + parts["i"][8:])
     else:
         meta = parts["m"]
-        if damage == "duplicate ids":
-            body = b'{"ids":[' + b",".join([b'"r0"'] * ROWS) + b'],"tags":{}}'
-        else:
-            body = meta[8:].replace(b'"tags":{}', b'"tags":{"0":[1]}')
-        raw.hset(key, "m", meta[:8] + body)
+        raw.hset(key, "m", meta[:8] + meta[8:].replace(b'"tags":{}', b'"tags":{"0":[1]}'))
 
 
 @pytest.mark.parametrize("damage", IGNORED + LAZY + RESKETCHED)
@@ -283,7 +291,7 @@ def test_a_hostile_snapshot_is_ignored(
         found(reader, namespace, matrix[0])
         key = snapshot_key(namespace)
         parts = {k.decode(): bytes(v) for k, v in raw.hgetall(key).items()}
-        assert set(parts) == {"h", "m", "q", "s", "0", "1", "2"}
+        assert set(parts) == {"h", "i", "m", "q", "s", "0", "1", "2"}
         _damage(raw, key, parts, damage)
         late = client(redis_url, background="inline")
         try:
@@ -321,7 +329,7 @@ def test_the_snapshot_expires_with_its_partition(
 
 def _as_version_1(raw: redis.Redis, key: str, parts: dict[str, bytes]) -> None:
     """Rewrite a snapshot as a client of format 1 wrote it: chunks of sequence numbers and
-    vectors, no ``q`` or ``s`` part."""
+    vectors, ids and tags in one JSON part, no ``i``, ``q`` or ``s`` part."""
     header = log_mirror.SNAPSHOT_HEADER
     fields = list(header.unpack(parts["h"]))
     fields[1] = 1
@@ -334,8 +342,14 @@ def _as_version_1(raw: redis.Redis, key: str, parts: dict[str, bytes]) -> None:
         vectors = parts[str(index)][8:]
         chunk = high[8 * start : 8 * (start + rows)] + low[8 * start : 8 * (start + rows)]
         raw.hset(key, str(index), prefix + chunk + vectors)
-    raw.hset(key, "m", parts["m"])
+    ids = parts["i"][8:].decode().split("\n")
+    tags = json.loads(parts["m"][8:])["tags"]
+    raw.hset(key, "m", prefix + json.dumps({"ids": ids, "tags": tags}).encode())
     raw.hset(key, "h", header.pack(*fields))
+
+
+def late_snapshot_version(raw: redis.Redis, key: str) -> int:
+    return int(log_mirror.SNAPSHOT_HEADER.unpack(raw.hget(key, "h"))[1])
 
 
 def test_a_snapshot_of_the_previous_format_still_loads(
@@ -358,6 +372,10 @@ def test_a_snapshot_of_the_previous_format_still_loads(
                 assert found(late, namespace, matrix[i]) == [(f"r{i}", f"v{i}".encode())]
             assert loads == [ROWS]
             assert mirror_of(late, namespace).vectors_complete  # format 1: read at once
+            # ... and rewritten in the current format, sketches included.
+            assert {k.decode() for k in raw.hkeys(key)} == {"h", "i", "m", "q", "s", "0", "1", "2"}
+            newest = late_snapshot_version(raw, key)
+            assert newest == log_mirror.SNAPSHOT_VERSION
         finally:
             late.close()
     finally:
@@ -443,6 +461,31 @@ def test_the_vectors_load_after_the_first_lookup(
             assert loads == [ROWS] and mirror_of(late, namespace).vectors_complete
             for i in range(ROWS):
                 assert found(late, namespace, matrix[i]) == [(f"r{i}", f"v{i}".encode())]
+        finally:
+            late.close()
+    finally:
+        writer.clear(namespace)
+        writer.close()
+        reader.close()
+
+
+def test_ids_with_line_breaks_are_mirrored_without_a_snapshot(
+    redis_url: str, raw: redis.Redis, namespace: str, small_snapshots: None, loads: list[int]
+) -> None:
+    matrix = vectors(ROWS, seed=8)
+    ids = [f"r{i}" if i else "line\nbreak" for i in range(ROWS)]
+    writer, reader = client(redis_url), client(redis_url)
+    try:
+        writer.add_vectors(
+            namespace, "p", [VectorRecord(ids[i], matrix[i], b"x") for i in range(ROWS)]
+        )
+        assert found(reader, namespace, matrix[0]) == [("line\nbreak", b"x")]
+        assert not raw.exists(snapshot_key(namespace))
+        late = client(redis_url)
+        try:
+            for i in range(ROWS):
+                assert found(late, namespace, matrix[i]) == [(ids[i], b"x")]
+            assert loads == []
         finally:
             late.close()
     finally:
