@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -60,7 +60,7 @@ class PartitionMirror:
         self._vectors: npt.NDArray[np.float32] = np.empty((16, dim), dtype=np.float32)
         self._expires = np.empty(16, dtype=np.float64)  # +inf = never
         self._alive = np.zeros(16, dtype=bool)
-        self._seqs: list[int] = []
+        self._seqs = _Seqs()
         self._ids: list[str] = []
         self._tags: list[Mapping[str, str]] = []
         self._row_of_id: dict[str, int] = {}
@@ -106,7 +106,7 @@ class PartitionMirror:
 
     def append_sketched(
         self,
-        seqs: Sequence[int],
+        seqs: tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]],
         ids: Sequence[str],
         sketches: sketch.Sketches,
         expires: Sequence[float | None],
@@ -115,12 +115,14 @@ class PartitionMirror:
         capacity: int = 0,
     ) -> None:
         """Adopt rows whose vectors are not at hand yet, only their sketches (a snapshot
-        read without its vectors): an empty mirror only. Searches skip these rows until
+        read without its vectors): an empty mirror only. ``seqs``: the high and low 64 bits
+        of the rows' sequence numbers, in increasing order (made into ints when read). Searches skip these rows until
         :meth:`fill` or :meth:`fill_range` gives them their vectors; :meth:`missing` says
         which of them a search would score. ``capacity``: room for the rows expected to
         follow (catch-up from the log), so appending them does not copy the vectors."""
         count = len(ids)
-        if self.size or count == 0 or sketches.size != count or len(seqs) != count:
+        high, low = seqs
+        if self.size or count == 0 or sketches.size != count or not len(high) == len(low) == count:
             raise ValueError("append_sketched: an empty mirror and one sketch per row")
         capacity = max(capacity, count)
         # Not touched until filled: the memory is committed as vectors arrive.
@@ -129,7 +131,8 @@ class PartitionMirror:
         self._alive = np.zeros(capacity, dtype=bool)
         self._ready = np.zeros(capacity, dtype=bool)
         self._sketches = sketches
-        self._record(seqs, ids, expires, tags, slice(0, count))
+        self._seqs.adopt(high, low)
+        self._record(None, ids, expires, tags, slice(0, count))
 
     @property
     def vectors_complete(self) -> bool:
@@ -184,7 +187,7 @@ class PartitionMirror:
 
     def _record(
         self,
-        seqs: Sequence[int],
+        seqs: Sequence[int] | None,
         ids: Sequence[str],
         expires: Sequence[float | None],
         tags: Sequence[Mapping[str, str]] | None,
@@ -209,11 +212,12 @@ class PartitionMirror:
         else:
             self._alive[rows] = False
             self._alive[[row_of_id[entry_id] for entry_id in dict.fromkeys(ids)]] = True
-        self._seqs.extend(seqs)
+        if seqs is not None:  # None: adopted as columns already
+            self._seqs.extend(seqs)
         self._ids.extend(ids)
         self._tags.extend(tags if tags is not None else [{}] * count)
         self.size = needed
-        self.last_seq = max(self.last_seq, max(seqs))
+        self.last_seq = max(self.last_seq, max(seqs) if seqs is not None else self._seqs[-1])
 
     def keys_of(self, rows: Sequence[int]) -> list[tuple[int, str]]:
         """The storage sequence number and id of each of ``rows``."""
@@ -324,7 +328,7 @@ class PartitionMirror:
             )
         rows = np.flatnonzero(alive)
         return (
-            [self._seqs[row] for row in rows],
+            [self._seqs[row] for row in rows.tolist()],
             [self._ids[row] for row in rows],
             self._vectors[rows],
             [self._tags[row] for row in rows],
@@ -336,6 +340,43 @@ class PartitionMirror:
         alive = self._alive[: self.size]
         sketches = self.sketches()
         return sketches.words(None if alive.all() else np.flatnonzero(alive))
+
+
+class _Seqs:
+    """The storage sequence numbers of a mirror's rows. Rows adopted in bulk from a snapshot
+    keep theirs as two 64-bit columns (high and low bits): a Python int is made only for
+    a row that is read (100k of them would be ~20 ms of a new process's first lookup)."""
+
+    __slots__ = ("_high", "_low", "_tail")
+
+    def __init__(self) -> None:
+        self._high: npt.NDArray[np.uint64] = np.empty(0, dtype=np.uint64)
+        self._low: npt.NDArray[np.uint64] = np.empty(0, dtype=np.uint64)
+        self._tail: list[int] = []
+
+    def adopt(self, high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64]) -> None:
+        if len(self):
+            raise ValueError("_Seqs.adopt: only before any other row")
+        self._high, self._low = high, low
+
+    def __len__(self) -> int:
+        return len(self._high) + len(self._tail)
+
+    def __getitem__(self, row: int) -> int:
+        base = len(self._high)
+        if row < 0:
+            row += len(self)
+        if 0 <= row < base:
+            return (int(self._high[row]) << 64) | int(self._low[row])
+        return self._tail[row - base]
+
+    def extend(self, seqs: Sequence[int]) -> None:
+        self._tail.extend(seqs)
+
+    def __iter__(self) -> Iterator[int]:
+        high, low = self._high.tolist(), self._low.tolist()
+        yield from ((h << 64) | lo for h, lo in zip(high, low, strict=True))
+        yield from self._tail
 
 
 def _adoptable(vectors: npt.NDArray[np.float32], count: int, dim: int) -> bool:

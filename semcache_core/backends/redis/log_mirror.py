@@ -22,19 +22,27 @@ its meta, lock and dimension keys and its records' hashes share the partition's 
 *Snapshots:* rebuilding a mirror reads the whole log (100k entries: 100 pages of stream
 entries, parsed one by one). A client that built the complete mirror of a partition of at
 least :data:`SNAPSHOT_MIN_ROWS` entries stores its live rows as one compact blob,
-``<ns>:vsnap:{<ns>:<tag>}<partition>`` (sequence numbers, float32 vectors, ids and tags; the
-log's epoch and the last sequence number it covers in a fixed header), and rewrites it when
-a quarter more rows arrived since. It is a hash: the header (field ``h``, written last),
-ids and tags (``m``) and chunks of :data:`SNAPSHOT_CHUNK_ROWS` rows (``0``, ``1``...), each
-starting with the snapshot's random id, so a reader never mixes two snapshots and no reply
-is large enough to outlast the socket timeout. A new client reads the header with its first
-catch-up round, then the rest one field per round trip, and catches up from the log after
-the snapshot's last sequence number, as any mirror does. The snapshot only saves reading the log: it is used
-only at the log's current epoch (a compaction makes it stale) and when it fits the client's
-row budget, and it is untrusted like every stored byte (any inconsistency: ignored, the log
-is read). Its rows are proposals like the log's: every candidate is still verified against
-its record, so a snapshot that lags deletions or replacements never serves them. It costs
-about one more vector per entry of Redis memory, for large partitions only.
+``<ns>:vsnap:{<ns>:<tag>}<partition>``, and rewrites it when a quarter more rows arrived
+since. It is a hash: the header (field ``h``, written last: format, dimension, row count,
+the log's epoch, the last sequence number covered, the snapshot's random id), ids (``i``, one
+per line), tags (``m``), sequence numbers (``q``), the rows' sign sketches with the
+fingerprint of their hyperplanes (``s``) and chunks of :data:`SNAPSHOT_CHUNK_ROWS` vectors
+(``0``, ``1``...); every part starts with the snapshot's id, so a reader never mixes two
+snapshots, and no reply is large enough to outlast the socket timeout. A new client reads
+the header with its first catch-up round and ``i``, ``m``, ``q`` and ``s`` in the next one
+(~10 MB at 100k rows), catches up from the log after the snapshot's last sequence number,
+as any mirror does, and searches at once: the vectors of the rows the sketches cannot rule
+out are read from the log (one ``XRANGE`` each, one round trip) and scored exactly, while
+the backend reads the vector chunks in the background (:meth:`LogMirrorSearch._load_vectors`,
+each chunk applied under the mirrors lock). Without usable sketches (other hyperplanes, or a
+snapshot of format 1: chunks of sequence numbers and vectors, ids in ``m``) the vectors are
+read at once, and a format-1 snapshot is rewritten in the current format. The snapshot only
+saves reading the log: it is used only at the log's current epoch (a compaction makes it
+stale) and when it fits the client's row budget, and it is untrusted like every stored byte
+(any inconsistency: ignored, the log is read; a damaged vector chunk: those rows keep being
+read from the log). Its rows are proposals like the log's: every candidate is still verified
+against its record, so a snapshot that lags deletions or replacements never serves them. It
+costs about one more vector per entry of Redis memory, for large partitions only.
 
 *Memory bound:* at most ``max_mirror_rows`` rows per client (see the backend's docstring).
 """
@@ -513,7 +521,7 @@ class LogMirrorSearch(VectorStrategy):
                     return False
                 start = index * header.chunk_rows
                 vectors[start : start + len(block)] = block
-            self._adopt(mirror, header, epoch, (seqs, ids, vectors, [None] * n, tags))
+            self._adopt(mirror, header, epoch, (_as_ints(seqs), ids, vectors, [None] * n, tags))
             return True
         with self.mirrors.lock:
             if mirror.size:  # a concurrent catch-up filled it meanwhile
@@ -814,11 +822,13 @@ def _snapshot_meta(
         return None
     if header.version == 1:
         ids = meta.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return None
     tags = meta.get("tags")
     if (
         not isinstance(ids, list)
         or len(ids) != n
-        or not all(isinstance(i, str) and i for i in ids)
+        or "" in ids
         or len(set(ids)) != n
         or not isinstance(tags, dict)
     ):
@@ -835,31 +845,37 @@ def _snapshot_meta(
     return ids, row_tags
 
 
-def _checked_seqs(
-    high: np.ndarray[Any, Any], low: np.ndarray[Any, Any], header: SnapshotHeader
-) -> list[int] | None:
-    """Sequence numbers from their high and low 64 bits, if they are in log order (strictly
-    increasing) and none is after the snapshot's last sequence number."""
+_SeqColumns = tuple[np.ndarray[Any, np.dtype[np.uint64]], np.ndarray[Any, np.dtype[np.uint64]]]
+
+
+def _seqs_in_order(high: np.ndarray[Any, Any], low: np.ndarray[Any, Any], last: int) -> bool:
+    """Whether sequence numbers (their high and low 64 bits) are in log order (strictly
+    increasing), none after ``last`` (the snapshot's last sequence number)."""
+    if not len(high):
+        return False
     if len(high) > 1:
         later = high[1:] > high[:-1]
         same = high[1:] == high[:-1]
         if not bool(np.all(later | (same & (low[1:] > low[:-1])))):
-            return None
-    seqs = [(h << 64) | lo for h, lo in zip(high.tolist(), low.tolist(), strict=True)]
-    if not seqs or seqs[-1] > header.last_seq:
-        return None
-    return seqs
+            return False
+    return (int(high[-1]) << 64) | int(low[-1]) <= last
 
 
-def _snapshot_seqs(raw: Any, header: SnapshotHeader) -> list[int] | None:
-    """The sequence numbers of a version 2 snapshot's rows (its ``q`` part)."""
+def _snapshot_seqs(raw: Any, header: SnapshotHeader) -> _SeqColumns | None:
+    """The sequence numbers of a version 2 snapshot's rows (its ``q`` part) as their high
+    and low 64-bit columns (native integers, as the mirror keeps them)."""
     body = _part_body(raw, header)
     n = header.count
     if body is None or len(body) != 16 * n:
         return None
-    high = np.frombuffer(body, dtype="<u8", count=n)
-    low = np.frombuffer(body, dtype="<u8", count=n, offset=8 * n)
-    return _checked_seqs(high, low, header)
+    high = np.frombuffer(body, dtype="<u8", count=n).astype(np.uint64)
+    low = np.frombuffer(body, dtype="<u8", count=n, offset=8 * n).astype(np.uint64)
+    return (high, low) if _seqs_in_order(high, low, header.last_seq) else None
+
+
+def _as_ints(columns: _SeqColumns) -> list[int]:
+    high, low = columns
+    return [(h << 64) | lo for h, lo in zip(high.tolist(), low.tolist(), strict=True)]
 
 
 def _snapshot_sketches(raw: Any, header: SnapshotHeader, dim: int) -> sketch.Sketches | None:
@@ -915,11 +931,10 @@ def _snapshot_rows_v1(
         block = np.frombuffer(body, dtype="<f4", offset=16 * rows)
         vectors[start : start + rows] = block.reshape(rows, dim)
     meta = _snapshot_meta(parts[0], header)
-    seqs = _checked_seqs(high, low, header)
-    if meta is None or seqs is None:
+    if meta is None or not _seqs_in_order(high, low, header.last_seq):
         return None
     ids, tags = meta
-    return seqs, ids, vectors, [None] * n, tags
+    return _as_ints((high, low)), ids, vectors, [None] * n, tags
 
 
 def _snapshot_parts(
