@@ -9,6 +9,7 @@ its partition.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -486,6 +487,76 @@ def test_ids_with_line_breaks_are_mirrored_without_a_snapshot(
             for i in range(ROWS):
                 assert found(late, namespace, matrix[i]) == [(ids[i], b"x")]
             assert loads == []
+        finally:
+            late.close()
+    finally:
+        writer.clear(namespace)
+        writer.close()
+        reader.close()
+
+
+async def test_an_async_client_adopts_the_sketches_and_loads_the_vectors_in_a_thread(
+    redis_url: str, raw: redis.Redis, namespace: str, small_snapshots: None, loads: list[int]
+) -> None:
+    matrix = vectors(ROWS, seed=9)
+    writer, reader = client(redis_url), client(redis_url)
+    try:
+        writer.add_vectors(
+            namespace,
+            "p",
+            [VectorRecord(f"r{i}", matrix[i], f"v{i}".encode()) for i in range(ROWS)],
+        )
+        found(reader, namespace, matrix[0])
+        late = client(redis_url)  # the default: a thread with the sync client reads the chunks
+        try:
+            for i in range(ROWS):
+                hits = await late.asearch_vectors(namespace, "p", matrix[i], k=1, max_distance=0.01)
+                assert [(hit.id, hit.payload) for hit in hits] == [(f"r{i}", f"v{i}".encode())]
+            assert loads == [ROWS]
+        finally:
+            await late.aclose()
+    finally:
+        writer.clear(namespace)
+        writer.close()
+        reader.close()
+
+
+def test_threads_search_while_the_vectors_load(
+    redis_url: str, raw: redis.Redis, namespace: str, small_snapshots: None
+) -> None:
+    """Lookups from several threads, the first of which adopts the sketches and starts the
+    background read of the chunks: every answer is exact, whatever the interleaving."""
+    matrix = vectors(ROWS, seed=10)
+    writer, reader = client(redis_url), client(redis_url)
+    try:
+        writer.add_vectors(
+            namespace,
+            "p",
+            [VectorRecord(f"r{i}", matrix[i], f"v{i}".encode()) for i in range(ROWS)],
+        )
+        found(reader, namespace, matrix[0])
+        late = client(redis_url)
+        start = threading.Barrier(4, timeout=30)
+        wrong: list[object] = []
+
+        def search_all(offset: int) -> None:
+            try:
+                start.wait()
+                for step in range(3 * ROWS):
+                    i = (offset + step) % ROWS
+                    if found(late, namespace, matrix[i]) != [(f"r{i}", f"v{i}".encode())]:
+                        wrong.append(i)
+            except Exception as exc:  # reported below: a failed worker fails the test
+                wrong.append(exc)
+
+        workers = [threading.Thread(target=search_all, args=(n * 6,)) for n in range(4)]
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(timeout=60)
+            assert not any(worker.is_alive() for worker in workers)
+            assert wrong == []
         finally:
             late.close()
     finally:
