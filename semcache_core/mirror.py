@@ -11,6 +11,12 @@ partition's live rows, or, in a partition of :data:`SKETCH_MIN_ROWS` rows or mor
 that their sign sketches (:mod:`semcache_core.sketch`) cannot rule out. :class:`MirrorSet` bounds the total number of mirrored rows across
 partitions and drops the least recently searched partitions first; a dropped partition is
 rebuilt from storage on its next search.
+
+Rows may also be adopted by their sketches alone (:meth:`PartitionMirror.append_sketched`: a
+plain-Redis snapshot read without its vectors): searches skip a row until it has its vector,
+so the caller first asks which rows a search would score (:meth:`PartitionMirror.missing`)
+and gives them their vectors (:meth:`PartitionMirror.fill`), while the rest arrive in bulk
+(:meth:`PartitionMirror.fill_range`). Every change happens under the :class:`MirrorSet` lock.
 """
 
 from __future__ import annotations
@@ -116,10 +122,11 @@ class PartitionMirror:
     ) -> None:
         """Adopt rows whose vectors are not at hand yet, only their sketches (a snapshot
         read without its vectors): an empty mirror only. ``seqs``: the high and low 64 bits
-        of the rows' sequence numbers, in increasing order (made into ints when read). Searches skip these rows until
-        :meth:`fill` or :meth:`fill_range` gives them their vectors; :meth:`missing` says
-        which of them a search would score. ``capacity``: room for the rows expected to
-        follow (catch-up from the log), so appending them does not copy the vectors."""
+        of the rows' sequence numbers, in increasing order (made into ints when read).
+        Searches skip these rows until :meth:`fill` or :meth:`fill_range` gives them their
+        vectors; :meth:`missing` says which of them a search would score. ``capacity``: room
+        for the rows expected to follow (catch-up from the log), so appending them does not
+        copy the vectors."""
         count = len(ids)
         high, low = seqs
         if self.size or count == 0 or sketches.size != count or not len(high) == len(low) == count:
