@@ -492,7 +492,7 @@ def test_a_snapshot_is_read_on_the_partition_shard_by_its_sketches(
         tag = keys.partition_tag(partition)
         snapshot = f"{namespace}:vsnap:{{{namespace}:{tag}}}{partition}"
         assert raw.keyslot(snapshot) == raw.keyslot(f"{{{namespace}:{tag}}}")
-        assert {k.decode() for k in raw.hkeys(snapshot)} == {"h", "m", "q", "s", "0", "1", "2"}
+        assert {k.decode() for k in raw.hkeys(snapshot)} == {"h", "i", "m", "q", "s", "0", "1", "2"}
         for n, entry_id in enumerate(ids):
             hits = late.search_vectors(namespace, partition, matrix[n], k=1, max_distance=0.01)
             assert [(h.id, h.payload) for h in hits] == [(entry_id, entry_id.encode())]
