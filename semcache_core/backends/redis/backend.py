@@ -70,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -92,7 +93,7 @@ from semcache_core.backends.redis.commands import Primaries, Round, Topology, is
 from semcache_core.backends.redis.keys import CLUSTER, STANDALONE
 from semcache_core.backends.redis.ops import RedisOperations, VectorSearchMode
 from semcache_core.errors import BackendError, SemcacheInputError, StorageFullError
-from semcache_core.flow import Step, run
+from semcache_core.flow import Flow, Step, run
 
 __all__ = ["RedisBackend"]
 
@@ -102,6 +103,8 @@ _RAW: dict[str, Any] = {NEVER_DECODE: []}
 # Connection settings copied from a user's client when the backend builds the other kind: the
 # shared ones, plus what only a standalone connection has.
 _COPIED_SETTINGS = ("db", *cluster.CONNECTION_SETTINGS, "ssl_ca_path")
+
+logger = logging.getLogger("semcache")
 
 
 class RedisBackend(Backend):
@@ -182,6 +185,7 @@ class RedisBackend(Backend):
         self._clients_lock = threading.Lock()
         #: The sync client and the options its one-command rounds are sent with.
         self._command_options: tuple[Any, dict[str, Any]] | None = None
+        self.ops.background = self._run_in_background
         if url is not None:
             try:
                 self._sync_client()
@@ -383,6 +387,18 @@ class RedisBackend(Backend):
             return round_.replies(await _request(client, round_)())
         except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError) as exc:
             return _settle(step, exc)
+
+    def _run_in_background(self, flow: Flow[object]) -> None:
+        """Run ``flow`` in a daemon thread with the sync client (reading a mirror's vectors
+        while lookups go on). Its rounds fail like any other: the flow handles them."""
+
+        def work() -> None:
+            try:
+                run(flow, self)
+            except Exception:  # a cache never takes the application down
+                logger.debug("semcache: a background read failed", exc_info=True)
+
+        threading.Thread(target=work, name="semcache-mirror-load", daemon=True).start()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:

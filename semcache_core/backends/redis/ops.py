@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from semcache_core import keys as keyspace
@@ -97,13 +98,23 @@ class RedisOperations(Operations):
         self.requested_mode: VectorSearchMode = vector_search
         self.recreate_index = recreate_index
         self.mirrors = MirrorSet(max_rows=max_mirror_rows)
+        #: Runs a flow off the caller's operation (set by the transport; ``None``: never).
+        self.background: Callable[[Flow[object]], None] | None = None
         #: The vector strategy, once the server has answered (``"mirror"``: at once).
         self.strategy: VectorStrategy | None = (
-            LogMirrorSearch(self.mirrors) if vector_search == "mirror" else None
+            LogMirrorSearch(self.mirrors, self._in_background)
+            if vector_search == "mirror"
+            else None
         )
         #: The key layout, once the transport said whether the server is a cluster.
         self.layout: KeyLayout | None = layout
         self._state = threading.Lock()
+
+    def _in_background(self, flow: Flow[object]) -> None:
+        if self.background is None:
+            flow.close()
+        else:
+            self.background(flow)
 
     @property
     def mode(self) -> Literal["query-engine", "mirror"] | None:
@@ -169,7 +180,7 @@ class RedisOperations(Operations):
                 self.strategy = (
                     QueryEngineSearch(recreate_index=self.recreate_index)
                     if found
-                    else LogMirrorSearch(self.mirrors)
+                    else LogMirrorSearch(self.mirrors, self._in_background)
                 )
             return self.strategy
 
