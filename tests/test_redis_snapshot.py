@@ -563,3 +563,30 @@ def test_threads_search_while_the_vectors_load(
         writer.clear(namespace)
         writer.close()
         reader.close()
+
+
+def test_a_background_read_stops_when_the_backend_is_closed(redis_url: str) -> None:
+    """A read started before close() must not open a new client after it (nobody would
+    close that one)."""
+    from semcache_core.backends.redis.commands import Round
+    from semcache_core.errors import BackendError
+
+    backend = RedisBackend.from_url(redis_url)
+    go, finished = threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def flow() -> Any:
+        go.wait(timeout=30)
+        try:
+            seen.append((yield Round([("PING",)])))
+        except BackendError as exc:
+            seen.append(exc)
+        finally:
+            finished.set()
+
+    backend._run_in_background(flow())
+    backend.close()
+    go.set()
+    assert finished.wait(timeout=30)
+    assert len(seen) == 1 and isinstance(seen[0], BackendError)
+    assert backend._client is None  # no client was opened after close()

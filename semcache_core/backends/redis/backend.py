@@ -174,6 +174,9 @@ class RedisBackend(Backend):
                 self._cluster = False
         self._owns_client = False
         self._owns_async_client = False
+        # Counts close() calls: a background read started before one stops at its next round
+        # instead of opening (and leaking) a new client.
+        self._closes = 0
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._async_guard: Guard | None = None
         self.ops: RedisOperations = RedisOperations(
@@ -392,9 +395,20 @@ class RedisBackend(Backend):
         """Run ``flow`` in a daemon thread with the sync client (reading a mirror's vectors
         while lookups go on). Its rounds fail like any other: the flow handles them."""
 
+        backend, closes = self, self._closes
+
+        class UntilClosed:
+            def execute(self, step: Step) -> Any:
+                if backend._closes != closes:
+                    raise BackendError("the backend was closed during a background read")
+                return backend.execute(step)
+
+            async def aexecute(self, step: Step) -> Any:  # the flow runs synchronously
+                return self.execute(step)
+
         def work() -> None:
             try:
-                run(flow, self)
+                run(flow, UntilClosed())
             except Exception:  # a cache never takes the application down
                 logger.debug("semcache: a background read failed", exc_info=True)
 
@@ -404,6 +418,7 @@ class RedisBackend(Backend):
     def close(self) -> None:
         """Close the sync client if the backend created it. Async code should call
         :meth:`aclose`, which also closes the async client the backend created."""
+        self._closes += 1
         if self._owns_client and self._client is not None:
             self._client.close()
             if not self._cluster:
