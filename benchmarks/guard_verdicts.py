@@ -1,7 +1,10 @@
 """Record the trap guard's verdict on every pair of every data file, both ways, and compare.
 
-    python -m benchmarks.guard_verdicts record OUT.json
+    PYTHONHASHSEED=0 python -m benchmarks.guard_verdicts record OUT.json
     python -m benchmarks.guard_verdicts compare BEFORE.json AFTER.json
+
+(Record with the same fixed ``PYTHONHASHSEED``: a few rejection details name the first of
+several words in the order of a set of strings, which follows the hash seed.)
 
 A tool for changes to the guard that must not change what it decides (cost passes): record
 with the old code, record with the new, compare. For every pair of prompts of

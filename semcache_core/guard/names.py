@@ -105,6 +105,8 @@ def _missing_items(mine: frozenset[str], theirs: frozenset[str], their_text: str
 
 
 def quoted_differs(a: Features, b: Features) -> str | None:
+    if not (a.quoted or b.quoted):
+        return None
     qa = _missing_items(a.quoted, b.quoted, b.text)
     qb = _missing_items(b.quoted, a.quoted, a.text)
     if qa or qb:
@@ -113,6 +115,8 @@ def quoted_differs(a: Features, b: Features) -> str | None:
 
 
 def code_differs(a: Features, b: Features) -> str | None:
+    if not (a.code or b.code or a.flags or b.flags):
+        return None
     ca = _missing_items(a.code, b.code, b.text)
     cb = _missing_items(b.code, a.code, a.text)
     fa = _missing_items(a.flags, b.flags, b.raw_text)

@@ -209,13 +209,31 @@ def _only(a: Features, b: Features) -> list[str]:
     ]
 
 
+def _opposable(f: Features) -> frozenset[str]:
+    """The words of ``f`` that have an antonym in some base form, no negation governing them."""
+    table = lexicon.antonyms()
+    return frozenset(
+        w
+        for w in f.words
+        if w.isalpha() and w not in f.negated and any(form in table for form in base_forms(w))
+    )
+
+
 def antonym_differs(a: Features, b: Features) -> str | None:
+    # only a's words with an antonym can have their opposite in b: :func:`_only` of those
+    candidates = [
+        w
+        for w in sorted(memo(a, "opposable", _opposable) - b.words)
+        if not (base_forms(w) & b.lemmas)
+    ]
+    if not candidates:
+        return None
     only_b = _only(b, a)
     if not only_b:
         return None
     table = lexicon.antonyms()
     forms_b = {form: w for w in only_b for form in base_forms(w)}
-    for w in _only(a, b):
+    for w in candidates:
         for form in base_forms(w):
             for opposite in table.get(form, ()):
                 if opposite in forms_b:

@@ -36,7 +36,7 @@ from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.negation import NEGATION_WORDS, without_for_not
-from semcache_core.guard.overlap import broad_rewording
+from semcache_core.guard.overlap import broad_rewording, new_words
 from semcache_core.guard.tokens import (
     Collector,
     Features,
@@ -597,19 +597,21 @@ def _present(word: str, stems: frozenset[str], words: frozenset[str]) -> bool:
 
 def constraint_differs(a: Features, b: Features) -> str | None:
     for x, y in ((a, b), (b, a)):
-        vocabulary_y = y.words | y.lemmas
-        stems_y = frozenset(w[:5] for w in vocabulary_y)
-        stems_x = frozenset(w[:5] for w in x.words | x.lemmas)
+        if not x.constraints:
+            continue  # no condition of x's to have been added
+        # (``stems``: the first five letters of every word and lemma)
+        stems_x, stems_y = x.stems, y.stems
         # y's own conditions, reworded or other: a clause of y in the same group that x
         # does not repeat ("with little money" / "on a small budget")
         counterparts = {
             g for g, c in y.constraints if c and not all(w[:5] in stems_x for w in c)
         } | {g for g, c in y.constraints if not c}
         # y says nothing that x does not: x is y plus something
-        missing = sum(w[:5] not in stems_x for w in y.words if w not in _FUNCTION_WORDS)
+        missing = new_words(x, y)
         addition = missing == 0
         if missing > 1:
             continue  # a broad rewording, not the same question plus a condition
+        vocabulary_y = y.words | y.lemmas
         for group, clause in x.constraints:
             if group in counterparts or not clause:
                 continue
