@@ -108,23 +108,28 @@ _QUOTE_RE = re.compile(
     r"|(?<![\w'])'(?P<sq>[^'\s][^'\n]{0,298}[^'\s]|[^'\s])'(?!\w)",
     re.S,
 )
-_CONTRACTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.I), replacement)
-    for pattern, replacement in (
-        (r"\bwon'?t\b", "will not"),
-        (r"\bcan'?t\b|\bcannot\b", "can not"),
-        (r"\bshan't\b", "shall not"),
-        (r"\bain't\b", "is not"),
-        (r"\b(\w+)n't\b", r"\1 not"),
+#: (pattern, replacement, a substring of every match in lower case: the pattern is tried only
+#: on a prompt that has it)
+_CONTRACTIONS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
+    (re.compile(pattern, re.I), replacement, literal)
+    for pattern, replacement, literal in (
+        (r"\bwon'?t\b", "will not", "won"),
+        (r"\bcan'?t\b|\bcannot\b", "can not", "can"),
+        (r"\bshan't\b", "shall not", "shan't"),
+        (r"\bain't\b", "is not", "ain't"),
+        (r"\b(\w+)n't\b", r"\1 not", "n't"),
         (
             r"\b(do|does|did|is|are|was|were|has|have|had|should|could|would|must|need)nt\b",
             r"\1 not",
+            "nt",
         ),
-        (r"(\w)'(?:s|re|ll|ve|d|m)\b", r"\1"),
-        (r"(\w)s'(?!\w)", r"\1s"),
-        (r"\bi'm\b|\bim\b", "I"),
+        (r"(\w)'(?:s|re|ll|ve|d|m)\b", r"\1", "'"),
+        (r"(\w)s'(?!\w)", r"\1s", "s'"),
+        (r"\bi'm\b|\bim\b", "I", "m"),
     )
 )
+#: The first character of every alternative of :data:`_QUOTE_RE`.
+_QUOTE_MARKS = ("`", '"', "“", "«", "‘", "'")
 #: The contractions above that users type without an apostrophe ("dont", "cant", "im").
 _BARE_CONTRACTION_RE = re.compile(
     r"\b(?:wont|cant|cannot|(?:do|does|did|is|are|was|were|has|have|had|should|could|would"
@@ -347,14 +352,23 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
             quoted.add(item)
         return f"\n{inner}\n"
 
-    text = _QUOTE_RE.sub(quote, text)
+    if any(mark in text for mark in _QUOTE_MARKS):
+        text = _QUOTE_RE.sub(quote, text)
     text = text.replace("’", "'").replace("‘", "'")
     words = _LETTERS_RE.findall(text)
     if len(words) >= 3 and sum(w.isupper() for w in words) >= 0.6 * len(words):
         text = text.lower()  # SHOUTING: capitals carry no information
     if "'" in text or _BARE_CONTRACTION_RE.search(text):
-        for pattern, replacement in _CONTRACTIONS:
-            text = pattern.sub(replacement, text)
+        # in ASCII text a pattern runs only when its literal part is there (re.I folds more
+        # than str.lower beyond ASCII: there every pattern runs)
+        ascii_text = text.isascii()
+        low = text.lower()
+        for pattern, replacement, literal in _CONTRACTIONS:
+            if ascii_text and literal not in low:
+                continue
+            changed = pattern.sub(replacement, text)
+            if changed != text:
+                text, low = changed, changed.lower()
     if "." in text:
         text = _ABBREVIATIONS_RE.sub(lambda m: m.group(0)[:-1].replace(".", ""), text)
     if _may_have_alias(text):
