@@ -203,8 +203,11 @@ _LETTERS_DIGITS_RE = re.compile(r"\b([A-Za-z]{1,12})[-/]?(\d+(?:\.\d+)*)\b(?!\.\
 _DIGITS_LETTERS_RE = re.compile(r"\b(\d+(?:\.\d+)?)(?!st\b|nd\b|rd\b|th\b)([A-Za-z]+)\b")
 _DIGITS_SYMBOL_RE = re.compile(r"(\d)([$€£¥₹%])")
 
+# Words first: no other alternative starts with a letter, and most tokens are words, so at a
+# word the other ten are never tried (the order of the others is the order of precedence).
 _TOKEN_RE = re.compile(
-    r"(?P<flag>(?<![\w\-/.])--?[A-Za-z][\w\-]*)"
+    r"(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)*(?:\(\))?)"
+    r"|(?P<flag>(?<![\w\-/.])--?[A-Za-z][\w\-]*)"
     r"|(?P<path>(?<![\w/])(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]*)*)"
     r"|(?P<ext>(?<![\w.])\.[A-Za-z]\w*)"
     r"|(?P<date>\d{4}-\d{1,2}-\d{1,2}\b|\d{1,2}/\d{1,2}/\d{2,4}\b)"
@@ -212,7 +215,6 @@ _TOKEN_RE = re.compile(
     r"|(?P<frac>\d+/\d+)"
     r"|(?P<num>(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)*|(?<![\d])-?\.\d+)"
     r"|(?P<deco>(?<![\w@])@[^\W\d]\w*(?:\.[^\W\d]\w*)*)"
-    r"|(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)*(?:\(\))?)"
     r"|(?P<sym>[$€£¥₹%#&+=<>*/~^])"
     r"|(?P<punct>[.?!;:,()\[\]{}\n|])"
 )
