@@ -28,7 +28,8 @@ from semcache_core.guard.tokens import (
     Token,
     ascii_lower,
     fmt,
-    near_word,
+    memo,
+    one_typo_apart,
     swapped,
 )
 
@@ -138,17 +139,33 @@ def _named_in(entity: str, other: Features) -> bool:
     if not (forms.isdisjoint(other.words) and forms.isdisjoint(other.lemmas)):
         return True
     # "Pyhton" / "Python"; not a changed letter, nor short names: "Gambia" / "Zambia",
-    # "React" / "Preact", "MySQL" / "MSSQL" are other names
-    if near_word(entity, other.words, min_length=6, substitution=False):
+    # "React" / "Preact", "MySQL" / "MSSQL" are other names. Only words of about the same
+    # length can be one typo apart (the other's words by length, kept per prompt).
+    n = len(entity)
+    by_length = memo(other, "words_by_length", _words_by_length)
+    if n >= 6 and any(
+        one_typo_apart(entity, w, min_length=6, substitution=False)
+        for m in (n - 1, n, n + 1)
+        for w in by_length.get(m, ())
+    ):
         return True
     # only words with the same first four letters can be a demonym of each other, and only
     # words one letter longer or shorter a doubled letter typed once: filter before the calls
-    head, n = entity[:4], len(entity)
+    head = entity[:4]
     return any(
         _demonym(entity, w) or _demonym(w, entity) for w in other.words if w[:4] == head
     ) or any(
-        _undoubled(entity, w) or _undoubled(w, entity) for w in other.words if len(w) - n in (1, -1)
+        _undoubled(entity, w) or _undoubled(w, entity)
+        for m in (n - 1, n + 1)
+        for w in by_length.get(m, ())
     )
+
+
+def _words_by_length(f: Features) -> dict[int, tuple[str, ...]]:
+    by_length: dict[int, list[str]] = {}
+    for w in f.words:
+        by_length.setdefault(len(w), []).append(w)
+    return {n: tuple(words) for n, words in by_length.items()}
 
 
 def _undoubled(short: str, long_: str) -> bool:
