@@ -216,6 +216,8 @@ def _spelled_out(acronym: str, own: Features, other: Features) -> bool:
     authentication"."""
     if not 2 <= len(acronym) <= 5 or not acronym.isalpha():
         return False
+    if acronym[0] not in memo(other, "initials", _initials):
+        return False  # no content word of the other prompt starts with its first letter
     if re.search(r"\b" + re.escape(acronym.upper()) + r"\b", own.raw_text) is None:
         return False  # written in capitals in its own prompt
     seq = other.sequence
@@ -232,6 +234,11 @@ def _spelled_out(acronym: str, own: Features, other: Features) -> bool:
         if k == len(acronym):
             return True
     return False
+
+
+def _initials(f: Features) -> frozenset[str]:
+    """The first letters of the prompt's words that are not function words."""
+    return frozenset(w[:1] for w in f.sequence if w not in _FUNCTION_WORDS)
 
 
 def entity_differs(a: Features, b: Features) -> str | None:
