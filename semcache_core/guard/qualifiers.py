@@ -165,8 +165,12 @@ def phrases(text: str, tokens: list[Token], out: Collector) -> None:
     """Multi-word quantifier, scope and negation phrases, and fillers that hide their words."""
     low = ascii_lower(text)
     for pattern, check, group, anchors in _PHRASE_RES:
-        if anchors is not None and not any(anchor in low for anchor in anchors):
-            continue  # none of the pattern's literal words: it cannot match (the common case)
+        if anchors is not None:
+            for anchor in anchors:
+                if anchor in low:
+                    break
+            else:
+                continue  # none of the pattern's literal words: it cannot match (most often)
         for match in pattern.finditer(low):
             if any(t.used for t in tokens if match.start() <= t.start < match.end()):
                 continue
