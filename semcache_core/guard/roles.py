@@ -366,11 +366,20 @@ def direction_differs(a: Features, b: Features) -> str | None:
 
 
 def _relations_differ(a: Features, b: Features) -> str | None:
-    if _moved_or_symmetric(a, b):
+    # whether the prompt is symmetric or its clauses moved (the costlier test) is asked only
+    # of a swap or a relation found
+    detail = _swap_or_relation(a, b)
+    if detail is None or _moved_or_symmetric(a, b):
         return None
+    return detail
+
+
+def _swap_or_relation(a: Features, b: Features) -> str | None:
     pair = swapped_words(a, b)
     if pair is not None:
         return f"words swapped: {pair[0]!r} and {pair[1]!r} trade places"
+    if a.relations == b.relations:
+        return None  # the same word after every relational word
     words_a, words_b = _content_forms(a), _content_forms(b)
     rels_a = {r for r, _ in a.relations}
     rels_b = {r for r, _ in b.relations}
