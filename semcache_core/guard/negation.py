@@ -228,11 +228,19 @@ def antonym_differs(a: Features, b: Features) -> str | None:
     ]
     if not candidates:
         return None
-    only_b = _only(b, a)
-    if not only_b:
-        return None
     table = lexicon.antonyms()
-    forms_b = {form: w for w in only_b for form in base_forms(w)}
+    opposites = {o for w in candidates for form in base_forms(w) for o in table.get(form, ())}
+    # b's words of :func:`_only` by their base forms, of those that are such an opposite (for
+    # a form, the last such word in order, as over all of them)
+    forms_b = {
+        form: w
+        for w in sorted(b.words - a.words)
+        if not base_forms(w).isdisjoint(opposites)
+        and w.isalpha()
+        and w not in b.negated
+        and not (base_forms(w) & a.lemmas)
+        for form in base_forms(w)
+    }
     for w in candidates:
         for form in base_forms(w):
             for opposite in table.get(form, ()):
