@@ -211,12 +211,14 @@ def _only(a: Features, b: Features) -> list[str]:
 
 def _opposable(f: Features) -> frozenset[str]:
     """The words of ``f`` that have an antonym in some base form, no negation governing them."""
+    return frozenset(w for w in f.words if _has_antonym(w) and w not in f.negated)
+
+
+@lru_cache(maxsize=65536)
+def _has_antonym(word: str) -> bool:
+    """Whether a word of letters has an antonym in some base form (cached per word)."""
     table = lexicon.antonyms()
-    return frozenset(
-        w
-        for w in f.words
-        if w.isalpha() and w not in f.negated and any(form in table for form in base_forms(w))
-    )
+    return word.isalpha() and any(form in table for form in base_forms(word))
 
 
 def antonym_differs(a: Features, b: Features) -> str | None:
@@ -271,11 +273,13 @@ _A_NEGATED_SUFFIXES = ("ic", "ical", "al", "ous")
 
 def _negatable(f: Features) -> frozenset[str]:
     """The words of ``f`` that may negate another word: a negating prefix or -less / -ful."""
-    return frozenset(
-        w
-        for w in f.words
-        if w.isalpha() and (_negated_stem(w) is not None or w.endswith(("less", "ful")))
-    )
+    return frozenset(w for w in f.words if _may_negate(w))
+
+
+@lru_cache(maxsize=65536)
+def _may_negate(word: str) -> bool:
+    """Whether a word of letters has a negating prefix or -less / -ful (cached per word)."""
+    return word.isalpha() and (_negated_stem(word) is not None or word.endswith(("less", "ful")))
 
 
 def morphological_differs(a: Features, b: Features) -> str | None:
