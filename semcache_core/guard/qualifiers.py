@@ -536,7 +536,10 @@ def _misspelt(x: Features, y: Features, group: str, values: set[str]) -> bool:
 
 def _typo(x: str, y: str) -> bool:
     """One typo apart, or two for words of 8 letters or more ("begginers" / "beginners")."""
-    if near_word(x, (y,)):
+    apart = abs(len(x) - len(y))
+    if apart > 2:
+        return False  # more letters added or dropped than either test allows
+    if apart <= 1 and near_word(x, (y,)):
         return True
     if min(len(x), len(y)) < 8 or abs(len(x) - len(y)) > 2 or x[:2] != y[:2]:
         return False
