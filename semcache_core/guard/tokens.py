@@ -408,25 +408,33 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
         dates.add(f"decade:{full or '19' + short}")
         return " "
 
-    text = _DECADE_RE.sub(decade, text)
+    # each pass below only where the characters it matches are (most prompts have none)
+    if "0s" in text:
+        text = _DECADE_RE.sub(decade, text)
 
     def quarter(match: re.Match[str]) -> str:
         dates.add(f"quarter:{match.group(1)}")
         return " "
 
-    text = _QUARTER_RE.sub(quarter, text)
+    if "q" in text or "Q" in text:
+        text = _QUARTER_RE.sub(quarter, text)
 
     def ampm(match: re.Match[str]) -> str:
         dates.add(f"{match.group(1).lower()}m")
         return " "
 
-    text = _AMPM_RE.sub(ampm, text)
-    text = _SHORT_HYPHEN_RE.sub(r"\1\2", text)
+    if "m" in text or "M" in text:
+        text = _AMPM_RE.sub(ampm, text)
+    if "-" in text:
+        text = _SHORT_HYPHEN_RE.sub(r"\1\2", text)
     text = _LETTERS_DIGITS_RE.sub(r"\1 \2", text)
     text = _DIGITS_LETTERS_RE.sub(r"\1 \2", text)
-    text = _DIGITS_SYMBOL_RE.sub(r"\1 \2", text)
-    text = _DEGREES_RE.sub(_degree, text)
-    text = _BARE_DEGREES_RE.sub(" ", text)
+    if any(symbol in text for symbol in "$€£¥₹%"):
+        text = _DIGITS_SYMBOL_RE.sub(r"\1 \2", text)
+    if "°" in text or "º" in text:
+        text = _BARE_DEGREES_RE.sub(" ", _DEGREES_RE.sub(_degree, text))
+    elif "eg" in text:  # "degrees", "deg"
+        text = _DEGREES_RE.sub(_degree, text)
     return text, quoted, code, dates
 
 
