@@ -97,6 +97,9 @@ Ttl = float | None
 #: before changing it.
 DEFAULT_DISTANCE_THRESHOLD = 0.16
 MAX_DISTANCE_THRESHOLD = 2.0
+#: The least search radius of a lookup given its vector (which finds an exact repeat by
+#: search, not by its key): above any backend's rounding of a distance of 0.
+FOLDED_RADIUS = 0.01
 #: Nearest candidates fetched per semantic lookup; the guard may reject the closest ones.
 SEMANTIC_CANDIDATES = 4
 STATS_FLUSH_SECONDS = 5.0
@@ -695,8 +698,13 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         self._remember_vector(partition, query.compared, vector)
         if self.conversational(prompt):
             self.conversations.searched(query.compared, vector)
+        # Folded, the search must reach the exact entry (distance 0) even under a threshold
+        # at or near 0: a backend storing rounded vectors (the Query Engine's FLOAT16 index)
+        # serves only what is within the threshold by more than its rounding. What lies
+        # beyond the threshold is still refused by the threshold stage.
+        radius = max(query.threshold, FOLDED_RADIUS) if folded else query.threshold
         search = self.ops.search_vectors(
-            ns, partition, vector, k=SEMANTIC_CANDIDATES, max_distance=query.threshold
+            ns, partition, vector, k=SEMANTIC_CANDIDATES, max_distance=radius
         )
         if given is not None:
             search = callers_dimension(search)
@@ -708,6 +716,8 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
                     if self.is_exact_entry(body, query):
                         yield from self._served(entry_key)
                         return LookupResult(body, "exact", 0.0)
+            if radius > query.threshold:
+                hits = [hit for hit in hits if hit.distance <= query.threshold]
         return (yield from self._serve_candidate(query, hits))
 
     def _serve_candidate(self, query: Query, hits: list[VectorHit]) -> Flow[LookupResult]:

@@ -21,7 +21,7 @@ from langchain_core.outputs import Generation
 
 from langchain_semcache import BackendByteStore, ExactCache, SemanticCache
 from semcache_core import Backend, VectorRecord, connect, keys
-from semcache_core.backends.redis import RedisBackend, log_mirror
+from semcache_core.backends.redis import RedisBackend, log_mirror, query_engine
 from semcache_core.backends.redis.commands import as_text
 from semcache_core.backends.redis.keys import partition_token
 from semcache_core.codecs import as_vector, normalize
@@ -231,8 +231,10 @@ def test_key_layout(backend: Backend, namespace: str, raw: redis.Redis, kind: st
     record: dict[bytes, bytes] = raw.hgetall(f"{namespace}:vec:{{{namespace}}}id1")  # type: ignore[assignment]
     assert record[b"payload"] == b"payload"
     assert record[b"partition"] == b"part"
-    if kind == "redis-qe":  # the index reads the vector from the hash
-        assert np.frombuffer(record[b"vector"], dtype="<f4").tolist() == unit(1).tolist()
+    if kind == "redis-qe":  # the index reads the vector from the hash (FLOAT16, own field)
+        assert b"vector" not in record
+        stored = np.frombuffer(record[b"vector16"], dtype="<f2")
+        assert stored.tolist() == unit(1).astype("<f2").tolist()
     else:  # plain Redis: the vector lives once, in the partition log the mirrors read
         assert b"vector" not in record
         ((_, fields),) = raw.xrange(f"{namespace}:vlog:{{{namespace}}}part")  # type: ignore[misc]
@@ -389,18 +391,34 @@ async def test_second_async_client_sees_entries_of_the_first(
         await other.aclose()
 
 
-def test_same_decisions_as_the_embedded_backend(backend: Backend, namespace: str) -> None:
+def test_same_decisions_as_the_embedded_backend(
+    backend: Backend, namespace: str, kind: str
+) -> None:
+    """Plain Redis: the embedded backend's decisions exactly. The Query Engine's FLOAT16
+    index: never a hit the embedded backend would not serve; every one it serves that is
+    within the threshold by more than twice the fp16 rounding bound; distances reported as
+    upper bounds, within twice that bound."""
     embedded = connect("memory://")
-    distances = [0.05, 0.1, 0.15, 0.19, 0.2, 0.21, 0.3]
+    distances = [0.05, 0.1, 0.15, 0.19, 0.2, 0.21, 0.3, 0.9999, 1.0, 1.5, 2.0]
     records = [VectorRecord(f"d{d}", at_distance(d), str(d).encode()) for d in distances]
     for target in (backend, embedded):
         target.add_vectors(namespace, "p", records)
-    for threshold in (0.0, 0.1, 0.15, 0.2, 0.25, 2.0):
-        for k in (1, 3, 10):
+    slack = query_engine.fp16_distance_error(DIM) if kind == "redis-qe" else 0.0
+    for threshold in (0.0, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.0):
+        for k in (1, 3, 10, 20):
             expected = embedded.search_vectors(namespace, "p", unit(1), k=k, max_distance=threshold)
             got = backend.search_vectors(namespace, "p", unit(1), k=k, max_distance=threshold)
-            assert [h.id for h in got] == [h.id for h in expected], (threshold, k)
-            assert [h.distance for h in got] == pytest.approx([h.distance for h in expected])
+            if not slack:
+                assert [h.id for h in got] == [h.id for h in expected], (threshold, k)
+                assert [h.distance for h in got] == pytest.approx([h.distance for h in expected])
+                continue
+            exact = {h.id: h.distance for h in expected}
+            assert set(h.id for h in got) <= set(exact), (threshold, k)
+            assert [h.distance for h in got] == sorted(h.distance for h in got)
+            for hit in got:  # an upper bound of the float32 distance
+                assert exact[hit.id] <= hit.distance <= exact[hit.id] + 2 * slack
+            clear = [h.id for h in expected if h.distance + 2 * slack <= threshold]
+            assert [h.id for h in got][: len(clear)] == clear, (threshold, k)
 
 
 # -- round trips ---------------------------------------------------------------------------------
@@ -462,10 +480,21 @@ def test_one_round_trip_per_batch(kind: str, mode: str, redis_url: str, namespac
             after_write = rounds_of(lambda: nearest(backend, namespace, "p", unit(1, 0.01)))
             assert after_write[0] == ["GET", "HGET", "XRANGE", "HMGET"]
             assert len(after_write) == 2 and set(after_write[1]) == {"HMGET"}
-        else:  # the partition's dimension is checked only when nothing was found
-            assert miss == [["FT.SEARCH"]] and hit == [["FT.SEARCH"]]
+        else:
+            # A hit: the range query. A miss: the range query finds nothing, then the KNN
+            # (the range search is approximate) with the partition's dimension check, which
+            # only an empty result needs.
+            assert hit == [["FT.SEARCH"]]
+            assert miss == [["FT.SEARCH"], ["FT.SEARCH", "GET"]]
             empty = rounds_of(lambda: nearest(backend, namespace, "empty", unit(1)))
-            assert empty == [["FT.SEARCH"], ["GET"]]
+            assert empty == [["FT.SEARCH"], ["FT.SEARCH", "GET"]]
+            # A large threshold: the KNN alone; the dimension checked only when it found none.
+            wide = rounds_of(lambda: backend.search_vectors(namespace, "p", unit(1), k=1,
+                                                            max_distance=1.0))  # fmt: skip
+            assert wide == [["FT.SEARCH"]]
+            wide = rounds_of(lambda: backend.search_vectors(namespace, "empty", unit(1), k=1,
+                                                            max_distance=1.0))  # fmt: skip
+            assert wide == [["FT.SEARCH"], ["GET"]]
         backend.clear(namespace)
     finally:
         backend.close()
@@ -557,6 +586,140 @@ def test_index_of_a_dimension_created_for_another(
     finally:
         fixed.clear(namespace)
         fixed.close()
+
+
+def _old_float32_index(raw: redis.Redis, namespace: str, dim: int) -> None:
+    """The index earlier versions created: FLOAT32 vectors in the hash field ``vector``."""
+    raw.execute_command(
+        "FT.CREATE", f"{namespace}:idx", "ON", "HASH", "PREFIX", 1, f"{namespace}:vec:",
+        "SCHEMA", "ptag", "TAG", "SEPARATOR", ",", "ttag", "TAG", "SEPARATOR", ",",
+        "vector", "VECTOR", "HNSW", 10, "TYPE", "FLOAT32", "DIM", dim,
+        "DISTANCE_METRIC", "COSINE", "M", 16, "EF_CONSTRUCTION", 100,
+    )  # fmt: skip
+    raw.set(f"{namespace}:vdim", dim)
+
+
+def _vector_info(raw: redis.Redis, name: str) -> dict[str, Any]:
+    info = raw.execute_command("FT.INFO", name)
+    fields = {as_text(k): v for k, v in (info.items() if isinstance(info, dict) else
+              zip(info[::2], info[1::2], strict=False))}  # fmt: skip
+    for attribute in fields["attributes"]:
+        pairs = (
+            attribute.items()
+            if isinstance(attribute, dict)
+            else zip(attribute[::2], attribute[1::2], strict=False)
+        )
+        described = {as_text(k).lower(): v for k, v in pairs}
+        if as_text(described["attribute"]) == "vector":
+            return {**described, "num_docs": int(fields["num_docs"])}
+    raise AssertionError(f"no vector attribute in {name}")
+
+
+def test_float32_index_of_an_earlier_version_still_read_and_written(
+    kind: str, redis_url: str, raw: redis.Redis, namespace: str
+) -> None:
+    """An upgrade loses nothing: an index created as FLOAT32 (hash field ``vector``) by an
+    earlier version keeps its entries found, gets new ones as FLOAT32 and gives the embedded
+    backend's decisions exactly; a new dimension in that namespace gets a FLOAT16 index, whose
+    hash field the FLOAT32 index does not read."""
+    if kind != "redis-qe":
+        pytest.skip("Query Engine only")
+    _old_float32_index(raw, namespace, DIM)
+    # An entry as the earlier version's write script stored it.
+    old_key = f"{namespace}:vec:{{{namespace}}}old"
+    raw.hset(old_key, mapping={
+        "vector": unit(1, 0.02).astype("<f4").tobytes(), "payload": b"old", "partition": "p",
+        "ptag": partition_token("p"), "tags": "{}", "ver": "",
+    })  # fmt: skip
+    raw.set(f"{namespace}:vdim:{{{namespace}}}p", DIM)
+    backend = RedisBackend.from_url(redis_url, vector_search="query-engine")
+    try:
+        assert nearest(backend, namespace, "p", unit(1, 0.02)) == [("old", b"old")]
+        backend.add_vectors(namespace, "p", [VectorRecord("new", unit(0, 1), b"new")])
+        record: dict[bytes, bytes] = raw.hgetall(f"{namespace}:vec:{{{namespace}}}new")  # type: ignore[assignment]
+        assert b"vector16" not in record
+        assert np.frombuffer(record[b"vector"], dtype="<f4").tolist() == unit(0, 1).tolist()
+        described = _vector_info(raw, f"{namespace}:idx")
+        assert as_text(described["data_type"]) == "FLOAT32"
+        assert described["num_docs"] == 2
+        other = RedisBackend.from_url(redis_url, vector_search="query-engine")
+        try:  # a fresh client reads the index's type from FT.INFO
+            assert nearest(other, namespace, "p", unit(0, 1)) == [("new", b"new")]
+            assert nearest(other, namespace, "p", unit(1, 0.02)) == [("old", b"old")]
+            # Exact float32 decisions, at the threshold too.
+            other.add_vectors(namespace, "q", [VectorRecord("edge", at_distance(0.1), b"e")])
+            embedded = connect("memory://")
+            embedded.add_vectors(namespace, "q", [VectorRecord("edge", at_distance(0.1), b"e")])
+            for threshold in (0.0999, 0.1, 0.5):
+                expected = embedded.search_vectors(namespace, "q", unit(1), k=1,
+                                                   max_distance=threshold)  # fmt: skip
+                got = other.search_vectors(namespace, "q", unit(1), k=1, max_distance=threshold)
+                assert [h.id for h in got] == [h.id for h in expected], threshold
+            # Another dimension in this namespace: its own index, FLOAT16, its own field.
+            small = normalize(as_vector([1.0, 0.0, 0.0, 1.0]))
+            other.add_vectors(namespace, "p4", [VectorRecord("small", small, b"s")])
+            assert nearest(other, namespace, "p4", small) == [("small", b"s")]
+            described4 = _vector_info(raw, f"{namespace}:idx:d4")
+            assert as_text(described4["data_type"]) == "FLOAT16"
+            assert as_text(described4["identifier"]) == "vector16"
+            small_key = f"{namespace}:vec:{{{namespace}}}small"
+            assert raw.hkeys(small_key) and not raw.hexists(small_key, "vector")
+            # The 8-d entries are still found after the 4-d index was added.
+            assert nearest(other, namespace, "p", unit(0, 1)) == [("new", b"new")]
+        finally:
+            other.close()
+    finally:
+        backend.clear(namespace)
+        backend.close()
+
+
+def test_new_index_is_float16(
+    kind: str, raw: redis.Redis, backend: Backend, namespace: str
+) -> None:
+    if kind != "redis-qe":
+        pytest.skip("Query Engine only")
+    backend.add_vectors(namespace, "p", [VectorRecord("x", unit(1), b"v")])
+    described = _vector_info(raw, f"{namespace}:idx")
+    assert as_text(described["data_type"]) == "FLOAT16"
+    assert as_text(described["identifier"]) == "vector16"
+    assert int(described["dim"]) == DIM
+
+
+@pytest.mark.parametrize("max_distance", [0.1, 1.0])  # the range query; the KNN alone
+def test_search_returns_only_the_partitions_entries(
+    kind: str, backend: Backend, namespace: str, max_distance: float
+) -> None:
+    """Identical vectors in other partitions and with other tags are never returned."""
+    vector = unit(1, 0.01)
+    backend.add_vectors(namespace, "a", [VectorRecord("a1", vector, b"a1")])
+    backend.add_vectors(namespace, "b", [VectorRecord("b1", vector, b"b1")])
+    backend.add_vectors(namespace, "a", [VectorRecord("a2", vector, b"a2", tags={"user": "u"})])
+    backend.add_vectors(namespace, "c", [VectorRecord("c1", vector, b"c1", tags={"user": "u"})])
+    for partition, tags, expected in (
+        ("a", None, {"a1", "a2"}),
+        ("b", None, {"b1"}),
+        ("a", {"user": "u"}, {"a2"}),
+        ("b", {"user": "u"}, set()),
+        ("c", {"user": "v"}, set()),
+        ("d", None, set()),
+    ):
+        hits = backend.search_vectors(
+            namespace, partition, vector, k=10, max_distance=max_distance, tags=tags
+        )
+        assert {h.id for h in hits} == expected, (partition, tags)
+
+
+def test_knn_finds_what_the_range_query_missed(
+    kind: str, backend: Backend, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The range search over HNSW is approximate: when it finds nothing the KNN runs (here
+    the range query's radius is made 0, so it finds nothing)."""
+    if kind != "redis-qe":
+        pytest.skip("Query Engine only")
+    backend.add_vectors(namespace, "p", [VectorRecord("x", at_distance(0.05), b"v")])
+    monkeypatch.setattr(query_engine, "RANGE_MARGIN", -0.1)
+    assert nearest(backend, namespace, "p", unit(1)) == [("x", b"v")]
+    assert nearest(backend, namespace, "p", unit(0, 0, 1)) == []
 
 
 def test_query_engine_required_but_missing(server_pool: ServerPool) -> None:
@@ -750,3 +913,23 @@ def test_new_event_loop_per_call(redis_url: str, namespace: str) -> None:
         backend.clear(namespace)
     finally:
         backend.close()
+
+
+def test_exact_repeat_with_its_vector_under_a_zero_threshold(
+    backend: Backend, namespace: str
+) -> None:
+    """lookup(vector=) finds an exact repeat by search: also under threshold 0 on the Query
+    Engine's FLOAT16 index, which serves a semantic hit only within the threshold by more
+    than its rounding."""
+    from semcache_core import Prompt, ResponseCache
+    from semcache_core.testing import HashingEmbedder
+
+    cache = ResponseCache(
+        backend, namespace=namespace, embedder=HashingEmbedder(DIM), distance_threshold=0.0
+    )
+    vector = unit(1, 0.3)
+    cache.store("the question", "the answer", vector=vector)
+    found = cache.lookup("", Prompt.plain("the question"), vector=vector)
+    assert found.outcome == "exact" and found.body is not None
+    near = cache.lookup("", Prompt.plain("another question"), vector=unit(1, 0.301))
+    assert near.outcome == "miss"

@@ -64,8 +64,8 @@ class ScriptCall:
 # least as long as its longest-lived entry, and elects one writer to compact an overgrown log.
 # KEYS (one slot: the partition's): partition dim, log, meta, lock, hash...
 # ARGV: dim, ttl_ms (0 = none), use_log, partition,
-# partition token, compact floor, lock ms, then per record: id, vector, payload, tags json,
-# tag tokens.
+# partition token, compact floor, lock ms, the hash's vector field (Query Engine path: the
+# one its index reads), then per record: id, vector, payload, tags json, tag tokens.
 WRITE_VECTORS = Script(
     """
 local ttl = tonumber(ARGV[2])
@@ -77,7 +77,7 @@ if not dim then redis.call('SET', KEYS[1], ARGV[1]) end
 local log_ttl = -1
 if use_log then log_ttl = redis.call('PTTL', KEYS[2]) end
 for i = 5, #KEYS do
-  local b = 8 + (i - 5) * 5
+  local b = 9 + (i - 5) * 5
   local ver = ''
   if use_log then
     ver = redis.call('XADD', KEYS[2], '*', 'id', ARGV[b], 'vector', ARGV[b + 1], 'tags', ARGV[b + 3])
@@ -88,7 +88,7 @@ for i = 5, #KEYS do
     -- and exact lookups read, so a vector is not stored twice.
     redis.call('HSET', KEYS[i], 'payload', ARGV[b + 2], 'partition', ARGV[4], 'ver', ver)
   else
-    redis.call('HSET', KEYS[i], 'vector', ARGV[b + 1], 'payload', ARGV[b + 2],
+    redis.call('HSET', KEYS[i], ARGV[8], ARGV[b + 1], 'payload', ARGV[b + 2],
       'partition', ARGV[4], 'ptag', ARGV[5], 'tags', ARGV[b + 3], 'ver', ver)
     if ARGV[b + 4] ~= '' then redis.call('HSET', KEYS[i], 'ttag', ARGV[b + 4]) end
   end
@@ -205,12 +205,12 @@ def run_commands(commands: Sequence[Command | ScriptCall]) -> Flow[list[Any]]:
     return replies
 
 
-def _record_args(record: VectorRecord) -> list[Any]:
+def _record_args(record: VectorRecord, vector_dtype: str) -> list[Any]:
     tags = dict(record.tags)  # checked by Operations.add_vectors
     tokens = ",".join(sorted(tag_token(n, v) for n, v in tags.items()))
     return [
         record.id,
-        np.asarray(record.vector, dtype="<f4").tobytes(),
+        np.asarray(record.vector, dtype=vector_dtype).tobytes(),
         bytes(record.payload),
         canonical_json(tags),
         tokens,
@@ -224,14 +224,21 @@ def write_records(
     *,
     use_log: bool,
     compact_floor: int = 0,
+    vector_field: str = "vector",
+    vector_dtype: str = "<f4",
 ) -> Flow[bool]:
-    """Write ``records`` with :data:`WRITE_VECTORS`; True when this writer should compact."""
+    """Write ``records`` with :data:`WRITE_VECTORS`; True when this writer should compact.
+
+    ``vector_field``/``vector_dtype``: the hash field and encoding of the vectors on the Query
+    Engine path (its index's type); the log always holds float32."""
+    if use_log and (vector_field, vector_dtype) != ("vector", "<f4"):
+        raise ValueError("the vector log holds float32 vectors")
     partition, records, dim = write.partition, write.records, write.dim
     check_ids(partition, [record.id for record in records])
     # A new embedding model is a new partition and simply starts its own dimension, in the
     # same namespace: the log path checks the partition's in the script; the Query Engine
     # path has one index per dimension (query_engine.QueryEngineSearch._ensure_index).
-    rows = [_record_args(record) for record in records]
+    rows = [_record_args(record, vector_dtype) for record in records]
     keys = [
         layout.partition_dim_key(namespace, partition),
         layout.log_key(namespace, partition),
@@ -249,6 +256,7 @@ def write_records(
             partition_token(partition),
             compact_floor,
             COMPACT_LOCK_MS,
+            vector_field,
         ]
         for i in chunk:
             args.extend(rows[i])
