@@ -8,15 +8,20 @@ chat model with an endpoint, a prompt template) is refused and treated as a miss
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from operator import methodcaller
 from typing import Any
 
 from langchain_core.load import dumpd, load
 from langchain_core.load.load import Reviver
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
+from pydantic import BaseModel
+
+from semcache_core.memo import Rebuild
 
 logger = logging.getLogger("semcache")
 
@@ -169,6 +174,221 @@ def generations_from_json(body: dict[str, Any]) -> list[Generation] | None:
         logger.warning("semcache: ignoring a cache entry holding non-Generation objects")
         return None
     return generations
+
+
+# -- validated once per distinct entry (semcache_core.memo) ---------------------------------------
+#
+# ExactCache serves hits through ``ResponseCache.lookup_value(..., GENERATIONS)``: the first
+# time the engine sees an entry's bytes, :func:`generations_from_json` rebuilds and validates
+# its generations (the allowlist, pydantic) and :func:`_template` records the validated
+# objects as a template the engine's memo keeps; every hit of the same bytes builds new
+# objects from it (:func:`_built`) without validating again. A template holds only the
+# validated field values: immutable leaves (str, int, float, bool, None, and subclasses of
+# str, int, float without attributes), shared as they are, and containers (dicts, lists, tuples, nested models), rebuilt fresh on every hit, so
+# no object is ever shared between two callers or with the memo. A validated object holding
+# anything else (it never does when it came from JSON) is not templated: its value is kept
+# as JSON text and validated on every hit.
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+class _Untemplatable(Exception):
+    """A validated value holds something a template does not copy."""
+
+
+#: What makes a fresh copy of a validated value on every hit (``None``: an immutable leaf,
+#: shared as it is). A flat container's maker is its static copy's own ``copy`` method.
+_Maker = Callable[[], Any]
+
+
+class _Container:
+    """A dict or list holding containers: ``static`` is a copy of it with its leaves (``None``
+    where a nested container was), ``nested`` the makers of the nested ones by key or index.
+    Building it copies ``static`` (one C call; assigning an existing dict key keeps its
+    position, so the keys keep their stored order) and makes the nested ones into it."""
+
+    __slots__ = ("nested", "static")
+
+    def __init__(self, static: Any, nested: tuple[tuple[Any, _Maker], ...]) -> None:
+        self.static = static
+        self.nested = nested
+
+    def build(self) -> Any:
+        built = self.static.copy()
+        for place, make in self.nested:
+            built[place] = make()
+        return built
+
+
+class _Tuple:
+    __slots__ = ("items",)
+
+    def __init__(self, items: _Maker) -> None:
+        self.items = items
+
+    def build(self) -> tuple[Any, ...]:
+        return tuple(self.items())
+
+
+class _Model(_Container):
+    """A validated pydantic model: its class, its field values (its ``__dict__``, as a
+    :class:`_Container`), its set fields and the maker of its extras. Built as pydantic's own
+    ``__copy__`` builds a model (``__dict__``, ``__pydantic_fields_set__``,
+    ``__pydantic_extra__``, ``__pydantic_private__`` set on a new instance), from values that
+    were validated when the template was made; :func:`_template` checks that what it builds
+    equals the validated objects."""
+
+    __slots__ = ("extra", "fields_set", "listed", "model")
+
+    def __init__(
+        self,
+        model: type[Any],
+        fields: dict[str, Any],
+        fields_set: frozenset[str],
+        extra: _Maker | None,
+    ) -> None:
+        super().__init__(fields, _nested(fields, fields.items()))
+        self.model: Any = model
+        self.fields_set = fields_set
+        self.extra = extra
+        #: Build a list of the one model (a result of a single generation, the usual case).
+        self.listed = False
+
+    def build(self) -> Any:
+        values = self.static.copy()
+        for place, make in self.nested:
+            values[place] = make()
+        built = self.model.__new__(self.model)
+        _set(built, "__dict__", values)
+        _set(built, "__pydantic_fields_set__", set(self.fields_set))
+        _set(built, "__pydantic_extra__", None if self.extra is None else self.extra())
+        _set(built, "__pydantic_private__", None)
+        return [built] if self.listed else built
+
+
+_set = object.__setattr__
+
+
+def _maker(value: Any) -> _Maker | None:
+    """What makes a fresh copy of ``value`` (a validated value), ``None`` for a leaf."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return None
+    if isinstance(value, (str, int, float)) and not hasattr(value, "__dict__"):
+        return None  # a subclass without attributes (ChatGeneration.text is a TextAccessor)
+    if kind is dict:
+        if not all(type(key) is str for key in value):
+            raise _Untemplatable("a dict key that is not a str")
+        return _container(dict(value), value.items())
+    if kind is list:
+        return _container(list(value), enumerate(value))
+    if kind is tuple:
+        if all(_maker(item) is None for item in value):
+            return None  # a tuple of leaves is a leaf
+        return _Tuple(_container(list(value), enumerate(value))).build
+    if isinstance(value, BaseModel):
+        return _model(value).build
+    raise _Untemplatable(f"a value of type {kind.__name__}")
+
+
+def _model(value: BaseModel) -> _Model:
+    if value.__pydantic_private__:
+        raise _Untemplatable(f"{type(value).__name__} has private attributes")
+    extra = value.__pydantic_extra__
+    return _Model(
+        type(value),
+        dict(value.__dict__),
+        frozenset(value.__pydantic_fields_set__),
+        None if extra is None else _maker(dict(extra)),
+    )
+
+
+def _container(static: Any, items: Any) -> _Maker:
+    nested = _nested(static, items)
+    return _Container(static, nested).build if nested else static.copy
+
+
+def _nested(static: Any, items: Any) -> tuple[tuple[Any, _Maker], ...]:
+    """The makers of the containers among ``items`` (of ``static``), whose places in
+    ``static`` are set to ``None``."""
+    nested = []
+    for place, item in items:
+        make = _maker(item)
+        if make is not None:
+            static[place] = None
+            nested.append((place, make))
+    return tuple(nested)
+
+
+def _fields_sets(value: Any) -> list[set[str]]:
+    """The set fields of every model in ``value``, in order (pydantic's ``==`` ignores them;
+    ``model_dump(exclude_unset=True)`` does not)."""
+    found: list[set[str]] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseModel):
+            found.append(item.model_fields_set)
+            stack.extend(item.__dict__.values())
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
+
+
+class _Revalidated:
+    """The fallback template: the value as JSON text, validated on every hit."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def build(self) -> list[Generation] | None:
+        return generations_from_json(json.loads(self.text))  # it validated when made
+
+
+class _Generations:
+    """The template of a result of several generations."""
+
+    __slots__ = ("makers",)
+
+    def __init__(self, makers: tuple[_Maker, ...]) -> None:
+        self.makers = makers
+
+    def build(self) -> list[Generation]:
+        return [make() for make in self.makers]
+
+
+#: A template: what makes the caller's generations, called on every hit.
+_Template = Callable[[], "list[Generation] | None"]
+
+
+def _template(value: dict[str, Any]) -> _Template | None:
+    """The template of a stored value (see above), or ``None`` when it does not rebuild."""
+    generations = generations_from_json(value)
+    if generations is None:
+        return None
+    try:
+        models = [_model(generation) for generation in generations]
+        if len(models) == 1:
+            models[0].listed = True
+            template: _Template = models[0].build
+        else:
+            template = _Generations(tuple(model.build for model in models)).build
+        rebuilt = template()
+        same = rebuilt == generations and _fields_sets(rebuilt) == _fields_sets(generations)
+    except _Untemplatable:
+        same = False
+    if not same:
+        return _Revalidated(json.dumps(value)).build
+    return template
+
+
+#: How ExactCache serves hits (``ResponseCache.lookup_value``): a template is called (with
+#: ``methodcaller``, so no Python frame of ours sits between the engine and the template).
+GENERATIONS: Rebuild[_Template, list[Generation]] = Rebuild(_template, methodcaller("__call__"))
 
 
 def count_tokens(generations: Sequence[Generation]) -> int:

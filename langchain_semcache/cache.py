@@ -16,6 +16,7 @@ from langchain_core.outputs import Generation
 
 from langchain_semcache._prompts import split_prompt
 from langchain_semcache._serialization import (
+    GENERATIONS,
     count_tokens,
     generations_from_json,
     generations_to_json,
@@ -232,6 +233,17 @@ class ExactCache(_CoreBackedCache):
             filterable_fields=filterable_fields,
             on_backend_error=on_backend_error,
         )
+
+    # A hit's generations are validated once per distinct stored entry and built new for
+    # every caller (ResponseCache.lookup_value, semcache_core.memo).
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        if not (isinstance(prompt, str) and isinstance(llm_string, str)):
+            self._check(prompt, llm_string)  # raises the TypeError that names the argument
+        return self._core.lookup_value(llm_string, prompt, GENERATIONS)  # str: Prompt.plain
+
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        self._check(prompt, llm_string)
+        return await self._core.alookup_value(llm_string, prompt, GENERATIONS)
 
 
 class SemanticCache(_CoreBackedCache):

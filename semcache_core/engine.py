@@ -9,6 +9,11 @@ Each operation is written once, as a flow (:mod:`semcache_core.flow`) that compo
 backend's operations (``yield from self.ops.get_many(...)``), :class:`Embed` steps and the
 verifier's :class:`~semcache_core.stages.Verify` steps; the public sync and async methods are
 ``run``/``arun`` of that flow over the engine's transport, so the two paths cannot drift apart.
+The one exception is the lookup of an exact cache, a single backend read: it runs without a
+flow of its own (:meth:`ResponseCache._exact`; the backend's steps, breaker and error policy
+are the same), and :meth:`ResponseCache.lookup_value` serves its hits through the per-cache
+memo of :mod:`semcache_core.memo` (validated once per distinct stored entry, new objects for
+every caller).
 
 A semantic lookup, in order: the query without padding (greetings, thanks, urgency, emoji:
 :func:`~semcache_core.stages.compared_query`; it keys the entry and is what is embedded, while
@@ -47,12 +52,14 @@ from semcache_core.conversation import stage as chat
 from semcache_core.embedder import Embedder
 from semcache_core.errors import BackendError, SemcacheInputError, VectorDimensionError
 from semcache_core.flow import Flow, Step, arun, run
+from semcache_core.memo import EntryMemo, Rebuild
 from semcache_core.prompt import Prompt
-from semcache_core.resilience import BackendGuard, ErrorPolicy, breaker_of
+from semcache_core.resilience import HANDLED, BackendGuard, ErrorPolicy, breaker_of
 from semcache_core.scope import (
     ScopeFields,
     check_fields,
     current_scope,
+    current_scope_now,
     merged,
     validate_filterable_fields,
     validate_filters,
@@ -126,6 +133,9 @@ class LookupResult:
     distance: float | None = None
 
 
+_MISS = LookupResult(None, "miss")
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseCodec(Generic[R]):
     """How a framework's responses are cached by :meth:`ResponseCache.get_or_create`.
@@ -193,10 +203,7 @@ class EngineTransport:
             return [embedder.embed(text) for text in step.texts]
         if isinstance(step, Verify):
             return self._engine.require_verifier().verdict(step.new, step.cached)
-        self._engine.guard.check()
-        reply = self._engine.backend.execute(step)
-        self._engine.guard.succeeded()
-        return reply
+        return self._engine.backend_steps.execute(step)
 
     async def aexecute(self, step: Step) -> Any:
         if isinstance(step, Create):
@@ -212,9 +219,34 @@ class EngineTransport:
             return [await embedder.aembed(text) for text in step.texts]
         if isinstance(step, Verify):
             return await self._engine.require_verifier().averdict(step.new, step.cached)
-        self._engine.guard.check()
-        reply = await self._engine.backend.aexecute(step)
-        self._engine.guard.succeeded()
+        return await self._engine.backend_steps.aexecute(step)
+
+
+class GuardedBackend:
+    """The backend as a transport, each step under the circuit breaker: the backend steps of
+    :class:`EngineTransport`, and the whole transport of the exact read, whose flow has no
+    other kind of step. While the breaker is closed (the normal case) that costs one
+    attribute read per step (:attr:`~semcache_core.resilience.Breaker.tripped`)."""
+
+    def __init__(self, guard: BackendGuard, backend: Backend) -> None:
+        self._guard = guard
+        self._breaker = guard.breaker
+        self._backend = backend
+
+    def execute(self, step: Step) -> Any:
+        if self._breaker.tripped:
+            self._guard.check()
+        reply = self._backend.execute(step)
+        if self._breaker.tripped:
+            self._guard.succeeded()
+        return reply
+
+    async def aexecute(self, step: Step) -> Any:
+        if self._breaker.tripped:
+            self._guard.check()
+        reply = await self._backend.aexecute(step)
+        if self._breaker.tripped:
+            self._guard.succeeded()
         return reply
 
 
@@ -241,6 +273,7 @@ class CacheEngine:
         self.guard.on_error = lambda: self.stats.add(backend_errors=1)
         self.embedder: Embedder | None = None
         self.verifier: Verifier | None = None
+        self.backend_steps = GuardedBackend(self.guard, self.backend)
         self.transport = EngineTransport(self)
 
     def require_embedder(self) -> Embedder:
@@ -408,6 +441,9 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         # Vectors computed by a missed lookup, reused by the update that follows it.
         self._pending: OrderedDict[tuple[str, str], Vector] = OrderedDict()
         self._pending_lock = threading.Lock()
+        #: What :meth:`lookup_value` validated of the last distinct exact entries, each valid
+        #: for its exact bytes (:mod:`semcache_core.memo`): this cache's own, shared with none.
+        self.memo: EntryMemo[tuple[float, Any]] = EntryMemo()
 
     @property
     def semantic(self) -> bool:
@@ -458,6 +494,140 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         self._count_lookup(result, started)
         yield from self._maybe_flush()
         return result
+
+    # -- the exact path ---------------------------------------------------------------------
+    # An exact cache's lookup is one backend read: it runs here without the flow of
+    # _lookup_flow (no generators of its own, no engine transport; the read's steps still go
+    # through backend.execute under the breaker, and a failure through the same error policy,
+    # BackendGuard.recover), and stats are counted with one lock and no dict of deltas.
+    # lookup()/alookup() and lookup_value()/alookup_value() of exact caches come here.
+
+    def _exact_key(self, scope: str, prompt: Prompt | str, fields: ScopeFields | None) -> str:
+        """The exact entry's key, after :func:`_check_text`'s checks (inlined: a lone
+        surrogate fails ``encode``, and ``_check_text`` then raises its error). A ``str``
+        prompt is ``Prompt.plain`` of it (without making one)."""
+        if isinstance(prompt, str):
+            text = query = prompt
+        else:
+            text, query = prompt.text, prompt.query
+        try:
+            scope.encode()
+            text.encode()
+        except UnicodeEncodeError:
+            _check_text(scope, Prompt.plain(text))
+        if query is not text:
+            keys.require_text(query, "prompt")
+        where = None if fields is None and not current_scope_now() else self._resolved(fields)
+        return keys.exact_entry_key(self.namespace, scope, text, where)
+
+    def _read_now(self, key: str) -> bytes | None:
+        """The bytes under ``key``, ``None`` when missing or when the read failed ("warn"):
+        the backend's one step of it where it has one (``Operations.one_step_get``), else its
+        ``get_many`` flow; both over :class:`GuardedBackend`."""
+        try:
+            plan = self.ops.one_step_get(self.namespace, key)
+            if plan is None:
+                return run(self.ops.get_many(self.namespace, [key]), self.backend_steps)[0]
+            step, value_of = plan
+            # GuardedBackend.execute, inlined: the breaker costs one attribute read when closed.
+            breaker = self.guard.breaker
+            if breaker.tripped:
+                self.guard.check()
+            reply = self.backend.execute(step)
+            if breaker.tripped:
+                breaker.succeeded()
+            return reply if value_of is None else value_of(reply)
+        except HANDLED as exc:
+            return self.guard.recover("get_many", exc, None)
+
+    async def _aread_now(self, key: str) -> bytes | None:
+        try:
+            plan = self.ops.one_step_get(self.namespace, key)
+            if plan is None:
+                found = await arun(self.ops.get_many(self.namespace, [key]), self.backend_steps)
+                return found[0]
+            step, value_of = plan
+            reply = await self.backend_steps.aexecute(step)
+            return reply if value_of is None else value_of(reply)
+        except HANDLED as exc:
+            return self.guard.recover("get_many", exc, None)
+
+    def _exact(
+        self,
+        scope: str,
+        prompt: Prompt | str,
+        fields: ScopeFields | None,
+        rebuild: Rebuild[Any, Any] | None,
+    ) -> Any:
+        """An exact cache's lookup: the entry's body (``rebuild`` ``None``: decoded anew), or
+        what ``rebuild`` builds of its value; ``None`` on a miss."""
+        started = time.perf_counter()
+        key = self._exact_key(scope, prompt, fields)
+        raw = self._read_now(key)
+        served = None if raw is None else self._serve(key, raw, rebuild)
+        if served is None:
+            flush = self.stats.record_exact(
+                False, time.perf_counter() - started, flush_every=STATS_FLUSH_SECONDS
+            )
+        else:
+            if self.ops.counts_hits or self.refresh_ttl_on_hit:
+                run(self._served(key), self.transport)
+            seconds = time.perf_counter() - started
+            flush = self.stats.record_exact(
+                True, seconds, served[0], flush_every=STATS_FLUSH_SECONDS
+            )
+        if flush:
+            run(self._maybe_flush(), self.transport)
+        return None if served is None else served[1]
+
+    async def _aexact(
+        self,
+        scope: str,
+        prompt: Prompt | str,
+        fields: ScopeFields | None,
+        rebuild: Rebuild[Any, Any] | None,
+    ) -> Any:
+        started = time.perf_counter()
+        key = self._exact_key(scope, prompt, fields)
+        raw = await self._aread_now(key)
+        served = None if raw is None else self._serve(key, raw, rebuild)
+        if served is None:
+            flush = self.stats.record_exact(
+                False, time.perf_counter() - started, flush_every=STATS_FLUSH_SECONDS
+            )
+        else:
+            if self.ops.counts_hits or self.refresh_ttl_on_hit:
+                await arun(self._served(key), self.transport)
+            seconds = time.perf_counter() - started
+            flush = self.stats.record_exact(
+                True, seconds, served[0], flush_every=STATS_FLUSH_SECONDS
+            )
+        if flush:
+            await arun(self._maybe_flush(), self.transport)
+        return None if served is None else served[1]
+
+    def _serve(
+        self, key: str, raw: bytes, rebuild: Rebuild[Any, Any] | None
+    ) -> tuple[float, Any] | None:
+        """``(tokens, what the caller gets)`` of the stored ``raw``, ``None`` when it does not
+        decode or rebuild (a miss). With ``rebuild``, the template comes from the memo when
+        these very bytes were validated before, else they are decoded, checked and validated
+        (and memoized); the caller's objects are built new either way."""
+        if rebuild is None:
+            body = decode_entry(raw, "response")
+            return None if body is None else (float(body.get("tokens", 0)), body)
+        validated = self.memo.get(key, raw, rebuild)
+        if validated is None:
+            body = decode_entry(raw, "response")
+            if body is None:
+                return None
+            template = rebuild.validate(body["value"])
+            if template is None:
+                return None
+            validated = (float(body.get("tokens", 0)), template)
+            self.memo.put(key, raw, rebuild, validated)
+        built = rebuild.build(validated[1])
+        return None if built is None else (validated[0], built)
 
     def _count_lookup(self, result: LookupResult, started: float) -> None:
         tokens = float(result.body.get("tokens", 0)) if result.body else 0.0
@@ -757,6 +927,7 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
 
     def _clear_flow(self) -> Flow[None]:
         yield from self.guard.shield("clear", self.ops.clear(self.namespace), None)
+        self.memo.clear()
         with self._pending_lock:
             self._pending.clear()
         self.conversations.clear()
@@ -792,6 +963,9 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         RAG step embedded the question with), from this cache's embedding model: no
         embedding call, and the exact entry is found by the same search (one backend round
         trip on Redis instead of two)."""
+        if vector is None and self.embedder is None:
+            body = self._exact(scope, prompt, fields, None)
+            return _MISS if body is None else LookupResult(body, "exact", None)
         return run(self._lookup_flow(scope, prompt, fields, vector), self.transport)
 
     async def alookup(
@@ -802,7 +976,48 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
         fields: ScopeFields | None = None,
         vector: Any = None,
     ) -> LookupResult:
+        if vector is None and self.embedder is None:
+            body = await self._aexact(scope, prompt, fields, None)
+            return _MISS if body is None else LookupResult(body, "exact", None)
         return await arun(self._lookup_flow(scope, prompt, fields, vector), self.transport)
+
+    def lookup_value(
+        self,
+        scope: str,
+        prompt: Prompt | str,
+        rebuild: Rebuild[Any, R],
+        *,
+        fields: ScopeFields | None = None,
+    ) -> R | None:
+        """The cached entry's value as ``rebuild`` turns it into the caller's objects (an
+        adapter's framework objects), or ``None`` on a miss (also when the value does not
+        rebuild: untrusted data). A ``str`` prompt is ``Prompt.plain`` of it.
+
+        On an exact cache the value is validated once per distinct stored entry and the memo
+        (:attr:`memo`, :mod:`semcache_core.memo`) keeps the template, keyed by the entry's
+        exact bytes; every hit still reads the backend and builds new objects. A semantic
+        cache validates on every hit."""
+        if self.embedder is not None:
+            plain = Prompt.plain(prompt) if isinstance(prompt, str) else prompt
+            result = self.lookup(scope, plain, fields=fields)
+            return None if result.body is None else _rebuilt(rebuild, result.body)
+        found: R | None = self._exact(scope, prompt, fields, rebuild)
+        return found
+
+    async def alookup_value(
+        self,
+        scope: str,
+        prompt: Prompt | str,
+        rebuild: Rebuild[Any, R],
+        *,
+        fields: ScopeFields | None = None,
+    ) -> R | None:
+        if self.embedder is not None:
+            plain = Prompt.plain(prompt) if isinstance(prompt, str) else prompt
+            result = await self.alookup(scope, plain, fields=fields)
+            return None if result.body is None else _rebuilt(rebuild, result.body)
+        found: R | None = await self._aexact(scope, prompt, fields, rebuild)
+        return found
 
     def update_many(
         self, entries: Sequence[UpdateEntry], *, ttl: Ttl = None, fields: ScopeFields | None = None
@@ -1028,6 +1243,11 @@ class ResponseCache(SemanticKeys, OperatorControls, CacheEngine):
 
         flow = explain_flow(self, scope, prompt, k=k, threshold=threshold, fields=fields)
         return await arun(flow, self.transport)
+
+
+def _rebuilt(rebuild: Rebuild[Any, R], body: Body) -> R | None:
+    template = rebuild.validate(body["value"])
+    return None if template is None else rebuild.build(template)
 
 
 def _checked_entry(index: int, entry: object) -> tuple[str, Prompt, dict[str, Any], float]:

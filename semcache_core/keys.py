@@ -119,7 +119,22 @@ def exact_entry_key(
     fields (:func:`scope_text`): an entry is only read back under the same ones.
     """
     # stable_hash(*_scoped(("exact", namespace, scope, prompt), fields)), the scope's part once
-    return "llm:" + _prefixed_hash(("exact", namespace, scope), *_scoped((prompt,), fields))
+    if fields:
+        return "llm:" + _prefixed_hash(("exact", namespace, scope), *_scoped((prompt,), fields))
+    # No fields (the common case): _prefixed_hash and _feed of one part, written out (this is
+    # on every exact lookup).
+    prefix = ("exact", namespace, scope)
+    state = _PREFIX_STATES.get(prefix)
+    if state is None:
+        state = _feed(hashlib.blake2b(digest_size=16), prefix)
+        if len(_PREFIX_STATES) < 1024:
+            _PREFIX_STATES[prefix] = state
+    digest = state.copy()
+    raw = prompt.encode("utf-8", "surrogatepass")
+    digest.update(len(raw).to_bytes(8, "big"))
+    digest.update(raw)
+    hexdigest: str = digest.hexdigest()
+    return "llm:" + hexdigest
 
 
 def partition_key(

@@ -54,16 +54,19 @@ class Breaker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open_until = 0.0
-        self._failed = False  # opened at least once and not closed by a success since
+        #: Opened at least once and not closed by a success since. Read without the lock: while
+        #: it is False (the normal case) a step needs no other check, so the hot paths of the
+        #: engine read this attribute instead of calling :meth:`allow` and :meth:`succeeded`.
+        self.tripped = False
         self._probe_until = 0.0  # a probe is in flight until then (or until it reports)
 
     def allow(self, retry_after: float) -> bool:
         """Whether a step may go to the backend now (taking the probe when half-open)."""
-        if not self._failed:
+        if not self.tripped:
             return True
         now = time.monotonic()
         with self._lock:
-            if not self._failed:
+            if not self.tripped:
                 return True
             if now < self._open_until or now < self._probe_until:
                 return False
@@ -71,16 +74,16 @@ class Breaker:
             return True
 
     def succeeded(self) -> None:
-        if self._failed:
+        if self.tripped:
             with self._lock:
-                self._failed, self._probe_until = False, 0.0
+                self.tripped, self._probe_until = False, 0.0
 
     def failed(self, retry_after: float) -> bool:
         """Open the breaker; whether it was closed (False: a concurrent failure of a burst)."""
         now = time.monotonic()
         with self._lock:
             was_closed = now >= self._open_until
-            self._failed = True
+            self.tripped = True
             self._open_until = now + retry_after
             self._probe_until = 0.0
         return was_closed
@@ -155,36 +158,49 @@ class BackendGuard:
         """``operation`` under the error policy: its result, or ``fallback`` when it failed."""
         try:
             return (yield from operation)
-        except CircuitOpen:
+        except HANDLED as exc:
+            return self.recover(what, exc, fallback)
+
+    def recover(self, what: str, exc: Exception, fallback: T) -> T:
+        """The error policy for ``exc``, one of :data:`HANDLED`, raised by the operation
+        ``what``: ``fallback`` (a miss, a skipped write), or ``exc`` raised again. The one
+        place of the policy: :meth:`shield` and the engine's direct exact read both use it."""
+        if isinstance(exc, CircuitOpen):
             return fallback
-        except StorageFullError as exc:
+        if isinstance(exc, StorageFullError):
             # The server answers (reads work) but takes no more writes: skip this write and
             # keep the breaker closed, warned once per message kind.
             if self.policy == "raise":
-                raise
+                raise exc
             if self.on_error is not None:
                 self.on_error()
             if "storage full" not in self._warned:
                 self._warned.add("storage full")
                 logger.warning("semcache: %s skipped, the backend is full: %s", what, exc)
             return fallback
-        except BackendError as exc:
+        if isinstance(exc, BackendError):
             self._failed(what, exc)
             return fallback
-        except (VectorDimensionError, SchemaConflictError) as exc:
+        if isinstance(exc, (VectorDimensionError, SchemaConflictError)):
             # Storage that does not fit this configuration (vectors of another dimension under
             # the same model name, an index or alias semcache cannot use): the configuration,
             # not this call, is at fault; under "warn" the call goes on without the cache,
             # warned once per message, and the breaker stays closed.
             if self.policy == "raise":
-                raise
+                raise exc
             if self.on_error is not None:
                 self.on_error()
             if str(exc) not in self._warned and len(self._warned) < 64:
                 self._warned.add(str(exc))
                 logger.warning("semcache: %s skipped: %s", what, exc)
             return fallback
+        raise exc
 
 
 class CircuitOpen(BackendError):
     """A step refused without I/O because the breaker is open (see :class:`BackendGuard`)."""
+
+
+#: The failures the error policy handles (:meth:`BackendGuard.recover`); anything else (bad
+#: input, a bug) propagates whatever the policy.
+HANDLED: tuple[type[Exception], ...] = (BackendError, VectorDimensionError, SchemaConflictError)

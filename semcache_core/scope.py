@@ -24,7 +24,7 @@ exact entry key and of the semantic partition; see :func:`semcache_core.keys.sco
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any
 
@@ -106,6 +106,11 @@ def merged(base: ScopeFields, overrides: Mapping[str, str | None]) -> dict[str, 
 def current_scope() -> ScopeFields:
     """The scope fields active in this thread or task (empty outside any :func:`cache_scope`)."""
     return _ACTIVE.get()
+
+
+#: :func:`current_scope` without a Python frame of its own (the context variable's ``get``):
+#: for the exact lookup, which asks on every call.
+current_scope_now: Callable[[], ScopeFields] = _ACTIVE.get
 
 
 class cache_scope:  # lowercase: used like a function, as contextlib's context managers

@@ -20,10 +20,15 @@ distance is so wide that nothing can be ruled out (then the caller scans every r
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 
 import numpy as np
 import numpy.typing as npt
+
+# Imported with the module (numpy 2 loads numpy.random on first use, ~20 ms), not in the
+# first search of a new process.
+from numpy.random import default_rng
 
 #: Hyperplanes per sketch (a multiple of 64: the sketch is read as 64-bit words).
 BITS = 384
@@ -60,15 +65,55 @@ def hamming_cutoff(max_distance: float, bits: int = BITS) -> int | None:
     return None  # pragma: no cover - the loop always returns
 
 
+#: Bytes of one row's sketch (as stored: ``WORDS`` little-endian 64-bit words).
+ROW_BYTES = BITS // 8
+WORDS = _WORDS
+
+
+@functools.lru_cache(maxsize=16)
+def _planes(dim: int) -> npt.NDArray[np.float32]:
+    rng = default_rng(_SEED + dim)
+    planes = rng.standard_normal((dim, BITS)).astype(np.float32)
+    planes.flags.writeable = False
+    return planes
+
+
+@functools.lru_cache(maxsize=16)
+def fingerprint(dim: int) -> bytes:
+    """8 bytes naming the hyperplanes of dimension ``dim``: sketches stored by one process are
+    used by another only if both drew the same planes (numpy does not promise that its random
+    streams stay the same across versions)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(BITS.to_bytes(4, "little"))
+    digest.update(_planes(dim).astype("<f4").tobytes())
+    return digest.digest()
+
+
 class Sketches:
     """Sketches of the first ``size`` rows of a partition, kept as 64-bit words per column
     (``words[w, row]``) so a scan is a few contiguous passes."""
 
     def __init__(self, dim: int) -> None:
-        rng = np.random.default_rng(_SEED + dim)
-        self._planes: npt.NDArray[np.float32] = rng.standard_normal((dim, BITS)).astype(np.float32)
+        self._planes = _planes(dim)
         self._words: npt.NDArray[np.uint64] = np.zeros((_WORDS, 1024), dtype=np.uint64)
         self.size = 0
+
+    @classmethod
+    def from_words(cls, dim: int, words: npt.NDArray[np.uint64], capacity: int) -> Sketches:
+        """Sketches read from storage: ``words`` is ``(WORDS, count)``, as :meth:`words`
+        gives them; room is made for ``capacity`` rows."""
+        made = cls(dim)
+        count = words.shape[1]
+        made._words = np.zeros((_WORDS, max(capacity, count, 1)), dtype=np.uint64)
+        made._words[:, :count] = words
+        made.size = count
+        return made
+
+    def words(self, indices: npt.NDArray[np.intp] | None = None) -> npt.NDArray[np.uint64]:
+        """The sketches of rows ``indices`` (all rows: ``None``) as ``(WORDS, count)``, the
+        layout they are scanned in (so storing and reading them copies rows of words)."""
+        words = self._words[:, : self.size] if indices is None else self._words[:, indices]
+        return np.ascontiguousarray(words)
 
     def _encode(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
         signs = np.ascontiguousarray(np.packbits(vectors @ self._planes > 0, axis=-1))

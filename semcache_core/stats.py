@@ -95,6 +95,26 @@ class CacheStats:
             self.latencies.append(seconds)
             self._count(deltas)
 
+    def record_exact(
+        self, hit: bool, seconds: float, tokens: float = 0, *, flush_every: float = 5.0
+    ) -> bool:
+        """:meth:`record_lookup` of an exact lookup (no distance), with no dict of deltas:
+        what the exact hot path counts. Returns whether :meth:`take_unflushed` with
+        ``every=flush_every`` may have deltas now."""
+        outcome = "exact_hits" if hit else "misses"
+        counters = self.counters
+        with self._lock:
+            unflushed = self._unflushed  # under the lock: a flush swaps it for a new one
+            self.latencies.append(seconds)
+            counters["lookups"] += 1
+            counters[outcome] += 1
+            unflushed["lookups"] = unflushed.get("lookups", 0) + 1
+            unflushed[outcome] = unflushed.get(outcome, 0) + 1
+            if tokens:
+                counters["tokens_saved"] += tokens
+                unflushed["tokens_saved"] = unflushed.get("tokens_saved", 0) + tokens
+        return time.monotonic() - self._last_flush >= flush_every
+
     def take_unflushed(self, *, every: float) -> dict[str, float] | None:
         """Deltas to persist if ``every`` seconds passed since the last flush (else None)."""
         now = time.monotonic()

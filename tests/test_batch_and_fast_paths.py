@@ -284,3 +284,144 @@ def test_hostile_generations_are_misses(change: str, caplog: pytest.LogCaptureFi
         return
     assert rebuilt is None
     assert "ignoring" in caplog.text
+
+
+# -- validated once per distinct stored entry (semcache_core.memo) -----------------------------
+
+
+def _mutable_parts(value: Any) -> list[Any]:
+    """Every dict, list and model reachable from ``value`` (the objects a caller may change)."""
+    from pydantic import BaseModel
+
+    found: list[Any] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseModel):
+            found.append(item)
+            stack.extend(item.__dict__.values())
+        elif isinstance(item, dict):
+            found.append(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            found.append(item)
+            stack.extend(item)
+    return found
+
+
+@pytest.mark.parametrize("generations", REALISTIC, ids=["llm", "chat", "escaped"])
+async def test_memoized_hits_equal_the_validated_generations_and_share_nothing(
+    backend: Backend, namespace: str, generations: list[Generation]
+) -> None:
+    cache = ExactCache(backend, namespace=namespace)
+    await cache.aupdate("prompt", "llm", generations)
+    expected = _serialization.generations_from_json(_serialization.generations_to_json(generations))
+    first = cache.lookup("prompt", "llm")
+    assert len(cache._core.memo) == 1  # validated once, then memoized with its bytes
+    hits = [first, cache.lookup("prompt", "llm"), await cache.alookup("prompt", "llm")]
+    for hit in hits:
+        assert hit == expected == generations
+        assert _serialization._fields_sets(hit) == _serialization._fields_sets(expected)
+    # No dict, list or model is shared between two callers (or with the memo, which the
+    # next hit would show): a caller changing its result changes nothing for the others.
+    seen = [set(map(id, _mutable_parts(hit))) for hit in hits]
+    assert not (seen[0] & seen[1]) and not (seen[1] & seen[2]) and not (seen[0] & seen[2])
+    assert first is not None
+    for part in _mutable_parts(first):
+        if isinstance(part, dict):
+            part["changed by a caller"] = True
+        elif isinstance(part, list):
+            part.append("changed by a caller")
+    first[0].text = "changed by a caller"
+    assert cache.lookup("prompt", "llm") == generations
+    await cache.aclear()
+
+
+def test_a_changed_or_hostile_entry_is_validated_afresh(backend: Backend, namespace: str) -> None:
+    from semcache_core import keys
+
+    cache = ExactCache(backend, namespace=namespace)
+    cache.update("prompt", "llm", [Generation(text="first")])
+    assert cache.lookup("prompt", "llm") == [Generation(text="first")]
+    cache.update("prompt", "llm", [Generation(text="second")])  # new bytes under the same key
+    assert cache.lookup("prompt", "llm") == [Generation(text="second")]
+    assert len(cache._core.memo) == 1  # the new version replaced the old one
+    key = keys.exact_entry_key(namespace, "llm", "prompt")
+    (raw,) = backend.get_many(namespace, [key])
+    assert raw is not None
+    # The memoized entry with one byte changed, and with a class outside the allowlist.
+    planted = [raw[:-1], raw.replace(b'"Generation"]', b'"OtherClass"]')]
+    for hostile in planted:
+        assert hostile != raw
+        backend.set_many(namespace, [(key, hostile)])
+        assert cache.lookup("prompt", "llm") is None
+    stats = cache.stats()
+    assert (stats["exact_hits"], stats["misses"]) == (2, 2)
+    backend.set_many(namespace, [(key, raw)])  # the memoized bytes again
+    assert cache.lookup("prompt", "llm") == [Generation(text="second")]
+    cache.clear()
+    assert len(cache._core.memo) == 0
+
+
+def test_the_memo_is_bounded_and_per_cache(namespace: str) -> None:
+    from semcache_core.memo import EntryMemo
+
+    first, second = ExactCache(namespace=namespace), ExactCache(namespace=namespace)
+    assert first._core.memo is not second._core.memo
+    first._core.memo = EntryMemo(max_entries=8, max_bytes=6_000)
+    for i in range(40):
+        first.update(f"prompt {i}", "llm", [Generation(text=f"answer {i}")])
+        assert first.lookup(f"prompt {i}", "llm") == [Generation(text=f"answer {i}")]
+        assert len(first._core.memo) <= 8 and first._core.memo.size <= 6_000
+    assert len(first._core.memo) >= 2
+    # Entries over the per-entry bound are validated on every hit, never kept.
+    first._core.memo = EntryMemo(max_entry_bytes=100)
+    assert first.lookup("prompt 3", "llm") == [Generation(text="answer 3")]
+    assert len(first._core.memo) == 0
+
+
+def test_exact_fast_path_keeps_the_error_policy(namespace: str) -> None:
+    from semcache_core.backends.memory import MemoryBackend
+    from semcache_core.errors import BackendError
+
+    class Down(MemoryBackend):
+        down = False
+        calls = 0
+
+        def execute(self, step: Any) -> Any:
+            if self.down:
+                Down.calls += 1
+                raise BackendError("down (injected)")
+            return super().execute(step)
+
+    backend = Down()
+    warn = ExactCache(backend, namespace=namespace)
+    strict = ExactCache(backend, namespace=namespace, on_backend_error="raise")
+    warn.update("p", "llm", [Generation(text="x")])
+    assert warn.lookup("p", "llm") == [Generation(text="x")]
+    backend.down = True
+    with pytest.raises(BackendError):
+        strict.lookup("p", "llm")
+    with pytest.raises(BackendError):
+        strict._core.lookup("llm", Prompt.plain("p"))
+    assert warn.lookup("p", "llm") is None  # a miss, and the breaker opens
+    assert warn.lookup("p", "llm") is None  # no backend call while it is open
+    assert warn._core.lookup("llm", Prompt.plain("p")).outcome == "miss"
+    assert Down.calls == 3
+    assert warn.stats()["backend_errors"] == 1
+
+
+def test_a_value_the_template_cannot_copy_is_validated_on_every_hit(
+    namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def untemplatable(value: Any) -> Any:
+        raise _serialization._Untemplatable("as if a field held an object JSON cannot")
+
+    monkeypatch.setattr(_serialization, "_model", untemplatable)
+    cache = ExactCache(namespace=namespace)
+    generations = REALISTIC[1]
+    cache.update("prompt", "llm", generations)
+    first, second = cache.lookup("prompt", "llm"), cache.lookup("prompt", "llm")
+    assert first == second == generations
+    assert first is not None and second is not None
+    assert first[0] is not second[0] and first[0].message is not second[0].message  # type: ignore[attr-defined]

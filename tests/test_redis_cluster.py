@@ -466,3 +466,39 @@ def test_ask_and_moved_are_followed_while_a_slot_moves(
     assert [h.payload for h in hits] == [b"during"]
     backend.clear(namespace)
     assert _keys_of(raw, f"{namespace}:*") == set()
+
+
+def test_a_snapshot_is_read_on_the_partition_shard_by_its_sketches(
+    cluster_url: str, raw: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mirror's snapshot lives in its partition's slot; a new client adopts its sketches,
+    reads its candidates' vectors from the log, then the vector chunks (here inline)."""
+    from semcache_core.backends.redis import log_mirror
+    from semcache_core.flow import run
+
+    monkeypatch.setattr(log_mirror, "SNAPSHOT_MIN_ROWS", 8)
+    monkeypatch.setattr(log_mirror, "SNAPSHOT_CHUNK_ROWS", 10)
+    partition = keys.partition_key(namespace, "scope-snap", "")
+    ids = [keys.semantic_entry_id(namespace, partition, f"q{i}") for i in range(24)]
+    rng = np.random.default_rng(11)
+    matrix = np.stack([normalize(as_vector(rng.normal(size=DIM))) for _ in ids])
+    writer = RedisBackend.from_url(cluster_url, vector_search="mirror")
+    late = RedisBackend.from_url(cluster_url, vector_search="mirror")
+    late.ops.background = lambda flow: run(flow, late)
+    try:
+        records = [VectorRecord(i, matrix[n], i.encode()) for n, i in enumerate(ids)]
+        writer.add_vectors(namespace, partition, records, ttl=600)
+        writer.search_vectors(namespace, partition, matrix[0], k=1, max_distance=0.01)
+        tag = keys.partition_tag(partition)
+        snapshot = f"{namespace}:vsnap:{{{namespace}:{tag}}}{partition}"
+        assert raw.keyslot(snapshot) == raw.keyslot(f"{{{namespace}:{tag}}}")
+        assert {k.decode() for k in raw.hkeys(snapshot)} == {"h", "i", "m", "q", "s", "0", "1", "2"}
+        for n, entry_id in enumerate(ids):
+            hits = late.search_vectors(namespace, partition, matrix[n], k=1, max_distance=0.01)
+            assert [(h.id, h.payload) for h in hits] == [(entry_id, entry_id.encode())]
+        mirror = late.ops.mirrors.peek(namespace, partition)
+        assert mirror is not None and mirror.vectors_complete
+    finally:
+        writer.clear(namespace)
+        writer.close()
+        late.close()

@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -105,6 +105,12 @@ class KeyPage:
     cursor: str | None
 
 
+#: A read of one value in one step (:meth:`Operations.one_step_get`): the step, and what
+#: turns its reply into the value (``None`` when the reply is the value itself; a value of
+#: ``None``: missing).
+OneStepRead = tuple[Step, Callable[[Any], "bytes | None"] | None]
+
+
 def checked_keys(keys: Sequence[str]) -> list[str]:
     if isinstance(keys, (str, bytes)):
         raise TypeError("keys must be a sequence of str, not a single str/bytes")
@@ -158,6 +164,13 @@ class Operations(ABC):
     counts_hits: bool = False
 
     # -- values --------------------------------------------------------------------------
+    def one_step_get(self, namespace: str, key: str) -> OneStepRead | None:
+        """``get_many(namespace, [key])`` as its single step and the function that reads the
+        value out of that step's reply, where this backend reads one value in one step;
+        ``None`` where it needs a flow (then ``get_many``). For the engine's exact read, of a
+        key it made in a namespace it checked: neither is checked again here."""
+        return None
+
     def get_many(self, namespace: str, keys: Sequence[str]) -> Flow[list[bytes | None]]:
         """Values (or vector payloads, for ``vec:`` keys) in order; ``None`` when missing."""
         namespace, keys = keyspace.validate_namespace(namespace), checked_keys(keys)

@@ -40,6 +40,7 @@ from semcache_core.backends.base import (
     Backend,
     EntryHits,
     KeyPage,
+    OneStepRead,
     Operations,
     VectorHit,
     VectorSearch,
@@ -201,6 +202,17 @@ class MemoryStore:
         if self.max_entries is not None:  # reads are uses only where there is a limit
             self._used(namespace, [key for key, got in zip(keys, found, strict=True) if got])
         return found
+
+    def get_one(self, namespace: str, key: str) -> bytes | None:
+        """``get_many(namespace, [key])[0]`` (an exact lookup's read), a value key without a
+        limit read directly."""
+        if self.max_entries is not None or key.startswith(keyspace.VECTOR_PREFIX):
+            return self.get_many(namespace, [key])[0]
+        values = self._values.get(namespace)
+        value = None if values is None else values.get(key)
+        if value is None or (value[1] is not None and value[1] <= time.time()):  # _live
+            return None
+        return value[0]
 
     def set_many(
         self, namespace: str, items: list[tuple[str, bytes]], expires_at: float | None
@@ -462,6 +474,9 @@ class MemoryOperations(Operations):
 
     label = "the in-memory"
 
+    def one_step_get(self, namespace: str, key: str) -> OneStepRead:
+        return Call("get_one", (namespace, key)), None
+
     def _get_many(self, namespace: str, keys: list[str]) -> Flow[list[bytes | None]]:
         found: list[bytes | None] = yield Call("get_many", (namespace, keys))
         return found
@@ -548,6 +563,7 @@ class MemoryBackend(Backend):
             name: getattr(self.store, name)
             for name in (
                 "get_many",
+                "get_one",
                 "set_many",
                 "delete_many",
                 "expire_many",

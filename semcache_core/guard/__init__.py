@@ -41,17 +41,47 @@ question, where the words do not line up one for one ("How do I merge branches?"
 the command to rebase branches?"); those are left to the distance threshold.
 """
 
-from semcache_core.guard.features import extract_features
-from semcache_core.guard.padding import strip_padding
-from semcache_core.guard.registry import (
-    CHECKS,
-    REGISTRY,
-    Check,
-    GuardVerdict,
-    TrapGuard,
-    clear_caches,
-)
-from semcache_core.guard.tokens import ALIASES, TECH_NAMES, Features
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from semcache_core.guard.features import extract_features
+    from semcache_core.guard.padding import strip_padding
+    from semcache_core.guard.registry import (
+        CHECKS,
+        REGISTRY,
+        Check,
+        GuardVerdict,
+        TrapGuard,
+        clear_caches,
+    )
+    from semcache_core.guard.tokens import ALIASES, TECH_NAMES, Features
+
+# Loaded on first use (PEP 562): the engine strips padding from every query, guard or not, and
+# importing every check and lexicon for that would cost a new process ~0.1-0.2 s.
+_WHERE = {
+    "ALIASES": "tokens",
+    "CHECKS": "registry",
+    "REGISTRY": "registry",
+    "TECH_NAMES": "tokens",
+    "Check": "registry",
+    "Features": "tokens",
+    "GuardVerdict": "registry",
+    "TrapGuard": "registry",
+    "clear_caches": "registry",
+    "extract_features": "features",
+    "strip_padding": "padding",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ALIASES",

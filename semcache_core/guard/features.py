@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from semcache_core.guard import intent, lexicon, names, negation, numeric, qualifiers, roles
-from semcache_core.guard.lexicon import lemmas
+from semcache_core.guard.lexicon import lemmas_of
 from semcache_core.guard.padding import strip_padding
 from semcache_core.guard.tokens import Collector, Features, Token, ascii_lower, normalize, tokenize
 from semcache_core.guard.typos import unknown_words
@@ -103,7 +103,7 @@ def extract_features(text: str) -> Features:
     sequence, terms = _sequence(tokens, normalized)
     words = frozenset(w for w in sequence if w != "|")
     classified = frozenset(t.low for t in tokens if t.used and t.kind == "word")
-    word_lemmas = frozenset(lemma for w in words for lemma in lemmas(w))
+    word_lemmas = lemmas_of(words)
     return Features(
         negations=out.negations,
         quoted=_frozen(quoted),

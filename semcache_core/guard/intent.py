@@ -15,7 +15,7 @@ another task ("Can you draft a bill of lading ..." / "Can you check this bill of
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.negation import base_forms
@@ -35,15 +35,22 @@ def _index() -> dict[str, list[tuple[tuple[str, ...], str]]]:
     return index
 
 
+@lru_cache(maxsize=65536)
+def _task_entries(word: str) -> tuple[list[tuple[tuple[str, ...], str]], ...]:
+    """The task phrases each base form of ``word`` may start, longest first, for the forms
+    that start any (cached per word: most words start none)."""
+    index = _index()
+    return tuple(index[form] for form in base_forms(word) if form in index)
+
+
 def intents(sequence: tuple[str, ...]) -> frozenset[str]:
     """The tasks a prompt asks for."""
-    index = _index()
     found = set()
     i = 0
     while i < len(sequence):
         matched = 0
-        for form in base_forms(sequence[i]) if sequence[i] != "|" else ():
-            for words, task in index.get(form, ()):
+        for entries in _task_entries(sequence[i]) if sequence[i] != "|" else ():
+            for words, task in entries:
                 if tuple(sequence[i + 1 : i + len(words)]) == words[1:]:
                     found.add(task)
                     matched = max(matched, len(words))

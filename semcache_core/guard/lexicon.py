@@ -84,6 +84,18 @@ def lemmas(word: str) -> tuple[str, ...]:
     return (word, *found) if found else (word,)
 
 
+def lemmas_of(words: frozenset[str]) -> frozenset[str]:
+    """Every word of ``words`` and the lemmas each is an inflected form of: the union of
+    :func:`lemmas` over them, without a tuple per word."""
+    table = _inflections()
+    out = set(words)
+    for word in words:
+        found = table.get(word)
+        if found:
+            out.update(found)
+    return frozenset(out)
+
+
 @cache
 def vocabulary() -> frozenset[str]:
     """Every word some table knows: WordNet lemmas and their inflections, function words,

@@ -28,7 +28,8 @@ from semcache_core.guard.tokens import (
     Token,
     ascii_lower,
     fmt,
-    near_word,
+    memo,
+    one_typo_apart,
     swapped,
 )
 
@@ -105,6 +106,8 @@ def _missing_items(mine: frozenset[str], theirs: frozenset[str], their_text: str
 
 
 def quoted_differs(a: Features, b: Features) -> str | None:
+    if not (a.quoted or b.quoted):
+        return None
     qa = _missing_items(a.quoted, b.quoted, b.text)
     qb = _missing_items(b.quoted, a.quoted, a.text)
     if qa or qb:
@@ -113,6 +116,8 @@ def quoted_differs(a: Features, b: Features) -> str | None:
 
 
 def code_differs(a: Features, b: Features) -> str | None:
+    if not (a.code or b.code or a.flags or b.flags):
+        return None
     ca = _missing_items(a.code, b.code, b.text)
     cb = _missing_items(b.code, a.code, a.text)
     fa = _missing_items(a.flags, b.flags, b.raw_text)
@@ -134,17 +139,33 @@ def _named_in(entity: str, other: Features) -> bool:
     if not (forms.isdisjoint(other.words) and forms.isdisjoint(other.lemmas)):
         return True
     # "Pyhton" / "Python"; not a changed letter, nor short names: "Gambia" / "Zambia",
-    # "React" / "Preact", "MySQL" / "MSSQL" are other names
-    if near_word(entity, other.words, min_length=6, substitution=False):
+    # "React" / "Preact", "MySQL" / "MSSQL" are other names. Only words of about the same
+    # length can be one typo apart (the other's words by length, kept per prompt).
+    n = len(entity)
+    by_length = memo(other, "words_by_length", _words_by_length)
+    if n >= 6 and any(
+        one_typo_apart(entity, w, min_length=6, substitution=False)
+        for m in (n - 1, n, n + 1)
+        for w in by_length.get(m, ())
+    ):
         return True
     # only words with the same first four letters can be a demonym of each other, and only
     # words one letter longer or shorter a doubled letter typed once: filter before the calls
-    head, n = entity[:4], len(entity)
+    head = entity[:4]
     return any(
         _demonym(entity, w) or _demonym(w, entity) for w in other.words if w[:4] == head
     ) or any(
-        _undoubled(entity, w) or _undoubled(w, entity) for w in other.words if len(w) - n in (1, -1)
+        _undoubled(entity, w) or _undoubled(w, entity)
+        for m in (n - 1, n + 1)
+        for w in by_length.get(m, ())
     )
+
+
+def _words_by_length(f: Features) -> dict[int, tuple[str, ...]]:
+    by_length: dict[int, list[str]] = {}
+    for w in f.words:
+        by_length.setdefault(len(w), []).append(w)
+    return {n: tuple(words) for n, words in by_length.items()}
 
 
 def _undoubled(short: str, long_: str) -> bool:
@@ -195,6 +216,8 @@ def _spelled_out(acronym: str, own: Features, other: Features) -> bool:
     authentication"."""
     if not 2 <= len(acronym) <= 5 or not acronym.isalpha():
         return False
+    if acronym[0] not in memo(other, "initials", _initials):
+        return False  # no content word of the other prompt starts with its first letter
     if re.search(r"\b" + re.escape(acronym.upper()) + r"\b", own.raw_text) is None:
         return False  # written in capitals in its own prompt
     seq = other.sequence
@@ -211,6 +234,11 @@ def _spelled_out(acronym: str, own: Features, other: Features) -> bool:
         if k == len(acronym):
             return True
     return False
+
+
+def _initials(f: Features) -> frozenset[str]:
+    """The first letters of the prompt's words that are not function words."""
+    return frozenset(w[:1] for w in f.sequence if w not in _FUNCTION_WORDS)
 
 
 def entity_differs(a: Features, b: Features) -> str | None:

@@ -209,13 +209,41 @@ def _only(a: Features, b: Features) -> list[str]:
     ]
 
 
+def _opposable(f: Features) -> frozenset[str]:
+    """The words of ``f`` that have an antonym in some base form, no negation governing them."""
+    return frozenset(w for w in f.words if _has_antonym(w) and w not in f.negated)
+
+
+@lru_cache(maxsize=65536)
+def _has_antonym(word: str) -> bool:
+    """Whether a word of letters has an antonym in some base form (cached per word)."""
+    table = lexicon.antonyms()
+    return word.isalpha() and any(form in table for form in base_forms(word))
+
+
 def antonym_differs(a: Features, b: Features) -> str | None:
-    only_b = _only(b, a)
-    if not only_b:
+    # only a's words with an antonym can have their opposite in b: :func:`_only` of those
+    candidates = [
+        w
+        for w in sorted(memo(a, "opposable", _opposable) - b.words)
+        if not (base_forms(w) & b.lemmas)
+    ]
+    if not candidates:
         return None
     table = lexicon.antonyms()
-    forms_b = {form: w for w in only_b for form in base_forms(w)}
-    for w in _only(a, b):
+    opposites = {o for w in candidates for form in base_forms(w) for o in table.get(form, ())}
+    # b's words of :func:`_only` by their base forms, of those that are such an opposite (for
+    # a form, the last such word in order, as over all of them)
+    forms_b = {
+        form: w
+        for w in sorted(b.words - a.words)
+        if not base_forms(w).isdisjoint(opposites)
+        and w.isalpha()
+        and w not in b.negated
+        and not (base_forms(w) & a.lemmas)
+        for form in base_forms(w)
+    }
+    for w in candidates:
         for form in base_forms(w):
             for opposite in table.get(form, ()):
                 if opposite in forms_b:
@@ -245,11 +273,13 @@ _A_NEGATED_SUFFIXES = ("ic", "ical", "al", "ous")
 
 def _negatable(f: Features) -> frozenset[str]:
     """The words of ``f`` that may negate another word: a negating prefix or -less / -ful."""
-    return frozenset(
-        w
-        for w in f.words
-        if w.isalpha() and (_negated_stem(w) is not None or w.endswith(("less", "ful")))
-    )
+    return frozenset(w for w in f.words if _may_negate(w))
+
+
+@lru_cache(maxsize=65536)
+def _may_negate(word: str) -> bool:
+    """Whether a word of letters has a negating prefix or -less / -ful (cached per word)."""
+    return word.isalpha() and (_negated_stem(word) is not None or word.endswith(("less", "ful")))
 
 
 def morphological_differs(a: Features, b: Features) -> str | None:

@@ -496,6 +496,8 @@ def _date_words(tokens: list[Token], out: Collector) -> None:
 
 
 def _numbers_differ(a: Features, b: Features, tag: str) -> str | None:
+    if a.numbers == b.numbers:
+        return None  # (most often: none on either side)
     tags = dict(a.number_tags) | dict(b.number_tags)
     only_a = {v for v in a.numbers - b.numbers if tags[v] == tag}
     only_b = {v for v in b.numbers - a.numbers if tags[v] == tag}
@@ -553,6 +555,11 @@ def number_differs(a: Features, b: Features) -> str | None:
 
 
 def unit_differs(a: Features, b: Features) -> str | None:
+    if (
+        not ((a.units and b.units) or (a.quantities and b.quantities) or (a.targets and b.targets))
+        and not a.directions
+    ):
+        return None  # nothing below compares anything (most prompts have no unit)
     dims_a: dict[str, set[str]] = {}
     dims_b: dict[str, set[str]] = {}
     for dim, unit in a.units:

@@ -50,7 +50,10 @@ _STRETCHED_RE = re.compile(r"(.)\1+$")
 
 def _padding_word(word: str) -> bool:
     """A word padding phrases are made of, stretched or not ("heyyy", "thanksss")."""
-    return word in _PADDING_WORDS or _STRETCHED_RE.sub(r"\1", word) in _PADDING_WORDS
+    if word in _PADDING_WORDS:
+        return True
+    # only a word ending in a repeated letter is stretched (the regex leaves others as they are)
+    return word[-1:] == word[-2:-1] and _STRETCHED_RE.sub(r"\1", word) in _PADDING_WORDS
 
 
 _ANY = "|".join(f"(?:{p})" for p in _LOOSE + _STRICT)
@@ -76,6 +79,9 @@ _SIGNOFF_NAME_RE = re.compile(
     r"\s*,?\s*[A-Z][a-z]*\.?\s*$"
 )
 _REPEATED_PUNCT_RE = re.compile(r"([?!.,])[?!.,]*(?:\s*\1)*")
+#: Where :data:`_REPEATED_PUNCT_RE` changes anything: a mark followed by another, or by the
+#: same after spaces. Most prompts have none, and the substitution is costlier than the search.
+_PUNCT_REPEATED_RE = re.compile(r"([?!.,])(?:[?!.,]|\s*\1)")
 _SPACES_RE = re.compile(r"\s+")
 
 
@@ -103,10 +109,11 @@ def strip_padding(text: str) -> str:
     if not text.isascii() or any(c in text for c in ":;=<"):  # emoji or an emoticon
         text = _EMOJI_RE.sub(" ", text)
         text = _EMOJI_RE.sub(" ", text.strip())
-    text = _REPEATED_PUNCT_RE.sub(r"\1", text)
+    if _PUNCT_REPEATED_RE.search(text):
+        text = _REPEATED_PUNCT_RE.sub(r"\1", text)
     if "," in text[-40:]:
         text = _SIGNOFF_NAME_RE.sub("", text)
-    text = _SPACES_RE.sub(" ", text).strip()
+    text = " ".join(text.split())  # runs of whitespace as one space (what \s matches)
     before_layers = text
     for _ in range(6):  # a few layers: "hey, sorry, quick q: ..."
         before = text

@@ -36,7 +36,7 @@ from functools import cache
 
 from semcache_core.guard import lexicon
 from semcache_core.guard.negation import NEGATION_WORDS, without_for_not
-from semcache_core.guard.overlap import broad_rewording
+from semcache_core.guard.overlap import broad_rewording, new_words
 from semcache_core.guard.tokens import (
     Collector,
     Features,
@@ -165,8 +165,12 @@ def phrases(text: str, tokens: list[Token], out: Collector) -> None:
     """Multi-word quantifier, scope and negation phrases, and fillers that hide their words."""
     low = ascii_lower(text)
     for pattern, check, group, anchors in _PHRASE_RES:
-        if anchors is not None and not any(anchor in low for anchor in anchors):
-            continue  # none of the pattern's literal words: it cannot match (the common case)
+        if anchors is not None:
+            for anchor in anchors:
+                if anchor in low:
+                    break
+            else:
+                continue  # none of the pattern's literal words: it cannot match (most often)
         for match in pattern.finditer(low):
             if any(t.used for t in tokens if match.start() <= t.start < match.end()):
                 continue
@@ -532,7 +536,10 @@ def _misspelt(x: Features, y: Features, group: str, values: set[str]) -> bool:
 
 def _typo(x: str, y: str) -> bool:
     """One typo apart, or two for words of 8 letters or more ("begginers" / "beginners")."""
-    if near_word(x, (y,)):
+    apart = abs(len(x) - len(y))
+    if apart > 2:
+        return False  # more letters added or dropped than either test allows
+    if apart <= 1 and near_word(x, (y,)):
         return True
     if min(len(x), len(y)) < 8 or abs(len(x) - len(y)) > 2 or x[:2] != y[:2]:
         return False
@@ -597,19 +604,21 @@ def _present(word: str, stems: frozenset[str], words: frozenset[str]) -> bool:
 
 def constraint_differs(a: Features, b: Features) -> str | None:
     for x, y in ((a, b), (b, a)):
-        vocabulary_y = y.words | y.lemmas
-        stems_y = frozenset(w[:5] for w in vocabulary_y)
-        stems_x = frozenset(w[:5] for w in x.words | x.lemmas)
+        if not x.constraints:
+            continue  # no condition of x's to have been added
+        # (``stems``: the first five letters of every word and lemma)
+        stems_x, stems_y = x.stems, y.stems
         # y's own conditions, reworded or other: a clause of y in the same group that x
         # does not repeat ("with little money" / "on a small budget")
         counterparts = {
             g for g, c in y.constraints if c and not all(w[:5] in stems_x for w in c)
         } | {g for g, c in y.constraints if not c}
         # y says nothing that x does not: x is y plus something
-        missing = sum(w[:5] not in stems_x for w in y.words if w not in _FUNCTION_WORDS)
+        missing = new_words(x, y)
         addition = missing == 0
         if missing > 1:
             continue  # a broad rewording, not the same question plus a condition
+        vocabulary_y = y.words | y.lemmas
         for group, clause in x.constraints:
             if group in counterparts or not clause:
                 continue

@@ -163,8 +163,17 @@ def run_checks(new_prompt: str, cached_prompt: str, checks: Sequence[Check]) -> 
     """The first of ``checks`` that finds a difference (the shape of STYLE.md section C); the
     checks of the question's words are skipped when the rest is context (:mod:`context`)."""
     a, b = _features(new_prompt, cached_prompt)
-    skip = context.CONTEXT_FREE if context.lead_in(a, b) else frozenset()
+    # whether the rest is context is asked only of a difference it could excuse: most pairs
+    # never reach a check of the question's words that differs (checks are pure, so running
+    # one whose difference is then ignored is the same as skipping it)
+    lead: bool | None = None
     for c in checks:
-        if c.name not in skip and (detail := c.differs(a, b)):
+        detail = c.differs(a, b)
+        if detail:
+            if c.name in context.CONTEXT_FREE:
+                if lead is None:
+                    lead = context.lead_in(a, b)
+                if lead:
+                    continue
             return GuardVerdict(False, c.name, detail)
     return _OK

@@ -244,8 +244,7 @@ def _moved_or_symmetric(a: Features, b: Features) -> bool:
     fishing in rivers?")."""
     if _COMPARING & a.words and _COMPARING & b.words:
         return True
-    content_a, content_b = substitution.content_words(a), substitution.content_words(b)
-    return substitution.clauses_moved(a, content_b) or substitution.clauses_moved(b, content_a)
+    return substitution.clauses_moved(a, b) or substitution.clauses_moved(b, a)
 
 
 _ARTICLES = frozenset(["a", "an", "the"])
@@ -367,11 +366,20 @@ def direction_differs(a: Features, b: Features) -> str | None:
 
 
 def _relations_differ(a: Features, b: Features) -> str | None:
-    if _moved_or_symmetric(a, b):
+    # whether the prompt is symmetric or its clauses moved (the costlier test) is asked only
+    # of a swap or a relation found
+    detail = _swap_or_relation(a, b)
+    if detail is None or _moved_or_symmetric(a, b):
         return None
+    return detail
+
+
+def _swap_or_relation(a: Features, b: Features) -> str | None:
     pair = swapped_words(a, b)
     if pair is not None:
         return f"words swapped: {pair[0]!r} and {pair[1]!r} trade places"
+    if a.relations == b.relations:
+        return None  # the same word after every relational word
     words_a, words_b = _content_forms(a), _content_forms(b)
     rels_a = {r for r, _ in a.relations}
     rels_b = {r for r, _ in b.relations}
@@ -400,19 +408,24 @@ def _ee_partner(x: str, y: str) -> bool:
     return False
 
 
+def _role_words(f: Features) -> frozenset[str]:
+    """The prompt's words (singular) that are roles: in the table or by their ending."""
+    return memo(f, "role_words", lambda f: frozenset(w for w in _singulars(f.words) if _is_role(w)))
+
+
 def role_differs(a: Features, b: Features) -> str | None:
-    singular_a, singular_b = _singulars(a.words), _singulars(b.words)
-    only_a, only_b = singular_a - singular_b, singular_b - singular_a
-    partners = role_partners()
-    words_b = sorted(only_b)
-    roles_b = [y for y in words_b if _is_role(y)]
-    for x in sorted(only_a):
-        # a counterpart from the table, or by rule an -er/-or against an -ee (both roles)
-        partners_x = partners.get(x, ())
-        is_role = _is_role(x)
-        for y in words_b if partners_x else roles_b if is_role else ():
-            if y in partners_x or (is_role and _is_role(y) and _ee_partner(x, y)):
-                return f"roles differ: {x!r} vs {y!r}"
+    # a counterpart from the table (a role itself) or by rule an -er/-or against an -ee:
+    # both words are roles, so only the roles one side has alone are paired
+    only_a = _role_words(a) - _singulars(b.words)
+    only_b = _role_words(b) - _singulars(a.words) if only_a else only_a
+    if only_b:
+        partners = role_partners()
+        roles_b = sorted(only_b)
+        for x in sorted(only_a):
+            partners_x = partners.get(x, ())
+            for y in roles_b:
+                if y in partners_x or _ee_partner(x, y):
+                    return f"roles differ: {x!r} vs {y!r}"
     shared = [r for r in a.roles if r in b.roles]
     if len(shared) >= 2 and ("by" in a.words) == ("by" in b.words):
         order_b = [r for r in b.roles if r in shared]

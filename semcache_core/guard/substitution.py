@@ -22,7 +22,6 @@ Python"), or the prompt is symmetric in its terms (and/or/vs/between/differ/comp
 from __future__ import annotations
 
 import re
-from collections import Counter
 from functools import cache
 
 from semcache_core.guard import lexicon
@@ -121,9 +120,24 @@ def _frame_change(a: Features, b: Features) -> int:
     frame of the question ("Is Greenland part of Denmark?" / "Does Greenland belong to
     Denmark?" differ by four: another wording, not the same template). "a" and "an" are
     one word."""
-    fa = Counter("a" if w == "an" else w for w in a.sequence if w in _FUNCTION_WORDS)
-    fb = Counter("a" if w == "an" else w for w in b.sequence if w in _FUNCTION_WORDS)
-    return sum(((fa - fb) + (fb - fa)).values())
+    fa, fb = (
+        memo(a, "function_counts", _function_counts),
+        memo(b, "function_counts", _function_counts),
+    )
+    return sum(abs(n - fb.get(w, 0)) for w, n in fa.items()) + sum(
+        n for w, n in fb.items() if w not in fa
+    )
+
+
+def _function_counts(f: Features) -> dict[str, int]:
+    """How many times each function word occurs ("a" and "an" counted as one)."""
+    counts: dict[str, int] = {}
+    for w in f.sequence:
+        if w in _FUNCTION_WORDS:
+            if w == "an":
+                w = "a"
+            counts[w] = counts.get(w, 0) + 1
+    return counts
 
 
 def aligned_diff(a: Features, b: Features) -> list[tuple[str, str]] | None:
@@ -345,12 +359,30 @@ def _one_block_moved(x: tuple[str, ...], y: tuple[str, ...]) -> bool:
     return any(my == mx[k:] + mx[:k] for k in range(1, len(mx)))
 
 
-def clauses_moved(f: Features, other: tuple[str, ...]) -> bool:
+def clauses_moved(f: Features, other: Features) -> bool:
     """Whether ``f`` has two clauses or more and the content words of each make one
-    contiguous stretch of ``other``: clauses moved around, each kept together ("When my
-    contract ends, will my bill go down?" / "Will my bill go down when my contract ends?").
-    Words are compared by their first five letters ("For river trout fishing, ..." / "...
-    for trout fishing in rivers?")."""
+    contiguous stretch of the content words of ``other``: clauses moved around, each kept
+    together ("When my contract ends, will my bill go down?" / "Will my bill go down when my
+    contract ends?"). Words are compared by their first five letters ("For river trout
+    fishing, ..." / "... for trout fishing in rivers?")."""
+    clauses = memo(f, "clause_stems", _clause_stems)
+    if len(clauses) < 2:
+        return False
+    stems = memo(other, "content_stems", _content_stems)
+    for clause in clauses:
+        at = [i for i, w in enumerate(stems) if w in clause]
+        if not at or at[-1] - at[0] + 1 != len(at):
+            return False
+    return True
+
+
+def _content_stems(f: Features) -> tuple[str, ...]:
+    """The first five letters of each of :func:`content_words`, in order."""
+    return tuple(w[:5] for w in content_words(f))
+
+
+def _clause_stems(f: Features) -> tuple[frozenset[str], ...]:
+    """The first five letters of the content words of each clause that has any."""
     clauses: list[set[str]] = [set()]
     for w in f.sequence:
         if w == "|":
@@ -358,14 +390,7 @@ def clauses_moved(f: Features, other: tuple[str, ...]) -> bool:
                 clauses.append(set())
         elif w not in _FUNCTION_WORDS and w not in _NUMBER_WORDS and not w[:1].isdigit():
             clauses[-1].add(w[:5])
-    clauses = [c for c in clauses if c]
-    if len(clauses) < 2:
-        return False
-    for clause in clauses:
-        at = [i for i, w in enumerate(other) if w[:5] in clause]
-        if not at or at[-1] - at[0] + 1 != len(at):
-            return False
-    return True
+    return tuple(frozenset(c) for c in clauses if c)
 
 
 def reorder_differs(a: Features, b: Features) -> str | None:
@@ -374,7 +399,7 @@ def reorder_differs(a: Features, b: Features) -> str | None:
         return None
     if SYMMETRIC & a.words or SYMMETRIC & b.words:
         return None
-    if _one_block_moved(ca, cb) or clauses_moved(a, cb) or clauses_moved(b, ca):
+    if _one_block_moved(ca, cb) or clauses_moved(a, b) or clauses_moved(b, a):
         return None
     moved = [x for x, y in zip(ca, cb, strict=True) if x != y]
     return f"the same words in another order: {' '.join(moved)!r}"

@@ -108,23 +108,28 @@ _QUOTE_RE = re.compile(
     r"|(?<![\w'])'(?P<sq>[^'\s][^'\n]{0,298}[^'\s]|[^'\s])'(?!\w)",
     re.S,
 )
-_CONTRACTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern, re.I), replacement)
-    for pattern, replacement in (
-        (r"\bwon'?t\b", "will not"),
-        (r"\bcan'?t\b|\bcannot\b", "can not"),
-        (r"\bshan't\b", "shall not"),
-        (r"\bain't\b", "is not"),
-        (r"\b(\w+)n't\b", r"\1 not"),
+#: (pattern, replacement, a substring of every match in lower case: the pattern is tried only
+#: on a prompt that has it)
+_CONTRACTIONS: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
+    (re.compile(pattern, re.I), replacement, literal)
+    for pattern, replacement, literal in (
+        (r"\bwon'?t\b", "will not", "won"),
+        (r"\bcan'?t\b|\bcannot\b", "can not", "can"),
+        (r"\bshan't\b", "shall not", "shan't"),
+        (r"\bain't\b", "is not", "ain't"),
+        (r"\b(\w+)n't\b", r"\1 not", "n't"),
         (
             r"\b(do|does|did|is|are|was|were|has|have|had|should|could|would|must|need)nt\b",
             r"\1 not",
+            "nt",
         ),
-        (r"(\w)'(?:s|re|ll|ve|d|m)\b", r"\1"),
-        (r"(\w)s'(?!\w)", r"\1s"),
-        (r"\bi'm\b|\bim\b", "I"),
+        (r"(\w)'(?:s|re|ll|ve|d|m)\b", r"\1", "'"),
+        (r"(\w)s'(?!\w)", r"\1s", "s'"),
+        (r"\bi'm\b|\bim\b", "I", "m"),
     )
 )
+#: The first character of every alternative of :data:`_QUOTE_RE`.
+_QUOTE_MARKS = ("`", '"', "“", "«", "‘", "'")
 #: The contractions above that users type without an apostrophe ("dont", "cant", "im").
 _BARE_CONTRACTION_RE = re.compile(
     r"\b(?:wont|cant|cannot|(?:do|does|did|is|are|was|were|has|have|had|should|could|would"
@@ -198,8 +203,11 @@ _LETTERS_DIGITS_RE = re.compile(r"\b([A-Za-z]{1,12})[-/]?(\d+(?:\.\d+)*)\b(?!\.\
 _DIGITS_LETTERS_RE = re.compile(r"\b(\d+(?:\.\d+)?)(?!st\b|nd\b|rd\b|th\b)([A-Za-z]+)\b")
 _DIGITS_SYMBOL_RE = re.compile(r"(\d)([$€£¥₹%])")
 
+# Words first: no other alternative starts with a letter, and most tokens are words, so at a
+# word the other ten are never tried (the order of the others is the order of precedence).
 _TOKEN_RE = re.compile(
-    r"(?P<flag>(?<![\w\-/.])--?[A-Za-z][\w\-]*)"
+    r"(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)*(?:\(\))?)"
+    r"|(?P<flag>(?<![\w\-/.])--?[A-Za-z][\w\-]*)"
     r"|(?P<path>(?<![\w/])(?:~|\.{1,2})?/[\w.\-]+(?:/[\w.\-]*)*)"
     r"|(?P<ext>(?<![\w.])\.[A-Za-z]\w*)"
     r"|(?P<date>\d{4}-\d{1,2}-\d{1,2}\b|\d{1,2}/\d{1,2}/\d{2,4}\b)"
@@ -207,7 +215,6 @@ _TOKEN_RE = re.compile(
     r"|(?P<frac>\d+/\d+)"
     r"|(?P<num>(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)*|(?<![\d])-?\.\d+)"
     r"|(?P<deco>(?<![\w@])@[^\W\d]\w*(?:\.[^\W\d]\w*)*)"
-    r"|(?P<word>[^\W\d]\w*(?:\.[^\W\d]\w*)*(?:\(\))?)"
     r"|(?P<sym>[$€£¥₹%#&+=<>*/~^])"
     r"|(?P<punct>[.?!;:,()\[\]{}\n|])"
 )
@@ -347,14 +354,23 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
             quoted.add(item)
         return f"\n{inner}\n"
 
-    text = _QUOTE_RE.sub(quote, text)
+    if any(mark in text for mark in _QUOTE_MARKS):
+        text = _QUOTE_RE.sub(quote, text)
     text = text.replace("’", "'").replace("‘", "'")
     words = _LETTERS_RE.findall(text)
     if len(words) >= 3 and sum(w.isupper() for w in words) >= 0.6 * len(words):
         text = text.lower()  # SHOUTING: capitals carry no information
     if "'" in text or _BARE_CONTRACTION_RE.search(text):
-        for pattern, replacement in _CONTRACTIONS:
-            text = pattern.sub(replacement, text)
+        # in ASCII text a pattern runs only when its literal part is there (re.I folds more
+        # than str.lower beyond ASCII: there every pattern runs)
+        ascii_text = text.isascii()
+        low = text.lower()
+        for pattern, replacement, literal in _CONTRACTIONS:
+            if ascii_text and literal not in low:
+                continue
+            changed = pattern.sub(replacement, text)
+            if changed != text:
+                text, low = changed, changed.lower()
     if "." in text:
         text = _ABBREVIATIONS_RE.sub(lambda m: m.group(0)[:-1].replace(".", ""), text)
     if _may_have_alias(text):
@@ -392,25 +408,33 @@ def normalize(text: str) -> tuple[str, set[str], set[str], set[str]]:
         dates.add(f"decade:{full or '19' + short}")
         return " "
 
-    text = _DECADE_RE.sub(decade, text)
+    # each pass below only where the characters it matches are (most prompts have none)
+    if "0s" in text:
+        text = _DECADE_RE.sub(decade, text)
 
     def quarter(match: re.Match[str]) -> str:
         dates.add(f"quarter:{match.group(1)}")
         return " "
 
-    text = _QUARTER_RE.sub(quarter, text)
+    if "q" in text or "Q" in text:
+        text = _QUARTER_RE.sub(quarter, text)
 
     def ampm(match: re.Match[str]) -> str:
         dates.add(f"{match.group(1).lower()}m")
         return " "
 
-    text = _AMPM_RE.sub(ampm, text)
-    text = _SHORT_HYPHEN_RE.sub(r"\1\2", text)
+    if "m" in text or "M" in text:
+        text = _AMPM_RE.sub(ampm, text)
+    if "-" in text:
+        text = _SHORT_HYPHEN_RE.sub(r"\1\2", text)
     text = _LETTERS_DIGITS_RE.sub(r"\1 \2", text)
     text = _DIGITS_LETTERS_RE.sub(r"\1 \2", text)
-    text = _DIGITS_SYMBOL_RE.sub(r"\1 \2", text)
-    text = _DEGREES_RE.sub(_degree, text)
-    text = _BARE_DEGREES_RE.sub(" ", text)
+    if any(symbol in text for symbol in "$€£¥₹%"):
+        text = _DIGITS_SYMBOL_RE.sub(r"\1 \2", text)
+    if "°" in text or "º" in text:
+        text = _BARE_DEGREES_RE.sub(" ", _DEGREES_RE.sub(_degree, text))
+    elif "eg" in text:  # "degrees", "deg"
+        text = _DEGREES_RE.sub(_degree, text)
     return text, quoted, code, dates
 
 

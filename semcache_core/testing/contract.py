@@ -65,6 +65,26 @@ class BackendContract:
         backend.delete_many(namespace, ["kv:a", "kv:never"])
         assert backend.get_many(namespace, ["kv:a", "kv:b"]) == [None, b"\x00\xff binary"]
 
+    def test_one_step_get_reads_what_get_many_reads(self, backend: Backend, namespace: str) -> None:
+        # The engine's exact read (Operations.one_step_get) is optional; where a backend has
+        # it, its one step must read what get_many reads, expiry included.
+        backend.set_many(namespace, [("llm:a", b"\x00\xff entry")])
+        backend.set_many(namespace, [("llm:short", b"x")], ttl=0.3)
+        backend.get_many(namespace, ["llm:a"])  # the server answered: the layout is known
+        for key in ("llm:a", "llm:missing", "llm:short"):
+            plan = backend.ops.one_step_get(namespace, key)
+            if plan is None:
+                continue
+            step, value_of = plan
+            reply = backend.execute(step)
+            read = reply if value_of is None else value_of(reply)
+            assert read == backend.get_many(namespace, [key])[0], key
+        time.sleep(0.6)
+        plan = backend.ops.one_step_get(namespace, "llm:short")
+        if plan is not None:
+            reply = backend.execute(plan[0])
+            assert (reply if plan[1] is None else plan[1](reply)) is None
+
     def test_ttl_expires_values(self, backend: Backend, namespace: str) -> None:
         backend.set_many(namespace, [("kv:short", b"x")], ttl=0.3)
         backend.set_many(namespace, [("kv:long", b"y")], ttl=60)

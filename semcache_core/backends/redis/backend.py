@@ -70,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -92,7 +93,7 @@ from semcache_core.backends.redis.commands import Primaries, Round, Topology, is
 from semcache_core.backends.redis.keys import CLUSTER, STANDALONE
 from semcache_core.backends.redis.ops import RedisOperations, VectorSearchMode
 from semcache_core.errors import BackendError, SemcacheInputError, StorageFullError
-from semcache_core.flow import Step, run
+from semcache_core.flow import Flow, Step, run
 
 __all__ = ["RedisBackend"]
 
@@ -102,6 +103,8 @@ _RAW: dict[str, Any] = {NEVER_DECODE: []}
 # Connection settings copied from a user's client when the backend builds the other kind: the
 # shared ones, plus what only a standalone connection has.
 _COPIED_SETTINGS = ("db", *cluster.CONNECTION_SETTINGS, "ssl_ca_path")
+
+logger = logging.getLogger("semcache")
 
 
 class RedisBackend(Backend):
@@ -171,6 +174,9 @@ class RedisBackend(Backend):
                 self._cluster = False
         self._owns_client = False
         self._owns_async_client = False
+        # Counts close() calls: a background read started before one stops at its next round
+        # instead of opening (and leaking) a new client.
+        self._closes = 0
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._async_guard: Guard | None = None
         self.ops: RedisOperations = RedisOperations(
@@ -180,6 +186,9 @@ class RedisBackend(Backend):
             layout=None if self._cluster is None else CLUSTER if self._cluster else STANDALONE,
         )
         self._clients_lock = threading.Lock()
+        #: The sync client and the options its one-command rounds are sent with.
+        self._command_options: tuple[Any, dict[str, Any]] | None = None
+        self.ops.background = self._run_in_background
         if url is not None:
             try:
                 self._sync_client()
@@ -331,6 +340,15 @@ class RedisBackend(Backend):
     # -- the transport ---------------------------------------------------------------------------
     def execute(self, step: Step) -> Any:
         try:
+            if type(step) is Round and len(step.commands) == 1 and self._cluster is False:
+                # One command on a standalone server (an exact lookup's GET): what the general
+                # path below does for it, without its intermediate calls.
+                client = self._client if self._client is not None else self._sync_client()
+                known = self._command_options
+                options = known[1] if known is not None and known[0] is client else None
+                if options is None:
+                    options = self._options_for(client)
+                return [client.execute_command(*step.commands[0], **options)]
             if isinstance(step, Topology):
                 self._sync_client()
                 return self._cluster
@@ -343,6 +361,20 @@ class RedisBackend(Backend):
             return round_.replies(_request(client, round_)())
         except (RedisError, RedisClusterException, OSError) as exc:
             return _settle(step, exc)
+
+    def _options_for(self, client: Any) -> dict[str, Any]:
+        """redis-py's ``NEVER_DECODE`` option where ``client`` decodes replies
+        (``decode_responses=True``), else none: the option costs ~1 µs on every command."""
+        known = self._command_options
+        if known is not None and known[0] is client:
+            return known[1]
+        try:
+            decodes = bool(client.get_encoder().decode_responses)
+        except Exception:  # not a client that tells: keep the option
+            decodes = True
+        options = _RAW if decodes else {}
+        self._command_options = (client, options)
+        return options
 
     async def aexecute(self, step: Step) -> Any:
         try:
@@ -359,10 +391,34 @@ class RedisBackend(Backend):
         except (RedisError, RedisClusterException, OSError, asyncio.TimeoutError) as exc:
             return _settle(step, exc)
 
+    def _run_in_background(self, flow: Flow[object]) -> None:
+        """Run ``flow`` in a daemon thread with the sync client (reading a mirror's vectors
+        while lookups go on). Its rounds fail like any other: the flow handles them."""
+
+        backend, closes = self, self._closes
+
+        class UntilClosed:
+            def execute(self, step: Step) -> Any:
+                if backend._closes != closes:
+                    raise BackendError("the backend was closed during a background read")
+                return backend.execute(step)
+
+            async def aexecute(self, step: Step) -> Any:  # the flow runs synchronously
+                return self.execute(step)
+
+        def work() -> None:
+            try:
+                run(flow, UntilClosed())
+            except Exception:  # a cache never takes the application down
+                logger.debug("semcache: a background read failed", exc_info=True)
+
+        threading.Thread(target=work, name="semcache-mirror-load", daemon=True).start()
+
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
         """Close the sync client if the backend created it. Async code should call
         :meth:`aclose`, which also closes the async client the backend created."""
+        self._closes += 1
         if self._owns_client and self._client is not None:
             self._client.close()
             if not self._cluster:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from semcache_core import keys as keyspace
 from semcache_core.backends.base import (
     KeyPage,
+    OneStepRead,
     Operations,
     VectorHit,
     VectorSearch,
@@ -96,13 +98,23 @@ class RedisOperations(Operations):
         self.requested_mode: VectorSearchMode = vector_search
         self.recreate_index = recreate_index
         self.mirrors = MirrorSet(max_rows=max_mirror_rows)
+        #: Runs a flow off the caller's operation (set by the transport; ``None``: never).
+        self.background: Callable[[Flow[object]], None] | None = None
         #: The vector strategy, once the server has answered (``"mirror"``: at once).
         self.strategy: VectorStrategy | None = (
-            LogMirrorSearch(self.mirrors) if vector_search == "mirror" else None
+            LogMirrorSearch(self.mirrors, self._in_background)
+            if vector_search == "mirror"
+            else None
         )
         #: The key layout, once the transport said whether the server is a cluster.
         self.layout: KeyLayout | None = layout
         self._state = threading.Lock()
+
+    def _in_background(self, flow: Flow[object]) -> None:
+        if self.background is None:
+            flow.close()
+        else:
+            self.background(flow)
 
     @property
     def mode(self) -> Literal["query-engine", "mirror"] | None:
@@ -168,11 +180,18 @@ class RedisOperations(Operations):
                 self.strategy = (
                     QueryEngineSearch(recreate_index=self.recreate_index)
                     if found
-                    else LogMirrorSearch(self.mirrors)
+                    else LogMirrorSearch(self.mirrors, self._in_background)
                 )
             return self.strategy
 
     # -- values ----------------------------------------------------------------------------------
+    def one_step_get(self, namespace: str, key: str) -> OneStepRead | None:
+        # The round _get_many sends for one value key once the layout is known (standalone
+        # or cluster alike: a value key does not depend on the layout).
+        if self.layout is None or key.startswith(keyspace.VECTOR_PREFIX):
+            return None
+        return Round((("GET", f"{namespace}:{key}"),), tolerate=True), _first_value  # value_key
+
     def _get_many(self, namespace: str, keys: list[str]) -> Flow[list[bytes | None]]:
         layout = yield from self.topology()
         ids = [keyspace.vector_id(key) for key in keys]
@@ -418,6 +437,11 @@ def _indexes_of(namespace: str, listed: object) -> list[str]:
     if is_error(listed) or not isinstance(listed, (list, tuple, set)):
         return []
     return sorted({as_text(name) for name in listed if is_index_of(namespace, as_text(name))})
+
+
+def _first_value(replies: list[Any]) -> bytes | None:
+    reply = replies[0]
+    return reply if reply is None or type(reply) is bytes else _value_of(reply)
 
 
 def _value_of(reply: object) -> bytes | None:
